@@ -1,0 +1,7 @@
+"""`python -m lpm_zoo` is the `lpm` command."""
+
+import sys
+
+from lpm_zoo.cli import main
+
+sys.exit(main())

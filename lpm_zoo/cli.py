@@ -1,0 +1,90 @@
+"""The `lpm` command line: a host whose subcommands come from the `lpm_zoo.commands` entry points.
+
+Each entry point names a `Command`. Command modules import nothing heavy at module level (only
+inside `run`), so `lpm --help` stays fast however many packages contribute commands. A user error
+(`LpmError`) is printed as one line with exit code 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Callable, Sequence
+
+from lpm_zoo.errors import LpmError
+
+GROUP = "lpm_zoo.commands"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: one-line help, a function that adds its arguments, and one that runs it."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+    description: str | None = None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line and exit code 2 (argparse's own convention)."""
+
+    def error(self, message: str) -> None:  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def discover_commands() -> dict[str, Command]:
+    """Every installed `lpm` subcommand by name; a broken plugin is reported, not fatal."""
+    found: dict[str, Command] = {}
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            cmd = ep.load()
+        except Exception as e:  # a third-party plugin must not break the whole CLI
+            print(f"lpm: warning: command {ep.name!r} ({ep.value}) failed to load: {e}", file=sys.stderr)
+            continue
+        if not isinstance(cmd, Command):
+            print(f"lpm: warning: entry point {ep.name!r} is not an lpm_zoo.cli.Command", file=sys.stderr)
+            continue
+        found.setdefault(ep.name, cmd)
+    return found
+
+
+def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per command."""
+    parser = _Parser(
+        prog="lpm",
+        description="Latency prediction modules per device backend, and latency-aware DARTS search.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, cmd in commands.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `lpm` console script."""
+    parser = build_parser(discover_commands())
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib.metadata import version
+
+        print(f"lpm-zoo {version('lpm-zoo')}")
+        return 0
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except LpmError as e:
+        print(f"lpm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lpm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,34 @@
+"""The `lpm` host and `lpm info`: output, JSON, one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lpm_zoo.cli import main
+
+
+def test_info_published(capsys):
+    assert main(["info", "DARTS_V2"]) == 0
+    out = capsys.readouterr().out
+    assert "3.35 M" in out and "DARTS_V2" in out
+
+
+def test_info_json_imagenet(capsys):
+    assert main(["info", "PC_DARTS_cifar", "--setting", "imagenet", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert round(row["params_M"], 1) == 5.3 and len(row["encoding"]) == 112 and row["encoding"].count("1") == 8
+
+
+@pytest.mark.parametrize("arg", ["nonsense", "Genotype(normal=[('sep_conv_3x3', 0)])", "{\"normal\": 3}", "x.json"])
+def test_bad_genotype_is_one_line_exit_2(arg):
+    r = subprocess.run([sys.executable, "-m", "lpm_zoo", "info", arg], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and "error" in r.stderr
+
+
+def test_help_lists_info_and_is_fast():
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "lpm_zoo", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "info" in r.stdout
+    assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
