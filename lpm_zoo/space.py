@@ -224,9 +224,13 @@ def parse_genotype(spec: str, default_reduce: Cell | None = None) -> Genotype:
         return Genotype.from_darts(text, default_reduce)
     if text.startswith("{"):
         return Genotype.from_json(text, default_reduce)
-    path = Path(text).expanduser()
-    if path.suffix.lower() == ".json" or path.is_file():
-        if not path.is_file():
+    try:
+        path = Path(text).expanduser()
+        is_file = path.is_file()
+    except (RuntimeError, OSError, ValueError):  # "~user" unknown, NUL bytes, over-long names
+        path, is_file = Path(text), False
+    if path.suffix.lower() == ".json" or is_file:
+        if not is_file:
             raise GenotypeError(f"genotype file {str(path)!r} does not exist")
         try:
             content = path.read_text(encoding="utf-8")
