@@ -1,0 +1,80 @@
+"""The measurement store and the measurement profiles."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from lpm_zoo.encoding import cell_key
+from lpm_zoo.errors import LpmError
+from lpm_zoo.profiles import get_profile, list_profiles
+from lpm_zoo.published import DARTS_V2
+from lpm_zoo.sampler import sample_genotypes
+from lpm_zoo.store import Measurement, MeasurementStore, load_dataset
+
+
+def _m(g, lat, backend="ort", device="cpu", profile="cifar-b1"):
+    return Measurement(g, backend, device, profile, lat, 0.1, [lat, lat + 0.2, lat + 0.1], {"statistic": "median"})
+
+
+def test_add_keys_and_dataset(tmp_path):
+    db = tmp_path / "m.db"
+    gs = sample_genotypes(5, seed=1)
+    with MeasurementStore(db) as s:
+        s.add_many([_m(g, 10.0 + k) for k, g in enumerate(gs)])
+        s.add(_m(gs[0], 12.0))  # a repeat of the first architecture
+        s.add(_m(gs[1], 99.0, backend="torch"))
+        assert s.keys("ort", "cpu", "cifar-b1") == {cell_key(g) for g in gs}
+        assert s.count("ort", "cpu", "cifar-b1") == 5 and s.count("ort", "cpu", "cifar-b1", unique=False) == 6
+        rows = {(r["backend"], r["n"], r["n_unique"]) for r in s.summary()}
+        assert rows == {("ort", 6, 5), ("torch", 1, 1)}
+        rec = next(s.measurements(backend="torch"))
+        assert rec["runs_ms"] == [99.0, 99.2, 99.1] and rec["genotype"]["normal"] == gs[1].to_dict()["normal"]
+    data = load_dataset(db, "ort", "cpu", "cifar-b1")
+    assert len(data) == 5 and data.ops.shape == (5, 8)
+    assert data.latency_ms[0] == pytest.approx(11.0)  # median of 10 and 12
+    assert data.genotypes()[2].normal == gs[2].normal and data.genotypes()[2].reduce == DARTS_V2.reduce
+
+
+def test_missing_data_errors_say_how_to_make_it(tmp_path):
+    with pytest.raises(LpmError, match="lpm profile --backend ort"):
+        load_dataset(tmp_path / "none.db", "ort", "cpu", "cifar-b1")
+    with MeasurementStore(tmp_path / "m.db") as s:
+        s.add(_m(DARTS_V2, 5.0, backend="torch"))
+    with pytest.raises(LpmError, match="torch/cpu/cifar-b1"):
+        load_dataset(tmp_path / "m.db", "ort", "cpu", "cifar-b1")
+
+
+def test_not_a_database(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_text("hello, not sqlite" * 100)
+    with pytest.raises(LpmError, match="not a usable"):
+        MeasurementStore(bad)
+
+
+def test_wal_mode_and_commit_visible_to_another_connection(tmp_path):
+    db = tmp_path / "m.db"
+    s = MeasurementStore(db)
+    s.add(_m(DARTS_V2, 5.0))
+    other = sqlite3.connect(db)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert other.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 1
+    other.close()
+    s.close()
+
+
+def test_profiles():
+    assert list_profiles() == ["cifar-b1", "cifar-b32", "imagenet-b32"]
+    p = get_profile("cifar-b32")
+    assert p.input_shape == (32, 3, 32, 32)
+    g = sample_genotypes(1, seed=4)[0]
+    assert p.genotype(g.normal).reduce == DARTS_V2.reduce
+    a, b = p.build(g.normal, seed=1), p.build(g.normal, seed=1)
+    assert not a.training
+    x = get_profile("cifar-b1").example_input()
+    assert torch.equal(a(x), b(x))  # same seed, same weights
+    with pytest.raises(LpmError, match="cifar-b1"):
+        get_profile("cifar-b64")
+    assert get_profile("imagenet-b32").input_shape == (32, 3, 224, 224)
+    assert np.isfinite(a(x).detach().numpy()).all()
