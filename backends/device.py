@@ -1,0 +1,65 @@
+"""Device specs (`cpu`, `cuda`, `cuda:N`) and their names: `cpu` for CPUs, a GPU's short model name (`p100`)."""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+from lpm_zoo.errors import LpmError
+
+_VENDOR_WORDS = {"nvidia", "tesla", "geforce", "quadro", "amd", "radeon", "instinct", "intel"}
+_FAMILY_WORDS = {"rtx", "gtx", "titan", "jetson"}
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """('cpu'|'cuda', index) from 'cpu', 'cuda' or 'cuda:N'."""
+    m = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", device.strip().lower())
+    if not m or (m.group(1) == "cpu" and m.group(2)):
+        raise LpmError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    return m.group(1), int(m.group(2) or 0)
+
+
+def short_gpu_name(full: str) -> str:
+    """A GPU's short name: 'Tesla P100-PCIE-16GB' -> 'p100', 'NVIDIA GeForce RTX 3090' -> 'rtx3090'."""
+    words = [w for w in re.split(r"[\s_]+", full.strip()) if w and w.lower() not in _VENDOR_WORDS]
+    if not words:
+        return re.sub(r"[^a-z0-9]+", "", full.lower()) or "gpu"
+    first = words[0].split("-")[0].lower()
+    if first in _FAMILY_WORDS and len(words) > 1:
+        first += words[1].split("-")[0].lower()
+    return re.sub(r"[^a-z0-9]+", "", first) or "gpu"
+
+
+def cpu_model() -> str:
+    """The CPU's model string (from /proc/cpuinfo where there is one)."""
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        for line in info.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def device_model(device: str) -> str:
+    """The full model name of `device` (CPU model, or torch's CUDA device name)."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return cpu_model()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise LpmError(f"no CUDA device here (torch {torch.__version__}); use --device cpu")
+    if index >= torch.cuda.device_count():
+        raise LpmError(f"{device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return torch.cuda.get_device_name(index)
+
+
+def device_name(device: str, override: str | None = None) -> str:
+    """The name measurements are filed under: `override`, else 'cpu' or the GPU's short model name."""
+    if override:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", override):
+            raise LpmError(f"--device-name {override!r}: use letters, digits, '.', '_' or '-'")
+        return override
+    kind, _ = parse_device(device)
+    return "cpu" if kind == "cpu" else short_gpu_name(device_model(device))

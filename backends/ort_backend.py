@@ -1,0 +1,151 @@
+"""ONNX Runtime: CPU EP with fixed threads, CUDA EP with IO binding on the device; the providers really obtained are checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends.device import parse_device
+from backends.registry import Backend, Prepared, host_times, register_backend
+from lpm_zoo.errors import LpmError
+
+
+def _ort():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise LpmError("onnxruntime is not installed; pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)") from None
+    return ort
+
+
+@register_backend("ort")
+class OrtBackend(Backend):
+    """An ONNX graph in an `onnxruntime.InferenceSession` (all graph optimisations, sequential execution)."""
+
+    devices = ("cpu", "cuda")
+    model_format = "onnx"
+
+    def available(self, device: str = "cpu") -> tuple[bool, str]:
+        try:
+            ort = _ort()
+        except LpmError:
+            return False, "onnxruntime not installed"
+        kind, index = parse_device(device)
+        if kind == "cpu":
+            return True, ""
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return False, f"onnxruntime {ort.__version__} has no CUDA EP (install onnxruntime-gpu)"
+        ok, why = _cuda_present(index)
+        return ok, why
+
+    def prepare(self, model: Any, example_input: Any, device: str = "cpu", threads: int = 1, **opts: Any) -> Prepared:
+        import numpy as np
+
+        if opts:
+            raise LpmError(f"ort backend: unknown option(s) {', '.join(opts)}")
+        ort = _ort()
+        self.check(device)
+        kind, index = parse_device(device)
+        data = _model_bytes(model, example_input)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")
+        x = np.ascontiguousarray(_to_numpy(example_input), dtype=np.float32)
+        stream = None
+        if kind == "cpu":
+            providers: list[Any] = ["CPUExecutionProvider"]
+        else:
+            cuda_opts: dict[str, str] = {"device_id": str(index)}
+            stream = _torch_stream(index)
+            if stream is not None:  # ORT computes on our stream, so CUDA events recorded on it time the run
+                cuda_opts.update(has_user_compute_stream="1", user_compute_stream=str(stream.cuda_stream))
+            providers = [("CUDAExecutionProvider", cuda_opts), "CPUExecutionProvider"]
+        sess = ort.InferenceSession(data, so, providers=providers)
+        got = sess.get_providers()
+        if kind == "cuda" and (not got or got[0] != "CUDAExecutionProvider"):
+            raise LpmError(f"asked onnxruntime for CUDA on {device} but the session got {got}: refusing to time "
+                           "a CPU run as a CUDA one; check the onnxruntime-gpu, CUDA and cuDNN versions")
+        inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
+        if list(x.shape) != [d if isinstance(d, int) else -1 for d in inp.shape] and all(
+                isinstance(d, int) for d in inp.shape):
+            raise LpmError(f"the model expects input {inp.shape}, the example input is {list(x.shape)}")
+        where, dev_id = ("cpu", 0) if kind == "cpu" else ("cuda", index)
+        x_val = ort.OrtValue.ortvalue_from_numpy(x, where, dev_id)  # input lives on the device: no copy per run
+        binding = sess.io_binding()
+        binding.bind_ortvalue_input(inp.name, x_val)
+        out_shape = out.shape if all(isinstance(d, int) for d in out.shape) else None
+        if out_shape is not None:
+            y_val = ort.OrtValue.ortvalue_from_shape_and_type(out_shape, np.float32, where, dev_id)
+            binding.bind_ortvalue_output(out.name, y_val)
+        else:
+            binding.bind_output(out.name, where, dev_id)
+        run_opts = ort.RunOptions()
+        if kind == "cuda" and stream is not None:
+            run_opts.add_run_config_entry("disable_synchronize_execution_providers", "1")
+
+        def run() -> None:
+            sess.run_with_iobinding(binding, run_opts)
+
+        def output() -> Any:
+            sess.run_with_iobinding(binding)
+            return binding.copy_outputs_to_cpu()[0]
+
+        p = Prepared(run, output=output, info={"providers": got, "device_kind": kind, "threads": threads,
+                                               "io_binding": True, "denormal_as_zero": True})
+        p.session = sess  # type: ignore[attr-defined]
+        p._keep = (x_val, binding)  # type: ignore[attr-defined]
+        p.stream = stream  # type: ignore[attr-defined]
+        return p
+
+    def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
+        stream = getattr(prepared, "stream", None)
+        if stream is not None:
+            from backends.torch_backend import _cuda_event_times
+
+            return _cuda_event_times(prepared.run, stream, n)
+        return host_times(prepared.run, n, clock)
+
+    def runtime_info(self, device: str = "cpu") -> dict[str, Any]:
+        ort = _ort()
+        return {"onnxruntime": ort.__version__, "ort_build_device": ort.get_device(),
+                "ort_available_providers": ort.get_available_providers()}
+
+
+def _cuda_present(index: int) -> tuple[bool, str]:
+    try:
+        import torch
+    except ImportError:
+        return True, ""  # cannot check without torch; session creation checks the providers
+    if not torch.cuda.is_available():
+        return False, "no CUDA device"
+    if index >= torch.cuda.device_count():
+        return False, f"only {torch.cuda.device_count()} CUDA device(s)"
+    return True, ""
+
+
+def _torch_stream(index: int) -> Any:
+    try:
+        import torch
+
+        return torch.cuda.Stream(torch.device("cuda", index)) if torch.cuda.is_available() else None
+    except ImportError:
+        return None
+
+
+def _to_numpy(x: Any) -> Any:
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return x
+
+
+def _model_bytes(model: Any, example_input: Any) -> bytes:
+    """Serialised ONNX from a ModelProto, bytes, or (slowly, via torch.onnx.export) an nn.Module."""
+    if isinstance(model, (bytes, bytearray)):
+        return bytes(model)
+    if hasattr(model, "SerializeToString"):
+        return model.SerializeToString()
+    from backends.onnx_export import to_onnx
+
+    return to_onnx(model, example_input).SerializeToString()

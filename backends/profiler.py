@@ -1,0 +1,235 @@
+"""The profiler: time sampled architectures of a profile on one backend/device into the measurement store.
+
+It measures until the store holds N unique architectures for the backend/device/profile,
+skipping those already there, in small groups timed in turns (`backends.protocol`). Each group
+is committed as soon as it is timed, so a kill (even `kill -9`) loses at most the group in
+flight, and running the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from backends.device import cpu_model, device_model, device_name, parse_device
+from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
+from backends.registry import Backend, get_backend
+from lpm_zoo.errors import LpmError
+from lpm_zoo.profiles import Profile, get_profile
+from lpm_zoo.space import Cell, Genotype
+from lpm_zoo.store import Measurement, MeasurementStore
+
+
+def model_for(backend: Backend, profile: Profile, cell: Cell | Genotype, seed: int = 0) -> Any:
+    """The profile's network for `cell` in the form the backend wants: an nn.Module or an ONNX graph."""
+    if backend.model_format == "onnx":
+        from backends.onnx_builder import build_onnx
+
+        return build_onnx(profile.genotype(cell), profile.setting, batch=profile.batch,
+                          resolution=profile.resolution, seed=seed)
+    return profile.build(cell, seed=seed)
+
+
+class Measurer:
+    """Times architectures of one profile on one backend/device with one protocol; knows the device's name."""
+
+    def __init__(self, backend: str, device: str, profile: str, protocol: Protocol | None = None,
+                 name: str | None = None, seed: int = 0):
+        self.backend = get_backend(backend)
+        self.device = device
+        self.backend.check(device)
+        self.profile = get_profile(profile)
+        self.protocol = protocol or Protocol()
+        self.seed = seed
+        self._ref = None
+        self.device_name = device_name(device, name)
+        kind, _ = parse_device(device)
+        self._static = {
+            **self.protocol.to_dict(),
+            "backend": self.backend.name,
+            "device": device,
+            "device_name": self.device_name,
+            "device_model": device_model(device),
+            "cpu_model": cpu_model(),
+            "profile": self.profile.name,
+            "input_shape": list(self.profile.input_shape),
+            "weights_seed": seed,
+        }
+        if kind == "cuda":
+            self._static["threads"] = None  # host threads do not shape a CUDA timing
+            self._static["clock"] = "cuda_events"
+
+    def _reference(self) -> Any:
+        """The reference network (the profile with DARTS_V2's normal cell), prepared once and kept."""
+        if self._ref is None:
+            from lpm_zoo.published import DARTS_V2
+
+            model = model_for(self.backend, self.profile, DARTS_V2, self.seed)
+            self._ref = self.backend.prepare(model, self.profile.example_input(self.seed), self.device,
+                                             threads=self.protocol.threads)
+        return self._ref
+
+    def measure(self, cells: Sequence[Cell | Genotype]) -> list[Measurement]:
+        """Prepare each cell's network, time them in turns (with the reference), one Measurement each.
+
+        With `ref_ratio`, `latency_ms` is in the units of this group's reference time; the
+        profiler re-expresses it in the store's baseline (`normalize`) before storing.
+        """
+        prepared, prep_s = [], []
+        example = self.profile.example_input(self.seed)
+        proto = self.protocol
+        try:
+            for cell in cells:
+                t0 = time.perf_counter()
+                model = model_for(self.backend, self.profile, cell, self.seed)
+                prepared.append(self.backend.prepare(model, example, self.device, threads=proto.threads))
+                prep_s.append(time.perf_counter() - t0)
+            runtime = self.backend.runtime_info(self.device)
+            group = ([self._reference()] if proto.reference else []) + prepared
+            t0 = time.perf_counter()
+            runs = time_interleaved(self.backend, group, proto)
+            timing_s = (time.perf_counter() - t0) / max(1, len(cells))
+        finally:
+            for p in prepared:
+                p.close()
+        ref_runs = runs.pop(0) if proto.reference else None
+        ref_ms = statistic_of(ref_runs, proto.rounds, "min_round_median") if ref_runs is not None else None
+        out = []
+        for cell, p, r, ps in zip(cells, prepared, runs, prep_s):
+            raw = statistic_of(r, proto.rounds, "min_round_median")
+            rec = {**self._static, "runtime": {**runtime, **p.info}, "prepare_s": round(ps, 4),
+                   "timing_s": round(timing_s, 4), "raw_latency_ms": raw}
+            if ref_runs is not None:
+                rec.update(reference="DARTS_V2", reference_ms=ref_ms,
+                           reference_runs_ms=[round(t, 6) for t in ref_runs])
+            if proto.statistic == "ref_ratio":
+                rec["ratio"] = statistic_of(r, proto.rounds, "ref_ratio", ref_runs)
+                latency = rec["ratio"] * ref_ms  # rescaled to the store's baseline by `normalize`
+            else:
+                latency = statistic_of(r, proto.rounds, proto.statistic)
+            out.append(Measurement(
+                genotype=self.profile.genotype(cell), backend=self.backend.name, device=self.device_name,
+                profile=self.profile.name, latency_ms=latency, spread_ms=spread_of(r), runs_ms=r, protocol=rec,
+            ))
+        return out
+
+    def close(self) -> None:
+        if self._ref is not None:
+            self._ref.close()
+            self._ref = None
+
+
+def baseline_of(store: MeasurementStore, backend: str, device_name_: str, profile: str) -> float | None:
+    """The reference latency the store's measurements for backend/device/profile are scaled to (None if none yet)."""
+    for rec in store.measurements(backend=backend, device=device_name_, profile=profile):
+        base = rec["protocol"].get("reference_baseline_ms")
+        if base:
+            return float(base)
+    return None
+
+
+def normalize(ms: list[Measurement], baseline_ms: float | None) -> float | None:
+    """Express `ref_ratio` latencies in the store's milliseconds: ratio x baseline; returns the baseline.
+
+    The first group of a store fixes the baseline (its reference time); every later group,
+    run under whatever load, is expressed in it, so a slow spell that slows the reference and
+    the group alike cancels out. The raw statistic stays in protocol.raw_latency_ms.
+    """
+    for m in ms:
+        if "ratio" not in m.protocol:
+            continue
+        if baseline_ms is None:
+            baseline_ms = float(m.protocol["reference_ms"])
+        scale = baseline_ms / float(m.protocol["reference_ms"])
+        m.protocol["reference_baseline_ms"] = baseline_ms
+        m.latency_ms = m.protocol["ratio"] * baseline_ms
+        m.spread_ms = spread_of(m.runs_ms) * scale
+    return baseline_ms
+
+
+def plan(store: MeasurementStore, backend: str, device_name_: str, profile: str, samples: int,
+         seed: int) -> list[Cell]:
+    """The cells still to measure so the store holds `samples` unique ones: the seed's sequence, minus those present."""
+    from lpm_zoo.encoding import arrays_to_cell
+    from lpm_zoo.sampler import sample_unique_arrays
+
+    if samples < 1:
+        raise LpmError(f"--samples must be at least 1, got {samples}")
+    have = store.keys(backend, device_name_, profile)
+    need = samples - len(have)
+    if need <= 0:
+        return []
+    ops, inputs, keys = sample_unique_arrays(samples, seed)
+    todo = [arrays_to_cell(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
+    if len(todo) < need:  # the store holds cells from other seeds: continue the sequence past `samples`
+        ops, inputs, keys = sample_unique_arrays(need - len(todo), seed + 1_000_003, exclude=have | set(keys))
+        todo += [arrays_to_cell(o, i) for o, i in zip(ops, inputs)]
+    return todo[:need]
+
+
+def _groups(cells: list[Cell], size: int) -> Iterable[list[Cell]]:
+    for k in range(0, len(cells), size):
+        yield cells[k:k + size]
+
+
+def run_profile(backend: str, device: str, profile: str, samples: int, db: str, seed: int = 0,
+                protocol: Protocol | None = None, name: str | None = None, ray_address: str | None = None,
+                workers: int | None = None, progress: bool = True,
+                log: Callable[[str], None] = print) -> int:
+    """Measure until `db` holds `samples` unique architectures for backend/device/profile; returns how many were added."""
+    protocol = protocol or Protocol()
+    get_profile(profile)
+    with MeasurementStore(db) as store:
+        if ray_address:
+            from backends.ray_runner import RayPool
+
+            pool = RayPool(ray_address, backend, device, profile, protocol, name, seed, workers)
+            try:
+                dev_name = pool.device_name
+                todo = plan(store, backend, dev_name, profile, samples, seed)
+                return _drive(store, todo, protocol.interleave, pool.measure_all, backend, dev_name, profile,
+                              db, samples, progress, log)
+            finally:
+                pool.shutdown()
+        measurer = Measurer(backend, device, profile, protocol, name, seed)
+        todo = plan(store, backend, measurer.device_name, profile, samples, seed)
+
+        def local(groups: list[list[Cell]]) -> Iterable[list[Measurement]]:
+            for g in groups:
+                yield measurer.measure(g)
+
+        try:
+            return _drive(store, todo, protocol.interleave, local, backend, measurer.device_name, profile, db,
+                          samples, progress, log)
+        finally:
+            measurer.close()
+
+
+def _drive(store: MeasurementStore, todo: list[Cell], group: int,
+           measure_all: Callable[[list[list[Cell]]], Iterable[list[Measurement]]], backend: str, dev_name: str,
+           profile: str, db: str, samples: int, progress: bool, log: Callable[[str], None]) -> int:
+    """Measure `todo` in groups, committing each group as it arrives, with a progress bar; Ctrl-C stops cleanly."""
+    from tqdm import tqdm
+
+    where = f"{backend}/{dev_name}/{profile}"
+    if not todo:
+        log(f"{db} already holds {store.count(backend, dev_name, profile)} unique architectures for {where}")
+        return 0
+    done = 0
+    baseline = baseline_of(store, backend, dev_name, profile)
+    bar = tqdm(total=len(todo), desc=where, unit="arch", disable=not progress, dynamic_ncols=True)
+    try:
+        for ms in measure_all(list(_groups(todo, group))):
+            baseline = normalize(ms, baseline)
+            store.add_many(ms)  # one transaction: durable once this returns
+            done += len(ms)
+            bar.update(len(ms))
+            bar.set_postfix_str(f"last {ms[-1].latency_ms:.2f} ms")
+    except KeyboardInterrupt:
+        bar.close()
+        have = store.count(backend, dev_name, profile)
+        log(f"interrupted: {db} holds {have}/{samples} unique architectures for {where}; "
+            "run the same command again to resume")
+        raise
+    bar.close()
+    return done

@@ -1,0 +1,155 @@
+"""The backend registry: `@register_backend("name")`, `get_backend`, `list_backends`, plus entry-point plugins.
+
+A backend turns a model (a `torch.nn.Module` or an ONNX graph) and an example input into
+something it can run (`prepare`), then times it (`run_timed`). Backends know nothing about
+DARTS. Third-party packages add a backend without touching this repo by naming a `Backend`
+subclass in the entry-point group `lpm_zoo.backends`; torch, ort and trt register the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from abc import ABC, abstractmethod
+from importlib.metadata import entry_points
+from typing import Any, Callable, ClassVar, TypeVar
+
+from lpm_zoo.errors import LpmError
+
+GROUP = "lpm_zoo.backends"
+
+_REGISTRY: dict[str, type["Backend"]] = {}
+_DISCOVERED = False
+
+B = TypeVar("B", bound=type)
+
+
+class Prepared:
+    """A model made ready to run on one device by one backend; `close()` frees what it holds."""
+
+    def __init__(self, run: Callable[[], Any], output: Callable[[], Any] | None = None, info: dict | None = None,
+                 close: Callable[[], None] | None = None):
+        self.run = run  # one forward pass, result not synchronised (the backend's run_timed does that)
+        self._output = output
+        self.info = dict(info or {})
+        self._close = close
+
+    def output(self) -> Any:
+        """The output of one forward pass as a numpy array (for checks, never timed)."""
+        if self._output is None:
+            raise LpmError("this prepared model cannot return its output")
+        return self._output()
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+
+class Backend(ABC):
+    """A runtime that prepares a model for a device and times forward passes (milliseconds)."""
+
+    name: ClassVar[str] = ""
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)  # device kinds it supports: "cpu", "cuda"
+    model_format: ClassVar[str] = "torch"  # what `prepare` wants best: "torch" (nn.Module) or "onnx" (ModelProto)
+
+    @abstractmethod
+    def available(self, device: str = "cpu") -> tuple[bool, str]:
+        """(usable on `device` here?, the reason when not)."""
+
+    @abstractmethod
+    def prepare(self, model: Any, example_input: Any, device: str = "cpu", threads: int = 1, **opts: Any) -> Prepared:
+        """Make `model` ready to run `example_input` on `device` (export, build, compile, upload)."""
+
+    @abstractmethod
+    def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
+        """Run `prepared` `n` times; each run's time in ms, synchronised with the device.
+
+        `clock` is "wall" or, for single-threaded CPU runs, "thread" (CPU time of the calling
+        thread: time spent descheduled by other processes on a shared machine is not counted).
+        Device backends time with device events whatever `clock` says.
+        """
+
+    def runtime_info(self, device: str = "cpu") -> dict[str, Any]:
+        """Library versions and what the runtime really uses on `device` (recorded with each measurement)."""
+        return {}
+
+    def check(self, device: str) -> None:
+        """Raise LpmError, with the reason, when this backend cannot run on `device` here."""
+        from backends.device import parse_device
+
+        kind, _ = parse_device(device)
+        if kind not in self.devices:
+            raise LpmError(f"backend {self.name!r} does not run on {kind}; it supports: {', '.join(self.devices)}")
+        ok, why = self.available(device)
+        if not ok:
+            raise LpmError(f"backend {self.name!r} is not usable on {device}: {why}")
+
+
+CLOCKS = ("wall", "thread")
+
+
+def host_times(run: Callable[[], Any], n: int, clock: str = "wall") -> list[float]:
+    """Milliseconds of each of `n` calls of `run`, on the wall clock or the calling thread's CPU clock."""
+    if clock not in CLOCKS:
+        raise LpmError(f"unknown clock {clock!r}; known: {', '.join(CLOCKS)}")
+    now = time.perf_counter_ns if clock == "wall" else time.thread_time_ns
+    times = []
+    for _ in range(n):
+        t0 = now()
+        run()
+        times.append((now() - t0) / 1e6)
+    return times
+
+
+def register_backend(name: str) -> Callable[[B], B]:
+    """Class decorator: register a `Backend` subclass under `name`."""
+
+    def deco(cls: B) -> B:
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise TypeError(f"@register_backend({name!r}) needs a Backend subclass, got {cls!r}")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"backend {name!r} is already registered by {_REGISTRY[name].__module__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _discover() -> None:
+    """Load every backend named in the `lpm_zoo.backends` entry points (once); broken plugins are reported."""
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken third-party plugin must not break the others
+            print(f"lpm: warning: backend {ep.name!r} ({ep.value}) failed to load: {e}", file=sys.stderr)
+            continue
+        if isinstance(obj, type) and issubclass(obj, Backend):
+            if ep.name not in _REGISTRY:
+                register_backend(ep.name)(obj)
+        else:
+            print(f"lpm: warning: entry point {ep.name!r} is not an lpm backend class", file=sys.stderr)
+    # the built-in backends, also when the package is used without being pip-installed
+    import backends.ort_backend  # noqa: F401
+    import backends.torch_backend  # noqa: F401
+    import backends.trt_backend  # noqa: F401
+
+
+def list_backends() -> list[str]:
+    """Names of every registered backend (built-in and plugins)."""
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    """A fresh instance of backend `name`; an unknown name gets an error listing the known ones."""
+    _discover()
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise LpmError(f"unknown backend {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None

@@ -1,0 +1,113 @@
+"""Eager PyTorch: CPU with a fixed thread count; CUDA with CUDA events on a side stream (opt-in CUDA graphs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends.device import parse_device
+from backends.registry import Backend, Prepared, host_times, register_backend
+from lpm_zoo.errors import LpmError
+
+
+@register_backend("torch")
+class TorchBackend(Backend):
+    """`torch.nn.Module` forward passes in inference mode, fp32 as given."""
+
+    devices = ("cpu", "cuda")
+    model_format = "torch"
+
+    def available(self, device: str = "cpu") -> tuple[bool, str]:
+        try:
+            import torch
+        except ImportError:
+            return False, "torch not installed"
+        kind, index = parse_device(device)
+        if kind == "cuda":
+            if not torch.cuda.is_available():
+                return False, f"no CUDA device (torch {torch.__version__})"
+            if index >= torch.cuda.device_count():
+                return False, f"only {torch.cuda.device_count()} CUDA device(s)"
+        return True, ""
+
+    def prepare(self, model: Any, example_input: Any, device: str = "cpu", threads: int = 1,
+                cuda_graph: bool = False, **opts: Any) -> Prepared:
+        import torch
+
+        if opts:
+            raise LpmError(f"torch backend: unknown option(s) {', '.join(opts)}; known: cuda_graph")
+        if not isinstance(model, torch.nn.Module):
+            raise LpmError("the torch backend times a torch.nn.Module; give it one (not an ONNX graph)")
+        self.check(device)
+        kind, index = parse_device(device)
+        model = model.eval()
+        torch.set_num_threads(threads)  # the thread count is part of what is measured (and recorded)
+        if kind == "cpu":
+            torch.set_flush_denormal(True)  # denormals from random weights must not slow some networks down
+            x = example_input.to("cpu")
+
+            def run() -> Any:
+                with torch.inference_mode():
+                    return model(x)
+
+            return Prepared(run, output=lambda: run().detach().numpy(),
+                            info={"device_kind": "cpu", "threads": threads, "flush_denormal": True})
+        dev = torch.device("cuda", index)
+        torch.backends.cudnn.benchmark = True
+        model = model.to(dev)
+        x = example_input.to(dev)
+        stream = torch.cuda.Stream(dev)
+        info = {"device_kind": "cuda", "cudnn_benchmark": True, "cuda_graph": bool(cuda_graph), "stream": "side"}
+        if cuda_graph:
+            with torch.inference_mode(), torch.cuda.stream(stream):
+                for _ in range(3):  # warm-up on the side stream before capture, as CUDA graphs require
+                    model(x)
+            stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.cuda.graph(graph, stream=stream):
+                static_out = model(x)
+
+            def run() -> Any:
+                graph.replay()
+                return static_out
+        else:
+            def run() -> Any:
+                with torch.inference_mode():
+                    return model(x)
+
+        def output() -> Any:
+            with torch.cuda.stream(stream):
+                out = run()
+            stream.synchronize()
+            return out.detach().cpu().numpy()
+
+        p = Prepared(run, output=output, info=info)
+        p.stream = stream  # type: ignore[attr-defined]
+        p.cuda_device = dev  # type: ignore[attr-defined]
+        return p
+
+    def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
+        if getattr(prepared, "stream", None) is None:
+            return host_times(prepared.run, n, clock)
+        return _cuda_event_times(prepared.run, prepared.stream, n)  # type: ignore[attr-defined]
+
+    def runtime_info(self, device: str = "cpu") -> dict[str, Any]:
+        import torch
+
+        info: dict[str, Any] = {"torch": torch.__version__, "intra_op_threads": torch.get_num_threads()}
+        if parse_device(device)[0] == "cuda" and torch.cuda.is_available():
+            info.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+        return info
+
+
+def _cuda_event_times(run: Any, stream: Any, n: int) -> list[float]:
+    """Per-run milliseconds between CUDA events recorded on `stream` around each `run()`."""
+    import torch
+
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+    with torch.cuda.stream(stream):
+        for start, end in events:
+            start.record(stream)
+            run()
+            end.record(stream)
+    stream.synchronize()
+    return [start.elapsed_time(end) for start, end in events]

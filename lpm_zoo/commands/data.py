@@ -1,0 +1,52 @@
+"""`lpm data info` and `lpm data export`: what a measurement store holds, and the store as Parquet or CSV."""
+
+from __future__ import annotations
+
+import argparse
+
+from lpm_zoo.cli import Command
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    info = sub.add_parser("info", help="measurements and unique architectures per backend/device/profile")
+    info.add_argument("--db", required=True, help="the SQLite measurement store")
+    info.add_argument("--json", action="store_true", help="one JSON object per backend/device/profile")
+    exp = sub.add_parser("export", help="write every measurement to a .parquet or .csv file")
+    exp.add_argument("--db", required=True, help="the SQLite measurement store")
+    exp.add_argument("--out", required=True, help="output file: FILE.parquet or FILE.csv")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from lpm_zoo.errors import LpmError
+
+    if not Path(args.db).is_file():
+        raise LpmError(f"no measurement database at {args.db}; make one with `lpm profile ... --db {args.db}`")
+    if args.data_command == "export":
+        from lpm_zoo.store_export import export_store
+
+        n = export_store(args.db, args.out)
+        print(f"wrote {n} measurements to {args.out}")
+        return 0
+    from lpm_zoo.store import MeasurementStore
+
+    with MeasurementStore(args.db) as store:
+        rows = store.summary()
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    if not rows:
+        print(f"{args.db}: no measurements")
+        return 0
+    print(f"{'backend':<8} {'device':<10} {'profile':<13} {'measurements':>12} {'unique':>7} {'mean ms':>9}")
+    for r in rows:
+        print(f"{r['backend']:<8} {r['device']:<10} {r['profile']:<13} {r['n']:>12} {r['n_unique']:>7} "
+              f"{r['mean_latency_ms']:>9.3f}")
+    return 0
+
+
+command = Command(help="inspect or export a measurement store (info, export)", configure=_configure, run=_run)
