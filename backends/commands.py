@@ -112,6 +112,9 @@ def _configure_measure(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     p.add_argument("--genotype", required=True,
                    help="a published name (DARTS_V2, ...), a DARTS string, JSON or a .json file (normal cell is used)")
+    p.add_argument("--db", metavar="PATH",
+                   help="express the latency in this store's milliseconds (its reference baseline), so it compares "
+                        "with the store's data and the predictors fitted on it; nothing is written to the store")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -126,6 +129,8 @@ def _run_measure(args: argparse.Namespace) -> int:
     g = parse_genotype(args.genotype, DARTS_V2.reduce)
     m = Measurer(args.backend, args.device, args.profile, _protocol(args), args.device_name, args.seed)
     (r,) = m.measure([g.normal])
+    if args.db:
+        _rescale_to_store(r, args.db)
     p = r.protocol
     if args.json:
         print(json.dumps({"backend": r.backend, "device": r.device, "profile": r.profile, "key": cell_key(g),
@@ -138,6 +143,25 @@ def _run_measure(args: argparse.Namespace) -> int:
         if g.reduce != DARTS_V2.reduce:
             print("note: the profile fixes the reduction cell to DARTS_V2's; only the normal cell was measured")
     return 0
+
+
+def _rescale_to_store(r, db: str) -> None:
+    """Re-express a `ref_ratio` measurement in the baseline of the store at `db` (in place)."""
+    from pathlib import Path
+
+    from backends.profiler import baseline_of, normalize
+    from lpm_zoo.errors import LpmError
+    from lpm_zoo.store import MeasurementStore
+
+    if not Path(db).is_file():
+        raise LpmError(f"no measurement database at {db}")
+    if "ratio" not in r.protocol:
+        raise LpmError("--db needs the ref_ratio statistic (the default); drop --statistic/--no-reference")
+    with MeasurementStore(db) as store:
+        base = baseline_of(store, r.backend, r.device, r.profile)
+    if base is None:
+        raise LpmError(f"{db} holds no {r.backend}/{r.device}/{r.profile} measurements to take a baseline from")
+    normalize([r], base)
 
 
 measure_command = Command(help="time one architecture on a backend/device and print its latency (ms) and spread",

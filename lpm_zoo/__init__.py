@@ -36,6 +36,15 @@ _EXPORTS = {
     "build_network": "lpm_zoo.networks",
     "count_params": "lpm_zoo.complexity",
     "count_madds": "lpm_zoo.complexity",
+    "get_profile": "lpm_zoo.profiles",
+    "list_profiles": "lpm_zoo.profiles",
+    "MeasurementStore": "lpm_zoo.store",
+    "load_dataset": "lpm_zoo.store",
+    "create_predictor": "lpm_zoo.predictors",
+    "get_predictor": "lpm_zoo.predictors",
+    "list_predictors": "lpm_zoo.predictors",
+    "list_predictor_types": "lpm_zoo.predictors",
+    "register_predictor": "lpm_zoo.predictors",
 }
 
 __all__ = sorted(_EXPORTS)

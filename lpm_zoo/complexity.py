@@ -62,3 +62,58 @@ def genotype_complexity(genotype: Genotype, setting: str = "cifar") -> dict[str,
         "params_M": count_params(model) / 1e6,
         "madds_M": count_madds(model, (1, 3, s.resolution, s.resolution)) / 1e6,
     }
+
+
+def normal_op_madds(setting: str = "cifar", reduce: "tuple | None" = None) -> tuple[int, list[int]]:
+    """Multiply-adds of an evaluation network as (constant, per-op table over PRIMITIVES), per image.
+
+    With the reduction cell fixed (`reduce`, DARTS_V2's by default) and normal cells always
+    concatenating nodes 2..5, a network's multiply-adds are a constant plus, for each of the 8
+    kept edges of the normal cell, a term that depends only on the edge's operation (every
+    normal-cell edge has stride 1 and the cell's width, whatever its input). So
+    `madds = constant + sum(table[op] for op in cell)`; `cell_madds` evaluates it for millions
+    of cells at once. Computed with `count_madds` (a few network builds) and cached.
+    """
+    from lpm_zoo.published import DARTS_V2
+
+    red = tuple(tuple(p) for p in (reduce if reduce is not None else DARTS_V2.reduce))
+    return _normal_op_madds(setting, red)
+
+
+_MADDS_CACHE: dict[tuple, tuple[int, list[int]]] = {}
+
+
+def _normal_op_madds(setting: str, reduce: tuple) -> tuple[int, list[int]]:
+    from lpm_zoo.space import PRIMITIVES
+
+    key = (setting, reduce)
+    if key not in _MADDS_CACHE:
+        s = SETTINGS[setting]
+        shape = (1, 3, s.resolution, s.resolution)
+
+        def uniform(op: str) -> int:
+            cell = tuple((op, i) for _ in range(4) for i in (0, 1))
+            with torch.random.fork_rng(devices=[]):
+                return count_madds(build_network(Genotype(normal=cell, reduce=reduce), setting), shape)
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # eight small forward passes: one thread avoids oversubscription
+        try:
+            const = uniform("skip_connect")  # identity: no multiply-adds on any edge
+            table = [0] * len(PRIMITIVES)  # 'none' (zero) has none either
+            for k, op in enumerate(PRIMITIVES[1:], start=1):
+                extra = uniform(op) - const
+                assert extra % 8 == 0, f"{op}: {extra} multiply-adds do not split over 8 edges"
+                table[k] = extra // 8
+        finally:
+            torch.set_num_threads(threads)
+        _MADDS_CACHE[key] = (const, table)
+    return _MADDS_CACHE[key]
+
+
+def cell_madds(ops: "np.ndarray", setting: str = "cifar", reduce: "tuple | None" = None) -> "np.ndarray":
+    """Multiply-adds per image of the evaluation networks of many normal cells, from their (N, 8) `ops`."""
+    import numpy as np
+
+    const, table = normal_op_madds(setting, reduce)
+    return const + np.asarray(table, dtype=np.int64)[np.asarray(ops, dtype=np.int64)].sum(axis=1)

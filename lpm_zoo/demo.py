@@ -1,19 +1,83 @@
-"""`make demo`: the published cells and a few sampled ones through `lpm info` (the search issue replaces this)."""
+"""`make demo`: a latency-aware search with a shipped predictor, then the found cells measured.
+
+The demo is a sequence of `lpm` commands (the core never imports `search/` or `backends/`):
+two searches on the built-in digits dataset with the shipped `ort-cpu` predictor, λ=0 and a
+latency-aware λ, run side by side (one thread each), then both found cells timed with
+`lpm measure` on the predictor's own backend, and a table of predicted against measured latency.
+Searches checkpoint into `runs/demo/`, so an interrupted demo resumes where it stopped.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
 import sys
+import time
+from pathlib import Path
 
-from lpm_zoo.cli import main as lpm
+PREDICTOR = "ort-cpu"
+MEASURE = ["--backend", "ort", "--device", "cpu", "--profile", "cifar-b1"]
+SEARCH_FLAGS = [
+    "--dataset", "digits", "--method", "darts", "--relative", "--epochs", "8", "--channels", "4",
+    "--layers", "5", "--batch-size", "32", "--arch-lr", "3e-3", "--threads", "1", "--no-progress", "--json",
+]
 
 
-def main() -> int:
-    from lpm_zoo.sampler import sample_genotypes
+def _lpm(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lpm_zoo", *args]
 
-    print("== published cells, CIFAR setting ==", flush=True)
-    lpm(["info", "DARTS_V2", "PC_DARTS_cifar", "PC_DARTS_image"])
-    print("\n== three sampled cells (seed 0) ==", flush=True)
-    lpm(["info", *(g.to_json() for g in sample_genotypes(3, seed=0))])
+
+def _json_out(proc: subprocess.CompletedProcess, what: str) -> dict:
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"demo: {what} failed (exit {proc.returncode})")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lpm_zoo.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--lambda", dest="lam", type=float, default=1.0, help="relative λ of the latency-aware run")
+    ap.add_argument("--out", default="runs/demo", help="where the searches checkpoint and write their cells")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    out = Path(args.out)
+    print(f"== shipped predictors ==", flush=True)
+    subprocess.run(_lpm("zoo", "list"), check=True)
+    print(f"\n== two searches on digits with --predictor {PREDICTOR}: λ=0 and relative λ={args.lam} "
+          "(side by side, one thread each; progress on stderr) ==", flush=True)
+    t0 = time.time()
+    runs = {}
+    for lam in (0.0, args.lam):
+        d = out / f"lambda-{lam:g}"
+        cmd = _lpm("search", "--predictor", PREDICTOR, "--lambda", f"{lam:g}", "--seed", str(args.seed),
+                   "--out", str(d), *SEARCH_FLAGS)
+        runs[lam] = (d, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    results = {}
+    for lam, (d, proc) in runs.items():
+        stdout, stderr = proc.communicate()
+        results[lam] = _json_out(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr),
+                                 f"search λ={lam:g}")
+    print(f"   searches done in {time.time() - t0:.0f} s", flush=True)
+
+    print(f"\n== measuring the found cells: lpm measure {' '.join(MEASURE)} ==", flush=True)
+    rows = []
+    for lam, (d, _) in runs.items():
+        m = _json_out(subprocess.run(_lpm("measure", *MEASURE, "--genotype", str(d / "genotype.json"), "--json"),
+                                     capture_output=True, text=True), f"measure λ={lam:g}")
+        p = _json_out(subprocess.run(_lpm("predict", "--predictor", PREDICTOR, "--genotype", str(d / "genotype.json"),
+                                          "--json"), capture_output=True, text=True), f"predict λ={lam:g}")
+        rows.append((lam, results[lam], p["latency_ms"], m["latency_ms"], d))
+
+    print(f"\n{'λ (relative)':>12}  {'val acc':>7}  {'predicted ms':>12}  {'measured ms':>11}  normal cell")
+    for lam, res, pred, meas, d in rows:
+        acc = res.get("val_acc", res.get("valid_acc", float("nan")))
+        normal = ", ".join(f"{op}<-{i}" for op, i in json.loads((d / "genotype.json").read_text())["normal"])
+        print(f"{lam:>12g}  {acc:>7.3f}  {pred:>12.2f}  {meas:>11.2f}  {normal}")
+    base, aware = rows[0][3], rows[1][3]
+    print(f"\nmeasured latency, λ={args.lam:g} vs λ=0: {100 * (aware - base) / base:+.1f}%  "
+          f"(cells and pictures in {out}/)")
     return 0
 
 

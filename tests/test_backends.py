@@ -343,3 +343,22 @@ def test_single_thread_runs_on_the_calling_thread(backend):
     proc, thr = time.process_time() - proc0, time.thread_time() - thr0
     assert thread_ms / 1e3 <= thr * 1.01 + 1e-3
     assert proc <= thr * 1.15 + 0.01, (proc, thr)
+
+
+def test_measure_db_rescales_to_the_stores_baseline(tmp_path, capsys):
+    from lpm_zoo.store import MeasurementStore, Measurement
+    from lpm_zoo.published import DARTS_V2
+
+    db = tmp_path / "m.db"
+    proto = {"statistic": "ref_ratio", "ratio": 1.0, "reference_ms": 5.0, "reference_baseline_ms": 5.0}
+    with MeasurementStore(db) as s:
+        s.add(Measurement(DARTS_V2, "ort", "cpu", "cifar-b1", 5.0, 0.1, [5.0], proto))
+    args = ["measure", "--backend", "ort", "--profile", "cifar-b1", "--genotype", "DARTS_V2",
+            "--warmup", "1", "--rounds", "2", "--reps", "2", "--json"]
+    assert main(args + ["--db", str(db)]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    # the store's baseline is 5 ms for the reference (DARTS_V2 itself), so the result is ratio x 5 ms
+    assert rec["protocol"]["reference_baseline_ms"] == 5.0
+    assert rec["latency_ms"] == pytest.approx(rec["protocol"]["ratio"] * 5.0)
+    assert main(args + ["--db", str(tmp_path / "none.db")]) == 2
+    assert "no measurement database" in capsys.readouterr().err

@@ -1,0 +1,380 @@
+"""`lpm fit`, `lpm compare`, `lpm zoo`, `lpm predict`: fit, compare, list and use latency predictors."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lpm_zoo.cli import Command
+from lpm_zoo.errors import LpmError
+
+
+# --- shared arguments ----------------------------------------------------------------------------
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", required=True, metavar="PATH", help="measurement database (written by lpm profile)")
+    p.add_argument("--backend", required=True, help="backend the latencies were measured on (e.g. ort, torch, trt)")
+    p.add_argument("--device", required=True, help="device name as stored (e.g. cpu, p100)")
+    p.add_argument("--profile", required=True, help="measurement profile (e.g. cifar-b1)")
+    p.add_argument("--test-size", type=int, default=None, metavar="N",
+                   help="held-out architectures (fixed seeded split; default: a fifth of the data, at most 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    p.add_argument("--epochs", type=int, default=None, metavar="E", help="training epochs of the mlp types")
+    p.add_argument("--param", action="append", default=[], metavar="[TYPE.]KEY=VALUE",
+                   help="a predictor parameter (JSON value), e.g. --param rf.n_estimators=100; repeatable")
+
+
+def _parse_params(specs: list[str]) -> list[tuple[str | None, str, Any]]:
+    import json
+
+    out = []
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        if not sep or not key:
+            raise LpmError(f"--param {spec!r}: expected [TYPE.]KEY=VALUE, e.g. --param mlp.epochs=200")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        typ, _, name = key.rpartition(".")
+        out.append((typ or None, name, value))
+    return out
+
+
+def _params_for(args: argparse.Namespace):
+    """A function giving the constructor parameters of a predictor type from the command line."""
+    from lpm_zoo.predictors import predictor_class
+
+    specs = _parse_params(args.param)
+
+    def params(t: str) -> dict[str, Any]:
+        names = predictor_class(t)._param_names()
+        out: dict[str, Any] = {}
+        if "profile" in names:
+            out["profile"] = args.profile
+        if args.epochs is not None and "epochs" in names:
+            out["epochs"] = args.epochs
+        for typ, key, value in specs:
+            if typ is None or typ == t:
+                if key not in names:
+                    if typ is None:
+                        continue
+                    raise LpmError(f"--param {typ}.{key}: {t} has no parameter {key!r}; it has {', '.join(names)}")
+                out[key] = value
+        return out
+
+    return params
+
+
+def _load(args: argparse.Namespace):
+    from lpm_zoo.profiles import get_profile
+    from lpm_zoo.store import load_dataset
+
+    get_profile(args.profile)
+    return load_dataset(args.db, args.backend, args.device, args.profile)
+
+
+# --- lpm fit ---------------------------------------------------------------------------------------
+def _configure_fit(p: argparse.ArgumentParser) -> None:
+    _data_args(p)
+    p.add_argument("--predictor", default="mlp", metavar="TYPE", help="predictor type (mlp, ridge, rf, gbrt, knn, lut, flops, ...)")
+    p.add_argument("--name", default=None, help="name in the zoo (default: BACKEND-DEVICE)")
+    p.add_argument("--train-size", type=int, default=None, metavar="N",
+                   help="training architectures (default: all left after the held-out set)")
+    p.add_argument("--zoo-dir", default=None, metavar="DIR",
+                   help="zoo directory to write into (default: $LPM_ZOO_HOME or ~/.cache/lpm_zoo/zoo)")
+    p.add_argument("--json", action="store_true", help="print the saved metadata as JSON")
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from lpm_zoo.predictors import create_predictor, predictor_class, save_predictor, user_zoo_dir
+    from lpm_zoo.predictors.evaluate import default_test_size, metrics, repeatability_pct, split_indices
+
+    predictor_class(args.predictor)
+    name = args.name or f"{args.backend}-{args.device}"
+    if not name or "/" in name or name.startswith("."):
+        raise LpmError(f"--name {name!r}: a predictor name is a plain word like ort-cpu")
+    params = _params_for(args)(args.predictor)
+    data = _load(args)
+    n = len(data)
+    test_size = default_test_size(n) if args.test_size is None else args.test_size
+    pool, test = split_indices(n, test_size, args.seed)
+    k = len(pool) if args.train_size is None else args.train_size
+    if not 2 <= k <= len(pool):
+        raise LpmError(f"--train-size {k}: between 2 and {len(pool)} architectures are available"
+                       f" ({n} measured, {test_size} held out)")
+    if "progress" in predictor_class(args.predictor)._param_names() and sys.stderr.isatty():
+        params.setdefault("progress", True)
+    p = create_predictor(args.predictor, **params)
+    idx = pool[:k]
+    print(f"fitting {args.predictor} on {k} architectures of {args.backend}/{args.device}/{args.profile}"
+          f" ({test_size} held out)", file=sys.stderr)
+    t0 = time.perf_counter()
+    p.fit((data.ops[idx], data.inputs[idx]), data.latency_ms[idx])
+    fit_s = time.perf_counter() - t0
+    meta: dict[str, Any] = {"name": name, "backend": args.backend, "device": args.device, "profile": args.profile,
+                            "fit_seconds": round(fit_s, 3), "split": {"seed": args.seed, "test_size": test_size},
+                            "measurement_repeatability_pct": repeatability_pct(data.latency_ms, data.spread_ms)}
+    if test_size:
+        meta["metrics"] = metrics(data.latency_ms[test], p.predict((data.ops[test], data.inputs[test])))
+    if "progress" in p.get_params():
+        p.progress = False  # stored parameters describe the model, not this terminal
+    zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
+    path = save_predictor(p, zoo / name, **meta)
+    if args.json:
+        print(json.dumps(p.meta, sort_keys=True))
+    else:
+        m = meta.get("metrics")
+        if m:
+            print(f"held-out ({m['n']}): MAE {m['mae_ms']:.4f} ms, MRE {m['mre_pct']:.2f}%, within ±10% "
+                  f"{m['within10_pct']:.1f}%, Kendall tau {m['kendall_tau']:.3f}, Spearman rho {m['spearman_rho']:.3f}")
+        print(f"saved {name} ({args.predictor}, fit {fit_s:.1f} s) to {path}")
+    return 0
+
+
+# --- lpm compare -------------------------------------------------------------------------------------
+def _configure_compare(p: argparse.ArgumentParser) -> None:
+    _data_args(p)
+    p.add_argument("--predictors", default="mlp,ridge,rf,gbrt,knn,lut,flops", metavar="T1,T2,...",
+                   help="predictor types to compare")
+    p.add_argument("--train-sizes", default="1000,2000,5000,10000", metavar="N1,N2,...",
+                   help="training-set sizes (nested subsets of one training pool)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write compare.json and the PNG plots (default: compare-BACKEND-DEVICE-PROFILE)")
+    p.add_argument("--json", action="store_true", help="print the result rows as JSON lines instead of a table")
+    p.add_argument("--no-resume", action="store_true",
+                   help="refit everything, ignoring results an earlier run left in OUT/compare.json")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise LpmError(f"{flag} {text!r}: expected comma-separated integers, e.g. 1000,2000,5000") from None
+    if not vals:
+        raise LpmError(f"{flag}: give at least one value")
+    return vals
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    import json
+    import os
+    from pathlib import Path
+
+    from lpm_zoo.complexity import cell_madds
+    from lpm_zoo.predictors import plots, predictor_class
+    from lpm_zoo.predictors.evaluate import HEADER, compare, default_test_size, format_row, repeatability_pct
+    from lpm_zoo.predictors.base import training_hash
+    from lpm_zoo.profiles import get_profile
+
+    types = [t.strip() for t in args.predictors.split(",") if t.strip()]
+    if not types:
+        raise LpmError("--predictors: give at least one predictor type")
+    for t in types:
+        predictor_class(t)
+    sizes = _int_list(args.train_sizes, "--train-sizes")
+    data = _load(args)
+    params = _params_for(args)
+    out = Path(args.out or f"compare-{args.backend}-{args.device}-{args.profile}")
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "compare.json"
+    test_size = default_test_size(len(data)) if args.test_size is None else args.test_size
+    config = {"backend": args.backend, "device": args.device, "profile": args.profile, "n": len(data),
+              "data_hash": training_hash(data.keys, data.latency_ms), "test_size": test_size, "seed": args.seed}
+    # Resume: results of an earlier (interrupted) run on the same data, split and parameters are reused.
+    done: dict[tuple[str, int], tuple[dict, Any]] = {}
+    previous: dict[str, Any] = {}
+    if state_path.is_file() and not args.no_resume:
+        try:
+            previous = json.loads(state_path.read_text())
+        except json.JSONDecodeError:
+            pass
+    if previous.get("config") == config:
+        for r in previous.get("rows", []):
+            t = r["predictor"]
+            if t in types and r.get("params") == json.loads(json.dumps(params(t))):
+                done[(t, r["train_size"])] = (r, previous.get("predictions", {}).get(f"{t}@{r['train_size']}"))
+    title = f"{args.backend}/{args.device}/{args.profile}, {len(data)} architectures"
+    rep = repeatability_pct(data.latency_ms, data.spread_ms)
+    state: dict[str, Any] = {"config": config, "rows": [r for r, _ in done.values()],
+                             "predictions": {f"{t}@{k}": p for (t, k), (_, p) in done.items() if p is not None}}
+
+    def save_state() -> None:
+        tmp = state_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state, default=float) + "\n")
+        os.replace(tmp, state_path)
+
+    if not args.json:
+        print(f"# {title}; measurement repeatability (mean relative spread) {rep:.2f}%")
+        if done:
+            print(f"# reusing {len(done)} result(s) from {state_path}")
+        print(HEADER, flush=True)
+
+    def show(row: dict[str, Any]) -> None:
+        print(json.dumps(row) if args.json else format_row(row), flush=True)
+
+    def record(row: dict[str, Any], pred: Any) -> None:
+        row["params"] = json.loads(json.dumps(params(row["predictor"])))
+        state["rows"].append(row)
+        state["predictions"][f"{row['predictor']}@{row['train_size']}"] = [round(float(v), 6) for v in pred]
+        save_state()  # an interrupted compare resumes from here
+        show(row)
+
+    rows, extra = compare(data, types, sizes, test_size, args.seed, params, on_result=record, done=done,
+                          progress=sys.stderr.isatty())
+    if done and not args.json:
+        for r in rows:
+            if (r["predictor"], r["train_size"]) in done:
+                print(format_row(r) + "  (reused)")
+    elif done:
+        for r in rows:
+            if (r["predictor"], r["train_size"]) in done:
+                show(r)
+    if extra["skipped_sizes"]:
+        print(f"note: skipped training sizes {extra['skipped_sizes']}: more than the training pool holds",
+              file=sys.stderr)
+    prof = get_profile(args.profile)
+    madds = cell_madds(data.ops, prof.setting, prof.reduce) / 1e6
+    plots.error_vs_train_size(rows, out / "error_vs_train_size.png", title)
+    plots.predicted_vs_measured(extra["predictions"], out / "predicted_vs_measured.png",
+                                f"{title}; held-out, largest training size")
+    fig2 = plots.latency_vs_madds(madds, data.latency_ms, out / "latency_vs_madds.png", title)
+    state.update(measurement_repeatability_pct=rep, latency_vs_madds=fig2, skipped_sizes=extra["skipped_sizes"],
+                 table=rows)
+    save_state()
+    if not args.json:
+        print(f"latency vs multiply-adds: Pearson r {fig2['pearson_r']:.3f}, Kendall tau {fig2['kendall_tau']:.3f}")
+        print(f"wrote {state_path}, error_vs_train_size.png, predicted_vs_measured.png, latency_vs_madds.png in {out}")
+    return 0
+
+
+# --- lpm zoo -----------------------------------------------------------------------------------------
+def _configure_zoo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list"], help="list: the fitted predictors (user zoo first, then bundled)")
+    p.add_argument("--json", action="store_true", help="one JSON object per predictor")
+
+
+def _run_zoo(args: argparse.Namespace) -> int:
+    import json
+
+    from lpm_zoo.predictors.zoo import zoo_dirs, zoo_table
+
+    rows = zoo_table()
+    if args.json:
+        for r in rows:
+            print(json.dumps(r, sort_keys=True))
+        return 0
+    if not rows:
+        print(f"no fitted predictors (looked in {', '.join(str(d) for _, d in zoo_dirs())}); "
+              "make one with lpm profile ... then lpm fit ...")
+        return 0
+    print(f"{'name':<16} {'type':<9} {'backend':<8} {'device':<8} {'profile':<13} {'train':>6} {'MRE %':>6} "
+          f"{'tau':>6}  where")
+    for r in rows:
+        m = r.get("metrics") or {}
+        mre = f"{m['mre_pct']:.2f}" if "mre_pct" in m else "-"
+        tau = f"{m['kendall_tau']:.3f}" if "kendall_tau" in m else "-"
+        print(f"{r['name']:<16} {str(r.get('type')):<9} {str(r.get('backend')):<8} {str(r.get('device')):<8} "
+              f"{str(r.get('profile')):<13} {str(r.get('train_size')):>6} {mre:>6} {tau:>6}  {r['where']}")
+    return 0
+
+
+# --- lpm predict ---------------------------------------------------------------------------------------
+def _configure_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictor", required=True, metavar="NAME", help="fitted predictor (see lpm zoo list), e.g. ort-cpu")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--genotype", action="append", metavar="G",
+                     help="a published name, DARTS string or JSON genotype; repeatable")
+    src.add_argument("--input", metavar="FILE",
+                     help="JSON lines, each with a 'genotype' key: DARTS string, published name, or "
+                          "{'normal': 8 [op, input] pairs, 'reduce': ...}; '-' reads stdin")
+    p.add_argument("--json", action="store_true", help="one JSON object per genotype, in input order")
+
+
+def _parse_line(line: str, reduce: Any):
+    import json
+
+    from lpm_zoo.space import Genotype, parse_genotype
+
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise LpmError(f"not JSON ({e.msg})") from None
+    if not isinstance(obj, dict) or "genotype" not in obj:
+        raise LpmError("expected a JSON object with a 'genotype' key")
+    g = obj["genotype"]
+    if isinstance(g, str):
+        return obj, parse_genotype(g, reduce)
+    if isinstance(g, dict):
+        return obj, Genotype.from_dict(g, reduce)
+    raise LpmError("'genotype' must be a DARTS string, a published name or an object with 'normal'")
+
+
+def _read_inputs(path: str, reduce: Any) -> list[tuple[Any, Any]]:
+    from pathlib import Path
+
+    if path == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as e:
+            raise LpmError(f"cannot read --input {path}: {e.strerror}") from None
+    items = []
+    for no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(_parse_line(line, reduce))
+        except LpmError as e:
+            raise LpmError(f"{path} line {no}: {e}") from None
+    return items
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from lpm_zoo.encoding import cells_to_arrays
+    from lpm_zoo.predictors import get_predictor
+    from lpm_zoo.profiles import PROFILES
+    from lpm_zoo.space import parse_genotype
+
+    p = get_predictor(args.predictor)
+    prof = PROFILES.get(p.meta.get("profile", ""))
+    reduce = prof.reduce if prof else None
+    if args.input:
+        items = _read_inputs(args.input, reduce)
+    else:
+        items = []
+        for spec in args.genotype:
+            try:
+                items.append((spec, parse_genotype(spec, reduce)))
+            except LpmError as e:
+                raise LpmError(f"--genotype {spec[:60]!r}: {e}") from None
+    if prof and any(g.reduce != prof.reduce for _, g in items):
+        print(f"lpm predict: note: {args.predictor} predicts the normal cell with the {prof.name} profile's fixed"
+              " reduction cell; the given reduction cells are not part of the prediction", file=sys.stderr)
+    lat = p.predict(cells_to_arrays([g for _, g in items])) if items else []
+    for (src, g), ms in zip(items, lat):
+        if args.json:
+            rec = dict(src) if isinstance(src, dict) else {"genotype": src}
+            rec.update(latency_ms=float(ms), predictor=args.predictor)
+            print(json.dumps(rec))
+        else:
+            label = src.get("genotype") if isinstance(src, dict) else src
+            label = label if isinstance(label, str) and len(label) <= 60 else g.to_darts()
+            print(f"{ms:10.4f} ms  {label}")
+    return 0
+
+
+fit_command = Command(help="fit a latency predictor on measured architectures and save it in the zoo",
+                      configure=_configure_fit, run=_run_fit)
+compare_command = Command(help="compare predictor types on a fixed held-out split (table and PNG plots)",
+                          configure=_configure_compare, run=_run_compare)
+zoo_command = Command(help="list the fitted latency predictors", configure=_configure_zoo, run=_run_zoo)
+predict_command = Command(help="predict the latency of genotypes with a fitted predictor",
+                          configure=_configure_predict, run=_run_predict)

@@ -1,0 +1,46 @@
+"""Latency predictors: a registry of types (`mlp`, baselines) and a zoo of fitted ones per backend.
+
+    from lpm_zoo.predictors import create_predictor, get_predictor
+    p = create_predictor("mlp", epochs=1000).fit(X, y_ms)   # X: encodings, (ops, inputs) or cells
+    ort = get_predictor("ort-cpu")                          # fitted, from the zoo
+    ort.predict(cells)  # ms
+
+Importing this package imports neither torch nor scikit-learn; the types import them when used.
+"""
+
+from lpm_zoo.predictors.base import (
+    ENCODING,
+    Predictor,
+    as_arrays,
+    create_predictor,
+    list_predictor_types,
+    predictor_class,
+    register_predictor,
+)
+from lpm_zoo.predictors import mlp as _mlp  # noqa: F401  (registers mlp, mlp-plus)
+from lpm_zoo.predictors import sk as _sk  # noqa: F401  (registers ridge, rf, gbrt, knn)
+from lpm_zoo.predictors import linear as _linear  # noqa: F401  (registers lut, flops)
+from lpm_zoo.predictors.zoo import (
+    get_predictor,
+    list_predictors,
+    load_predictor,
+    save_predictor,
+    user_zoo_dir,
+    zoo_table,
+)
+
+__all__ = [
+    "ENCODING",
+    "Predictor",
+    "as_arrays",
+    "create_predictor",
+    "get_predictor",
+    "list_predictor_types",
+    "list_predictors",
+    "load_predictor",
+    "predictor_class",
+    "register_predictor",
+    "save_predictor",
+    "user_zoo_dir",
+    "zoo_table",
+]

@@ -1,0 +1,184 @@
+"""The predictor interface and the registry of predictor types (`@register_predictor("mlp")`).
+
+A predictor maps normal cells to a latency in milliseconds, scikit-learn style: parameters in
+`__init__`, `fit(X, y_ms)`, `predict(X) -> ms`. `X` is any of: an (N, 112) 0/1 encoding array,
+an `(ops, inputs)` tuple of (N, 8) arrays, or a list of Genotypes / normal cells. A
+differentiable predictor also offers `predict_torch(enc)` on (relaxed) encodings, for search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence, TypeVar
+
+import numpy as np
+
+from lpm_zoo.encoding import N_BITS, cells_to_arrays, decode_arrays, encode_arrays, keys_from_arrays
+from lpm_zoo.errors import LpmError
+from lpm_zoo.space import Genotype
+
+if TYPE_CHECKING:
+    import torch
+
+ENCODING = "lpm-112"  # the paper's 112-bit normal-cell encoding, bit = 8 * edge + op
+
+_TYPES: dict[str, type["Predictor"]] = {}
+P = TypeVar("P", bound=type["Predictor"])
+
+
+def register_predictor(name: str) -> Callable[[P], P]:
+    """Class decorator adding a predictor type to the registry under `name`."""
+
+    def deco(cls: P) -> P:
+        if name in _TYPES and _TYPES[name] is not cls:
+            raise ValueError(f"predictor type {name!r} is already registered ({_TYPES[name].__qualname__})")
+        cls.type_name = name
+        _TYPES[name] = cls
+        return cls
+
+    return deco
+
+
+def list_predictor_types() -> list[str]:
+    """Names of the registered predictor types."""
+    return sorted(_TYPES)
+
+
+def predictor_class(name: str) -> type["Predictor"]:
+    """The class registered as `name`; an unknown name gets an error listing the known ones."""
+    try:
+        return _TYPES[name]
+    except KeyError:
+        raise LpmError(f"unknown predictor type {name!r}; known: {', '.join(list_predictor_types())}") from None
+
+
+def create_predictor(name: str, **params: Any) -> "Predictor":
+    """A new, unfitted predictor of type `name` with `params` (its `__init__` arguments)."""
+    cls = predictor_class(name)
+    allowed = set(cls._param_names())
+    bad = sorted(set(params) - allowed)
+    if bad:
+        raise LpmError(
+            f"predictor type {name!r} has no parameter(s) {', '.join(bad)}; its parameters: {', '.join(sorted(allowed))}"
+        )
+    return cls(**params)
+
+
+def as_arrays(X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, inputs) int8 arrays of shape (N, 8) from any accepted form of a batch of cells."""
+    if isinstance(X, tuple) and len(X) == 2 and all(isinstance(a, np.ndarray) for a in X):
+        ops, inputs = (np.atleast_2d(np.asarray(a, dtype=np.int8)) for a in X)
+        if ops.shape != inputs.shape or ops.shape[1:] != (8,):
+            raise LpmError(f"(ops, inputs) arrays must both have shape (N, 8); got {ops.shape} and {inputs.shape}")
+        return ops, inputs
+    if isinstance(X, np.ndarray) or type(X).__module__.startswith("torch"):
+        bits = np.asarray(X.detach().cpu() if hasattr(X, "detach") else X)
+        if bits.ndim != 2 or bits.shape[1] != N_BITS:
+            raise LpmError(f"encodings must have shape (N, {N_BITS}); got {bits.shape}")
+        return decode_arrays(bits)
+    if isinstance(X, Genotype):
+        X = [X]
+    return cells_to_arrays(list(X))
+
+
+def training_hash(keys: Sequence[str], y: np.ndarray) -> str:
+    """SHA-256 of a training set (canonical keys and latencies, in order): which data a predictor saw."""
+    h = hashlib.sha256()
+    h.update(json.dumps([list(keys), [float(v) for v in y]]).encode())
+    return h.hexdigest()
+
+
+class Predictor:
+    """Base class: subclasses implement `_fit(ops, inputs, y)` and `_predict(ops, inputs)`."""
+
+    type_name: ClassVar[str] = ""
+    differentiable: ClassVar[bool] = False
+    #: how the fitted state is stored: "safetensors" (arrays from `_state`) or "skops" (`_estimator`)
+    persistence: ClassVar[str] = "safetensors"
+
+    def __init__(self) -> None:
+        self.meta: dict[str, Any] = {}
+        self._train_keys: list[str] | None = None
+        self._train_y: np.ndarray | None = None
+
+    # --- parameters, scikit-learn style ------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        """The `__init__` parameters of this predictor."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # --- the interface ---------------------------------------------------------------------
+    def fit(self, X: Any, y: Iterable[float]) -> "Predictor":
+        """Fit on cells `X` and their latencies `y` (ms); returns self."""
+        ops, inputs = as_arrays(X)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if len(y) != len(ops):
+            raise LpmError(f"{len(ops)} cells but {len(y)} latencies")
+        if len(y) < 2:
+            raise LpmError("fitting a predictor needs at least 2 measured architectures")
+        if not np.isfinite(y).all():
+            raise LpmError("latencies must be finite numbers")
+        self._fit(ops, inputs, y)
+        self._train_keys = keys_from_arrays(ops, inputs)
+        self._train_y = y.copy()
+        self.meta.update(
+            type=self.type_name,
+            params=self.get_params(),
+            encoding=ENCODING,
+            train_size=int(len(y)),
+            train_hash=training_hash(self._train_keys, y),
+        )
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted latency (ms) of each cell in `X`, shape (N,)."""
+        self._check_fitted()
+        ops, inputs = as_arrays(X)
+        return np.asarray(self._predict(ops, inputs), dtype=np.float64).reshape(-1)
+
+    def predict_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+        """Latency (ms) from (M, 112) float encodings, differentiable w.r.t. `enc` (relaxed cells too)."""
+        raise NotImplementedError(f"predictor type {self.type_name!r} is not differentiable")
+
+    @property
+    def fitted(self) -> bool:
+        return self._train_y is not None or bool(self.meta.get("train_size"))
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise LpmError(f"this {self.type_name} predictor is not fitted yet; call fit(X, y_ms) first")
+
+    # --- for subclasses -------------------------------------------------------------------
+    def _fit(self, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _predict(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """The fitted state as named arrays (safetensors persistence)."""
+        raise NotImplementedError
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    # --- persistence (lpm_zoo.predictors.zoo does the work) -------------------------------
+    def save(self, path: str) -> None:
+        """Write this fitted predictor to directory `path` (safetensors or skops, JSON metadata)."""
+        from lpm_zoo.predictors.zoo import save_predictor
+
+        save_predictor(self, path)
+
+    @staticmethod
+    def _dense(ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        return encode_arrays(ops, inputs, np.float32)

@@ -1,0 +1,126 @@
+"""Additive baselines: `lut` (a per-operation latency table, FBNet / ProxylessNAS style, fitted by
+least squares) and `flops` (latency as a linear function of the network's multiply-adds, the
+proxy the paper's Figure 2 argues against). Both are linear in the encoding, so differentiable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from lpm_zoo.encoding import N_EDGES, N_OPS, encode_arrays
+from lpm_zoo.errors import LpmError
+from lpm_zoo.predictors.base import Predictor, register_predictor
+
+if TYPE_CHECKING:
+    import torch
+
+
+class _LinearFeatures(Predictor):
+    """latency = features(cell) @ coef + intercept, fitted by least squares."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._coef: np.ndarray | None = None
+        self._intercept = 0.0
+
+    def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _features_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+        raise NotImplementedError
+
+    def _fit(self, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> None:
+        F = self._features(ops, inputs).astype(np.float64)
+        A = np.hstack([F, np.ones((len(F), 1))])
+        sol, *_ = np.linalg.lstsq(A, y, rcond=None)  # minimum-norm solution where features are collinear
+        self._coef, self._intercept = sol[:-1], float(sol[-1])
+
+    def _predict(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        return self._features(ops, inputs).astype(np.float64) @ self._coef + self._intercept
+
+    def predict_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+        """Latency (ms) of (M, 112) encodings, relaxed ones included; linear, so exact gradients."""
+        import torch
+
+        self._check_fitted()
+        coef = torch.as_tensor(self._coef, dtype=enc.dtype, device=enc.device)
+        return self._features_torch(enc) @ coef + self._intercept
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"coef": self._coef, "intercept": np.array([self._intercept])}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self._coef = np.asarray(state["coef"], np.float64)
+        self._intercept = float(state["intercept"][0])
+
+    @property
+    def fitted(self) -> bool:
+        return self._coef is not None
+
+
+@register_predictor("lut")
+class LUTPredictor(_LinearFeatures):
+    """Additive lookup table: a latency per operation (`per="op"`) or per (edge, op) (`per="edge"`)."""
+
+    differentiable = True
+
+    def __init__(self, per: str = "op"):
+        super().__init__()
+        if per not in ("op", "edge"):
+            raise LpmError(f"lut: per must be 'op' or 'edge', got {per!r}")
+        self.per = per
+
+    def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        if self.per == "edge":
+            return encode_arrays(ops, inputs, np.float32)
+        flat = (np.arange(len(ops), dtype=np.int64)[:, None] * N_OPS + ops).ravel()
+        return np.bincount(flat, minlength=len(ops) * N_OPS).reshape(len(ops), N_OPS).astype(np.float32)
+
+    def _features_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+        return enc if self.per == "edge" else enc.reshape(-1, N_EDGES, N_OPS).sum(1)
+
+    def table(self) -> dict[str, float]:
+        """The fitted per-operation latency (ms), plus the constant as 'base' (per='op' only)."""
+        from lpm_zoo.space import PRIMITIVES
+
+        if self.per != "op":
+            raise LpmError("table() is the per-operation table; this lut is per (edge, op)")
+        self._check_fitted()
+        return {"base": self._intercept, **{op: float(c) for op, c in zip(PRIMITIVES, self._coef)}}
+
+
+@register_predictor("flops")
+class FlopsPredictor(_LinearFeatures):
+    """Latency as a linear function of the evaluation network's multiply-adds for `profile`."""
+
+    differentiable = True
+
+    def __init__(self, profile: str = "cifar-b1"):
+        super().__init__()
+        self.profile = profile
+
+    def _madds_table(self) -> tuple[int, np.ndarray]:
+        from lpm_zoo.complexity import normal_op_madds
+        from lpm_zoo.profiles import get_profile
+
+        prof = get_profile(self.profile)
+        const, table = normal_op_madds(prof.setting, prof.reduce)
+        return const, np.asarray(table, np.float64)
+
+    def madds(self, ops: np.ndarray) -> np.ndarray:
+        """Multiply-adds (millions, per image) of each cell's evaluation network under the profile."""
+        const, table = self._madds_table()
+        return (const + table[np.asarray(ops, np.int64)].sum(1)) / 1e6
+
+    def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        return self.madds(ops)[:, None]
+
+    def _features_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        const, table = self._madds_table()
+        t = torch.as_tensor(table / 1e6, dtype=enc.dtype, device=enc.device)
+        return (enc.reshape(-1, N_EDGES, N_OPS).sum(1) @ t + const / 1e6).unsqueeze(-1)
+

@@ -1,0 +1,130 @@
+"""Baselines: scikit-learn regressors on the 112-bit encoding (ridge, random forest, GBRT, kNN).
+
+They are stored with skops (never pickle); when a stored model no longer loads (a newer
+scikit-learn), the zoo refits it from the training set stored beside it, with the same seed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lpm_zoo.predictors.base import Predictor, register_predictor
+
+if TYPE_CHECKING:
+    import torch
+
+
+class SklearnPredictor(Predictor):
+    """A scikit-learn regressor on the dense 112-bit encoding."""
+
+    persistence = "skops"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._estimator: Any = None
+
+    def make_estimator(self) -> Any:
+        """The unfitted scikit-learn estimator for this predictor's parameters."""
+        raise NotImplementedError
+
+    def _fit(self, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> None:
+        est = self.make_estimator()
+        est.fit(self._dense(ops, inputs), y)
+        self._estimator = est
+
+    def _predict(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        out = np.empty(len(ops), np.float64)
+        step = 65536
+        for s in range(0, len(ops), step):
+            out[s : s + step] = self._estimator.predict(self._dense(ops[s : s + step], inputs[s : s + step]))
+        return out
+
+    @property
+    def fitted(self) -> bool:
+        return self._estimator is not None
+
+
+@register_predictor("ridge")
+class RidgePredictor(SklearnPredictor):
+    """Ridge regression: an additive per-(edge, operation) model with L2 shrinkage."""
+
+    differentiable = True
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def make_estimator(self) -> Any:
+        from sklearn.linear_model import Ridge
+
+        return Ridge(alpha=self.alpha)
+
+    def predict_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+        """Latency (ms) of (M, 112) encodings: the linear model, differentiable."""
+        import torch
+
+        self._check_fitted()
+        w = torch.as_tensor(np.asarray(self._estimator.coef_), dtype=enc.dtype, device=enc.device)
+        return enc @ w + float(self._estimator.intercept_)
+
+
+@register_predictor("rf")
+class RandomForestPredictor(SklearnPredictor):
+    """Random forest regression on the encoding."""
+
+    def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 1, max_features: float = 0.5,
+                 seed: int = 0, n_jobs: int | None = None):
+        super().__init__()
+        self.n_estimators = int(n_estimators)
+        self.min_samples_leaf = int(min_samples_leaf)
+        self.max_features = max_features
+        self.seed = int(seed)
+        self.n_jobs = n_jobs
+
+    def make_estimator(self) -> Any:
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
+                                     max_features=self.max_features, random_state=self.seed, n_jobs=self.n_jobs)
+
+
+@register_predictor("gbrt")
+class GBRTPredictor(SklearnPredictor):
+    """Gradient-boosted regression trees (scikit-learn's histogram GBRT) on the encoding."""
+
+    def __init__(self, max_iter: int = 500, learning_rate: float = 0.1, max_leaf_nodes: int = 31, seed: int = 0):
+        super().__init__()
+        self.max_iter = int(max_iter)
+        self.learning_rate = float(learning_rate)
+        self.max_leaf_nodes = int(max_leaf_nodes)
+        self.seed = int(seed)
+
+    def make_estimator(self) -> Any:
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        return HistGradientBoostingRegressor(max_iter=self.max_iter, learning_rate=self.learning_rate,
+                                             max_leaf_nodes=self.max_leaf_nodes, early_stopping=False,
+                                             random_state=self.seed)
+
+
+@register_predictor("knn")
+class KNNPredictor(SklearnPredictor):
+    """k-nearest neighbours on the encoding (Euclidean = square root of the Hamming distance)."""
+
+    def __init__(self, n_neighbors: int = 10, weights: str = "distance"):
+        super().__init__()
+        self.n_neighbors = int(n_neighbors)
+        self.weights = weights
+
+    def make_estimator(self) -> Any:
+        from sklearn.neighbors import KNeighborsRegressor
+
+        return KNeighborsRegressor(n_neighbors=self.n_neighbors, weights=self.weights)
+
+    def _fit(self, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> None:
+        est = self.make_estimator()
+        est.set_params(n_neighbors=min(self.n_neighbors, len(y)))
+        est.fit(self._dense(ops, inputs), y)
+        self._estimator = est

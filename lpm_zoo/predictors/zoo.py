@@ -1,0 +1,278 @@
+"""Fitted predictors on disk: save / load one, and find them by name in the zoo directories.
+
+A fitted predictor is a directory `<zoo>/<name>/` holding `meta.json` (type, parameters,
+backend, device, profile, encoding, training-set size and hash, metrics, library versions),
+the model (`model.safetensors` for array models, `model.skops` for scikit-learn ones; never
+pickle) and `train.json.gz` (the training set as canonical cell keys and latencies). A
+scikit-learn model that no longer loads, or was saved by another scikit-learn version, is
+refitted from `train.json.gz` with its stored parameters and seed, and checked against the
+stored training-set hash. Names are looked up in `$LPM_ZOO_HOME` (default
+`~/.cache/lpm_zoo/zoo`) first, then in the zoo bundled with the package.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lpm_zoo.encoding import decode_arrays
+from lpm_zoo.errors import LpmError
+from lpm_zoo.predictors.base import Predictor, predictor_class, training_hash
+
+FORMAT_VERSION = 1
+META = "meta.json"
+TRAIN = "train.json.gz"
+# Module prefixes whose types a stored scikit-learn model may contain; anything else is refused.
+TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+
+
+def user_zoo_dir() -> Path:
+    """The user's zoo: `$LPM_ZOO_HOME`, else `$XDG_CACHE_HOME/lpm_zoo/zoo`, else `~/.cache/lpm_zoo/zoo`."""
+    env = os.environ.get("LPM_ZOO_HOME")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "lpm_zoo" / "zoo"
+
+
+def bundled_zoo_dir() -> Path:
+    """The zoo shipped inside the package (`lpm_zoo/zoo/`)."""
+    return Path(str(resources.files("lpm_zoo"))) / "zoo"
+
+
+def zoo_dirs() -> list[tuple[str, Path]]:
+    """Where fitted predictors are looked up, in order: ("user", dir), ("bundled", dir)."""
+    return [("user", user_zoo_dir()), ("bundled", bundled_zoo_dir())]
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("lpm-zoo", "numpy", "torch", "scikit-learn", "skops", "safetensors"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+# --- training data -------------------------------------------------------------------------
+def _write_train(path: Path, keys: list[str], y: np.ndarray) -> None:
+    data = {"encoding": "lpm-112", "keys": keys, "latency_ms": [float(v) for v in y]}
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as f:
+        json.dump(data, f, separators=(",", ":"))
+
+
+def keys_to_arrays(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, inputs) of canonical cell keys (28 hex digits of the 112-bit encoding)."""
+    if not keys:
+        return np.zeros((0, 8), np.int8), np.zeros((0, 8), np.int8)
+    try:
+        raw = np.frombuffer(bytes.fromhex("".join(keys)), dtype=np.uint8).reshape(len(keys), 14)
+    except ValueError:
+        raise LpmError("stored training keys are not 28-hex-digit cell keys") from None
+    return decode_arrays(np.unpackbits(raw, axis=1))
+
+
+def read_train(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """The stored training set of a predictor directory: (keys, latencies in ms)."""
+    with gzip.open(Path(path) / TRAIN, "rt", encoding="utf-8") as f:
+        data = json.load(f)
+    return list(data["keys"]), np.asarray(data["latency_ms"], dtype=np.float64)
+
+
+# --- save / load -----------------------------------------------------------------------------
+def save_predictor(p: Predictor, path: str | Path, **meta: Any) -> Path:
+    """Write fitted predictor `p` to directory `path` (replacing it); extra `meta` is recorded too."""
+    if not p.fitted or p._train_keys is None:
+        raise LpmError("only a predictor fitted in this session can be saved; call fit(X, y_ms) first")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        files = {}
+        if p.persistence == "skops":
+            import skops.io as sio
+
+            sio.dump(p._estimator, tmp / "model.skops")
+            files["model"] = "model.skops"
+        else:
+            from safetensors.numpy import save_file
+
+            state = {k: np.ascontiguousarray(v) for k, v in p._state().items()}
+            save_file(state, str(tmp / "model.safetensors"), metadata={"type": p.type_name})
+            files["model"] = "model.safetensors"
+        _write_train(tmp / TRAIN, p._train_keys, p._train_y)
+        files["train"] = TRAIN
+        p.meta.update(meta)
+        p.meta.update(
+            format=FORMAT_VERSION, type=p.type_name, params=p.get_params(), persistence=p.persistence,
+            differentiable=p.differentiable, files=files, versions=_versions(),
+            created=p.meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        p.meta.setdefault("name", path.name)
+        (tmp / META).write_text(json.dumps(_jsonable(p.meta), indent=2, sort_keys=True) + "\n")
+        for f in tmp.iterdir():  # mkdtemp and some writers make private files; a zoo is shareable
+            f.chmod(0o644)
+        tmp.chmod(0o755)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old.{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _new_from_meta(meta: dict[str, Any]) -> Predictor:
+    cls = predictor_class(meta["type"])
+    names = set(cls._param_names())
+    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta.get("params", {}).items() if k in names}
+    return cls(**params)
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """Load the fitted predictor stored in directory `path` (refitting a scikit-learn one if needed)."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / META).read_text())
+    except FileNotFoundError:
+        raise LpmError(f"{path} holds no fitted predictor ({META} is missing)") from None
+    except json.JSONDecodeError as e:
+        raise LpmError(f"{path / META} is not valid JSON ({e})") from None
+    if meta.get("format", 1) > FORMAT_VERSION:
+        raise LpmError(f"{path} was written by a newer lpm-zoo (format {meta['format']}); upgrade lpm-zoo")
+    p = _new_from_meta(meta)
+    if p.persistence == "skops":
+        reason = _load_skops(p, path / meta.get("files", {}).get("model", "model.skops"), meta)
+        if reason is not None:
+            _refit(p, path, meta, reason)
+    else:
+        from safetensors.numpy import load_file
+
+        try:
+            p._load_state(load_file(str(path / meta.get("files", {}).get("model", "model.safetensors"))))
+        except Exception as e:  # a damaged file: say which and how to fix
+            raise LpmError(f"cannot read the model of {path} ({type(e).__name__}: {e}); fit it again with lpm fit") from None
+    p.meta = meta
+    return p
+
+
+def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
+    """Load a skops model into `p`; the reason it cannot be used, or None when loaded."""
+    import skops.io as sio
+    import sklearn
+
+    saved = meta.get("versions", {}).get("scikit-learn")
+    if saved and saved != sklearn.__version__:
+        return f"saved with scikit-learn {saved}, running {sklearn.__version__}"
+    try:
+        untrusted = sio.get_untrusted_types(file=file)
+        bad = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
+        if bad:
+            return f"it holds types outside scikit-learn/numpy/scipy ({', '.join(bad[:3])})"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", getattr(sklearn.exceptions, "InconsistentVersionWarning", UserWarning))
+            p._estimator = sio.load(file, trusted=untrusted)
+    except Exception as e:  # any load failure falls back to the refit
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _refit(p: Predictor, path: Path, meta: dict[str, Any], reason: str) -> None:
+    if not (path / TRAIN).is_file():
+        raise LpmError(f"the model of {path} does not load ({reason}) and no training set is stored to refit it;"
+                       " fit it again with lpm fit")
+    print(f"lpm: note: refitting predictor {path.name} from its stored training set ({reason})", file=sys.stderr)
+    keys, y = read_train(path)
+    if meta.get("train_hash") and training_hash(keys, y) != meta["train_hash"]:
+        raise LpmError(f"the stored training set of {path} does not match its recorded hash; fit it again with lpm fit")
+    Predictor.fit(p, keys_to_arrays(keys), y)  # base fit: validation, then the type's own _fit
+    meta["refit"] = reason
+
+
+# --- the zoo ---------------------------------------------------------------------------------
+def _entries() -> list[tuple[str, str, Path]]:
+    seen: set[str] = set()
+    out = []
+    for where, d in zoo_dirs():
+        if not d.is_dir():
+            continue
+        for sub in sorted(d.iterdir()):
+            if sub.name.startswith(".") or not (sub / META).is_file() or sub.name in seen:
+                continue
+            seen.add(sub.name)
+            out.append((sub.name, where, sub))
+    return out
+
+
+def list_predictors() -> list[str]:
+    """Names of the fitted predictors in the user's zoo and the bundled one (user's first wins)."""
+    return [name for name, _, _ in _entries()]
+
+
+def zoo_table() -> list[dict[str, Any]]:
+    """One summary row per fitted predictor: name, where, type, backend, device, profile, size, metrics."""
+    rows = []
+    for name, where, sub in _entries():
+        try:
+            meta = json.loads((sub / META).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            meta = {"error": f"unreadable {META}: {e}"}
+        rows.append({"name": name, "where": where, "path": str(sub), **{
+            k: meta.get(k) for k in ("type", "backend", "device", "profile", "encoding", "train_size", "metrics",
+                                     "created")}})
+    return rows
+
+
+def predictor_path(name: str) -> Path:
+    """Directory of the fitted predictor `name` (or `name` itself when it is such a directory)."""
+    direct = Path(name).expanduser()
+    if (direct / META).is_file():
+        return direct
+    for n, _, sub in _entries():
+        if n == name:
+            return sub
+    have = list_predictors()
+    backend, _, device = name.partition("-")
+    if not device:
+        backend, device = "BACKEND", "DEVICE"
+    where = "--device cpu" if device == "cpu" else f"--device cuda --device-name {device}"
+    raise LpmError(
+        f"no fitted predictor named {name!r} (have: {', '.join(have) or 'none'}; looked in "
+        f"{', '.join(str(d) for _, d in zoo_dirs())}); make it with: lpm profile --backend {backend} {where}"
+        f" --profile cifar-b1 --samples 10000 --db lpm.db, then lpm fit --db lpm.db --backend {backend}"
+        f" --device {device} --profile cifar-b1 --predictor mlp --name {name}"
+    )
+
+
+def get_predictor(name: str) -> Predictor:
+    """The fitted predictor `name` (e.g. `ort-cpu`), from the user's zoo or the bundled one."""
+    return load_predictor(predictor_path(name))

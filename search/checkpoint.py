@@ -1,0 +1,55 @@
+"""Checkpoints of long runs: `torch.save` written atomically, read back only with `weights_only=True`;
+and the Ctrl-C handling that lets a run finish its current step and save before it exits."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from lpm_zoo.errors import LpmError
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` (tensors, state dicts, plain values) to `path` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: torch.device | str, config: dict[str, Any]) -> dict[str, Any]:
+    """Read a checkpoint (no code executed) and check it was made with the same `config`."""
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged file is a user-facing condition
+        raise LpmError(f"cannot read checkpoint {path} ({e}); delete it or pass --restart") from None
+    theirs = ck.get("config", {})
+    diff = sorted(k for k in config if json.dumps(config[k]) != json.dumps(theirs.get(k)))
+    if diff:
+        raise LpmError(f"the checkpoint {path} was made with other settings ({', '.join(diff)}); "
+                       "use another --out, the same flags, or --restart")
+    return ck
+
+
+@contextlib.contextmanager
+def sigint_flag(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Route Ctrl-C (SIGINT) to `handler` for the duration, restoring the previous handler after.
+
+    Signals can only be handled in the main thread; elsewhere Ctrl-C keeps its default behaviour.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,177 @@
+"""`lpm search` (latency-aware DARTS / PC-DARTS) and `lpm train` (evaluation training of a genotype).
+
+Nothing heavy is imported at module level: torch and friends load inside `run`, so `lpm --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lpm_zoo.cli import Command
+
+_METHODS = ("darts", "darts-2nd", "pc-darts")
+_DATASETS = ("digits", "cifar10")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=_DATASETS, default="digits",
+                   help="digits: scikit-learn's built-in 8x8 digits, upsampled (default; no download); "
+                        "cifar10: the binary CIFAR-10 archive in --data-dir")
+    p.add_argument("--data-dir", metavar="DIR", help="folder holding cifar-10-batches-bin/ (for --dataset cifar10)")
+    p.add_argument("--resolution", type=int, metavar="PX", help="digits image size, a multiple of 8 (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="at most N steps per epoch, validating on as many images (quick runs)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's choice; 1 is often faster for tiny networks "
+                        "on a busy CPU)")
+    p.add_argument("--json", action="store_true", help="print a final JSON object (logs go to stderr)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--restart", action="store_true", help="ignore a checkpoint in --out and start afresh")
+
+
+def _configure_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictor", metavar="NAME",
+                   help="fitted predictor giving LAT(α): a zoo name (see `lpm zoo`) or a predictor directory; "
+                        "any registered type works (differentiable ones use the pathwise gradient, others REINFORCE)")
+    p.add_argument("--lambda", dest="lam", type=float, default=0.0, metavar="λ",
+                   help="weight of the latency term: L_val + λ·LAT(α), λ in 1/s with LAT in seconds (paper: 0.2); "
+                        "with --relative, λ multiplies LAT(α)/LAT(DARTS_V2) and has no unit (default 0)")
+    p.add_argument("--relative", action="store_true",
+                   help="divide LAT(α) by the predictor's latency of DARTS_V2's normal cell, so one λ means the "
+                        "same on every device")
+    p.add_argument("--method", choices=_METHODS, default="darts",
+                   help="darts (first order), darts-2nd (unrolled, second order) or pc-darts (default darts)")
+    p.add_argument("--estimator", choices=("auto", "pathwise", "score"), default="auto",
+                   help="gradient of LAT(α): pathwise (straight-through, needs a differentiable predictor), score "
+                        "(REINFORCE with a leave-one-out baseline, any predictor) or auto (default)")
+    p.add_argument("--samples", type=int, default=20, metavar="M", help="sub-networks sampled per step (paper: 20)")
+    p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                   help="add N(0, SIGMA) ms to every predicted latency (the paper's Table 3 robustness test)")
+    p.add_argument("--epochs", type=int, help="search epochs (paper: 50)")
+    p.add_argument("--batch-size", type=int, help="batch size (paper: 64 DARTS, 256 PC-DARTS)")
+    p.add_argument("--lr", type=float, help="initial weight learning rate (paper: 0.025 DARTS, 0.1 PC-DARTS)")
+    p.add_argument("--lr-min", type=float, help="final learning rate of the cosine schedule (paper: 0)")
+    p.add_argument("--arch-lr", type=float, help="Adam learning rate of α (paper: 3e-4 DARTS, 6e-4 PC-DARTS)")
+    p.add_argument("--warmup-epochs", type=int,
+                   help="epochs with α frozen (PC-DARTS: 15 of 50, scaled with --epochs; DARTS: 0)")
+    p.add_argument("--channels", type=int, default=16, help="initial channels C of the search network (default 16)")
+    p.add_argument("--layers", type=int, default=8, help="cells in the search network (default 8)")
+    p.add_argument("--partial-k", type=int, help="PC-DARTS partial-channel K (default 4; 1 for DARTS)")
+    p.add_argument("--out", default="search-out", metavar="DIR",
+                   help="output folder: checkpoint (resumed when present), genotype.txt/.json, result.json, "
+                        "cells.png/.svg (default ./search-out)")
+    _add_data_args(p)
+
+
+def _log_to(args: argparse.Namespace):
+    stream = sys.stderr if args.json else sys.stdout
+    return lambda msg: print(msg, file=stream, flush=True)
+
+
+def _set_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        import torch
+
+        from lpm_zoo.errors import LpmError
+
+        if args.threads < 1:
+            raise LpmError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from search.searcher import Search, SearchConfig
+
+    _set_threads(args)
+    cfg = SearchConfig(method=args.method, predictor=args.predictor, lam=args.lam, relative=args.relative,
+                       estimator=args.estimator, samples=args.samples, noise_ms=args.noise, dataset=args.dataset,
+                       data_dir=args.data_dir, resolution=args.resolution, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min, arch_lr=args.arch_lr,
+                       warmup_epochs=args.warmup_epochs, channels=args.channels, layers=args.layers,
+                       partial_k=args.partial_k, max_steps=args.max_steps, seed=args.seed, device=args.device)
+    log = _log_to(args)
+    search = Search(cfg, args.out, log=log, progress=not args.no_progress)
+    if args.restart:
+        search.checkpoint_path.unlink(missing_ok=True)
+    elif search.try_resume():
+        log(f"resuming from {search.checkpoint_path} at epoch {search.state.epoch + 1}, step {search.state.step}")
+    lt = search.latency
+    if lt is not None:
+        unit = (f"λ={cfg.lam:g} × LAT/{lt.reference_ms:.3f} ms (relative)" if cfg.relative
+                else f"λ={cfg.lam:g} s⁻¹")
+        log(f"latency term: {cfg.predictor} ({lt.estimator} estimator, M={lt.samples}), {unit}")
+    result = search.run()
+    if result.get("interrupted"):
+        log(f"interrupted at epoch {result['epoch'] + 1}, step {result['step']}; checkpoint saved in {args.out}: "
+            "run the same command to resume")
+        return 130
+    if args.json:
+        keep = ("genotype", "genotype_json", "predicted_latency_ms", "lat_alpha_ms", "val_acc", "method", "predictor",
+                "lambda", "relative", "estimator", "reference_ms", "seed", "epochs", "mean_step_s",
+                "mean_latency_term_s", "latency_term_fraction", "files")
+        print(json.dumps({k: result[k] for k in keep}))
+    else:
+        print(f"genotype: {result['genotype']}")
+        if result["predicted_latency_ms"] is not None:
+            print(f"predicted latency of the normal cell ({cfg.predictor}): {result['predicted_latency_ms']:.3f} ms")
+        print(f"validation accuracy of the search network: {100 * result['val_acc']:.2f}%")
+        files = result["files"]
+        print(f"wrote {', '.join([files['genotype_txt'], files['genotype_json'], *files['pictures']])}")
+    return 0
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--genotype", required=True, metavar="G",
+                   help="a published name, a DARTS string, JSON, or a .json file (e.g. search-out/genotype.json)")
+    p.add_argument("--epochs", type=int, help="epochs (paper: 600 on CIFAR-10; digits default 10)")
+    p.add_argument("--batch-size", type=int, help="batch size (paper: 128; digits 64)")
+    p.add_argument("--channels", type=int, help="initial channels (paper: 36; digits 8)")
+    p.add_argument("--layers", type=int, help="cells (paper: 20; digits 5)")
+    p.add_argument("--lr", type=float, default=0.025, help="initial learning rate, cosine to 0 (paper: 0.025)")
+    p.add_argument("--cutout", type=int, help="cutout length in pixels, 0 to disable (paper: 16; digits 4)")
+    p.add_argument("--drop-path", type=float, default=0.2, help="drop-path rate, ramped up linearly (paper: 0.2)")
+    p.add_argument("--auxiliary-weight", type=float,
+                   help="weight of the auxiliary head's loss, 0 to disable (paper: 0.4; digits at 16x16: 0)")
+    p.add_argument("--out", metavar="DIR",
+                   help="folder for the checkpoint (resumed when present) and train_result.json")
+    _add_data_args(p)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from lpm_zoo.published import DARTS_V2
+    from lpm_zoo.space import parse_genotype
+    from search.train import TrainConfig, train_genotype
+
+    _set_threads(args)
+    genotype = parse_genotype(args.genotype, DARTS_V2.reduce)
+    cfg = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, resolution=args.resolution, epochs=args.epochs,
+                      batch_size=args.batch_size, channels=args.channels, layers=args.layers, cutout=args.cutout,
+                      lr=args.lr, drop_path=args.drop_path, auxiliary_weight=args.auxiliary_weight,
+                      max_steps=args.max_steps, seed=args.seed, device=args.device)
+    log = _log_to(args)
+    result = train_genotype(genotype, cfg, out=args.out, log=log, progress=not args.no_progress,
+                            restart=args.restart)
+    if result["interrupted"]:
+        where = f"; checkpoint in {args.out}: run the same command to resume" if args.out else ""
+        log(f"interrupted after {result['epochs_done']} epochs{where}")
+        return 130
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("genotype", "dataset", "params_M", "test_acc", "epochs_done",
+                                                  "seconds", "config")}))
+    else:
+        print(f"params {result['params_M']:.3f} M (auxiliary head excluded)  test accuracy "
+              f"{100 * result['test_acc']:.2f}% after {result['epochs_done']} epochs on {result['dataset']}")
+    return 0
+
+
+search_command = Command(
+    help="latency-aware DARTS / PC-DARTS search with λ·LAT(α) from any fitted predictor",
+    configure=_configure_search, run=_run_search,
+    description="Search a DARTS cell with L_val + λ·LAT(α) (LA-DARTS §3.3). Resumes from the checkpoint in --out.")
+train_command = Command(
+    help="evaluation training of a genotype (cutout, drop path, auxiliary head, cosine schedule)",
+    configure=_configure_train, run=_run_train)

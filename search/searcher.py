@@ -1,0 +1,409 @@
+"""The search loop: DARTS (1st/2nd order) or PC-DARTS with λ·LAT(α), checkpointed and resumable.
+
+Defaults are the paper's §4.1 hyperparameters per method (`METHODS`); every one is overridable.
+A checkpoint (`checkpoint.pt` in the output directory, written with `torch.save` and read back
+with `weights_only=True`) holds the network, α/β, both optimisers, the random generator, the
+epoch and step and the log so far, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from lpm_zoo.errors import LpmError
+from search.architect import Architect
+from search.checkpoint import load_checkpoint, save_checkpoint, sigint_flag
+from search.data import ImageData, iterate, load_data, split_halves
+from search.latency import LatencyTerm
+from search.model_search import SearchNetwork
+
+
+@dataclass(frozen=True)
+class Method:
+    """One search method's settings and the paper's §4.1 hyperparameters for it."""
+
+    name: str
+    unrolled: bool
+    partial_k: int
+    edge_norm: bool
+    batch_size: int
+    lr: float
+    arch_lr: float
+    warmup_epochs: int
+    epochs: int = 50
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+
+
+METHODS: dict[str, Method] = {
+    "darts": Method("darts", unrolled=False, partial_k=1, edge_norm=False, batch_size=64, lr=0.025, arch_lr=3e-4,
+                    warmup_epochs=0),
+    "darts-2nd": Method("darts-2nd", unrolled=True, partial_k=1, edge_norm=False, batch_size=64, lr=0.025,
+                        arch_lr=3e-4, warmup_epochs=0),
+    "pc-darts": Method("pc-darts", unrolled=False, partial_k=4, edge_norm=True, batch_size=256, lr=0.1, arch_lr=6e-4,
+                       warmup_epochs=15),
+}
+"""The paper's §4.1: SGD momentum 0.9, wd 3e-4, cosine to 0 over 50 epochs; α by Adam, betas (0.5, 0.999), wd 1e-3."""
+
+
+@dataclass
+class SearchConfig:
+    """Everything that defines a search run; `None` means the method's default."""
+
+    method: str = "darts"
+    predictor: str | None = None
+    lam: float = 0.0
+    relative: bool = False
+    estimator: str = "auto"
+    samples: int = 20
+    noise_ms: float = 0.0
+    dataset: str = "digits"
+    data_dir: str | None = None
+    resolution: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    lr_min: float | None = None
+    arch_lr: float | None = None
+    warmup_epochs: int | None = None
+    channels: int = 16
+    layers: int = 8
+    partial_k: int | None = None
+    grad_clip: float = 5.0
+    train_portion: float = 0.5
+    max_steps: int | None = None  # cap on steps per epoch (quick runs and tests)
+    seed: int = 0
+    device: str = "cpu"
+
+    def resolved(self) -> dict[str, Any]:
+        """The settings with the method's defaults filled in (what the run actually uses)."""
+        if self.method not in METHODS:
+            raise LpmError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        m = METHODS[self.method]
+        out = asdict(self)
+        epochs = self.epochs if self.epochs is not None else m.epochs
+        for k in ("batch_size", "lr", "lr_min", "arch_lr", "partial_k"):
+            if out[k] is None:
+                out[k] = getattr(m, k)
+        out["epochs"] = epochs
+        if out["warmup_epochs"] is None:  # the paper's 15 of 50 epochs, scaled to the run's length
+            out["warmup_epochs"] = round(m.warmup_epochs * epochs / m.epochs)
+        out.update(unrolled=m.unrolled, edge_norm=m.edge_norm, momentum=m.momentum, weight_decay=m.weight_decay,
+                   arch_betas=list(m.arch_betas), arch_weight_decay=m.arch_weight_decay)
+        return out
+
+
+def _check(cfg: dict[str, Any]) -> None:
+    if cfg["epochs"] < 1:
+        raise LpmError(f"--epochs must be at least 1, got {cfg['epochs']}")
+    if cfg["batch_size"] < 2:
+        raise LpmError(f"--batch-size must be at least 2, got {cfg['batch_size']}")
+    if cfg["channels"] < 1 or cfg["layers"] < 3:
+        raise LpmError("--channels must be >= 1 and --layers >= 3 (two reduction cells and a normal one)")
+    if cfg["channels"] % cfg["partial_k"]:
+        raise LpmError(f"--channels {cfg['channels']} must be divisible by the partial-channel K={cfg['partial_k']}")
+    if cfg["lam"] < 0:
+        raise LpmError(f"--lambda must be >= 0, got {cfg['lam']}")
+    if cfg["lam"] > 0 and not cfg["predictor"]:
+        raise LpmError("--lambda > 0 needs --predictor NAME (a fitted predictor from `lpm zoo` or a directory)")
+    if cfg["device"].startswith("cuda") and not torch.cuda.is_available():
+        raise LpmError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    if cfg["max_steps"] is not None and cfg["max_steps"] < 1:
+        raise LpmError(f"--max-steps must be at least 1, got {cfg['max_steps']}")
+
+
+# The fields that must match for a checkpoint to be resumed (everything but presentation).
+_RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in ("device",))
+
+
+@dataclass
+class SearchState:
+    """What the loop mutates and the checkpoint saves."""
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+class Search:
+    """A search run writing into `out` (checkpoint, logs, final artifacts)."""
+
+    CHECKPOINT = "checkpoint.pt"
+
+    def __init__(self, config: SearchConfig, out: str | Path, log: Callable[[str], None] = print,
+                 progress: bool = True):
+        self.cfg = config.resolved()
+        _check(self.cfg)
+        self.out = Path(out)
+        self.log = log
+        self.progress = progress
+        self.device = torch.device(self.cfg["device"])
+        self.data: ImageData = load_data(self.cfg["dataset"], self.cfg["data_dir"], self.cfg["resolution"])
+        self.predictor = None
+        self.latency: LatencyTerm | None = None
+        if self.cfg["predictor"]:
+            from lpm_zoo.predictors import get_predictor
+
+            self.predictor = get_predictor(self.cfg["predictor"])
+            self.latency = LatencyTerm(self.predictor, self.cfg["lam"], self.cfg["samples"], self.cfg["estimator"],
+                                       self.cfg["relative"], self.cfg["noise_ms"])
+        torch.manual_seed(self.cfg["seed"])
+        self.model = SearchNetwork(self.cfg["channels"], self.data.num_classes, self.cfg["layers"],
+                                   partial_k=self.cfg["partial_k"], edge_norm=self.cfg["edge_norm"]).to(self.device)
+        self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=self.cfg["lr"], momentum=self.cfg["momentum"],
+                                     weight_decay=self.cfg["weight_decay"])
+        self.architect = Architect(self.model, self.cfg["arch_lr"], tuple(self.cfg["arch_betas"]),
+                                   self.cfg["arch_weight_decay"], self.cfg["momentum"], self.cfg["weight_decay"],
+                                   unrolled=self.cfg["unrolled"])
+        self.gen = torch.Generator().manual_seed(self.cfg["seed"])
+        self.train_idx, self.val_idx = split_halves(len(self.data.y_train), self.cfg["train_portion"])
+        if min(len(self.train_idx), len(self.val_idx)) < 2:
+            raise LpmError("the training set is too small to split into halves for w and α")
+        self.state = SearchState()
+        self._stop = False
+
+    # --- checkpoints --------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / self.CHECKPOINT
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint atomically (a crash while writing keeps the previous one)."""
+        save_checkpoint(self.checkpoint_path, {
+            "format": 1,
+            "config": self._resume_config(),
+            "model": self.model.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "a_opt": self.architect.optimizer.state_dict(),
+            "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": self.state.epoch,
+            "step": self.state.step,
+            "history_json": json.dumps(self.state.history),
+            "sums_json": json.dumps(self.state.sums),
+            "timing_json": json.dumps(self.state.timing),
+        })
+
+    def _resume_config(self) -> dict[str, Any]:
+        return {k: self.cfg[k] for k in _RESUME_KEYS}
+
+    def try_resume(self) -> bool:
+        """Load the checkpoint in `out` if there is one; refuse one made with other settings."""
+        if not self.checkpoint_path.is_file():
+            return False
+        ck = load_checkpoint(self.checkpoint_path, self.device, self._resume_config())
+        self.model.load_state_dict(ck["model"])
+        self.w_opt.load_state_dict(ck["w_opt"])
+        self.architect.optimizer.load_state_dict(ck["a_opt"])
+        self.gen.set_state(ck["gen"])
+        torch.set_rng_state(ck["torch_rng"])
+        self.state = SearchState(int(ck["epoch"]), int(ck["step"]), json.loads(ck["history_json"]),
+                                 json.loads(ck["sums_json"]), json.loads(ck["timing_json"]))
+        return True
+
+    # --- the loop -----------------------------------------------------------------------------
+    def lr_at(self, epoch: int) -> float:
+        """Cosine annealing from lr to lr_min over the epochs (no restart), as DARTS' scheduler."""
+        c = self.cfg
+        return c["lr_min"] + 0.5 * (c["lr"] - c["lr_min"]) * (1 + math.cos(math.pi * epoch / c["epochs"]))
+
+    def steps_per_epoch(self) -> int:
+        bs = self.cfg["batch_size"]
+        n = min(math.ceil(len(self.train_idx) / bs), math.ceil(len(self.val_idx) / bs))
+        return min(n, self.cfg["max_steps"]) if self.cfg["max_steps"] else n
+
+    def _latency_fn(self):
+        lt, m = self.latency, self.model
+        if lt is None or self.cfg["lam"] == 0:
+            return None
+        return lambda: lt(m.alphas_normal.cpu(), None if m.betas_normal is None else m.betas_normal.cpu(), self.gen)
+
+    def run(self) -> dict[str, Any]:
+        """Search until the last epoch (or a Ctrl-C, which saves a checkpoint); returns the result."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        n_steps = self.steps_per_epoch()
+        total = cfg["epochs"] * n_steps
+        done = self.state.epoch * n_steps + self.state.step
+        bar = tqdm(total=total, initial=done, unit="step", desc=f"search {cfg['method']}", disable=not self.progress,
+                   dynamic_ncols=True)
+        with sigint_flag(self._on_sigint):
+            try:
+                while self.state.epoch < cfg["epochs"] and not self._stop:
+                    self._run_epoch(n_steps, bar)
+            finally:
+                bar.close()
+        if self._stop:
+            self.save_checkpoint()
+            return {"interrupted": True, "epoch": self.state.epoch, "step": self.state.step}
+        return self.finish()
+
+    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
+        if self._stop:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop = True
+
+    def _run_epoch(self, n_steps: int, bar) -> None:
+        cfg, st, model = self.cfg, self.state, self.model
+        epoch = st.epoch
+        lr = self.lr_at(epoch)
+        for g in self.w_opt.param_groups:
+            g["lr"] = lr
+        arch_on = epoch >= cfg["warmup_epochs"]
+        seed = cfg["seed"] * 100003 + epoch
+        train = iterate(self.data, self.train_idx, cfg["batch_size"], seed, self.gen, start=st.step)
+        val = iterate(self.data, self.val_idx, cfg["batch_size"], seed + 50021, self.gen, start=st.step)
+        latency_fn = self._latency_fn() if arch_on else None
+        timed_latency = None
+        if latency_fn is not None:
+            def timed_latency():
+                t0 = time.perf_counter()
+                est = latency_fn()
+                st.timing["latency_s"] = st.timing.get("latency_s", 0.0) + time.perf_counter() - t0
+                st.timing["latency_n"] = st.timing.get("latency_n", 0) + 1
+                st.sums["lat_ms"] = st.sums.get("lat_ms", 0.0) + est.lat_ms  # the M-sample LAT the loss saw
+                return est.loss
+        model.train()
+        s = st.sums
+        while st.step < n_steps and not self._stop:  # checked before a batch is drawn: resumes replay exactly
+            (x, y), (xv, yv) = next(train), next(val)
+            t0 = time.perf_counter()
+            x, y, xv, yv = (t.to(self.device) for t in (x, y, xv, yv))
+            if arch_on:
+                vloss = self.architect.step(x, y, xv, yv, lr, self.w_opt, timed_latency)
+                s["val_loss"] = s.get("val_loss", 0.0) + float(vloss)
+                s["n_arch"] = s.get("n_arch", 0) + 1
+            self.w_opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg["grad_clip"])
+            self.w_opt.step()
+            s["loss"] = s.get("loss", 0.0) + loss.item() * len(y)
+            s["correct"] = s.get("correct", 0) + int((logits.argmax(1) == y).sum())
+            s["n"] = s.get("n", 0) + len(y)
+            st.timing["step_s"] = st.timing.get("step_s", 0.0) + time.perf_counter() - t0
+            st.timing["step_n"] = st.timing.get("step_n", 0) + 1
+            st.step += 1
+            bar.update(1)
+        if self._stop and st.step < n_steps:
+            return
+        row = self._epoch_row(epoch, lr, arch_on)
+        st.history.append(row)
+        self.log(self._format_row(row))
+        st.epoch, st.step, st.sums = epoch + 1, 0, {}
+        self.save_checkpoint()
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Accuracy of the search network on the α half (eval mode), DARTS' `infer`."""
+        self.model.eval()
+        idx = self.val_idx
+        if self.cfg["max_steps"]:  # quick runs validate on as many images as they train on per epoch
+            idx = idx[: self.cfg["max_steps"] * self.cfg["batch_size"]]
+        correct = 0
+        for k in range(0, len(idx), 256):
+            b = idx[k:k + 256]
+            x, y = self.data.x_train[b].to(self.device), self.data.y_train[b].to(self.device)
+            correct += int((self.model(x).argmax(1) == y).sum())
+        self.model.train()
+        return correct / len(idx)
+
+    def predicted(self) -> dict[str, float]:
+        """LAT(α) (Monte Carlo, 200 samples) and the derived genotype's predicted latency, both in ms."""
+        if self.predictor is None:
+            return {}
+        from lpm_zoo.encoding import encode
+
+        m = self.model
+        lat_alpha = self.latency.predict_mean_ms(m.alphas_normal.detach().cpu(),
+                                                 None if m.betas_normal is None else m.betas_normal.detach().cpu())
+        g = m.genotype()
+        lat_g = float(np.asarray(self.predictor.predict(encode(g.normal)[None])).reshape(-1)[0])
+        return {"lat_alpha_ms": lat_alpha, "lat_genotype_ms": lat_g}
+
+    def _epoch_row(self, epoch: int, lr: float, arch_on: bool) -> dict[str, Any]:
+        s = self.state.sums
+        row = {"epoch": epoch + 1, "lr": lr, "arch_updates": arch_on,
+               "train_ce": s.get("loss", 0.0) / max(s.get("n", 1), 1),
+               "train_acc": s.get("correct", 0) / max(s.get("n", 1), 1),
+               "val_ce": s["val_loss"] / s["n_arch"] if s.get("n_arch") else None,
+               "val_acc": self.evaluate()}
+        if s.get("lat_ms") is not None and s.get("n_arch"):
+            row["lat_loss_ms"] = s["lat_ms"] / s["n_arch"]  # mean M-sample LAT the α loss saw this epoch
+        row.update(self.predicted())
+        row["genotype"] = self.model.genotype().to_darts()
+        return row
+
+    @staticmethod
+    def _format_row(row: dict[str, Any]) -> str:
+        parts = [f"epoch {row['epoch']:3d}", f"lr {row['lr']:.4f}", f"train CE {row['train_ce']:.3f}",
+                 f"train acc {100 * row['train_acc']:.1f}%"]
+        if row.get("val_ce") is not None:
+            parts.append(f"val CE {row['val_ce']:.3f}")
+        parts.append(f"val acc {100 * row['val_acc']:.1f}%")
+        if "lat_alpha_ms" in row:
+            parts.append(f"LAT(α) {row['lat_alpha_ms']:.3f} ms")
+            parts.append(f"LAT(cell) {row['lat_genotype_ms']:.3f} ms")
+        if not row["arch_updates"]:
+            parts.append("(α frozen: warm-up)")
+        return "  ".join(parts)
+
+    def finish(self) -> dict[str, Any]:
+        """Write genotype.txt/.json, result.json, history.json and the cell pictures; return the result."""
+        from search.plot import plot_genotype
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        g = self.model.genotype()
+        (self.out / "genotype.txt").write_text(g.to_darts() + "\n", encoding="utf-8")
+        (self.out / "genotype.json").write_text(json.dumps(g.to_dict(), indent=1) + "\n", encoding="utf-8")
+        (self.out / "history.json").write_text(json.dumps(self.state.history, indent=1) + "\n", encoding="utf-8")
+        last = self.state.history[-1] if self.state.history else {}
+        t = self.state.timing
+        step_s = t.get("step_s", 0.0) / max(t.get("step_n", 1), 1)
+        lat_s = t.get("latency_s", 0.0) / max(t.get("latency_n", 1), 1) if t.get("latency_n") else None
+        pictures = plot_genotype(g, self.out / "cells", title=self._title())
+        result = {
+            "genotype": g.to_darts(),
+            "genotype_json": g.to_dict(),
+            "method": self.cfg["method"],
+            "predictor": self.cfg["predictor"],
+            "lambda": self.cfg["lam"],
+            "relative": self.cfg["relative"],
+            "estimator": None if self.latency is None else self.latency.estimator,
+            "reference_ms": None if self.latency is None else self.latency.reference_ms,
+            "val_acc": last.get("val_acc"),
+            "predicted_latency_ms": last.get("lat_genotype_ms"),
+            "lat_alpha_ms": last.get("lat_alpha_ms"),
+            "epochs": self.cfg["epochs"],
+            "seed": self.cfg["seed"],
+            "dataset": self.cfg["dataset"],
+            "config": self.cfg,
+            "mean_step_s": step_s,
+            "mean_latency_term_s": lat_s,
+            "latency_term_fraction": (lat_s / step_s) if lat_s is not None and step_s > 0 else None,
+            "files": {"genotype_txt": str(self.out / "genotype.txt"), "genotype_json": str(self.out / "genotype.json"),
+                      "pictures": [str(p) for p in pictures], "history": str(self.out / "history.json")},
+        }
+        (self.out / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        return result
+
+    def _title(self) -> str:
+        c = self.cfg
+        lam = f"λ={c['lam']:g}{' (relative)' if c['relative'] else ' s⁻¹'}" if c["predictor"] else "no latency term"
+        name = Path(c["predictor"]).name if c["predictor"] else ""
+        return f"{c['method']} on {c['dataset']}, {lam}" + (f", {name}" if name else "")

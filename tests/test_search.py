@@ -1,0 +1,320 @@
+"""Search network, genotype derivation, data, the three methods, checkpoint/resume, Ctrl-C and the CLI."""
+
+import json
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from lpm_zoo.cli import main
+from lpm_zoo.errors import LpmError
+from lpm_zoo.predictors import create_predictor
+from lpm_zoo.sampler import sample_arrays
+from lpm_zoo.space import OP_INDEX, Genotype, parse_genotype
+from search.data import load_cifar10, load_data, read_cifar_bin
+from search.model_search import SearchNetwork, derive_cell
+from search.searcher import Search, SearchConfig
+
+TINY = dict(channels=4, layers=3, batch_size=16, max_steps=2, epochs=1, resolution=8)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks are per-op-overhead bound: one thread avoids OpenMP barriers on a busy 2-core runner."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def predictor_dir(tmp_path_factory):
+    """A small MLP fitted on a known per-op cost table, saved like a zoo entry."""
+    cost = np.array([0.0, 0.3, 0.25, 0.05, 1.0, 1.6, 0.8, 1.2])
+    ops, inputs = sample_arrays(1000, seed=0)
+    path = tmp_path_factory.mktemp("zoo") / "toy-cpu"
+    create_predictor("mlp", epochs=20, seed=0).fit((ops, inputs), 5 + cost[ops].sum(1)).save(str(path))
+    return str(path)
+
+
+# --- genotype derivation -----------------------------------------------------------------------
+def test_derive_cell_follows_darts_parse():
+    w = np.full((14, 8), 0.1)
+    w[:, 0] = 0.9  # `none` strongest everywhere: ignored
+    # node 2 (edges 0, 1): both kept, strongest first
+    w[0, OP_INDEX["sep_conv_3x3"]] = 0.3
+    w[1, OP_INDEX["max_pool_3x3"]] = 0.5
+    # node 3 (edges 2, 3, 4): edges from 2 and 0
+    w[4, OP_INDEX["dil_conv_5x5"]] = 0.6
+    w[2, OP_INDEX["skip_connect"]] = 0.4
+    # node 4 (edges 5..8), node 5 (edges 9..13)
+    w[8, OP_INDEX["avg_pool_3x3"]] = 0.7
+    w[6, OP_INDEX["sep_conv_5x5"]] = 0.2
+    w[13, OP_INDEX["dil_conv_3x3"]] = 0.35
+    w[9, OP_INDEX["sep_conv_3x3"]] = 0.33
+    assert derive_cell(w) == (
+        ("max_pool_3x3", 1), ("sep_conv_3x3", 0),
+        ("dil_conv_5x5", 2), ("skip_connect", 0),
+        ("avg_pool_3x3", 3), ("sep_conv_5x5", 1),
+        ("dil_conv_3x3", 4), ("sep_conv_3x3", 0),
+    )
+
+
+def test_pc_darts_beta_weighs_the_edges():
+    torch.manual_seed(0)
+    net = SearchNetwork(C=4, layers=3, partial_k=4, edge_norm=True)
+    with torch.no_grad():
+        net.alphas_normal.zero_()
+        net.alphas_normal[:, OP_INDEX["sep_conv_3x3"]] = 1.0
+        net.betas_normal.zero_()
+        net.betas_normal[[12, 13]] = 5.0  # node 5 keeps edges from nodes 3 and 4
+    g = net.genotype()
+    assert isinstance(g, Genotype) and {i for _, i in g.normal[6:]} == {3, 4}
+    assert all(op == "sep_conv_3x3" for op, _ in g.normal)
+
+
+@pytest.mark.parametrize("k,edge_norm", [(1, False), (4, True)])
+def test_search_network_shapes_and_parameter_split(k, edge_norm):
+    net = SearchNetwork(C=4, num_classes=10, layers=5, partial_k=k, edge_norm=edge_norm)
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    n_arch = 4 if edge_norm else 2
+    assert len(net.arch_parameters()) == n_arch
+    assert len(net.weight_parameters()) + n_arch == len(list(net.parameters()))
+    assert sum(c.reduction for c in net.cells) == 2 and net.cells[1].reduction and net.cells[3].reduction
+
+
+# --- data -----------------------------------------------------------------------------------------
+def _write_cifar(root, n=3):
+    d = root / "cifar-10-batches-bin"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    files = [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]
+    for f in files:
+        rec = rng.integers(0, 256, size=(n, 3073), dtype=np.uint8)
+        rec[:, 0] = np.arange(n) % 10
+        rec.tofile(d / f)
+    return d
+
+
+def test_cifar_binary_reader(tmp_path):
+    d = _write_cifar(tmp_path)
+    x, y = read_cifar_bin(d / "test_batch.bin")
+    raw = np.fromfile(d / "test_batch.bin", np.uint8).reshape(3, 3073)
+    assert x.shape == (3, 3, 32, 32) and list(y) == [0, 1, 2]
+    assert x[1, 2, 31, 31] == raw[1, 3072] and x[2, 0, 0, 1] == raw[2, 2]  # channel-major 32x32 planes
+    data = load_data("cifar10", tmp_path)
+    assert data.x_train.shape == (15, 3, 32, 32) and data.x_test.shape == (3, 3, 32, 32)
+    expect = (raw[0, 1] / 255.0 - 0.49139968) / 0.24703233
+    assert float(data.x_test[0, 0, 0, 0]) == pytest.approx(expect, rel=1e-5)
+
+
+def test_cifar_errors(tmp_path):
+    with pytest.raises(LpmError, match="does not exist"):
+        load_cifar10(tmp_path / "nope")
+    with pytest.raises(LpmError, match="not found"):
+        load_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(LpmError, match="binary version"):
+        load_cifar10(tmp_path)
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(LpmError, match="not a CIFAR-10 binary batch"):
+        read_cifar_bin(bad)
+    with pytest.raises(LpmError, match="--data-dir"):
+        load_data("cifar10", None)
+
+
+def test_digits_builtin():
+    d = load_data("digits")
+    assert d.x_train.shape[1:] == (3, 16, 16) and len(d.y_train) + len(d.y_test) == 1797
+    assert set(d.y_test.tolist()) == set(range(10))
+
+
+# --- search runs ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["darts", "darts-2nd", "pc-darts"])
+def test_each_method_updates_alpha_and_writes_outputs(method, tmp_path, predictor_dir):
+    cfg = SearchConfig(method=method, predictor=predictor_dir, lam=0.5, relative=True, warmup_epochs=0, **TINY)
+    s = Search(cfg, tmp_path, progress=False, log=lambda m: None)
+    a0 = [p.detach().clone() for p in s.model.arch_parameters()]
+    r = s.run()
+    assert all(not torch.equal(a, p) for a, p in zip(a0, s.model.arch_parameters()))
+    assert Genotype.from_json((tmp_path / "genotype.json").read_text()) == parse_genotype(
+        (tmp_path / "genotype.txt").read_text())
+    assert r["estimator"] == "pathwise" and r["predicted_latency_ms"] > 0 and 0 <= r["val_acc"] <= 1
+    assert (tmp_path / "cells.png").stat().st_size > 1000 and (tmp_path / "cells.svg").is_file()
+    assert 0 < r["latency_term_fraction"] < 1
+
+
+def test_pc_darts_warmup_freezes_alpha(tmp_path):
+    cfg = SearchConfig(method="pc-darts", **{**TINY, "epochs": 2, "max_steps": 1})
+    s = Search(cfg, tmp_path, progress=False, log=lambda m: None)
+    assert s.cfg["warmup_epochs"] == 1 and s.cfg["batch_size"] == 16  # 15 of 50 scaled to 2 epochs
+    a0 = s.model.alphas_normal.detach().clone()
+    s.run()
+    assert [row["arch_updates"] for row in s.state.history] == [False, True]
+    assert not torch.equal(a0, s.model.alphas_normal)
+
+
+def test_paper_defaults():
+    d = SearchConfig(method="darts").resolved()
+    assert (d["batch_size"], d["lr"], d["arch_lr"], d["epochs"], d["warmup_epochs"]) == (64, 0.025, 3e-4, 50, 0)
+    p = SearchConfig(method="pc-darts").resolved()
+    assert (p["batch_size"], p["lr"], p["arch_lr"], p["warmup_epochs"], p["partial_k"]) == (256, 0.1, 6e-4, 15, 4)
+    assert d["arch_betas"] == [0.5, 0.999] and d["arch_weight_decay"] == 1e-3 and d["weight_decay"] == 3e-4
+
+
+def test_score_estimator_drives_search_with_any_predictor(tmp_path):
+    from lpm_zoo.predictors import get_predictor
+
+    cost = np.array([0.0, 0.3, 0.25, 0.05, 1.0, 1.6, 0.8, 1.2])
+    ops, inputs = sample_arrays(500, seed=1)
+    create_predictor("knn").fit((ops, inputs), 5 + cost[ops].sum(1)).save(str(tmp_path / "knn"))
+    assert not get_predictor(str(tmp_path / "knn")).differentiable
+    cfg = SearchConfig(predictor=str(tmp_path / "knn"), lam=1.0, relative=True, **TINY)
+    r = Search(cfg, tmp_path / "out", progress=False, log=lambda m: None).run()
+    assert r["estimator"] == "score" and r["lat_alpha_ms"] > 0
+
+
+def _final_state(s):
+    return [p.detach().clone() for p in s.model.parameters()]
+
+
+def test_ctrl_c_saves_and_resume_is_exact(tmp_path, predictor_dir):
+    cfg = SearchConfig(predictor=predictor_dir, lam=0.5, relative=True, **{**TINY, "epochs": 2})
+    straight = Search(cfg, tmp_path / "a", progress=False, log=lambda m: None)
+    straight.run()
+
+    s = Search(cfg, tmp_path / "b", progress=False, log=lambda m: None)
+    calls = {"n": 0}
+    step = s.architect.step
+
+    def interrupting_step(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # mid-way through epoch 2: a real SIGINT, as Ctrl-C sends
+            signal.raise_signal(signal.SIGINT)
+        return step(*a, **k)
+
+    s.architect.step = interrupting_step
+    before = signal.getsignal(signal.SIGINT)
+    r = s.run()
+    assert r == {"interrupted": True, "epoch": 1, "step": 1}
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
+
+    resumed = Search(cfg, tmp_path / "b", progress=False, log=lambda m: None)
+    assert resumed.try_resume() and (resumed.state.epoch, resumed.state.step) == (1, 1)
+    resumed.run()
+    for a, b in zip(_final_state(straight), _final_state(resumed)):
+        assert torch.equal(a, b)
+    assert json.loads((tmp_path / "a" / "genotype.json").read_text()) == json.loads(
+        (tmp_path / "b" / "genotype.json").read_text())
+
+    other = Search(SearchConfig(predictor=predictor_dir, lam=0.9, **{**TINY, "epochs": 2}), tmp_path / "b",
+                   progress=False, log=lambda m: None)
+    with pytest.raises(LpmError, match="other settings"):
+        other.try_resume()
+
+
+def test_bad_search_options():
+    with pytest.raises(LpmError, match="needs --predictor"):
+        Search(SearchConfig(lam=0.2, **TINY), "unused", progress=False)
+    with pytest.raises(LpmError, match="unknown method"):
+        SearchConfig(method="enas").resolved()
+    with pytest.raises(LpmError, match="no fitted predictor"):
+        Search(SearchConfig(predictor="no-such-device", lam=0.2, **TINY), "unused", progress=False)
+
+
+# --- CLI ----------------------------------------------------------------------------------------------
+def test_cli_search_json_then_train(tmp_path, capsys, predictor_dir):
+    out = tmp_path / "s"
+    rc = main(["search", "--predictor", predictor_dir, "--lambda", "0.2", "--epochs", "1", "--channels", "4",
+               "--layers", "3", "--batch-size", "16", "--max-steps", "1", "--resolution", "8", "--out", str(out),
+               "--json",
+               "--no-progress"])
+    assert rc == 0
+    cap = capsys.readouterr()
+    res = json.loads(cap.out)
+    g = Genotype.from_dict(res["genotype_json"])
+    assert g.to_darts() == res["genotype"] and res["predicted_latency_ms"] > 0 and "val_acc" in res
+    assert "epoch   1" in cap.err  # the per-epoch log goes to stderr with --json
+    assert json.loads((out / "result.json").read_text())["genotype"] == res["genotype"]
+
+    rc = main(["train", "--genotype", str(out / "genotype.json"), "--epochs", "1", "--channels", "4", "--layers",
+               "3", "--max-steps", "2", "--resolution", "32", "--auxiliary-weight", "0.4", "--out",
+               str(tmp_path / "t"), "--json", "--no-progress"])
+    assert rc == 0
+    tr = json.loads(capsys.readouterr().out)
+    from lpm_zoo.complexity import count_params
+    from lpm_zoo.networks import NetworkCIFAR
+
+    assert tr["params_M"] == pytest.approx(count_params(NetworkCIFAR(4, 10, 3, True, g)) / 1e6)
+    assert 0 <= tr["test_acc"] <= 1 and tr["epochs_done"] == 1 and tr["config"]["auxiliary_weight"] == 0.4
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["search", "--dataset", "cifar10", "--data-dir", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
+    assert main(["train", "--genotype", "DARTS_V2", "--auxiliary-weight", "0.4"]) == 2  # 16x16 digits: no aux head
+    assert "32x32" in capsys.readouterr().err
+
+
+class _Smooth(torch.nn.Module):
+    """A smooth two-level model with the search network's interface (ReLU nets have kinks that
+    finite differences see and autograd's Hessian does not, so exactness is checked here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(3, 4, dtype=torch.float64))
+        self.alpha = torch.nn.Parameter(torch.randn(4, dtype=torch.float64))
+
+    def loss(self, x, y):
+        return torch.nn.functional.cross_entropy(torch.tanh(x @ self.w) * torch.softmax(self.alpha, 0) * 3, y)
+
+    def arch_parameters(self):
+        return [self.alpha]
+
+    def weight_parameters(self):
+        return [self.w]
+
+    def named_weight_parameters(self):
+        return [("w", self.w)]
+
+    def new(self):
+        other = _Smooth()
+        other.alpha.data.copy_(self.alpha.data)
+        return other
+
+
+def test_second_order_gradient_is_the_unrolled_total_derivative():
+    """DARTS' second-order α gradient (virtual step + finite-difference Hessian-vector product) equals
+    d/dα L_val(w − ξ(momentum + ∇w L_train + wd·w), α), computed exactly by autograd."""
+    from search.architect import Architect
+
+    torch.manual_seed(0)
+    model = _Smooth()
+    xt, yt = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 4, (16,))
+    xv, yv = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 4, (16,))
+    eta, mom, wd = 0.5, 0.9, 3e-4
+    w_opt = torch.optim.SGD(model.weight_parameters(), lr=eta, momentum=mom, weight_decay=wd)
+    model.loss(xt, yt).backward()
+    w_opt.step()  # leaves a momentum buffer, which the virtual step uses
+    w0 = model.w.detach().clone()
+    buf = w_opt.state[model.w]["momentum_buffer"].clone()
+
+    arch = Architect(model, 3e-4, (0.5, 0.999), 1e-3, mom, wd, unrolled=True)
+    arch._backward_unrolled(xt, yt, xv, yv, eta, w_opt)
+    assert torch.allclose(model.w.detach(), w0, rtol=0, atol=1e-12)  # the ±εv perturbations are undone
+
+    alpha = model.alpha.detach().clone().requires_grad_(True)
+
+    def val_after_step(a):
+        logits = lambda w, x: torch.tanh(x @ w) * torch.softmax(a, 0) * 3  # noqa: E731
+        lt = torch.nn.functional.cross_entropy(logits(w0.requires_grad_(True), xt), yt)
+        gw = torch.autograd.grad(lt, w0, create_graph=True)[0]
+        w1 = w0 - eta * (mom * buf + gw + wd * w0)
+        return torch.nn.functional.cross_entropy(logits(w1, xv), yv)
+
+    exact = torch.autograd.grad(val_after_step(alpha), alpha)[0]
+    assert torch.allclose(model.alpha.grad, exact, rtol=1e-4, atol=1e-7), (model.alpha.grad, exact)
