@@ -147,13 +147,11 @@ def _run_measure(args: argparse.Namespace) -> int:
 
 def _rescale_to_store(r, db: str) -> None:
     """Re-express a `ref_ratio` measurement in the baseline of the store at `db` (in place)."""
-    from pathlib import Path
-
     from backends.profiler import baseline_of, normalize
     from lpm_zoo.errors import LpmError
-    from lpm_zoo.store import MeasurementStore
+    from lpm_zoo.store import MeasurementStore, resolve_db
 
-    if not Path(db).is_file():
+    if not resolve_db(db).is_file():
         raise LpmError(f"no measurement database at {db}")
     if "ratio" not in r.protocol:
         raise LpmError("--db needs the ref_ratio statistic (the default); drop --statistic/--no-reference")

@@ -15,10 +15,10 @@ from importlib.metadata import entry_points
 from typing import Any, Callable, ClassVar, TypeVar
 
 from lpm_zoo.errors import LpmError
+from lpm_zoo.registry import Registry
 
 GROUP = "lpm_zoo.backends"
 
-_REGISTRY: dict[str, type["Backend"]] = {}
 _DISCOVERED = False
 
 B = TypeVar("B", bound=type)
@@ -89,6 +89,9 @@ class Backend(ABC):
 CLOCKS = ("wall", "thread")
 
 
+_REGISTRY: Registry[type[Backend]] = Registry("backend", Backend, "name")
+
+
 def host_times(run: Callable[[], Any], n: int, clock: str = "wall") -> list[float]:
     """Milliseconds of each of `n` calls of `run`, on the wall clock or the calling thread's CPU clock."""
     if clock not in CLOCKS:
@@ -104,17 +107,7 @@ def host_times(run: Callable[[], Any], n: int, clock: str = "wall") -> list[floa
 
 def register_backend(name: str) -> Callable[[B], B]:
     """Class decorator: register a `Backend` subclass under `name`."""
-
-    def deco(cls: B) -> B:
-        if not (isinstance(cls, type) and issubclass(cls, Backend)):
-            raise TypeError(f"@register_backend({name!r}) needs a Backend subclass, got {cls!r}")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"backend {name!r} is already registered by {_REGISTRY[name].__module__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def _discover() -> None:
@@ -143,13 +136,10 @@ def _discover() -> None:
 def list_backends() -> list[str]:
     """Names of every registered backend (built-in and plugins)."""
     _discover()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_backend(name: str) -> Backend:
     """A fresh instance of backend `name`; an unknown name gets an error listing the known ones."""
     _discover()
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise LpmError(f"unknown backend {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+    return _REGISTRY.get(name)()

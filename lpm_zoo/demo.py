@@ -18,8 +18,9 @@ from pathlib import Path
 
 PREDICTOR = "ort-cpu"
 MEASURE = ["--backend", "ort", "--device", "cpu", "--profile", "cifar-b1"]
+DATA = "bundled:ort-cpu-cifar-b1"  # the shipped measurements ort-cpu was fitted on: `measure --db` uses their scale
 SEARCH_FLAGS = [
-    "--dataset", "digits", "--method", "darts", "--relative", "--epochs", "8", "--channels", "4",
+    "--dataset", "digits", "--method", "darts", "--relative", "--epochs", "6", "--channels", "4",
     "--layers", "5", "--batch-size", "32", "--arch-lr", "3e-3", "--threads", "1", "--no-progress", "--json",
 ]
 
@@ -37,13 +38,13 @@ def _json_out(proc: subprocess.CompletedProcess, what: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lpm_zoo.demo", description=__doc__.splitlines()[0])
-    ap.add_argument("--lambda", dest="lam", type=float, default=1.0, help="relative λ of the latency-aware run")
+    ap.add_argument("--lambda", dest="lam", type=float, default=0.5, help="relative λ of the latency-aware run")
     ap.add_argument("--out", default="runs/demo", help="where the searches checkpoint and write their cells")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
     out = Path(args.out)
-    print(f"== shipped predictors ==", flush=True)
+    print("== shipped predictors ==", flush=True)
     subprocess.run(_lpm("zoo", "list"), check=True)
     print(f"\n== two searches on digits with --predictor {PREDICTOR}: λ=0 and relative λ={args.lam} "
           "(side by side, one thread each; progress on stderr) ==", flush=True)
@@ -61,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
                                  f"search λ={lam:g}")
     print(f"   searches done in {time.time() - t0:.0f} s", flush=True)
 
-    print(f"\n== measuring the found cells: lpm measure {' '.join(MEASURE)} ==", flush=True)
+    print(f"\n== measuring the found cells: lpm measure {' '.join(MEASURE)} --db {DATA} ==", flush=True)
     rows = []
     for lam, (d, _) in runs.items():
-        m = _json_out(subprocess.run(_lpm("measure", *MEASURE, "--genotype", str(d / "genotype.json"), "--json"),
+        m = _json_out(subprocess.run(_lpm("measure", *MEASURE, "--db", DATA, "--genotype", str(d / "genotype.json"), "--json"),
                                      capture_output=True, text=True), f"measure λ={lam:g}")
         p = _json_out(subprocess.run(_lpm("predict", "--predictor", PREDICTOR, "--genotype", str(d / "genotype.json"),
                                           "--json"), capture_output=True, text=True), f"predict λ={lam:g}")

@@ -85,11 +85,50 @@ class LatencyDataset:
         return [prof.genotype(arrays_to_cell(o, i)) for o, i in zip(self.ops, self.inputs)]
 
 
+BUNDLED_PREFIX = "bundled:"
+
+
+def list_bundled() -> list[str]:
+    """Names of the measurement stores shipped inside the package (`bundled:NAME` opens one)."""
+    from importlib import resources
+
+    folder = resources.files("lpm_zoo").joinpath("data/measurements")
+    return sorted(f.name[: -len(".db.gz")] for f in folder.iterdir() if f.name.endswith(".db.gz"))
+
+
+def resolve_db(spec: str | Path) -> Path:
+    """A store path; `bundled:NAME` is a shipped store, unpacked once into the user's cache."""
+    text = str(spec)
+    if not text.startswith(BUNDLED_PREFIX):
+        return Path(spec)
+    import gzip
+    import os
+    import shutil
+    from importlib import resources
+
+    name = text[len(BUNDLED_PREFIX):]
+    if name not in list_bundled():
+        raise LpmError(f"no bundled measurements {name!r}; bundled: {', '.join(list_bundled()) or 'none'}")
+    cache = Path(os.environ.get("LPM_ZOO_CACHE", Path.home() / ".cache" / "lpm_zoo")) / "data"
+    target = cache / f"{name}.db"
+    source = resources.files("lpm_zoo").joinpath(f"data/measurements/{name}.db.gz")
+    stamp = target.with_suffix(".size")
+    size = str(source.stat().st_size) if hasattr(source, "stat") else ""
+    if not target.is_file() or not stamp.is_file() or stamp.read_text() != size:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        with source.open("rb") as raw, gzip.open(raw) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, target)  # atomic: an interrupted unpack never leaves a torn store
+        stamp.write_text(size)
+    return target
+
+
 class MeasurementStore:
-    """A SQLite measurement file; created on first use, opened in WAL mode."""
+    """A SQLite measurement file; created on first use, opened in WAL mode (`bundled:NAME` opens a shipped one)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = resolve_db(path)
         if self.path.exists() and self.path.is_dir():
             raise LpmError(f"{self.path} is a directory; give the path of a database file, e.g. {self.path}/lpm.db")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,7 +264,7 @@ class MeasurementStore:
 
 def load_dataset(db: str | Path, backend: str, device: str, profile: str) -> LatencyDataset:
     """The dataset of one backend/device/profile from a store; a clear error when there is none."""
-    path = Path(db)
+    path = resolve_db(db)
     hint = f"make it with: lpm profile --backend {backend} --device {device} --profile {profile} --samples N --db {db}"
     if not path.is_file():
         raise LpmError(f"no measurement database at {db}; {hint}")

@@ -25,15 +25,6 @@ except ImportError:
     HAS_TRT = False
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    """The CPU backends set torch's thread count and denormal flushing (process-wide): undo it for other tests."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(False)
-
-
 def _tiny_model():
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
@@ -69,7 +60,7 @@ def test_register_backend_decorator_and_type_check():
         with pytest.raises(ValueError, match="already registered"):
             register_backend("test-echo")(type("Other", (Echo,), {}))
     finally:
-        registry._REGISTRY.pop("test-echo", None)
+        registry._REGISTRY.unregister("test-echo")
 
 
 def test_third_party_backend_through_entry_point(tmp_path, monkeypatch):
@@ -90,7 +81,7 @@ def test_third_party_backend_through_entry_point(tmp_path, monkeypatch):
            md.EntryPoint("broken", "lpm_no_such_module:X", registry.GROUP)]
     monkeypatch.setattr(registry, "entry_points", lambda group: eps if group == registry.GROUP else [])
     monkeypatch.setattr(registry, "_DISCOVERED", False)
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", registry._REGISTRY.copy())
     assert "fakeaccel" in list_backends()  # the broken plugin is reported, not fatal
     b = get_backend("fakeaccel")
     assert b.available("cpu") == (False, "fake accelerator not plugged in")

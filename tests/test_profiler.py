@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from backends.profiler import Measurer, normalize, plan, run_profile
 from backends.protocol import Protocol
@@ -19,15 +18,6 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.store import MeasurementStore, load_dataset
-
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    """The CPU backends set torch's thread count and denormal flushing (process-wide): undo it for other tests."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(False)
-
 
 FAST = Protocol(warmup=1, rounds=2, reps=2, interleave=2)
 FAST_ARGS = ["--warmup", "1", "--rounds", "2", "--reps", "2"]

@@ -78,3 +78,15 @@ def test_profiles():
         get_profile("cifar-b64")
     assert get_profile("imagenet-b32").input_shape == (32, 3, 224, 224)
     assert np.isfinite(a(x).detach().numpy()).all()
+
+
+def test_bundled_stores_open_by_name(tmp_path, monkeypatch):
+    from lpm_zoo.store import list_bundled, resolve_db
+
+    monkeypatch.setenv("LPM_ZOO_CACHE", str(tmp_path))
+    assert "ort-cpu-cifar-b1" in list_bundled() and "torch-cpu-cifar-b1" in list_bundled()
+    data = load_dataset("bundled:ort-cpu-cifar-b1", "ort", "cpu", "cifar-b1")
+    assert len(data) >= 1000 and (data.latency_ms > 0).all()
+    assert resolve_db("bundled:ort-cpu-cifar-b1").parent == tmp_path / "data"
+    with pytest.raises(LpmError, match="bundled: ort-cpu-cifar-b1"):
+        resolve_db("bundled:nope")

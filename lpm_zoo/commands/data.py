@@ -10,10 +10,10 @@ from lpm_zoo.cli import Command
 def _configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     info = sub.add_parser("info", help="measurements and unique architectures per backend/device/profile")
-    info.add_argument("--db", required=True, help="the SQLite measurement store")
+    info.add_argument("--db", required=True, help="the SQLite measurement store, or bundled:NAME for a shipped one")
     info.add_argument("--json", action="store_true", help="one JSON object per backend/device/profile")
     exp = sub.add_parser("export", help="write every measurement to a .parquet or .csv file")
-    exp.add_argument("--db", required=True, help="the SQLite measurement store")
+    exp.add_argument("--db", required=True, help="the SQLite measurement store, or bundled:NAME for a shipped one")
     exp.add_argument("--out", required=True, help="output file: FILE.parquet or FILE.csv")
 
 
@@ -22,7 +22,9 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lpm_zoo.errors import LpmError
+    from lpm_zoo.store import resolve_db
 
+    args.db = str(resolve_db(args.db))  # `bundled:NAME` is a store shipped in the package
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; make one with `lpm profile ... --db {args.db}`")
     if args.data_command == "export":

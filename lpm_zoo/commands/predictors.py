@@ -92,7 +92,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lpm_zoo.predictors import create_predictor, predictor_class, save_predictor, user_zoo_dir
-    from lpm_zoo.predictors.evaluate import default_test_size, metrics, repeatability_pct, split_indices
+    from lpm_zoo.predictors.evaluate import default_test_size, metrics, relative_spread_pct, split_indices
 
     predictor_class(args.predictor)
     name = args.name or f"{args.backend}-{args.device}"
@@ -118,7 +118,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     fit_s = time.perf_counter() - t0
     meta: dict[str, Any] = {"name": name, "backend": args.backend, "device": args.device, "profile": args.profile,
                             "fit_seconds": round(fit_s, 3), "split": {"seed": args.seed, "test_size": test_size},
-                            "measurement_repeatability_pct": repeatability_pct(data.latency_ms, data.spread_ms)}
+                            "run_spread_pct": relative_spread_pct(data.latency_ms, data.spread_ms)}
     if test_size:
         meta["metrics"] = metrics(data.latency_ms[test], p.predict((data.ops[test], data.inputs[test])))
     if "progress" in p.get_params():
@@ -167,7 +167,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
     from lpm_zoo.complexity import cell_madds
     from lpm_zoo.predictors import plots, predictor_class
-    from lpm_zoo.predictors.evaluate import HEADER, compare, default_test_size, format_row, repeatability_pct
+    from lpm_zoo.predictors.evaluate import HEADER, compare, default_test_size, format_row, relative_spread_pct
     from lpm_zoo.predictors.base import training_hash
     from lpm_zoo.profiles import get_profile
 
@@ -199,7 +199,7 @@ def _run_compare(args: argparse.Namespace) -> int:
             if t in types and r.get("params") == json.loads(json.dumps(params(t))):
                 done[(t, r["train_size"])] = (r, previous.get("predictions", {}).get(f"{t}@{r['train_size']}"))
     title = f"{args.backend}/{args.device}/{args.profile}, {len(data)} architectures"
-    rep = repeatability_pct(data.latency_ms, data.spread_ms)
+    rep = relative_spread_pct(data.latency_ms, data.spread_ms)
     state: dict[str, Any] = {"config": config, "rows": [r for r, _ in done.values()],
                              "predictions": {f"{t}@{k}": p for (t, k), (_, p) in done.items() if p is not None}}
 
@@ -209,7 +209,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         os.replace(tmp, state_path)
 
     if not args.json:
-        print(f"# {title}; measurement repeatability (mean relative spread) {rep:.2f}%")
+        print(f"# {title}; spread of the raw runs (mean IQR / latency) {rep:.2f}%")
         if done:
             print(f"# reusing {len(done)} result(s) from {state_path}")
         print(HEADER, flush=True)
@@ -243,7 +243,7 @@ def _run_compare(args: argparse.Namespace) -> int:
     plots.predicted_vs_measured(extra["predictions"], out / "predicted_vs_measured.png",
                                 f"{title}; held-out, largest training size")
     fig2 = plots.latency_vs_madds(madds, data.latency_ms, out / "latency_vs_madds.png", title)
-    state.update(measurement_repeatability_pct=rep, latency_vs_madds=fig2, skipped_sizes=extra["skipped_sizes"],
+    state.update(run_spread_pct=rep, latency_vs_madds=fig2, skipped_sizes=extra["skipped_sizes"],
                  table=rows)
     save_state()
     if not args.json:

@@ -17,6 +17,7 @@ import numpy as np
 
 from lpm_zoo.encoding import N_BITS, cells_to_arrays, decode_arrays, encode_arrays, keys_from_arrays
 from lpm_zoo.errors import LpmError
+from lpm_zoo.registry import Registry
 from lpm_zoo.space import Genotype
 
 if TYPE_CHECKING:
@@ -24,34 +25,22 @@ if TYPE_CHECKING:
 
 ENCODING = "lpm-112"  # the paper's 112-bit normal-cell encoding, bit = 8 * edge + op
 
-_TYPES: dict[str, type["Predictor"]] = {}
 P = TypeVar("P", bound=type["Predictor"])
 
 
 def register_predictor(name: str) -> Callable[[P], P]:
     """Class decorator adding a predictor type to the registry under `name`."""
-
-    def deco(cls: P) -> P:
-        if name in _TYPES and _TYPES[name] is not cls:
-            raise ValueError(f"predictor type {name!r} is already registered ({_TYPES[name].__qualname__})")
-        cls.type_name = name
-        _TYPES[name] = cls
-        return cls
-
-    return deco
+    return _TYPES.register(name)
 
 
 def list_predictor_types() -> list[str]:
     """Names of the registered predictor types."""
-    return sorted(_TYPES)
+    return _TYPES.names()
 
 
 def predictor_class(name: str) -> type["Predictor"]:
     """The class registered as `name`; an unknown name gets an error listing the known ones."""
-    try:
-        return _TYPES[name]
-    except KeyError:
-        raise LpmError(f"unknown predictor type {name!r}; known: {', '.join(list_predictor_types())}") from None
+    return _TYPES.get(name)
 
 
 def create_predictor(name: str, **params: Any) -> "Predictor":
@@ -182,3 +171,6 @@ class Predictor:
     @staticmethod
     def _dense(ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         return encode_arrays(ops, inputs, np.float32)
+
+
+_TYPES: Registry[type[Predictor]] = Registry("predictor type", Predictor, "type_name")

@@ -46,8 +46,9 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def repeatability_pct(latency_ms: np.ndarray, spread_ms: np.ndarray) -> float:
-    """Mean relative spread of the measurements (%), the floor a predictor's error is judged against."""
+def relative_spread_pct(latency_ms: np.ndarray, spread_ms: np.ndarray) -> float:
+    """Mean IQR of the raw runs over the latency (%): the spread within a measurement, not the agreement
+    of two measurements of one architecture (that repeatability is measured in BENCHMARKS.md)."""
     ok = np.isfinite(spread_ms) & (latency_ms > 0)
     return float(100 * np.mean(spread_ms[ok] / latency_ms[ok])) if ok.any() else float("nan")
 
