@@ -88,6 +88,7 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
 def _run_profile(args: argparse.Namespace) -> int:
     import sys
 
+    from backends.device import device_name
     from backends.profiler import run_profile
     from lpm_zoo.store import MeasurementStore
 
@@ -96,7 +97,9 @@ def _run_profile(args: argparse.Namespace) -> int:
                         workers=args.workers, progress=not args.no_progress,
                         log=lambda s: print(s, file=sys.stderr))
     with MeasurementStore(args.db) as store:
-        rows = [r for r in store.summary() if r["backend"] == args.backend and r["profile"] == args.profile]
+        dev = device_name(args.device, args.device_name)
+        rows = [r for r in store.summary()
+                if r["backend"] == args.backend and r["profile"] == args.profile and r["device"] == dev]
     for r in rows:
         print(f"{args.db}: {r['backend']}/{r['device']}/{r['profile']}: {r['n_unique']} unique architectures "
               f"({r['n']} measurements; {added} added now)")
@@ -121,16 +124,21 @@ def _configure_measure(p: argparse.ArgumentParser) -> None:
 def _run_measure(args: argparse.Namespace) -> int:
     import json
 
-    from backends.profiler import Measurer
+    from backends.profiler import Measurer, normalize
     from lpm_zoo.encoding import cell_key
     from lpm_zoo.published import DARTS_V2
     from lpm_zoo.space import parse_genotype
 
     g = parse_genotype(args.genotype, DARTS_V2.reduce)
-    m = Measurer(args.backend, args.device, args.profile, _protocol(args), args.device_name, args.seed)
-    (r,) = m.measure([g.normal])
-    if args.db:
-        _rescale_to_store(r, args.db)
+    protocol = _protocol(args)
+    base = _store_baseline(args, protocol) if args.db else None  # checked before minutes of timing
+    m = Measurer(args.backend, args.device, args.profile, protocol, args.device_name, args.seed)
+    try:
+        (r,) = m.measure([g.normal])
+    finally:
+        m.close()
+    if base is not None:
+        normalize([r], base)
     p = r.protocol
     if args.json:
         print(json.dumps({"backend": r.backend, "device": r.device, "profile": r.profile, "key": cell_key(g),
@@ -145,21 +153,23 @@ def _run_measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rescale_to_store(r, db: str) -> None:
-    """Re-express a `ref_ratio` measurement in the baseline of the store at `db` (in place)."""
-    from backends.profiler import baseline_of, normalize
+def _store_baseline(args: argparse.Namespace, protocol) -> float:
+    """The reference baseline (ms) of the store at `args.db` for this backend/device/profile."""
+    from backends.device import device_name
+    from backends.profiler import baseline_of
     from lpm_zoo.errors import LpmError
     from lpm_zoo.store import MeasurementStore, resolve_db
 
-    if not resolve_db(db).is_file():
-        raise LpmError(f"no measurement database at {db}")
-    if "ratio" not in r.protocol:
+    if not resolve_db(args.db).is_file():
+        raise LpmError(f"no measurement database at {args.db}")
+    if protocol.statistic != "ref_ratio":
         raise LpmError("--db needs the ref_ratio statistic (the default); drop --statistic/--no-reference")
-    with MeasurementStore(db) as store:
-        base = baseline_of(store, r.backend, r.device, r.profile)
+    dev = device_name(args.device, args.device_name)
+    with MeasurementStore(args.db) as store:
+        base = baseline_of(store, args.backend, dev, args.profile)
     if base is None:
-        raise LpmError(f"{db} holds no {r.backend}/{r.device}/{r.profile} measurements to take a baseline from")
-    normalize([r], base)
+        raise LpmError(f"{args.db} holds no {args.backend}/{dev}/{args.profile} measurements to take a baseline from")
+    return base
 
 
 measure_command = Command(help="time one architecture on a backend/device and print its latency (ms) and spread",

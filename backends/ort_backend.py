@@ -67,6 +67,8 @@ class OrtBackend(Backend):
         if kind == "cuda" and (not got or got[0] != "CUDAExecutionProvider"):
             raise LpmError(f"asked onnxruntime for CUDA on {device} but the session got {got}: refusing to time "
                            "a CPU run as a CUDA one; check the onnxruntime-gpu, CUDA and cuDNN versions")
+        if kind == "cuda" and stream is None:  # never time a CUDA session with a host clock
+            raise LpmError("ort on CUDA times with CUDA events on a torch stream: it needs torch built with CUDA")
         inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
         if list(x.shape) != [d if isinstance(d, int) else -1 for d in inp.shape] and all(
                 isinstance(d, int) for d in inp.shape):

@@ -208,8 +208,8 @@ class Search:
         self.model.load_state_dict(ck["model"])
         self.w_opt.load_state_dict(ck["w_opt"])
         self.architect.optimizer.load_state_dict(ck["a_opt"])
-        self.gen.set_state(ck["gen"])
-        torch.set_rng_state(ck["torch_rng"])
+        self.gen.set_state(ck["gen"].cpu())  # map_location moved them; RNG states are CPU tensors
+        torch.set_rng_state(ck["torch_rng"].cpu())
         self.state = SearchState(int(ck["epoch"]), int(ck["step"]), json.loads(ck["history_json"]),
                                  json.loads(ck["sums_json"]), json.loads(ck["timing_json"]))
         return True

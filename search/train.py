@@ -100,8 +100,8 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
         ck = load_checkpoint(ck_path, device, ck_config)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        gen.set_state(ck["gen"])
-        torch.set_rng_state(ck["torch_rng"])
+        gen.set_state(ck["gen"].cpu())  # map_location moved them; RNG states are CPU tensors
+        torch.set_rng_state(ck["torch_rng"].cpu())
         epoch, history = int(ck["epoch"]), json.loads(ck["history_json"])
         log(f"resuming training from {ck_path} at epoch {epoch + 1}")
     stop = {"flag": False}

@@ -467,3 +467,9 @@ def test_bundled_predictors_load():
         p = load_predictor(d)
         assert p.predict([DARTS_V2])[0] > 0
         assert p.meta.get("refit") is None, f"{d.name} did not load without a refit"
+
+
+def test_bad_parameter_values_are_user_errors():
+    for params in ({"hidden": 256}, {"batch_size": 0}, {"epochs": -1}, {"epochs": "many"}):
+        with pytest.raises(LpmError, match="bad parameter value"):
+            create_predictor("mlp", **params)

@@ -46,6 +46,8 @@ def _params_for(args: argparse.Namespace):
     from lpm_zoo.predictors import predictor_class
 
     specs = _parse_params(args.param)
+    if args.epochs is not None and args.epochs < 1:
+        raise LpmError(f"--epochs must be at least 1, got {args.epochs}")
 
     def params(t: str) -> dict[str, Any]:
         names = predictor_class(t)._param_names()
@@ -55,6 +57,8 @@ def _params_for(args: argparse.Namespace):
         if args.epochs is not None and "epochs" in names:
             out["epochs"] = args.epochs
         for typ, key, value in specs:
+            if typ is not None:
+                predictor_class(typ)  # a misspelled type prefix is an error, not silently ignored
             if typ is None or typ == t:
                 if key not in names:
                     if typ is None:

@@ -52,7 +52,10 @@ def create_predictor(name: str, **params: Any) -> "Predictor":
         raise LpmError(
             f"predictor type {name!r} has no parameter(s) {', '.join(bad)}; its parameters: {', '.join(sorted(allowed))}"
         )
-    return cls(**params)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as e:
+        raise LpmError(f"predictor type {name!r}: bad parameter value ({e})") from None
 
 
 def as_arrays(X: Any) -> tuple[np.ndarray, np.ndarray]:

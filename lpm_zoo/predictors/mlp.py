@@ -51,6 +51,9 @@ class MLPPredictor(Predictor):
         self.weight_decay = float(weight_decay)
         self.seed = int(seed)
         self.progress = bool(progress)
+        if self.epochs < 0 or self.batch_size < 1 or not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"need epochs >= 0, batch_size >= 1 and hidden sizes >= 1 (got {self.epochs}, "
+                             f"{self.batch_size}, {list(self.hidden)})")
         self._weights: list[tuple[np.ndarray, np.ndarray]] | None = None  # (W (in, out), b (out,)) per layer
         self._y_mean = 0.0
         self._y_std = 1.0
