@@ -79,8 +79,13 @@ class Architect:
         return val_loss
 
     def _model_from_theta(self, theta: torch.Tensor) -> SearchNetwork:
-        """A copy of the model with weights θ and the current α (buffers copied too)."""
-        new = self.model.new()
+        """A copy of the model with weights θ and the current α (buffers copied too).
+
+        The copy is built once, on θ's device, and refilled in place every step (DARTS rebuilds it
+        each step, a full network construction plus host/device copies on the hot path)."""
+        new = getattr(self, "_unrolled", None)
+        if new is None or next(new.parameters()).device != theta.device:
+            new = self._unrolled = self.model.new().to(theta.device)
         state = self.model.state_dict()
         offset = 0
         for name, p in self.model.named_weight_parameters():
@@ -88,7 +93,7 @@ class Architect:
             state[name] = theta[offset:offset + n].view_as(p)
             offset += n
         new.load_state_dict(state)
-        return new.to(theta.device)
+        return new
 
     def _hessian_vector_product(self, vector, x, y, r: float = 1e-2):
         weights = self.model.weight_parameters()
