@@ -41,17 +41,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown cpu"
 
 
+def cuda_missing(index: int = 0) -> str:
+    """Why CUDA device `index` cannot be used here ("" when it can): one check for every backend."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"no CUDA device (torch {torch.__version__})"
+    if index >= torch.cuda.device_count():
+        return f"only {torch.cuda.device_count()} CUDA device(s)"
+    return ""
+
+
 def device_model(device: str) -> str:
     """The full model name of `device` (CPU model, or torch's CUDA device name)."""
     kind, index = parse_device(device)
     if kind == "cpu":
         return cpu_model()
+    why = cuda_missing(index)
+    if why:
+        raise LpmError(f"{device}: {why} here; use --device cpu")
     import torch
 
-    if not torch.cuda.is_available():
-        raise LpmError(f"no CUDA device here (torch {torch.__version__}); use --device cpu")
-    if index >= torch.cuda.device_count():
-        raise LpmError(f"{device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return torch.cuda.get_device_name(index)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.device import parse_device
+from backends.device import cuda_missing, parse_device
 from backends.registry import Backend, Prepared, host_times, register_backend
 from lpm_zoo.errors import LpmError
 
@@ -34,8 +34,8 @@ class OrtBackend(Backend):
             return True, ""
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             return False, f"onnxruntime {ort.__version__} has no CUDA EP (install onnxruntime-gpu)"
-        ok, why = _cuda_present(index)
-        return ok, why
+        why = cuda_missing(index)
+        return not why, why
 
     def prepare(self, model: Any, example_input: Any, device: str = "cpu", threads: int = 1, **opts: Any) -> Prepared:
         import numpy as np
@@ -113,18 +113,6 @@ class OrtBackend(Backend):
         ort = _ort()
         return {"onnxruntime": ort.__version__, "ort_build_device": ort.get_device(),
                 "ort_available_providers": ort.get_available_providers()}
-
-
-def _cuda_present(index: int) -> tuple[bool, str]:
-    try:
-        import torch
-    except ImportError:
-        return True, ""  # cannot check without torch; session creation checks the providers
-    if not torch.cuda.is_available():
-        return False, "no CUDA device"
-    if index >= torch.cuda.device_count():
-        return False, f"only {torch.cuda.device_count()} CUDA device(s)"
-    return True, ""
 
 
 def _torch_stream(index: int) -> Any:

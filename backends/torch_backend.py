@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.device import parse_device
+from backends.device import cuda_missing, parse_device
 from backends.registry import Backend, Prepared, host_times, register_backend
 from lpm_zoo.errors import LpmError
 
@@ -18,16 +18,12 @@ class TorchBackend(Backend):
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:
-            import torch
+            import torch  # noqa: F401  (presence check)
         except ImportError:
             return False, "torch not installed"
         kind, index = parse_device(device)
-        if kind == "cuda":
-            if not torch.cuda.is_available():
-                return False, f"no CUDA device (torch {torch.__version__})"
-            if index >= torch.cuda.device_count():
-                return False, f"only {torch.cuda.device_count()} CUDA device(s)"
-        return True, ""
+        why = cuda_missing(index) if kind == "cuda" else ""
+        return not why, why
 
     def prepare(self, model: Any, example_input: Any, device: str = "cpu", threads: int = 1,
                 cuda_graph: bool = False, **opts: Any) -> Prepared:

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from backends.device import parse_device
+from backends.device import cuda_missing, parse_device
 from backends.registry import Backend, Prepared, register_backend
 from lpm_zoo.errors import LpmError
 
@@ -49,14 +49,11 @@ class TrtBackend(Backend):
         except ImportError:
             return False, "tensorrt not installed"
         try:
-            import torch
+            import torch  # noqa: F401  (presence check)
         except ImportError:
             return False, "torch not installed (used for CUDA memory and events)"
-        if not torch.cuda.is_available():
-            return False, "no CUDA device"
-        if index >= torch.cuda.device_count():
-            return False, f"only {torch.cuda.device_count()} CUDA device(s)"
-        return True, ""
+        why = cuda_missing(index)
+        return not why, why
 
     def prepare(self, model: Any, example_input: Any, device: str = "cuda", threads: int = 1,
                 fp16: bool = False, workspace_mb: int = 1024, timing_cache: str | None = None,

@@ -45,11 +45,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from lpm_zoo.encoding import N_EDGES, N_OPS
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import N_INPUTS, N_NODES
 
-N_EDGES = 14
-N_OPS = 8
 ESTIMATORS = ("auto", "pathwise", "score")
 
 # Each node's first edge, and a (4, 5) table of each node's edge indices (padded with edge 0, masked).
