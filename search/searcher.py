@@ -20,7 +20,7 @@ import torch
 
 from lpm_zoo.errors import LpmError
 from search.architect import Architect
-from search.checkpoint import load_checkpoint, save_checkpoint, sigint_flag
+from search.checkpoint import check_device, load_checkpoint, save_checkpoint, sigint_flag
 from search.data import ImageData, iterate, load_data, split_halves
 from search.latency import LatencyTerm
 from search.model_search import SearchNetwork
@@ -117,8 +117,7 @@ def _check(cfg: dict[str, Any]) -> None:
         raise LpmError(f"--lambda must be >= 0, got {cfg['lam']}")
     if cfg["lam"] > 0 and not cfg["predictor"]:
         raise LpmError("--lambda > 0 needs --predictor NAME (a fitted predictor from `lpm zoo` or a directory)")
-    if cfg["device"].startswith("cuda") and not torch.cuda.is_available():
-        raise LpmError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+    check_device(cfg["device"])
     if cfg["max_steps"] is not None and cfg["max_steps"] < 1:
         raise LpmError(f"--max-steps must be at least 1, got {cfg['max_steps']}")
 

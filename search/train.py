@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
-from search.checkpoint import load_checkpoint, save_checkpoint, sigint_flag
+from search.checkpoint import check_device, load_checkpoint, save_checkpoint, sigint_flag
 from search.data import iterate, load_data
 
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -67,8 +67,7 @@ class TrainConfig:
         if out["auxiliary_weight"] > 0 and out["resolution"] < 32:
             raise LpmError(f"the auxiliary head needs 32x32 inputs (8x8 after two reductions); got --resolution "
                            f"{out['resolution']}: use --resolution 32 or --auxiliary-weight 0")
-        if out["device"].startswith("cuda") and not torch.cuda.is_available():
-            raise LpmError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
+        check_device(out["device"])
         return out
 
 

@@ -318,3 +318,10 @@ def test_second_order_gradient_is_the_unrolled_total_derivative():
 
     exact = torch.autograd.grad(val_after_step(alpha), alpha)[0]
     assert torch.allclose(model.alpha.grad, exact, rtol=1e-4, atol=1e-7), (model.alpha.grad, exact)
+
+
+def test_bad_device_is_a_one_line_error(capsys):
+    from lpm_zoo.cli import main
+
+    assert main(["search", "--device", "gpu", "--out", "unused-dir"]) == 2
+    assert "is not a device" in capsys.readouterr().err
