@@ -110,6 +110,53 @@ profile_command = Command(help="time sampled cells on a backend/device into a re
                           configure=_configure_profile, run=_run_profile)
 
 
+# --- lpm recheck -------------------------------------------------------------------------
+def _configure_recheck(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", required=True, help="the backend the store's measurements were taken on")
+    p.add_argument("--device", default="cpu", help="where to run: cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--profile", default="cifar-b1", help="the profile to recheck (default cifar-b1)")
+    p.add_argument("--device-name", default=None, help="the name the measurements are filed under (default: detected)")
+    p.add_argument("--samples", type=int, required=True,
+                   help="measure again until this many stored architectures were measured twice")
+    p.add_argument("--db", required=True, help="the SQLite measurement store to recheck (repeats are added to it)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random subset rechecked (default 0)")
+    p.add_argument("--json", action="store_true", help="print the repeatability as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_recheck(args: argparse.Namespace) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from backends.device import device_name
+    from backends.profiler import run_recheck
+    from lpm_zoo.errors import LpmError
+    from lpm_zoo.store import MeasurementStore
+
+    if not Path(args.db).is_file():
+        raise LpmError(f"no measurement database at {args.db}; fill one with `lpm profile ... --db {args.db}`")
+    added = run_recheck(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
+                        name=args.device_name, progress=not args.no_progress,
+                        log=lambda s: print(s, file=sys.stderr))
+    dev = device_name(args.device, args.device_name)
+    with MeasurementStore(args.db) as store:
+        rep = store.repeatability(args.backend, dev, args.profile)
+    rep = {"backend": args.backend, "device": dev, "profile": args.profile, "added": added, **(rep or {"n": 0})}
+    if args.json:
+        print(json.dumps(rep))
+    else:
+        print(f"{args.db}: {args.backend}/{dev}/{args.profile}: {rep['n']} architectures measured twice "
+              f"({added} now); relative difference |a-b|/mean: mean {rep['mean_pct']:.2f}%, "
+              f"median {rep['median_pct']:.2f}%, 90th percentile {rep['p90_pct']:.2f}%")
+    return 0
+
+
+recheck_command = Command(help="measure stored architectures again to find the store's repeatability "
+                               "(the noise floor a predictor is judged against)",
+                          configure=_configure_recheck, run=_run_recheck)
+
+
 # --- lpm measure -------------------------------------------------------------------------
 def _configure_measure(p: argparse.ArgumentParser) -> None:
     _add_common(p)

@@ -207,8 +207,12 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
 
 def _drive(store: MeasurementStore, todo: list[Cell], group: int,
            measure_all: Callable[[list[list[Cell]]], Iterable[list[Measurement]]], backend: str, dev_name: str,
-           profile: str, db: str, samples: int, progress: bool, log: Callable[[str], None]) -> int:
-    """Measure `todo` in groups, committing each group as it arrives, with a progress bar; Ctrl-C stops cleanly."""
+           profile: str, db: str, samples: int, progress: bool, log: Callable[[str], None],
+           stopped: Callable[[], str] | None = None) -> int:
+    """Measure `todo` in groups, committing each group as it arrives, with a progress bar; Ctrl-C stops cleanly.
+
+    `stopped` says where things stand after a Ctrl-C (default: unique architectures against `samples`).
+    """
     from tqdm import tqdm
 
     where = f"{backend}/{dev_name}/{profile}"
@@ -227,9 +231,91 @@ def _drive(store: MeasurementStore, todo: list[Cell], group: int,
             bar.set_postfix_str(f"last {ms[-1].latency_ms:.2f} ms")
     except KeyboardInterrupt:
         bar.close()
-        have = store.count(backend, dev_name, profile)
-        log(f"interrupted: {db} holds {have}/{samples} unique architectures for {where}; "
-            "run the same command again to resume")
+        state = stopped() if stopped else (
+            f"{db} holds {store.count(backend, dev_name, profile)}/{samples} unique architectures for {where}")
+        log(f"interrupted: {state}; run the same command again to resume")
         raise
     bar.close()
     return done
+
+
+_PROTOCOL_FIELDS = ("warmup", "rounds", "reps", "threads", "statistic", "interleave", "clock", "reference")
+
+
+def _recorded_protocol(rec: dict[str, Any]) -> tuple[Protocol, int]:
+    """The protocol and weights seed a stored measurement was taken with, to take it again the same way."""
+    p = rec["protocol"]
+    fields = {f: p[f] for f in _PROTOCOL_FIELDS if f in p}
+    if fields.get("threads") is None:  # CUDA measurements record no host threads
+        fields["threads"] = 1
+    if fields.get("clock") == "cuda_events":
+        fields["clock"] = "auto"
+    return Protocol(**fields), int(p.get("weights_seed", 0))
+
+
+def recheck_plan(store: MeasurementStore, backend: str, device_name_: str, profile: str, samples: int,
+                 seed: int) -> tuple[list[dict[str, Any]], int]:
+    """Stored measurements to take again so `samples` architectures are measured twice, and how many already are.
+
+    The architectures are taken in a seeded random order of those stored, skipping any measured
+    twice already, so a resumed recheck continues the same sequence.
+    """
+    import numpy as np
+
+    if samples < 1:
+        raise LpmError(f"--samples must be at least 1, got {samples}")
+    first: dict[str, dict[str, Any]] = {}
+    count: dict[str, int] = {}
+    for rec in store.measurements(backend=backend, device=device_name_, profile=profile):
+        first.setdefault(rec["cell_key"], rec)
+        count[rec["cell_key"]] = count.get(rec["cell_key"], 0) + 1
+    if not first:
+        raise LpmError(f"the store holds no {backend}/{device_name_}/{profile} measurements to recheck; "
+                       f"fill it first with `lpm profile --backend {backend} --profile {profile} --samples N --db ...`")
+    twice = sum(1 for n in count.values() if n >= 2)
+    keys = sorted(count)
+    need = max(0, samples - twice)
+    todo = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys)) if count[keys[i]] == 1]
+    return [first[k] for k in todo[:need]], twice
+
+
+def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, seed: int = 0,
+                name: str | None = None, progress: bool = True, log: Callable[[str], None] = print) -> int:
+    """Measure again, each with its recorded protocol, stored architectures until `samples` were measured twice.
+
+    The repeats go into the store (its dataset takes the median of an architecture's
+    measurements), expressed in the store's baseline like every group; the store's
+    `repeatability` then reads how far two measurements of one architecture fall apart.
+    Returns how many were measured now; resumable like `run_profile`.
+    """
+    get_profile(profile)
+    dev_name = device_name(device, name)
+    with MeasurementStore(db) as store:
+        todo, twice = recheck_plan(store, backend, dev_name, profile, samples, seed)
+        by_protocol: dict[str, list[dict[str, Any]]] = {}
+        for rec in todo:
+            proto, wseed = _recorded_protocol(rec)
+            by_protocol.setdefault(repr((proto, wseed)), []).append(rec)
+        done = 0
+
+        def stopped() -> str:
+            rep = store.repeatability(backend, dev_name, profile)
+            return f"{db} holds {rep['n'] if rep else 0}/{samples} architectures measured twice"
+
+        for recs in by_protocol.values():
+            proto, wseed = _recorded_protocol(recs[0])
+            measurer = Measurer(backend, device, profile, proto, name, wseed)
+            cells = [Genotype.from_dict(r["genotype"]).normal for r in recs]
+
+            def local(groups: list[list[Cell]], m: Measurer = measurer) -> Iterable[list[Measurement]]:
+                for g in groups:
+                    yield m.measure(g)
+
+            try:
+                done += _drive(store, cells, proto.interleave, local, backend, dev_name, profile, db, samples,
+                               progress, log, stopped)
+            finally:
+                measurer.close()
+        if not todo:
+            log(f"{db} already holds {twice} architectures measured twice for {backend}/{dev_name}/{profile}")
+        return done

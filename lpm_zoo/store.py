@@ -72,6 +72,7 @@ class LatencyDataset:
     backend: str
     device: str
     profile: str
+    repeatability: dict[str, Any] | None = None  # MeasurementStore.repeatability: the data's noise floor
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -236,6 +237,28 @@ class MeasurementStore:
                 rec[col] = json.loads(rec[col])
             yield rec
 
+    def repeatability(self, backend: str, device: str, profile: str) -> dict[str, Any] | None:
+        """How far two measurements of one architecture fall apart: the noise floor a predictor is judged against.
+
+        Over the architectures measured at least twice (`lpm recheck` adds the repeats), the
+        relative difference of the first two, |a - b| / mean(a, b), in %: its mean (comparable
+        with a predictor's mean relative error: predicting one measurement by the other), median
+        and 90th percentile. None when no architecture was measured twice.
+        """
+        cur = self._db.execute(
+            "SELECT cell_key, latency_ms FROM measurements WHERE backend=? AND device=? AND profile=? ORDER BY id",
+            (backend, device, profile),
+        )
+        by_key: dict[str, list[float]] = {}
+        for key, lat in cur:
+            by_key.setdefault(key, []).append(lat)
+        pairs = np.array([v[:2] for v in by_key.values() if len(v) >= 2], dtype=np.float64).reshape(-1, 2)
+        if not len(pairs):
+            return None
+        rel = np.abs(pairs[:, 0] - pairs[:, 1]) / pairs.mean(axis=1) * 100
+        return {"n": int(len(rel)), "mean_pct": float(rel.mean()), "median_pct": float(np.median(rel)),
+                "p90_pct": float(np.percentile(rel, 90))}
+
     def dataset(self, backend: str, device: str, profile: str) -> LatencyDataset:
         """Unique architectures and their latency; repeats of one architecture are combined by median."""
         cur = self._db.execute(
@@ -259,6 +282,7 @@ class MeasurementStore:
             backend=backend,
             device=device,
             profile=profile,
+            repeatability=self.repeatability(backend, device, profile),
         )
 
 

@@ -27,7 +27,7 @@ from lpm_zoo.predictors import (
 )
 from lpm_zoo.predictors.bench import OP_COST, make_synthetic_store, synthetic_latency
 from lpm_zoo.sampler import sample_unique_arrays
-from lpm_zoo.space import PRIMITIVES
+from lpm_zoo.space import PRIMITIVES, Genotype
 
 FAST = {"mlp": {"epochs": 150}, "mlp-plus": {"epochs": 150}, "rf": {"n_estimators": 30},
         "gbrt": {"max_iter": 40}}
@@ -400,12 +400,36 @@ def test_cli_compare_table_json_and_plots(store, tmp_path, capsys):
     table = [line for line in cap.out.splitlines() if line.split()[:1] in (["ridge"], ["lut"], ["flops"], ["knn"])]
     assert len(table) == 8  # 4 types x 2 sizes (5000 skipped: more than the pool)
     assert "skipped training sizes [5000]" in cap.err
+    assert "repeatability of the data: unknown" in cap.out and "lpm recheck" in cap.out
     summary = json.loads((out / "compare.json").read_text())
     rows = {(r["predictor"], r["train_size"]): r for r in summary["rows"]}
     assert rows[("ridge", 400)]["mre_pct"] < rows[("flops", 400)]["mre_pct"]  # interactions/inputs beat FLOPs
     assert rows[("ridge", 400)]["test_size"] == 140
     for png in ("error_vs_train_size.png", "predicted_vs_measured.png", "latency_vs_madds.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_compare_and_fit_report_the_datas_repeatability(store, tmp_path, capsys):
+    import shutil
+
+    from lpm_zoo.store import Measurement, MeasurementStore
+
+    db = tmp_path / "rep.db"
+    shutil.copy(store, db)
+    with MeasurementStore(db) as s:
+        recs = list(s.measurements())[:20]
+        s.add_many([Measurement(Genotype.from_dict(r["genotype"]), r["backend"], r["device"], r["profile"],
+                                r["latency_ms"] * 1.02, 0.0, r["runs_ms"], r["protocol"]) for r in recs])
+    out = tmp_path / "cmp"
+    assert main(["compare", "--db", str(db), *DB, "--predictors", "ridge", "--train-sizes", "100",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "(20 architectures measured twice): mean |a-b|/mean 1.98%" in text
+    mre = json.loads((out / "compare.json").read_text())["rows"][0]["mre_pct"]
+    assert "x the repeatability of the data" in text and f"{mre / (200 / 101):.2f} x" in text
+    assert main(["fit", "--db", str(db), *DB, "--predictor", "ridge", "--zoo-dir", str(tmp_path / "zoo"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["data_repeatability"]["n"] == 20
 
 
 def test_cli_compare_resumes_an_interrupted_run(store, tmp_path, capsys, monkeypatch):

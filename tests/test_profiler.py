@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from backends.profiler import Measurer, normalize, plan, run_profile
+from backends.profiler import Measurer, normalize, plan, recheck_plan, run_profile, run_recheck
 from backends.protocol import Protocol
 from lpm_zoo.cli import main
 from lpm_zoo.encoding import cell_key
@@ -81,6 +81,42 @@ def test_plan_fills_up_past_cells_from_another_seed(tmp_path):
         assert len(todo) == 3 and not {cell_key(c) for c in todo} & s.keys("ort", "cpu", "cifar-b1")
         with pytest.raises(LpmError, match="--samples"):
             plan(s, "ort", "cpu", "cifar-b1", 0, seed=2)
+
+
+def test_recheck_remeasures_a_seeded_subset_with_the_recorded_protocol_and_resumes(tmp_path):
+    db = str(tmp_path / "m.db")
+    run_profile("ort", "cpu", "cifar-b1", 4, db, seed=3, protocol=FAST, progress=False)
+    with MeasurementStore(db) as s:
+        chosen, twice = recheck_plan(s, "ort", "cpu", "cifar-b1", 2, seed=0)
+        assert twice == 0 and len({r["cell_key"] for r in chosen}) == 2
+    assert run_recheck("ort", "cpu", "cifar-b1", 1, db, progress=False) == 1
+    assert run_recheck("ort", "cpu", "cifar-b1", 2, db, progress=False) == 1  # resumes the same seeded subset
+    assert run_recheck("ort", "cpu", "cifar-b1", 2, db, progress=False) == 0
+    with MeasurementStore(db) as s:
+        rows = list(s.measurements())
+        assert s.count("ort", "cpu", "cifar-b1") == 4 and len(rows) == 6
+        assert {r["cell_key"] for r in rows[4:]} == {r["cell_key"] for r in chosen}
+        assert {r["protocol"]["reference_baseline_ms"] for r in rows} == {rows[0]["protocol"]["reference_baseline_ms"]}
+        assert all((r["protocol"]["rounds"], r["protocol"]["reps"], len(r["runs_ms"])) == (2, 2, 4) for r in rows[4:])
+        rep = s.repeatability("ort", "cpu", "cifar-b1")
+    assert rep["n"] == 2 and rep["mean_pct"] >= 0
+    assert len(load_dataset(db, "ort", "cpu", "cifar-b1")) == 4
+
+
+def test_recheck_command_reports_repeatability_and_errors_are_one_line(tmp_path, capsys):
+    db = str(tmp_path / "m.db")
+    assert main(["recheck", "--backend", "ort", "--samples", "1", "--db", db]) == 2
+    assert "no measurement database" in capsys.readouterr().err
+    run_profile("ort", "cpu", "cifar-b1", 2, db, seed=4, protocol=FAST, progress=False)
+    assert main(["recheck", "--backend", "ort", "--samples", "1", "--db", db, "--no-progress", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n"] == 1 and rep["added"] == 1 and rep["backend"] == "ort" and rep["mean_pct"] >= 0
+    assert main(["data", "info", "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["repeatability"]["n"] == 1
+    assert main(["data", "info", "--db", db]) == 0
+    assert "(1 twice)" in capsys.readouterr().out
+    assert main(["recheck", "--backend", "torch", "--samples", "1", "--db", db, "--no-progress"]) == 2
+    assert "no torch/cpu/cifar-b1 measurements to recheck" in capsys.readouterr().err
 
 
 def _lpm(*args):

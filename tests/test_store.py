@@ -37,6 +37,21 @@ def test_add_keys_and_dataset(tmp_path):
     assert data.genotypes()[2].normal == gs[2].normal and data.genotypes()[2].reduce == DARTS_V2.reduce
 
 
+def test_repeatability_of_architectures_measured_twice(tmp_path):
+    gs = sample_genotypes(4, seed=2)
+    with MeasurementStore(tmp_path / "m.db") as s:
+        s.add_many([_m(g, 10.0) for g in gs])
+        assert s.repeatability("ort", "cpu", "cifar-b1") is None  # nothing measured twice yet
+        s.add(_m(gs[0], 10.0))  # 0% apart
+        s.add(_m(gs[1], 11.0))  # |10 - 11| / 10.5 = 9.52%
+        s.add(_m(gs[1], 50.0))  # a third measurement is not used
+        s.add(_m(gs[2], 15.0, backend="torch"))  # another backend
+        rep = s.repeatability("ort", "cpu", "cifar-b1")
+    assert rep["n"] == 2
+    assert rep["mean_pct"] == pytest.approx(100 / 21) and rep["median_pct"] == pytest.approx(100 / 21)
+    assert rep["p90_pct"] == pytest.approx(0.9 * 100 / 10.5)
+
+
 def test_missing_data_errors_say_how_to_make_it(tmp_path):
     with pytest.raises(LpmError, match="lpm profile --backend ort"):
         load_dataset(tmp_path / "none.db", "ort", "cpu", "cifar-b1")

@@ -9,7 +9,8 @@ from lpm_zoo.cli import Command
 
 def _configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    info = sub.add_parser("info", help="measurements and unique architectures per backend/device/profile")
+    info = sub.add_parser("info", help="measurements, unique architectures and repeatability (mean relative "
+                                       "difference of two measurements) per backend/device/profile")
     info.add_argument("--db", required=True, help="the SQLite measurement store, or bundled:NAME for a shipped one")
     info.add_argument("--json", action="store_true", help="one JSON object per backend/device/profile")
     exp = sub.add_parser("export", help="write every measurement to a .parquet or .csv file")
@@ -37,6 +38,8 @@ def _run(args: argparse.Namespace) -> int:
 
     with MeasurementStore(args.db) as store:
         rows = store.summary()
+        for r in rows:
+            r["repeatability"] = store.repeatability(r["backend"], r["device"], r["profile"])
     if args.json:
         for r in rows:
             print(json.dumps(r))
@@ -44,10 +47,13 @@ def _run(args: argparse.Namespace) -> int:
     if not rows:
         print(f"{args.db}: no measurements")
         return 0
-    print(f"{'backend':<8} {'device':<10} {'profile':<13} {'measurements':>12} {'unique':>7} {'mean ms':>9}")
+    print(f"{'backend':<8} {'device':<10} {'profile':<13} {'measurements':>12} {'unique':>7} {'mean ms':>9} "
+          f"{'repeatability':>22}")
     for r in rows:
+        rep = r["repeatability"]
+        rep_text = f"{rep['mean_pct']:.2f}% ({rep['n']} twice)" if rep else "- (lpm recheck)"
         print(f"{r['backend']:<8} {r['device']:<10} {r['profile']:<13} {r['n']:>12} {r['n_unique']:>7} "
-              f"{r['mean_latency_ms']:>9.3f}")
+              f"{r['mean_latency_ms']:>9.3f} {rep_text:>22}")
     return 0
 
 

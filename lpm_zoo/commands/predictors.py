@@ -122,7 +122,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     fit_s = time.perf_counter() - t0
     meta: dict[str, Any] = {"name": name, "backend": args.backend, "device": args.device, "profile": args.profile,
                             "fit_seconds": round(fit_s, 3), "split": {"seed": args.seed, "test_size": test_size},
-                            "run_spread_pct": relative_spread_pct(data.latency_ms, data.spread_ms)}
+                            "run_spread_pct": relative_spread_pct(data.latency_ms, data.spread_ms),
+                            "data_repeatability": data.repeatability}
     if test_size:
         meta["metrics"] = metrics(data.latency_ms[test], p.predict((data.ops[test], data.inputs[test])))
     if "progress" in p.get_params():
@@ -152,6 +153,16 @@ def _configure_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result rows as JSON lines instead of a table")
     p.add_argument("--no-resume", action="store_true",
                    help="refit everything, ignoring results an earlier run left in OUT/compare.json")
+
+
+def _repeatability_line(data: Any) -> str:
+    """What the data's noise floor is, or how to find it."""
+    r = data.repeatability
+    if not r:
+        return (f"repeatability of the data: unknown (no architecture measured twice; `lpm recheck --backend "
+                f"{data.backend} --device ... --profile {data.profile} --samples 300 --db ...` measures it)")
+    return (f"repeatability of the data ({r['n']} architectures measured twice): mean |a-b|/mean {r['mean_pct']:.2f}%,"
+            f" median {r['median_pct']:.2f}%, 90th percentile {r['p90_pct']:.2f}%")
 
 
 def _int_list(text: str, flag: str) -> list[int]:
@@ -214,6 +225,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
     if not args.json:
         print(f"# {title}; spread of the raw runs (mean IQR / latency) {rep:.2f}%")
+        print(f"# {_repeatability_line(data)}")
         if done:
             print(f"# reusing {len(done)} result(s) from {state_path}")
         print(HEADER, flush=True)
@@ -248,9 +260,13 @@ def _run_compare(args: argparse.Namespace) -> int:
                                 f"{title}; held-out, largest training size")
     fig2 = plots.latency_vs_madds(madds, data.latency_ms, out / "latency_vs_madds.png", title)
     state.update(run_spread_pct=rep, latency_vs_madds=fig2, skipped_sizes=extra["skipped_sizes"],
-                 table=rows)
+                 table=rows, repeatability=data.repeatability)
     save_state()
     if not args.json:
+        if data.repeatability:
+            best = min(rows, key=lambda r: r["mre_pct"])
+            print(f"best: {best['predictor']} at {best['train_size']} architectures, MRE {best['mre_pct']:.2f}% = "
+                  f"{best['mre_pct'] / data.repeatability['mean_pct']:.2f} x the repeatability of the data")
         print(f"latency vs multiply-adds: Pearson r {fig2['pearson_r']:.3f}, Kendall tau {fig2['kendall_tau']:.3f}")
         print(f"wrote {state_path}, error_vs_train_size.png, predicted_vs_measured.png, latency_vs_madds.png in {out}")
     return 0
