@@ -242,8 +242,9 @@ class MeasurementStore:
 
         Over the architectures measured at least twice (`lpm recheck` adds the repeats), the
         relative difference of the first two, |a - b| / mean(a, b), in %: its mean (comparable
-        with a predictor's mean relative error: predicting one measurement by the other), median
-        and 90th percentile. None when no architecture was measured twice.
+        with a predictor's mean relative error: predicting one measurement by the other), median,
+        90th percentile and share within 10%, and the Kendall tau between the two measurements (the
+        ceiling of a predictor's tau on this data). None when no architecture was measured twice.
         """
         cur = self._db.execute(
             "SELECT cell_key, latency_ms FROM measurements WHERE backend=? AND device=? AND profile=? ORDER BY id",
@@ -256,8 +257,13 @@ class MeasurementStore:
         if not len(pairs):
             return None
         rel = np.abs(pairs[:, 0] - pairs[:, 1]) / pairs.mean(axis=1) * 100
-        return {"n": int(len(rel)), "mean_pct": float(rel.mean()), "median_pct": float(np.median(rel)),
-                "p90_pct": float(np.percentile(rel, 90))}
+        out = {"n": int(len(rel)), "mean_pct": float(rel.mean()), "median_pct": float(np.median(rel)),
+               "p90_pct": float(np.percentile(rel, 90)), "within10_pct": float(100 * np.mean(rel <= 10))}
+        if len(rel) >= 3:  # the ranking agreement of two measurements: the ceiling of a predictor's Kendall tau
+            from scipy.stats import kendalltau
+
+            out["kendall_tau"] = float(kendalltau(pairs[:, 0], pairs[:, 1]).statistic)
+        return out
 
     def dataset(self, backend: str, device: str, profile: str) -> LatencyDataset:
         """Unique architectures and their latency; repeats of one architecture are combined by median."""

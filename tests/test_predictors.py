@@ -425,6 +425,7 @@ def test_cli_compare_and_fit_report_the_datas_repeatability(store, tmp_path, cap
                  "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "(20 architectures measured twice): mean |a-b|/mean 1.98%" in text
+    assert "Kendall tau of the two 1.000" in text  # the same ranking, 2% apart
     mre = json.loads((out / "compare.json").read_text())["rows"][0]["mre_pct"]
     assert "x the repeatability of the data" in text and f"{mre / (200 / 101):.2f} x" in text
     assert main(["fit", "--db", str(db), *DB, "--predictor", "ridge", "--zoo-dir", str(tmp_path / "zoo"),

@@ -162,7 +162,8 @@ def _repeatability_line(data: Any) -> str:
         return (f"repeatability of the data: unknown (no architecture measured twice; `lpm recheck --backend "
                 f"{data.backend} --device ... --profile {data.profile} --samples 300 --db ...` measures it)")
     return (f"repeatability of the data ({r['n']} architectures measured twice): mean |a-b|/mean {r['mean_pct']:.2f}%,"
-            f" median {r['median_pct']:.2f}%, 90th percentile {r['p90_pct']:.2f}%")
+            f" median {r['median_pct']:.2f}%, 90th percentile {r['p90_pct']:.2f}%"
+            + (f", Kendall tau of the two {r['kendall_tau']:.3f}" if "kendall_tau" in r else ""))
 
 
 def _int_list(text: str, flag: str) -> list[int]:
