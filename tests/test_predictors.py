@@ -485,13 +485,15 @@ def test_bundled_predictors_load():
     from lpm_zoo.predictors.zoo import bundled_zoo_dir
     from lpm_zoo.published import DARTS_V2
 
-    shipped = [d for d in bundled_zoo_dir().glob("*") if (d / "meta.json").is_file()] if bundled_zoo_dir().is_dir() else []
-    if not shipped:
-        pytest.skip("no predictors are bundled in lpm_zoo/zoo/ yet")
+    shipped = [d for d in bundled_zoo_dir().glob("*") if (d / "meta.json").is_file()]
+    assert {"ort-cpu", "torch-cpu", "ort-cpu-lpm", "torch-cpu-lpm"} <= {d.name for d in shipped}
     for d in shipped:
         p = load_predictor(d)
         assert p.predict([DARTS_V2])[0] > 0
         assert p.meta.get("refit") is None, f"{d.name} did not load without a refit"
+        assert p.differentiable  # the search's pathwise estimator can use every shipped predictor
+    assert load_predictor(bundled_zoo_dir() / "ort-cpu-lpm").type_name == "mlp"  # the paper's LPM, as published
+    assert load_predictor(bundled_zoo_dir() / "ort-cpu").meta["train_size"] <= 10_000
 
 
 def test_bad_parameter_values_are_user_errors():
