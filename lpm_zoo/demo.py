@@ -43,9 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    out = Path(args.out)
     print("== shipped predictors ==", flush=True)
     subprocess.run(_lpm("zoo", "list"), check=True)
+    zoo = subprocess.run(_lpm("zoo", "list", "--json"), capture_output=True, text=True, check=True).stdout
+    fit = next(json.loads(line) for line in zoo.splitlines() if json.loads(line)["name"] == PREDICTOR)
+    stamp = "".join(ch for ch in str(fit.get("created", "")) if ch.isalnum())
+    out = Path(args.out) / f"{PREDICTOR}-{stamp}"  # a refitted predictor starts afresh
     print(f"\n== two searches on digits with --predictor {PREDICTOR}: λ=0 and relative λ={args.lam} "
           "(side by side, one thread each; progress on stderr) ==", flush=True)
     t0 = time.time()

@@ -197,7 +197,11 @@ class Search:
         })
 
     def _resume_config(self) -> dict[str, Any]:
-        return {k: self.cfg[k] for k in _RESUME_KEYS}
+        cfg = {k: self.cfg[k] for k in _RESUME_KEYS}
+        if self.predictor is not None:  # the same name refitted is another predictor: never resume across it
+            meta = self.predictor.meta
+            cfg["predictor_fit"] = f"{meta.get('type')}:{meta.get('train_hash')}:{meta.get('created')}"
+        return cfg
 
     def try_resume(self) -> bool:
         """Load the checkpoint in `out` if there is one; refuse one made with other settings."""

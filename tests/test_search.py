@@ -213,6 +213,10 @@ def test_ctrl_c_saves_and_resume_is_exact(tmp_path, predictor_dir):
                    progress=False, log=lambda m: None)
     with pytest.raises(LpmError, match="other settings"):
         other.try_resume()
+    refit = Search(cfg, tmp_path / "b", progress=False, log=lambda m: None)
+    refit.predictor.meta["train_hash"] = "0" * 64  # the same name, refitted on other data
+    with pytest.raises(LpmError, match=r"other settings \(predictor_fit\)"):
+        refit.try_resume()
 
 
 def test_bad_search_options():
