@@ -134,6 +134,9 @@ def _run_recheck(args: argparse.Namespace) -> int:
     from lpm_zoo.errors import LpmError
     from lpm_zoo.store import MeasurementStore
 
+    if args.db.startswith("bundled:"):
+        raise LpmError(f"{args.db} is data shipped with the package (its repeatability: `lpm data info --db "
+                       f"{args.db}`); recheck a store of your own")
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; fill one with `lpm profile ... --db {args.db}`")
     added = run_recheck(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,

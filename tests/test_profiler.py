@@ -107,6 +107,8 @@ def test_recheck_command_reports_repeatability_and_errors_are_one_line(tmp_path,
     db = str(tmp_path / "m.db")
     assert main(["recheck", "--backend", "ort", "--samples", "1", "--db", db]) == 2
     assert "no measurement database" in capsys.readouterr().err
+    assert main(["recheck", "--backend", "ort", "--samples", "1", "--db", "bundled:ort-cpu-cifar-b1"]) == 2
+    assert "shipped with the package" in capsys.readouterr().err
     run_profile("ort", "cpu", "cifar-b1", 2, db, seed=4, protocol=FAST, progress=False)
     assert main(["recheck", "--backend", "ort", "--samples", "1", "--db", db, "--no-progress", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
