@@ -42,12 +42,17 @@ backends_command = Command(help="list device backends and whether each is usable
 
 
 # --- shared options ----------------------------------------------------------------------
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_target(p: argparse.ArgumentParser) -> None:
+    """Which backend, device and profile a command times, and the name its measurements are filed under."""
     p.add_argument("--backend", required=True, help="a backend name (see `lpm backends`): torch, ort, trt, ...")
     p.add_argument("--device", default="cpu", help="where to run: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--profile", default="cifar-b1", help="cifar-b1 (default), cifar-b32 or imagenet-b32")
     p.add_argument("--device-name", default=None,
                    help="name to file the measurements under (default: detected, 'cpu' or the GPU model, e.g. p100)")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    _add_target(p)
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1; recorded with each measurement)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled cells and random weights (default 0)")
     g = p.add_argument_group("protocol")
@@ -112,10 +117,7 @@ profile_command = Command(help="time sampled cells on a backend/device into a re
 
 # --- lpm recheck -------------------------------------------------------------------------
 def _configure_recheck(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", required=True, help="the backend the store's measurements were taken on")
-    p.add_argument("--device", default="cpu", help="where to run: cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--profile", default="cifar-b1", help="the profile to recheck (default cifar-b1)")
-    p.add_argument("--device-name", default=None, help="the name the measurements are filed under (default: detected)")
+    _add_target(p)
     p.add_argument("--samples", type=int, required=True,
                    help="measure again until this many stored architectures were measured twice")
     p.add_argument("--db", required=True, help="the SQLite measurement store to recheck (repeats are added to it)")

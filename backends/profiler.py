@@ -42,6 +42,7 @@ class Measurer:
         self.protocol = protocol or Protocol()
         self.seed = seed
         self._ref = None
+        self._runtime: dict[str, Any] | None = None
         self.device_name = device_name(device, name)
         kind, _ = parse_device(device)
         self._static = {
@@ -84,7 +85,9 @@ class Measurer:
                 model = model_for(self.backend, self.profile, cell, self.seed)
                 prepared.append(self.backend.prepare(model, example, self.device, threads=proto.threads))
                 prep_s.append(time.perf_counter() - t0)
-            runtime = self.backend.runtime_info(self.device)
+            if self._runtime is None:  # versions and providers: the same for every group
+                self._runtime = self.backend.runtime_info(self.device)
+            runtime = self._runtime
             group = ([self._reference()] if proto.reference else []) + prepared
             t0 = time.perf_counter()
             runs = time_interleaved(self.backend, group, proto)
@@ -292,18 +295,16 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
     dev_name = device_name(device, name)
     with MeasurementStore(db) as store:
         todo, twice = recheck_plan(store, backend, dev_name, profile, samples, seed)
-        by_protocol: dict[str, list[dict[str, Any]]] = {}
+        by_protocol: dict[tuple[Protocol, int], list[dict[str, Any]]] = {}
         for rec in todo:
-            proto, wseed = _recorded_protocol(rec)
-            by_protocol.setdefault(repr((proto, wseed)), []).append(rec)
+            by_protocol.setdefault(_recorded_protocol(rec), []).append(rec)
         done = 0
 
         def stopped() -> str:
             rep = store.repeatability(backend, dev_name, profile)
             return f"{db} holds {rep['n'] if rep else 0}/{samples} architectures measured twice"
 
-        for recs in by_protocol.values():
-            proto, wseed = _recorded_protocol(recs[0])
+        for (proto, wseed), recs in by_protocol.items():
             measurer = Measurer(backend, device, profile, proto, name, wseed)
             cells = [Genotype.from_dict(r["genotype"]).normal for r in recs]
 

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     print("== shipped predictors ==", flush=True)
     subprocess.run(_lpm("zoo", "list"), check=True)
     zoo = subprocess.run(_lpm("zoo", "list", "--json"), capture_output=True, text=True, check=True).stdout
-    fit = next(json.loads(line) for line in zoo.splitlines() if json.loads(line)["name"] == PREDICTOR)
+    fit = next(e for e in map(json.loads, zoo.splitlines()) if e["name"] == PREDICTOR)
     stamp = "".join(ch for ch in str(fit.get("created", "")) if ch.isalnum())
     out = Path(args.out) / f"{PREDICTOR}-{stamp}"  # a refitted predictor starts afresh
     print(f"\n== two searches on digits with --predictor {PREDICTOR}: λ=0 and relative λ={args.lam} "

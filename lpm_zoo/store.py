@@ -253,17 +253,7 @@ class MeasurementStore:
         by_key: dict[str, list[float]] = {}
         for key, lat in cur:
             by_key.setdefault(key, []).append(lat)
-        pairs = np.array([v[:2] for v in by_key.values() if len(v) >= 2], dtype=np.float64).reshape(-1, 2)
-        if not len(pairs):
-            return None
-        rel = np.abs(pairs[:, 0] - pairs[:, 1]) / pairs.mean(axis=1) * 100
-        out = {"n": int(len(rel)), "mean_pct": float(rel.mean()), "median_pct": float(np.median(rel)),
-               "p90_pct": float(np.percentile(rel, 90)), "within10_pct": float(100 * np.mean(rel <= 10))}
-        if len(rel) >= 3:  # the ranking agreement of two measurements: the ceiling of a predictor's Kendall tau
-            from scipy.stats import kendalltau
-
-            out["kendall_tau"] = float(kendalltau(pairs[:, 0], pairs[:, 1]).statistic)
-        return out
+        return _repeatability_of(by_key.values())
 
     def dataset(self, backend: str, device: str, profile: str) -> LatencyDataset:
         """Unique architectures and their latency; repeats of one architecture are combined by median."""
@@ -288,8 +278,23 @@ class MeasurementStore:
             backend=backend,
             device=device,
             profile=profile,
-            repeatability=self.repeatability(backend, device, profile),
+            repeatability=_repeatability_of(by_key[k][1] for k in keys),
         )
+
+
+def _repeatability_of(latencies: Iterable[list[float]]) -> dict[str, Any] | None:
+    """`MeasurementStore.repeatability` from each architecture's latencies in measurement order."""
+    pairs = np.array([v[:2] for v in latencies if len(v) >= 2], dtype=np.float64).reshape(-1, 2)
+    if not len(pairs):
+        return None
+    rel = np.abs(pairs[:, 0] - pairs[:, 1]) / pairs.mean(axis=1) * 100
+    out = {"n": int(len(rel)), "mean_pct": float(rel.mean()), "median_pct": float(np.median(rel)),
+           "p90_pct": float(np.percentile(rel, 90)), "within10_pct": float(100 * np.mean(rel <= 10))}
+    if len(rel) >= 3:  # the ranking agreement of two measurements: the ceiling of a predictor's Kendall tau
+        from scipy.stats import kendalltau
+
+        out["kendall_tau"] = float(kendalltau(pairs[:, 0], pairs[:, 1]).statistic)
+    return out
 
 
 def load_dataset(db: str | Path, backend: str, device: str, profile: str) -> LatencyDataset:
