@@ -260,7 +260,7 @@ def test_skops_failure_falls_back_to_a_refit(data, tmp_path, capsys):
 
 def test_other_sklearn_version_refits(data, tmp_path, capsys):
     ops, inputs, y = data
-    p = create_predictor("knn").fit((ops[:300], inputs[:300]), y[:300])
+    p = create_predictor("gbrt", max_iter=20).fit((ops[:300], inputs[:300]), y[:300])
     p.save(tmp_path / "k")
     meta_path = tmp_path / "k" / "meta.json"
     meta = json.loads(meta_path.read_text())
@@ -275,9 +275,9 @@ def test_tampered_training_set_is_refused(data, tmp_path):
     import gzip
 
     ops, inputs, y = data
-    p = create_predictor("knn").fit((ops[:300], inputs[:300]), y[:300])
+    p = create_predictor("rf", n_estimators=5).fit((ops[:300], inputs[:300]), y[:300])
     p.save(tmp_path / "k")
-    (tmp_path / "k" / "model.skops").unlink()
+    (tmp_path / "k" / "model.skops").write_bytes(b"damaged")
     tr = json.loads(gzip.decompress((tmp_path / "k" / "train.json.gz").read_bytes()))
     tr["latency_ms"][0] += 1.0
     (tmp_path / "k" / "train.json.gz").write_bytes(gzip.compress(json.dumps(tr).encode()))
@@ -289,11 +289,38 @@ def test_skops_refuses_foreign_types(data, tmp_path, monkeypatch, capsys):
     import skops.io as sio
 
     ops, inputs, y = data
+    p = create_predictor("rf", n_estimators=5).fit((ops[:300], inputs[:300]), y[:300])
+    p.save(tmp_path / "r")
+    monkeypatch.setattr(sio, "get_untrusted_types", lambda **kw: ["sklearn.tree._tree.Tree", "os.system"])
+    with pytest.raises(LpmError, match="refusing the model.*os.system"):
+        load_predictor(tmp_path / "r")
+
+
+@pytest.mark.parametrize("name", ["rf", "gbrt"])
+def test_skops_allow_list_is_exactly_what_a_fitted_model_holds(data, tmp_path, name):
+    """The checked-in allow-list equals skops' untrusted types of a freshly fitted model of the type."""
+    import skops.io as sio
+
+    ops, inputs, y = data
+    p = create_predictor(name, **({"n_estimators": 3} if name == "rf" else {"max_iter": 3})).fit(
+        (ops[:200], inputs[:200]), y[:200])
+    p.save(tmp_path / name)
+    assert set(sio.get_untrusted_types(file=tmp_path / name / "model.skops")) == set(predictor_class(name).skops_types)
+
+
+def test_old_skops_ridge_is_refitted_as_arrays(data, tmp_path, capsys):
+    """A ridge stored with skops by an earlier lpm-zoo is refitted from its training set, never unpacked."""
+    ops, inputs, y = data
     p = create_predictor("ridge").fit((ops[:300], inputs[:300]), y[:300])
     p.save(tmp_path / "r")
-    monkeypatch.setattr(sio, "get_untrusted_types", lambda **kw: ["os.system"])
+    meta = json.loads((tmp_path / "r" / "meta.json").read_text())
+    meta["persistence"] = "skops"
+    (tmp_path / "r" / "meta.json").write_text(json.dumps(meta))
+    (tmp_path / "r" / "model.safetensors").unlink()
+    (tmp_path / "r" / "model.skops").write_bytes(b"never read")
     q = load_predictor(tmp_path / "r")
-    assert "outside scikit-learn" in q.meta["refit"]
+    assert "refitting" in capsys.readouterr().err
+    assert np.allclose(q.predict((ops[300:], inputs[300:])), p.predict((ops[300:], inputs[300:])))
 
 
 def test_zoo_lookup_user_dir_first(data, tmp_path, monkeypatch):
@@ -330,7 +357,7 @@ def test_cli_fit_zoo_predict(store, tmp_path, monkeypatch, capsys):
     other = tmp_path / "elsewhere"
     assert main(["fit", "--db", str(store), *DB, "--predictor", "ridge", "--name", "my-ridge",
                  "--zoo-dir", str(other), "--test-size", "0"]) == 0
-    assert (other / "my-ridge" / "model.skops").is_file()
+    assert (other / "my-ridge" / "model.safetensors").is_file()
     capsys.readouterr()
 
     assert main(["zoo", "list", "--json"]) == 0

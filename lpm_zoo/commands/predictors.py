@@ -296,11 +296,16 @@ def _run_zoo(args: argparse.Namespace) -> int:
     print(f"{'name':<16} {'type':<9} {'backend':<8} {'device':<8} {'profile':<13} {'train':>6} {'MRE %':>6} "
           f"{'tau':>6}  where")
     for r in rows:
-        m = r.get("metrics") or {}
-        mre = f"{m['mre_pct']:.2f}" if "mre_pct" in m else "-"
-        tau = f"{m['kendall_tau']:.3f}" if "kendall_tau" in m else "-"
-        print(f"{r['name']:<16} {str(r.get('type')):<9} {str(r.get('backend')):<8} {str(r.get('device')):<8} "
-              f"{str(r.get('profile')):<13} {str(r.get('train_size')):>6} {mre:>6} {tau:>6}  {r['where']}")
+        if "error" in r:
+            print(f"{r['name']:<16} unusable: {r['error']}  {r['where']}")
+            continue
+        m = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
+        mre, tau = (f"{m[k]:{f}}" if isinstance(m.get(k), (int, float)) else "-"
+                    for k, f in (("mre_pct", ".2f"), ("kendall_tau", ".3f")))
+        cols = [str(r.get(k))[:w] for k, w in (("type", 9), ("backend", 8), ("device", 8), ("profile", 13),
+                                                 ("train_size", 6))]
+        print(f"{r['name']:<16} {cols[0]:<9} {cols[1]:<8} {cols[2]:<8} {cols[3]:<13} {cols[4]:>6} {mre:>6} "
+              f"{tau:>6}  {r['where']}")
     return 0
 
 

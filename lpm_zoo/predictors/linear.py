@@ -1,6 +1,7 @@
 """Additive baselines: `lut` (a per-operation latency table, FBNet / ProxylessNAS style, fitted by
-least squares) and `flops` (latency as a linear function of the network's multiply-adds, the
-proxy the paper's Figure 2 argues against). Both are linear in the encoding, so differentiable.
+least squares), `ridge` (scikit-learn's ridge regression on the 112 bits) and `flops` (latency as
+a linear function of the network's multiply-adds, the proxy the paper's Figure 2 argues against).
+All are linear in the encoding, so differentiable, and stored as two arrays (safetensors).
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ class _LinearFeatures(Predictor):
         return {"coef": self._coef, "intercept": np.array([self._intercept])}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        self._coef = np.asarray(state["coef"], np.float64)
-        self._intercept = float(state["intercept"][0])
+        coef, intercept = np.asarray(state["coef"], np.float64), np.asarray(state["intercept"], np.float64)
+        if coef.ndim != 1 or intercept.shape != (1,):
+            raise ValueError(f"coef must be a vector and intercept one number; got {coef.shape}, {intercept.shape}")
+        self._coef, self._intercept = coef, float(intercept[0])
 
     @property
     def fitted(self) -> bool:
@@ -89,6 +92,29 @@ class LUTPredictor(_LinearFeatures):
             raise LpmError("table() is the per-operation table; this lut is per (edge, op)")
         self._check_fitted()
         return {"base": self._intercept, **{op: float(c) for op, c in zip(PRIMITIVES, self._coef)}}
+
+
+@register_predictor("ridge")
+class RidgePredictor(_LinearFeatures):
+    """Ridge regression (scikit-learn's): an additive per-(edge, operation) model with L2 shrinkage."""
+
+    differentiable = True
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        return encode_arrays(ops, inputs, np.float32)
+
+    def _features_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+        return enc
+
+    def _fit(self, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.linear_model import Ridge
+
+        est = Ridge(alpha=self.alpha).fit(self._features(ops, inputs), y)
+        self._coef, self._intercept = np.asarray(est.coef_, np.float64), float(est.intercept_)
 
 
 @register_predictor("flops")

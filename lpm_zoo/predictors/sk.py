@@ -1,25 +1,27 @@
-"""Baselines: scikit-learn regressors on the 112-bit encoding (ridge, random forest, GBRT, kNN).
+"""Baselines: scikit-learn regressors on the 112-bit encoding (random forest, GBRT, kNN).
 
-They are stored with skops (never pickle); when a stored model no longer loads (a newer
-scikit-learn), the zoo refits it from the training set stored beside it, with the same seed.
+kNN is its training set and parameters, stored as arrays (safetensors). The tree ensembles are
+stored with skops (never pickle), and a stored model is loaded only if every type skops does not
+trust by default is in the type's exact allow-list `skops_types` (tests derive it from freshly
+fitted models with `skops.io.get_untrusted_types`). When a stored model was written by another
+scikit-learn version, the zoo refits it from the training set stored beside it, with the same seed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from lpm_zoo.predictors.base import Predictor, register_predictor
-
-if TYPE_CHECKING:
-    import torch
+from lpm_zoo.predictors.base import Predictor, as_arrays, register_predictor
 
 
 class SklearnPredictor(Predictor):
     """A scikit-learn regressor on the dense 112-bit encoding."""
 
     persistence = "skops"
+    #: the exact type paths beyond skops' defaults that a stored model of this type may contain
+    skops_types: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,33 +48,11 @@ class SklearnPredictor(Predictor):
         return self._estimator is not None
 
 
-@register_predictor("ridge")
-class RidgePredictor(SklearnPredictor):
-    """Ridge regression: an additive per-(edge, operation) model with L2 shrinkage."""
-
-    differentiable = True
-
-    def __init__(self, alpha: float = 1.0):
-        super().__init__()
-        self.alpha = float(alpha)
-
-    def make_estimator(self) -> Any:
-        from sklearn.linear_model import Ridge
-
-        return Ridge(alpha=self.alpha)
-
-    def predict_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
-        """Latency (ms) of (M, 112) encodings: the linear model, differentiable."""
-        import torch
-
-        self._check_fitted()
-        w = torch.as_tensor(np.asarray(self._estimator.coef_), dtype=enc.dtype, device=enc.device)
-        return enc @ w + float(self._estimator.intercept_)
-
-
 @register_predictor("rf")
 class RandomForestPredictor(SklearnPredictor):
     """Random forest regression on the encoding."""
+
+    skops_types = frozenset({"sklearn.tree._tree.Tree"})
 
     def __init__(self, n_estimators: int = 200, min_samples_leaf: int = 1, max_features: float = 0.5,
                  seed: int = 0, n_jobs: int | None = None):
@@ -94,6 +74,8 @@ class RandomForestPredictor(SklearnPredictor):
 class GBRTPredictor(SklearnPredictor):
     """Gradient-boosted regression trees (scikit-learn's histogram GBRT) on the encoding."""
 
+    skops_types = frozenset({"sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"})
+
     def __init__(self, max_iter: int = 500, learning_rate: float = 0.1, max_leaf_nodes: int = 31, seed: int = 0):
         super().__init__()
         self.max_iter = int(max_iter)
@@ -111,12 +93,18 @@ class GBRTPredictor(SklearnPredictor):
 
 @register_predictor("knn")
 class KNNPredictor(SklearnPredictor):
-    """k-nearest neighbours on the encoding (Euclidean = square root of the Hamming distance)."""
+    """k-nearest neighbours on the encoding (Euclidean = square root of the Hamming distance).
+
+    Its fitted state is its training set, so it is stored as arrays and rebuilt on load.
+    """
+
+    persistence = "safetensors"
 
     def __init__(self, n_neighbors: int = 10, weights: str = "distance"):
         super().__init__()
         self.n_neighbors = int(n_neighbors)
         self.weights = weights
+        self._data: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def make_estimator(self) -> Any:
         from sklearn.neighbors import KNeighborsRegressor
@@ -128,3 +116,16 @@ class KNNPredictor(SklearnPredictor):
         est.set_params(n_neighbors=min(self.n_neighbors, len(y)))
         est.fit(self._dense(ops, inputs), y)
         self._estimator = est
+        self._data = (np.asarray(ops, np.int8), np.asarray(inputs, np.int8), np.asarray(y, np.float64))
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self._data is not None
+        ops, inputs, y = self._data
+        return {"ops": ops, "inputs": inputs, "latency_ms": y}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        ops, inputs = as_arrays((state["ops"], state["inputs"]))
+        y = np.asarray(state["latency_ms"], np.float64)
+        if y.shape != (len(ops),) or not np.isfinite(y).all():
+            raise ValueError(f"{len(ops)} cells but latencies of shape {y.shape} (or not finite)")
+        self._fit(ops, inputs, y)

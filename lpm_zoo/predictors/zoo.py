@@ -29,13 +29,15 @@ import numpy as np
 
 from lpm_zoo.encoding import decode_arrays
 from lpm_zoo.errors import LpmError
-from lpm_zoo.predictors.base import Predictor, predictor_class, training_hash
+from lpm_zoo.predictors.base import Predictor, create_predictor, predictor_class, training_hash
 
 FORMAT_VERSION = 1
 META = "meta.json"
 TRAIN = "train.json.gz"
-# Module prefixes whose types a stored scikit-learn model may contain; anything else is refused.
-TRUSTED_MODULE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+MODEL_FILES = {"safetensors": "model.safetensors", "skops": "model.skops"}
+MAX_META_BYTES = 1 << 20  # meta.json
+MAX_MODEL_BYTES = 512 << 20  # model.safetensors / model.skops
+MAX_TRAIN_BYTES = 256 << 20  # train.json.gz, decompressed
 
 
 def user_zoo_dir() -> Path:
@@ -88,10 +90,23 @@ def keys_to_arrays(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_train(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """The stored training set of a predictor directory: (keys, latencies in ms)."""
-    with gzip.open(Path(path) / TRAIN, "rt", encoding="utf-8") as f:
-        data = json.load(f)
-    return list(data["keys"]), np.asarray(data["latency_ms"], dtype=np.float64)
+    """The stored training set of a predictor directory: (keys, latencies in ms), checked."""
+    file = Path(path) / TRAIN
+    try:
+        with gzip.open(file, "rb") as f:
+            raw = f.read(MAX_TRAIN_BYTES + 1)
+        if len(raw) > MAX_TRAIN_BYTES:
+            raise LpmError(f"{file} unpacks to over {MAX_TRAIN_BYTES >> 20} MB; it is not a training set")
+        data = json.loads(raw)
+        keys, y = data["keys"], np.asarray(data["latency_ms"], dtype=np.float64)
+    except LpmError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, RecursionError, EOFError) as e:
+        raise LpmError(f"{file} is not a readable training set ({type(e).__name__})") from None
+    if (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or y.shape != (len(keys),)
+            or not (np.isfinite(y) & (y > 0)).all()):
+        raise LpmError(f"{file} is not a training set (keys, and as many finite positive latencies)")
+    return keys, y
 
 
 # --- save / load -----------------------------------------------------------------------------
@@ -107,14 +122,13 @@ def save_predictor(p: Predictor, path: str | Path, **meta: Any) -> Path:
         if p.persistence == "skops":
             import skops.io as sio
 
-            sio.dump(p._estimator, tmp / "model.skops")
-            files["model"] = "model.skops"
+            sio.dump(p._estimator, tmp / MODEL_FILES["skops"])
         else:
             from safetensors.numpy import save_file
 
             state = {k: np.ascontiguousarray(v) for k, v in p._state().items()}
-            save_file(state, str(tmp / "model.safetensors"), metadata={"type": p.type_name})
-            files["model"] = "model.safetensors"
+            save_file(state, str(tmp / MODEL_FILES["safetensors"]), metadata={"type": p.type_name})
+        files["model"] = MODEL_FILES[p.persistence]
         _write_train(tmp / TRAIN, p._train_keys, p._train_y)
         files["train"] = TRAIN
         p.meta.update(meta)
@@ -152,57 +166,133 @@ def _jsonable(x: Any) -> Any:
 
 
 def _new_from_meta(meta: dict[str, Any]) -> Predictor:
-    cls = predictor_class(meta["type"])
-    names = set(cls._param_names())
-    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in meta.get("params", {}).items() if k in names}
-    return cls(**params)
+    params = meta.get("params", {})
+    if not isinstance(params, dict):
+        raise LpmError(f"'params' in {META} must be an object")
+    names = set(predictor_class(meta["type"])._param_names())
+    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in names}
+    return create_predictor(meta["type"], **params)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The checked `meta.json` of predictor directory `path`: a JSON object with a string `type`."""
+    file = Path(path) / META
+    try:
+        if file.stat().st_size > MAX_META_BYTES:
+            raise LpmError(f"{file} is larger than {MAX_META_BYTES // 1024} KB; it is not a predictor's metadata")
+        meta = json.loads(file.read_bytes())
+    except FileNotFoundError:
+        raise LpmError(f"{path} holds no fitted predictor ({META} is missing)") from None
+    except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise LpmError(f"{file} is not readable JSON ({type(e).__name__}); fit the predictor again with lpm fit") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("type"), str):
+        raise LpmError(f"{file} is not a predictor's metadata (an object with a 'type' string)")
+    fmt = meta.get("format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise LpmError(f"{file}: 'format' must be an integer")
+    if fmt > FORMAT_VERSION:
+        raise LpmError(f"{path} was written by a newer lpm-zoo (format {fmt}); upgrade lpm-zoo")
+    return meta
 
 
 def load_predictor(path: str | Path) -> Predictor:
-    """Load the fitted predictor stored in directory `path` (refitting a scikit-learn one if needed)."""
+    """Load the fitted predictor stored in directory `path` (refitting a scikit-learn one if needed).
+
+    Nothing the directory says is opened as a path: the model file's name follows from the type's
+    persistence. A stored model that cannot be used is refused with a one-line error (or refitted
+    from the stored training set when it was written by another library version or persistence).
+    """
     path = Path(path)
-    try:
-        meta = json.loads((path / META).read_text())
-    except FileNotFoundError:
-        raise LpmError(f"{path} holds no fitted predictor ({META} is missing)") from None
-    except json.JSONDecodeError as e:
-        raise LpmError(f"{path / META} is not valid JSON ({e})") from None
-    if meta.get("format", 1) > FORMAT_VERSION:
-        raise LpmError(f"{path} was written by a newer lpm-zoo (format {meta['format']}); upgrade lpm-zoo")
+    meta = read_meta(path)
     p = _new_from_meta(meta)
-    if p.persistence == "skops":
-        reason = _load_skops(p, path / meta.get("files", {}).get("model", "model.skops"), meta)
+    model = path / MODEL_FILES[p.persistence]
+    if meta.get("persistence", p.persistence) != p.persistence:  # e.g. a ridge saved with skops by lpm-zoo 0.1
+        _refit(p, path, meta, f"stored as {meta.get('persistence')!r}, this version stores {p.persistence!r}")
+    elif p.persistence == "skops":
+        reason = _load_skops(p, model, meta)
         if reason is not None:
             _refit(p, path, meta, reason)
     else:
         from safetensors.numpy import load_file
 
+        _check_size(model)
         try:
-            p._load_state(load_file(str(path / meta.get("files", {}).get("model", "model.safetensors"))))
-        except Exception as e:  # a damaged file: say which and how to fix
-            raise LpmError(f"cannot read the model of {path} ({type(e).__name__}: {e}); fit it again with lpm fit") from None
+            p._load_state(load_file(str(model)))
+        except Exception as e:  # a damaged or foreign file: say which and how to fix
+            raise LpmError(f"cannot read the model of {path} ({type(e).__name__}); fit it again with lpm fit") from None
+    _check_answers(p, path)
     p.meta = meta
     return p
 
 
+def _check_size(file: Path) -> None:
+    try:
+        size = file.stat().st_size
+    except OSError:
+        raise LpmError(f"{file} is missing or unreadable; fit the predictor again with lpm fit") from None
+    if size > MAX_MODEL_BYTES:
+        raise LpmError(f"{file} is {size / 2**20:.0f} MB, over the {MAX_MODEL_BYTES >> 20} MB a predictor may have")
+
+
+def _check_answers(p: Predictor, path: Path) -> None:
+    """A loaded model must predict a finite latency for a known cell; else its arrays do not fit its type."""
+    from lpm_zoo.published import get_genotype
+
+    try:
+        ok = bool(np.isfinite(p.predict([get_genotype("DARTS_V2")])).all())
+    except Exception as e:  # wrong shapes or values in a stored model surface here
+        raise LpmError(f"the model of {path} does not fit its type {p.type_name!r} ({type(e).__name__});"
+                       " fit it again with lpm fit") from None
+    if not ok:
+        raise LpmError(f"the model of {path} predicts a non-finite latency; fit it again with lpm fit")
+
+
+class _Unreadable(Exception):
+    """A skops file whose schema cannot be read at all (damaged): refit, don't refuse."""
+
+
+def check_skops_types(cls: type[Predictor], file: Path) -> list[str]:
+    """The types of skops file `file` beyond skops' defaults, if all are in `cls.skops_types`; else refuse.
+
+    Reads only the file's schema (no object is built), so it is safe on any file.
+    """
+    import skops.io as sio
+
+    allowed = getattr(cls, "skops_types", frozenset())
+    try:
+        untrusted = sio.get_untrusted_types(file=file)
+    except Exception as e:
+        raise _Unreadable(f"unreadable ({type(e).__name__})") from None
+    bad = sorted(set(untrusted) - allowed)
+    if bad:
+        raise LpmError(f"refusing the model of {file.parent}: it holds types a {cls.type_name} model never has "
+                       f"({', '.join(t[:80] for t in bad[:3])}); only {', '.join(sorted(allowed)) or 'none'} are "
+                       "trusted. Do not use this directory; fit the predictor again with lpm fit")
+    return sorted(untrusted)
+
+
 def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
-    """Load a skops model into `p`; the reason it cannot be used, or None when loaded."""
+    """Load a skops model into `p`; the reason it must be refitted, or None when loaded.
+
+    A model holding any type outside skops' defaults and the type's exact allow-list is refused.
+    """
     import skops.io as sio
     import sklearn
 
-    saved = meta.get("versions", {}).get("scikit-learn")
-    if saved and saved != sklearn.__version__:
-        return f"saved with scikit-learn {saved}, running {sklearn.__version__}"
+    _check_size(file)
     try:
-        untrusted = sio.get_untrusted_types(file=file)
-        bad = [t for t in untrusted if not t.startswith(TRUSTED_MODULE_PREFIXES)]
-        if bad:
-            return f"it holds types outside scikit-learn/numpy/scipy ({', '.join(bad[:3])})"
+        allowed = check_skops_types(type(p), file)  # a hostile file is refused even when it would be refitted
+    except _Unreadable as e:  # not a zip, no schema: a damaged file, refit from the training set
+        return str(e)
+    saved = meta.get("versions", {}).get("scikit-learn") if isinstance(meta.get("versions"), dict) else None
+    if saved and saved != sklearn.__version__:
+        return f"saved with scikit-learn {str(saved)[:40]}, running {sklearn.__version__}"
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", getattr(sklearn.exceptions, "InconsistentVersionWarning", UserWarning))
-            p._estimator = sio.load(file, trusted=untrusted)
-    except Exception as e:  # any load failure falls back to the refit
-        return f"{type(e).__name__}: {e}"
+            p._estimator = sio.load(file, trusted=allowed)
+    except Exception as e:  # any other load failure falls back to the refit
+        return f"{type(e).__name__}"
     return None
 
 
@@ -243,12 +333,18 @@ def zoo_table() -> list[dict[str, Any]]:
     rows = []
     for name, where, sub in _entries():
         try:
-            meta = json.loads((sub / META).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            meta = {"error": f"unreadable {META}: {e}"}
-        rows.append({"name": name, "where": where, "path": str(sub), **{
-            k: meta.get(k) for k in ("type", "backend", "device", "profile", "encoding", "train_size", "metrics",
-                                     "created")}})
+            meta = read_meta(sub)
+            cls = predictor_class(meta["type"])
+            if cls.persistence == "skops" and (sub / MODEL_FILES["skops"]).is_file():
+                check_skops_types(cls, sub / MODEL_FILES["skops"])
+        except _Unreadable:
+            pass  # loading it will refit it from its training set
+        except LpmError as e:
+            rows.append({"name": name, "where": where, "path": str(sub), "error": str(e)})
+            continue
+        row = {k: meta.get(k) for k in ("type", "backend", "device", "profile", "encoding", "train_size", "metrics",
+                                        "created")}
+        rows.append({"name": name, "where": where, "path": str(sub), **row})
     return rows
 
 
