@@ -8,18 +8,14 @@ subclass in the entry-point group `lpm_zoo.backends`; torch, ort and trt registe
 
 from __future__ import annotations
 
-import sys
 import time
 from abc import ABC, abstractmethod
-from importlib.metadata import entry_points
 from typing import Any, Callable, ClassVar, TypeVar
 
 from lpm_zoo.errors import LpmError
 from lpm_zoo.registry import Registry
 
 GROUP = "lpm_zoo.backends"
-
-_DISCOVERED = False
 
 B = TypeVar("B", bound=type)
 
@@ -89,7 +85,10 @@ class Backend(ABC):
 CLOCKS = ("wall", "thread")
 
 
-_REGISTRY: Registry[type[Backend]] = Registry("backend", Backend, "name")
+# the built-ins are also entry points; importing them directly keeps them there without pip install
+_REGISTRY: Registry[type[Backend]] = Registry(
+    "backend", group=GROUP, accepts=Backend, attr="name",
+    builtins=("backends.ort_backend", "backends.torch_backend", "backends.trt_backend"))
 
 
 def host_times(run: Callable[[], Any], n: int, clock: str = "wall") -> list[float]:
@@ -110,36 +109,11 @@ def register_backend(name: str) -> Callable[[B], B]:
     return _REGISTRY.register(name)
 
 
-def _discover() -> None:
-    """Load every backend named in the `lpm_zoo.backends` entry points (once); broken plugins are reported."""
-    global _DISCOVERED
-    if _DISCOVERED:
-        return
-    _DISCOVERED = True
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        try:
-            obj = ep.load()
-        except Exception as e:  # a broken third-party plugin must not break the others
-            print(f"lpm: warning: backend {ep.name!r} ({ep.value}) failed to load: {e}", file=sys.stderr)
-            continue
-        if isinstance(obj, type) and issubclass(obj, Backend):
-            if ep.name not in _REGISTRY:
-                register_backend(ep.name)(obj)
-        else:
-            print(f"lpm: warning: entry point {ep.name!r} is not an lpm backend class", file=sys.stderr)
-    # the built-in backends, also when the package is used without being pip-installed
-    import backends.ort_backend  # noqa: F401
-    import backends.torch_backend  # noqa: F401
-    import backends.trt_backend  # noqa: F401
-
-
 def list_backends() -> list[str]:
     """Names of every registered backend (built-in and plugins)."""
-    _discover()
     return _REGISTRY.names()
 
 
 def get_backend(name: str) -> Backend:
     """A fresh instance of backend `name`; an unknown name gets an error listing the known ones."""
-    _discover()
     return _REGISTRY.get(name)()

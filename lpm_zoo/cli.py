@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Callable, Sequence
 
 from lpm_zoo.errors import LpmError
+from lpm_zoo.registry import Registry
 
 GROUP = "lpm_zoo.commands"
 
@@ -35,20 +35,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+_COMMANDS: Registry[Command] = Registry("command", group=GROUP, accepts=Command)
+
+
 def discover_commands() -> dict[str, Command]:
-    """Every installed `lpm` subcommand by name; a broken plugin is reported, not fatal."""
-    found: dict[str, Command] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        try:
-            cmd = ep.load()
-        except Exception as e:  # a third-party plugin must not break the whole CLI
-            print(f"lpm: warning: command {ep.name!r} ({ep.value}) failed to load: {e}", file=sys.stderr)
-            continue
-        if not isinstance(cmd, Command):
-            print(f"lpm: warning: entry point {ep.name!r} is not an lpm_zoo.cli.Command", file=sys.stderr)
-            continue
-        found.setdefault(ep.name, cmd)
-    return found
+    """Every installed `lpm` subcommand by name; a broken or duplicate plugin is reported, not fatal."""
+    return dict(_COMMANDS.items())
 
 
 def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:

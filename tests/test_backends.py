@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import backends.registry as registry
+import lpm_zoo.registry as core_registry
 from backends.device import device_name, parse_device, short_gpu_name
 from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
 from backends.registry import Backend, Prepared, get_backend, host_times, list_backends, register_backend
@@ -63,7 +64,7 @@ def test_register_backend_decorator_and_type_check():
         registry._REGISTRY.unregister("test-echo")
 
 
-def test_third_party_backend_through_entry_point(tmp_path, monkeypatch):
+def test_third_party_backend_through_entry_point(tmp_path, monkeypatch, capsys):
     (tmp_path / "lpm_fake_plugin.py").write_text(textwrap.dedent("""
         from backends.registry import Backend, Prepared, host_times
 
@@ -79,10 +80,12 @@ def test_third_party_backend_through_entry_point(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     eps = [md.EntryPoint("fakeaccel", "lpm_fake_plugin:FakeAccel", registry.GROUP),
            md.EntryPoint("broken", "lpm_no_such_module:X", registry.GROUP)]
-    monkeypatch.setattr(registry, "entry_points", lambda group: eps if group == registry.GROUP else [])
-    monkeypatch.setattr(registry, "_DISCOVERED", False)
-    monkeypatch.setattr(registry, "_REGISTRY", registry._REGISTRY.copy())
+    monkeypatch.setattr(core_registry, "entry_points", lambda group: eps if group == registry.GROUP else [])
+    fresh = registry._REGISTRY.copy()
+    fresh._discovered = False
+    monkeypatch.setattr(registry, "_REGISTRY", fresh)
     assert "fakeaccel" in list_backends()  # the broken plugin is reported, not fatal
+    assert "'broken' (lpm_no_such_module:X) failed to load" in capsys.readouterr().err
     b = get_backend("fakeaccel")
     assert b.available("cpu") == (False, "fake accelerator not plugged in")
     with pytest.raises(LpmError, match="not usable on cpu: fake accelerator not plugged in"):

@@ -6,6 +6,8 @@
     ort.predict(cells)  # ms
 
 Importing this package imports neither torch nor scikit-learn; the types import them when used.
+Types come from the `lpm_zoo.predictors` entry-point group (the built-ins and any installed
+plugin), discovered on first use, so a plugin type saved in the zoo loads in a fresh process.
 """
 
 from lpm_zoo.predictors.base import (
@@ -17,9 +19,6 @@ from lpm_zoo.predictors.base import (
     predictor_class,
     register_predictor,
 )
-from lpm_zoo.predictors import mlp as _mlp  # noqa: F401  (registers mlp, mlp-plus)
-from lpm_zoo.predictors import sk as _sk  # noqa: F401  (registers ridge, rf, gbrt, knn)
-from lpm_zoo.predictors import linear as _linear  # noqa: F401  (registers lut, flops)
 from lpm_zoo.predictors.zoo import (
     get_predictor,
     list_predictors,
