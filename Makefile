@@ -21,7 +21,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 demo: venv
-	$(BIN)/python -m lpm_zoo.demo
+	$(BIN)/python scripts/demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,6 +1,6 @@
 """`make demo`: a latency-aware search with a shipped predictor, then the found cells measured.
 
-The demo is a sequence of `lpm` commands (the core never imports `search/` or `backends/`):
+The demo is a sequence of `lpm` commands, so it lives beside the other scripts, above all three rooms:
 two searches on the built-in digits dataset with the shipped `ort-cpu` predictor, λ=0 and a
 latency-aware λ, run side by side (one thread each), then both found cells timed with
 `lpm measure` on the predictor's own backend, and a table of predicted against measured latency.
@@ -37,7 +37,7 @@ def _json_out(proc: subprocess.CompletedProcess, what: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lpm_zoo.demo", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__.splitlines()[0])
     ap.add_argument("--lambda", dest="lam", type=float, default=0.5, help="relative λ of the latency-aware run")
     ap.add_argument("--out", default="runs/demo", help="where the searches checkpoint and write their cells")
     ap.add_argument("--seed", type=int, default=0)
