@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends.device import cuda_missing, parse_device
-from backends.registry import Backend, Prepared, host_times, register_backend
+from backends.registry import Backend, Prepared, cuda_event_times, host_times, register_backend
 from lpm_zoo.errors import LpmError
 
 
@@ -94,19 +94,13 @@ class OrtBackend(Backend):
             sess.run_with_iobinding(binding)
             return binding.copy_outputs_to_cpu()[0]
 
-        p = Prepared(run, output=output, info={"providers": got, "device_kind": kind, "threads": threads,
-                                               "io_binding": True, "denormal_as_zero": True})
-        p.session = sess  # type: ignore[attr-defined]
-        p._keep = (x_val, binding)  # type: ignore[attr-defined]
-        p.stream = stream  # type: ignore[attr-defined]
-        return p
+        return Prepared(run, output=output, info={"providers": got, "device_kind": kind, "threads": threads,
+                                                  "io_binding": True, "denormal_as_zero": True},
+                        stream=stream, keep=(sess, x_val, binding))
 
     def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
-        stream = getattr(prepared, "stream", None)
-        if stream is not None:
-            from backends.torch_backend import _cuda_event_times
-
-            return _cuda_event_times(prepared.run, stream, n)
+        if prepared.stream is not None:
+            return cuda_event_times(prepared.run, prepared.stream, n)
         return host_times(prepared.run, n, clock)
 
     def runtime_info(self, device: str = "cpu") -> dict[str, Any]:

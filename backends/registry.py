@@ -21,13 +21,22 @@ B = TypeVar("B", bound=type)
 
 
 class Prepared:
-    """A model made ready to run on one device by one backend; `close()` frees what it holds."""
+    """A model made ready to run on one device by one backend; `close()` frees what it holds.
+
+    `run` is one forward pass, not synchronised (the backend's `run_timed` does that); `stream`
+    is the device stream a GPU backend times on (None on CPUs); `keep` holds objects that must
+    live as long as the prepared model (sessions, bindings, engines, buffers).
+    """
+
+    __slots__ = ("run", "info", "stream", "keep", "_output", "_close")
 
     def __init__(self, run: Callable[[], Any], output: Callable[[], Any] | None = None, info: dict | None = None,
-                 close: Callable[[], None] | None = None):
-        self.run = run  # one forward pass, result not synchronised (the backend's run_timed does that)
+                 close: Callable[[], None] | None = None, stream: Any = None, keep: tuple = ()):
+        self.run = run
+        self.info: dict[str, Any] = dict(info or {})
+        self.stream = stream
+        self.keep = keep
         self._output = output
-        self.info = dict(info or {})
         self._close = close
 
     def output(self) -> Any:
@@ -37,9 +46,11 @@ class Prepared:
         return self._output()
 
     def close(self) -> None:
+        """Free what the prepared model holds (idempotent)."""
         if self._close is not None:
             self._close()
             self._close = None
+        self.keep = ()
 
 
 class Backend(ABC):
@@ -102,6 +113,20 @@ def host_times(run: Callable[[], Any], n: int, clock: str = "wall") -> list[floa
         run()
         times.append((now() - t0) / 1e6)
     return times
+
+
+def cuda_event_times(run: Callable[[], Any], stream: Any, n: int) -> list[float]:
+    """Per-run milliseconds between CUDA events recorded on `stream` around each of `n` calls of `run`."""
+    import torch
+
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
+    with torch.cuda.stream(stream):
+        for start, end in events:
+            start.record(stream)
+            run()
+            end.record(stream)
+    stream.synchronize()
+    return [start.elapsed_time(end) for start, end in events]
 
 
 def register_backend(name: str) -> Callable[[B], B]:

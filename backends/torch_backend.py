@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends.device import cuda_missing, parse_device
-from backends.registry import Backend, Prepared, host_times, register_backend
+from backends.registry import Backend, Prepared, cuda_event_times, host_times, register_backend
 from lpm_zoo.errors import LpmError
 
 
@@ -76,15 +76,12 @@ class TorchBackend(Backend):
             stream.synchronize()
             return out.detach().cpu().numpy()
 
-        p = Prepared(run, output=output, info=info)
-        p.stream = stream  # type: ignore[attr-defined]
-        p.cuda_device = dev  # type: ignore[attr-defined]
-        return p
+        return Prepared(run, output=output, info=info, stream=stream)
 
     def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
-        if getattr(prepared, "stream", None) is None:
+        if prepared.stream is None:
             return host_times(prepared.run, n, clock)
-        return _cuda_event_times(prepared.run, prepared.stream, n)  # type: ignore[attr-defined]
+        return cuda_event_times(prepared.run, prepared.stream, n)
 
     def runtime_info(self, device: str = "cpu") -> dict[str, Any]:
         import torch
@@ -93,17 +90,3 @@ class TorchBackend(Backend):
         if parse_device(device)[0] == "cuda" and torch.cuda.is_available():
             info.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
         return info
-
-
-def _cuda_event_times(run: Any, stream: Any, n: int) -> list[float]:
-    """Per-run milliseconds between CUDA events recorded on `stream` around each `run()`."""
-    import torch
-
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
-    with torch.cuda.stream(stream):
-        for start, end in events:
-            start.record(stream)
-            run()
-            end.record(stream)
-    stream.synchronize()
-    return [start.elapsed_time(end) for start, end in events]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.device import cuda_missing, parse_device
-from backends.registry import Backend, Prepared, register_backend
+from backends.registry import Backend, Prepared, cuda_event_times, register_backend
 from lpm_zoo.errors import LpmError
 
 _CACHE_LOCK = threading.Lock()
@@ -124,16 +124,12 @@ class TrtBackend(Backend):
             stream.synchronize()
             return buffers[out_name].float().cpu().numpy()
 
-        p = Prepared(run, output=output, info={"device_kind": "cuda", "fp16": fp16, "timing_cache": str(cache_path),
-                                               "stream": "side"})
-        p.stream = stream  # type: ignore[attr-defined]
-        p._keep = (engine, context, buffers, runtime)  # type: ignore[attr-defined]
-        return p
+        return Prepared(run, output=output, info={"device_kind": "cuda", "fp16": fp16, "timing_cache": str(cache_path),
+                                                  "stream": "side"},
+                        stream=stream, keep=(engine, context, buffers, runtime))
 
     def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
-        from backends.torch_backend import _cuda_event_times
-
-        return _cuda_event_times(prepared.run, prepared.stream, n)  # type: ignore[attr-defined]
+        return cuda_event_times(prepared.run, prepared.stream, n)
 
     def runtime_info(self, device: str = "cuda") -> dict[str, Any]:
         trt = _trt()
