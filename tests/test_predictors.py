@@ -25,7 +25,7 @@ from lpm_zoo.predictors import (
     predictor_class,
     register_predictor,
 )
-from lpm_zoo.predictors.bench import OP_COST, make_synthetic_store, synthetic_latency
+from lpm_zoo.synthetic import OP_COST, make_synthetic_store, synthetic_latency
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.space import PRIMITIVES, Genotype
 

@@ -12,6 +12,7 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors import create_predictor
 from lpm_zoo.sampler import sample_arrays
 from lpm_zoo.space import OP_INDEX, Genotype, parse_genotype
+from lpm_zoo.synthetic import OP_COST
 from search.data import load_cifar10, load_data, read_cifar_bin
 from search.model_search import SearchNetwork, derive_cell
 from search.searcher import Search, SearchConfig
@@ -31,10 +32,9 @@ def one_thread():
 @pytest.fixture(scope="module")
 def predictor_dir(tmp_path_factory):
     """A small MLP fitted on a known per-op cost table, saved like a zoo entry."""
-    cost = np.array([0.0, 0.3, 0.25, 0.05, 1.0, 1.6, 0.8, 1.2])
     ops, inputs = sample_arrays(1000, seed=0)
     path = tmp_path_factory.mktemp("zoo") / "toy-cpu"
-    create_predictor("mlp", epochs=20, seed=0).fit((ops, inputs), 5 + cost[ops].sum(1)).save(str(path))
+    create_predictor("mlp", epochs=20, seed=0).fit((ops, inputs), 5 + OP_COST[ops].sum(1)).save(str(path))
     return str(path)
 
 
@@ -167,9 +167,8 @@ def test_paper_defaults():
 def test_score_estimator_drives_search_with_any_predictor(tmp_path):
     from lpm_zoo.predictors import get_predictor
 
-    cost = np.array([0.0, 0.3, 0.25, 0.05, 1.0, 1.6, 0.8, 1.2])
     ops, inputs = sample_arrays(500, seed=1)
-    create_predictor("knn").fit((ops, inputs), 5 + cost[ops].sum(1)).save(str(tmp_path / "knn"))
+    create_predictor("knn").fit((ops, inputs), 5 + OP_COST[ops].sum(1)).save(str(tmp_path / "knn"))
     assert not get_predictor(str(tmp_path / "knn")).differentiable
     cfg = SearchConfig(predictor=str(tmp_path / "knn"), lam=1.0, relative=True, **TINY)
     r = Search(cfg, tmp_path / "out", progress=False, log=lambda m: None).run()

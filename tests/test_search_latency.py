@@ -11,6 +11,7 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors import create_predictor
 from lpm_zoo.sampler import sample_arrays
 from lpm_zoo.space import EDGES, OP_INDEX
+from lpm_zoo.synthetic import OP_COST
 from search.latency import (
     LatencyTerm,
     edge_distribution,
@@ -20,8 +21,7 @@ from search.latency import (
     subnetwork_arrays,
 )
 
-# A known per-op cost table (ms per kept edge): skip_connect is the cheapest op, sep_conv_5x5 the dearest.
-COST = np.array([0.0, 0.30, 0.25, 0.05, 1.0, 1.6, 0.8, 1.2])
+COST = OP_COST  # ms per kept edge: skip_connect is the cheapest op, sep_conv_5x5 the dearest
 SKIP, SEP5 = OP_INDEX["skip_connect"], OP_INDEX["sep_conv_5x5"]
 # Edges out of node 0 (c_{k-2}) cost 50% more, so edge choice matters too (for β).
 EDGE_FACTOR = np.array([1.5 if i == 0 else 1.0 for i, _ in EDGES])
