@@ -1,7 +1,5 @@
 """The 112-bit encoding, the sampler, canonical keys and the exact size of the space."""
 
-import itertools
-
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -86,13 +84,12 @@ def test_exact_number_of_normal_cells():
 
 def test_count_formula_matches_brute_force_enumeration():
     # Enumerate a reduced space exhaustively (3 nodes, 3 ops) and count distinct canonical keys.
-    n_nodes, ops = 3, ["max_pool_3x3", "skip_connect", "sep_conv_3x3"]
-    per_node = []
-    for k in range(n_nodes):
-        j = 2 + k
-        per_node.append([((o1, a), (o2, b)) for a in range(j) for b in range(j) if a != b for o1 in ops for o2 in ops])
-    keys = set()
-    for choice in itertools.product(*per_node):
-        pairs = [p for node in choice for p in node] + [("sep_conv_3x3", 0), ("sep_conv_3x3", 1)]
-        keys.add(cell_key(pairs))  # the fixed last node adds the same bits to every key
-    assert len(keys) == count_cells(n_nodes=3, n_ops=3)
+    n_nodes, ops = 3, [OP_INDEX[o] for o in ("max_pool_3x3", "skip_connect", "sep_conv_3x3")]
+    per_node = [np.array([(o1, o2, a, b) for a in range(j) for b in range(j) if a != b for o1 in ops for o2 in ops])
+                for j in range(2, 2 + n_nodes)]  # (op, op, input, input) per choice of node j
+    grid = np.stack([g.ravel() for g in np.indices([len(c) for c in per_node])], 1)  # every combination
+    choice = [per_node[k][grid[:, k]] for k in range(n_nodes)]
+    last = np.tile([OP_INDEX["sep_conv_3x3"], OP_INDEX["sep_conv_3x3"], 0, 1], (len(grid), 1))  # fixed last node
+    all_ops = np.concatenate([c[:, :2] for c in choice] + [last[:, :2]], 1).astype(np.int8)
+    all_inputs = np.concatenate([c[:, 2:] for c in choice] + [last[:, 2:]], 1).astype(np.int8)
+    assert len(set(keys_from_arrays(all_ops, all_inputs))) == count_cells(n_nodes=3, n_ops=3)
