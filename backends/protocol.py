@@ -21,13 +21,23 @@ from typing import Any, Sequence
 import numpy as np
 
 from lpm_zoo.errors import LpmError
+from lpm_zoo.statistics import STATISTICS, check_statistic, is_ratio, relative_uncertainty, statistic_of
 
-STATISTICS = ("ref_ratio", "min_round_median", "median", "p10", "min")
+__all__ = ["STATISTICS", "Protocol", "spread_of", "statistic_of", "time_interleaved"]
+
+#: the smallest relative uncertainty a target may ask for: below it the clock's resolution and
+#: the bootstrap's own noise decide, not the measurement
+MIN_TARGET_PCT = 0.05
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """How one architecture is timed: warm-up runs, `rounds` x `reps` timed runs, threads, statistic."""
+    """How one architecture is timed: warm-up runs, rounds x `reps` timed runs, threads, statistic.
+
+    With `target_pct`, timing is adaptive: after `min_rounds` rounds, a group stops as soon as
+    every model's statistic has a relative uncertainty (bootstrap over rounds) at or below
+    `target_pct`, and at `rounds` rounds at the latest; the rounds used are recorded per row.
+    """
 
     warmup: int = 10
     rounds: int = 10
@@ -37,21 +47,32 @@ class Protocol:
     interleave: int = 4  # models timed in turns
     clock: str = "auto"  # "thread" (CPU time of the timing thread), "wall", or auto: thread when threads == 1
     reference: bool = True  # time a fixed reference network in every group, to correct for drift
+    target_pct: float | None = None  # adaptive stopping: the statistic's relative uncertainty to reach (%)
+    min_rounds: int = 3
 
     def __post_init__(self) -> None:
-        if self.statistic not in STATISTICS:
-            raise LpmError(f"unknown statistic {self.statistic!r}; known: {', '.join(STATISTICS)}")
-        for field in ("rounds", "reps", "threads", "interleave"):
-            if getattr(self, field) < 1:
-                raise LpmError(f"protocol {field} must be at least 1, got {getattr(self, field)}")
-        if self.statistic == "ref_ratio" and not self.reference:
-            raise LpmError("the ref_ratio statistic needs the reference network; choose another statistic without it")
+        check_statistic(self.statistic)
+        for field in ("rounds", "reps", "threads", "interleave", "min_rounds"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:
+                raise LpmError(f"protocol {field} must be an integer from 1 to 100000, got {str(value)[:40]}")
+        if not isinstance(self.warmup, int) or not 0 <= self.warmup <= 100_000:
+            raise LpmError(f"protocol warmup must be an integer from 0 to 100000, got {str(self.warmup)[:40]}")
+        if is_ratio(self.statistic) and not self.reference:
+            raise LpmError(f"the {self.statistic} statistic needs the reference network; choose another statistic "
+                           "without it")
         if self.clock not in ("auto", "wall", "thread"):
-            raise LpmError(f"unknown clock {self.clock!r}; known: auto, wall, thread")
+            raise LpmError(f"unknown clock {str(self.clock)[:40]!r}; known: auto, wall, thread")
         if self.clock == "thread" and self.threads > 1:
             raise LpmError("the thread clock only times single-threaded runs; use --clock wall with --threads > 1")
-        if self.warmup < 0:
-            raise LpmError(f"protocol warmup must be >= 0, got {self.warmup}")
+        if self.target_pct is not None:
+            if not (isinstance(self.target_pct, (int, float)) and MIN_TARGET_PCT <= self.target_pct <= 50):
+                raise LpmError(f"--target-pct must be from {MIN_TARGET_PCT} to 50 (%), got "
+                               f"{str(self.target_pct)[:40]}: below {MIN_TARGET_PCT}% the clock's resolution "
+                               "decides, not the number of rounds")
+            if self.min_rounds < 2 or self.min_rounds > self.rounds:
+                raise LpmError(f"adaptive timing needs 2 <= min_rounds <= rounds; got min_rounds {self.min_rounds}, "
+                               f"rounds {self.rounds}")
 
     def host_clock(self) -> str:
         """The host clock used on CPUs: the timing thread's CPU time for one thread, else wall time."""
@@ -63,37 +84,9 @@ class Protocol:
         d = asdict(self)
         d["clock"] = self.host_clock()
         d["spread"] = "iqr"  # spread_ms is the interquartile range of all timed runs
+        if self.target_pct is not None:
+            d["max_rounds"] = self.rounds  # `rounds` of a row is the number it used
         return d
-
-
-def statistic_of(runs_ms: Sequence[float], rounds: int, statistic: str,
-                 reference_runs_ms: Sequence[float] | None = None) -> float:
-    """The statistic of raw runs stored round-major (`rounds` rounds of equal length).
-
-    `ref_ratio` is dimensionless: the median over rounds of (round median / the reference's
-    median in the same round); the profiler multiplies it by the store's reference baseline.
-    """
-    x = np.asarray(runs_ms, dtype=np.float64)
-    if x.size == 0:
-        raise LpmError("no timed runs to summarise")
-    if statistic == "ref_ratio":
-        if reference_runs_ms is None:
-            raise LpmError("the ref_ratio statistic needs the reference network's runs")
-        q = np.asarray(reference_runs_ms, dtype=np.float64)
-        if x.size % rounds or q.size % rounds:
-            raise LpmError(f"runs do not split into {rounds} equal rounds")
-        return float(np.median(np.median(x.reshape(rounds, -1), axis=1) / np.median(q.reshape(rounds, -1), axis=1)))
-    if statistic == "min_round_median":
-        if x.size % rounds:
-            raise LpmError(f"{x.size} runs do not split into {rounds} equal rounds")
-        return float(np.median(x.reshape(rounds, -1), axis=1).min())
-    if statistic == "median":
-        return float(np.median(x))
-    if statistic == "p10":
-        return float(np.percentile(x, 10))
-    if statistic == "min":
-        return float(x.min())
-    raise LpmError(f"unknown statistic {statistic!r}; known: {', '.join(STATISTICS)}")
 
 
 def spread_of(runs_ms: Sequence[float]) -> float:
@@ -102,14 +95,28 @@ def spread_of(runs_ms: Sequence[float]) -> float:
     return float(q3 - q1)
 
 
+def _settled(runs: list[list[float]], rounds: int, protocol: Protocol) -> bool:
+    """Whether every model's statistic is known to the protocol's target (the reference is runs[0])."""
+    ref = runs[0] if protocol.reference else None
+    models = runs[1:] if protocol.reference else runs
+    target = protocol.target_pct / 100
+    return all(relative_uncertainty(r, rounds, protocol.statistic, ref) <= target for r in models)
+
+
 def time_interleaved(backend: Any, prepared: Sequence[Any], protocol: Protocol) -> list[list[float]]:
-    """Raw times (ms, round-major) of each prepared model, timed in turns as the protocol says."""
+    """Raw times (ms, round-major) of each prepared model, timed in turns as the protocol says.
+
+    With `protocol.reference` the first prepared model is the reference network. Every model of
+    the group gets the same number of rounds: `len(runs[k]) // protocol.reps`.
+    """
     clock = protocol.host_clock()
     for p in prepared:
         if protocol.warmup:
             backend.run_timed(p, protocol.warmup, clock)
     runs: list[list[float]] = [[] for _ in prepared]
-    for _ in range(protocol.rounds):
+    for done in range(1, protocol.rounds + 1):
         for k, p in enumerate(prepared):
             runs[k].extend(backend.run_timed(p, protocol.reps, clock))
+        if protocol.target_pct is not None and done >= protocol.min_rounds and _settled(runs, done, protocol):
+            break
     return runs
