@@ -5,13 +5,17 @@ measurement in flight and never corrupts the file. A row holds the genotype, its
 and encoding, where and how it was measured (backend, device, profile, protocol), the kept
 statistic with its spread, and the raw per-run times, so a better statistic can be computed
 later without measuring again.
+
+A store is data, never trusted: readers open it read-only, refuse a foreign or newer file without
+writing to it, and skip (and report by id) rows that fail `validate_row`. Writers store an
+architecture's k-th measurement at most once (a unique index), so concurrent profilers never
+duplicate rows.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -54,9 +58,9 @@ COMMIT;
 # version 1 -> 2: number each architecture's measurements in the order they were taken, then make them unique
 _MIGRATE_1 = (
     "ALTER TABLE measurements ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0",
-    "UPDATE measurements SET repeat = (SELECT COUNT(*) FROM measurements AS o WHERE o.backend = measurements.backend"
-    " AND o.device = measurements.device AND o.profile = measurements.profile"
-    " AND o.cell_key = measurements.cell_key AND o.id < measurements.id)",
+    ("UPDATE measurements SET repeat = (SELECT COUNT(*) FROM measurements AS o WHERE o.backend = measurements.backend"
+     " AND o.device = measurements.device AND o.profile = measurements.profile"
+     " AND o.cell_key = measurements.cell_key AND o.id < measurements.id)"),
     "CREATE UNIQUE INDEX IF NOT EXISTS measurements_once ON measurements (backend, device, profile, cell_key, repeat)",
     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')",
 )
