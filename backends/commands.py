@@ -76,6 +76,16 @@ def _protocol(args: argparse.Namespace, interleave: int = 1):
                     reference=not args.no_reference)
 
 
+def _log_for(command: str):
+    """Progress lines to stderr; a `warning: ...` line is prefixed with the command, like the CLI's errors."""
+    import sys
+
+    def log(line: str) -> None:
+        print(f"lpm {command}: {line}" if line.startswith("warning: ") else line, file=sys.stderr)
+
+    return log
+
+
 # --- lpm profile -------------------------------------------------------------------------
 def _configure_profile(p: argparse.ArgumentParser) -> None:
     _add_common(p)
@@ -91,17 +101,14 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
 
 
 def _run_profile(args: argparse.Namespace) -> int:
-    import sys
-
     from backends.device import device_name
     from backends.profiler import run_profile
     from lpm_zoo.store import MeasurementStore
 
     added = run_profile(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
                         protocol=_protocol(args, args.interleave), name=args.device_name, ray_address=args.ray,
-                        workers=args.workers, progress=not args.no_progress,
-                        log=lambda s: print(s, file=sys.stderr))
-    with MeasurementStore(args.db) as store:
+                        workers=args.workers, progress=not args.no_progress, log=_log_for("profile"))
+    with MeasurementStore(args.db, readonly=True) as store:
         dev = device_name(args.device, args.device_name)
         rows = [r for r in store.summary()
                 if r["backend"] == args.backend and r["profile"] == args.profile and r["device"] == dev]
@@ -128,13 +135,12 @@ def _configure_recheck(p: argparse.ArgumentParser) -> None:
 
 def _run_recheck(args: argparse.Namespace) -> int:
     import json
-    import sys
     from pathlib import Path
 
     from backends.device import device_name
     from backends.profiler import run_recheck
     from lpm_zoo.errors import LpmError
-    from lpm_zoo.store import MeasurementStore
+    from lpm_zoo.store import MeasurementStore, json_safe
 
     if args.db.startswith("bundled:"):
         raise LpmError(f"{args.db} is data shipped with the package (its repeatability: `lpm data info --db "
@@ -142,14 +148,13 @@ def _run_recheck(args: argparse.Namespace) -> int:
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; fill one with `lpm profile ... --db {args.db}`")
     added = run_recheck(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
-                        name=args.device_name, progress=not args.no_progress,
-                        log=lambda s: print(s, file=sys.stderr))
+                        name=args.device_name, progress=not args.no_progress, log=_log_for("recheck"))
     dev = device_name(args.device, args.device_name)
-    with MeasurementStore(args.db) as store:
+    with MeasurementStore(args.db, readonly=True) as store:
         rep = store.repeatability(args.backend, dev, args.profile)
     rep = {"backend": args.backend, "device": dev, "profile": args.profile, "added": added, **(rep or {"n": 0})}
     if args.json:
-        print(json.dumps(rep))
+        print(json.dumps(json_safe(rep), allow_nan=False))
     else:
         print(f"{args.db}: {args.backend}/{dev}/{args.profile}: {rep['n']} architectures measured twice "
               f"({added} now); relative difference |a-b|/mean: mean {rep['mean_pct']:.2f}%, "
@@ -180,6 +185,7 @@ def _run_measure(args: argparse.Namespace) -> int:
     from lpm_zoo.encoding import cell_key
     from lpm_zoo.published import DARTS_V2
     from lpm_zoo.space import parse_genotype
+    from lpm_zoo.store import json_safe
 
     g = parse_genotype(args.genotype, DARTS_V2.reduce)
     protocol = _protocol(args)
@@ -193,9 +199,10 @@ def _run_measure(args: argparse.Namespace) -> int:
         normalize([r], base)
     p = r.protocol
     if args.json:
-        print(json.dumps({"backend": r.backend, "device": r.device, "profile": r.profile, "key": cell_key(g),
-                          "latency_ms": r.latency_ms, "spread_ms": r.spread_ms, "statistic": p["statistic"],
-                          "runs_ms": r.runs_ms, "protocol": p}))
+        print(json.dumps(json_safe({"backend": r.backend, "device": r.device, "profile": r.profile,
+                                    "key": cell_key(g), "latency_ms": r.latency_ms, "spread_ms": r.spread_ms,
+                                    "statistic": p["statistic"], "runs_ms": r.runs_ms, "protocol": p}),
+                         allow_nan=False))
     else:
         threads = f", {p['threads']} thread(s)" if p.get("threads") else ""
         print(f"{r.latency_ms:.3f} ms  (IQR {r.spread_ms:.3f} ms; {p['statistic']} of {p['rounds']}x{p['reps']} runs"
@@ -217,7 +224,7 @@ def _store_baseline(args: argparse.Namespace, protocol) -> float:
     if protocol.statistic != "ref_ratio":
         raise LpmError("--db needs the ref_ratio statistic (the default); drop --statistic/--no-reference")
     dev = device_name(args.device, args.device_name)
-    with MeasurementStore(args.db) as store:
+    with MeasurementStore(args.db, readonly=True) as store:  # nothing is written to it
         base = baseline_of(store, args.backend, dev, args.profile)
     if base is None:
         raise LpmError(f"{args.db} holds no {args.backend}/{dev}/{args.profile} measurements to take a baseline from")

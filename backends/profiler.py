@@ -8,6 +8,7 @@ flight, and running the same command again resumes.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -17,7 +18,7 @@ from backends.registry import Backend, get_backend
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.space import Cell, Genotype
-from lpm_zoo.store import Measurement, MeasurementStore
+from lpm_zoo.store import Measurement, MeasurementStore, skipped_note
 
 
 def model_for(backend: Backend, profile: Profile, cell: Cell | Genotype, seed: int = 0) -> Any:
@@ -122,13 +123,45 @@ class Measurer:
             self._ref = None
 
 
+def _baseline_key(backend: str, device_name_: str, profile: str) -> str:
+    return f"baseline_ms/{backend}/{device_name_}/{profile}"
+
+
+def _checked_baseline(value: Any, where: str) -> float:
+    """A baseline as a float; a non-finite or non-positive one (a damaged store) is an LpmError."""
+    try:
+        base = float(value)
+    except (TypeError, ValueError):
+        base = math.nan
+    if not (math.isfinite(base) and base > 0):
+        raise LpmError(f"the reference baseline of {where} is {str(value)[:40]!r}, not a positive number of ms; "
+                       f"the store is damaged: fill a new one with `lpm profile`")
+    return base
+
+
 def baseline_of(store: MeasurementStore, backend: str, device_name_: str, profile: str) -> float | None:
-    """The reference latency the store's measurements for backend/device/profile are scaled to (None if none yet)."""
+    """The reference latency the store's measurements for backend/device/profile are scaled to (None if none yet).
+
+    It is the store's `meta` entry (one per backend/device/profile, written once by
+    `adopt_baseline`); stores written before that have it only in their rows' protocol.
+    """
+    where = f"{store.path} {backend}/{device_name_}/{profile}"
+    value = store.meta(_baseline_key(backend, device_name_, profile))
+    if value is not None:
+        return _checked_baseline(value, where)
     for rec in store.measurements(backend=backend, device=device_name_, profile=profile):
-        base = rec["protocol"].get("reference_baseline_ms")
+        base = rec["protocol"].get("reference_baseline_ms")  # validated: finite and positive when present
         if base:
-            return float(base)
+            return _checked_baseline(base, where)
     return None
+
+
+def adopt_baseline(store: MeasurementStore, backend: str, device_name_: str, profile: str, candidate: float) -> float:
+    """Make `candidate` the store's baseline unless another writer set one first; returns the one in force."""
+    where = f"{backend}/{device_name_}/{profile}"
+    _checked_baseline(candidate, f"this run's first group ({where})")
+    stored = store.set_meta_once(_baseline_key(backend, device_name_, profile), repr(float(candidate)))
+    return _checked_baseline(stored, f"{store.path} {where}")
 
 
 def normalize(ms: list[Measurement], baseline_ms: float | None) -> float | None:
@@ -211,10 +244,13 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
 def _drive(store: MeasurementStore, todo: list[Cell], group: int,
            measure_all: Callable[[list[list[Cell]]], Iterable[list[Measurement]]], backend: str, dev_name: str,
            profile: str, db: str, samples: int, progress: bool, log: Callable[[str], None],
-           stopped: Callable[[], str] | None = None) -> int:
+           stopped: Callable[[], str] | None = None, repeat: int = 0) -> int:
     """Measure `todo` in groups, committing each group as it arrives, with a progress bar; Ctrl-C stops cleanly.
 
-    `stopped` says where things stand after a Ctrl-C (default: unique architectures against `samples`).
+    Each is stored as its architecture's `repeat`-th measurement (0: first, 1: recheck) unless
+    another run stored that one meanwhile, so concurrent runs on one store never duplicate a row;
+    returns how many were stored. `stopped` says where things stand after a Ctrl-C (default:
+    unique architectures against `samples`).
     """
     from tqdm import tqdm
 
@@ -223,13 +259,19 @@ def _drive(store: MeasurementStore, todo: list[Cell], group: int,
         log(f"{db} already holds {store.count(backend, dev_name, profile)} unique architectures for {where}")
         return 0
     done = 0
-    baseline = baseline_of(store, backend, dev_name, profile)
+    known_bad = len(store.skipped)
+    baseline = baseline_of(store, backend, dev_name, profile)  # checked before any timing
+    if len(store.skipped) > known_bad:
+        log(f"warning: {skipped_note(store.skipped)}")
     bar = tqdm(total=len(todo), desc=where, unit="arch", disable=not progress, dynamic_ncols=True)
     try:
         for ms in measure_all(list(_groups(todo, group))):
-            baseline = normalize(ms, baseline)
-            store.add_many(ms)  # one transaction: durable once this returns
-            done += len(ms)
+            if baseline is None:  # the first group of the store: its reference time, unless another run's is there
+                first = next((m.protocol["reference_ms"] for m in ms if "ratio" in m.protocol), None)
+                if first is not None:
+                    baseline = adopt_baseline(store, backend, dev_name, profile, first)
+            normalize(ms, baseline)
+            done += store.add_many(ms, repeat=repeat)  # one transaction: durable once this returns
             bar.update(len(ms))
             bar.set_postfix_str(f"last {ms[-1].latency_ms:.2f} ms")
     except KeyboardInterrupt:
@@ -245,15 +287,28 @@ def _drive(store: MeasurementStore, todo: list[Cell], group: int,
 _PROTOCOL_FIELDS = ("warmup", "rounds", "reps", "threads", "statistic", "interleave", "clock", "reference")
 
 
+MAX_RECHECK_RUNS = 100_000  # the most timed runs (rounds x reps) a recorded protocol may ask of a recheck
+
+
 def _recorded_protocol(rec: dict[str, Any]) -> tuple[Protocol, int]:
-    """The protocol and weights seed a stored measurement was taken with, to take it again the same way."""
+    """The protocol and weights seed a stored measurement was taken with, to take it again the same way.
+
+    The row was validated on read (`lpm_zoo.store.validate_row`: counts within bounds); a protocol
+    asking for more than MAX_RECHECK_RUNS timed runs, or one `Protocol` refuses, is an LpmError.
+    """
     p = rec["protocol"]
     fields = {f: p[f] for f in _PROTOCOL_FIELDS if f in p}
     if fields.get("threads") is None:  # CUDA measurements record no host threads
         fields["threads"] = 1
     if fields.get("clock") == "cuda_events":
         fields["clock"] = "auto"
-    return Protocol(**fields), int(p.get("weights_seed", 0))
+    if "reference" in fields:  # measurements record the reference network's name there
+        fields["reference"] = bool(fields["reference"])
+    proto = Protocol(**fields)
+    if proto.rounds * proto.reps > MAX_RECHECK_RUNS:
+        raise LpmError(f"it asks for {proto.rounds} x {proto.reps} timed runs, more than {MAX_RECHECK_RUNS}")
+    hash(proto)  # a JSON list in a text field cannot key a group
+    return proto, int(p.get("weights_seed", 0))
 
 
 def recheck_plan(store: MeasurementStore, backend: str, device_name_: str, profile: str, samples: int,
@@ -268,17 +323,20 @@ def recheck_plan(store: MeasurementStore, backend: str, device_name_: str, profi
     if samples < 1:
         raise LpmError(f"--samples must be at least 1, got {samples}")
     first: dict[str, dict[str, Any]] = {}
-    count: dict[str, int] = {}
-    for rec in store.measurements(backend=backend, device=device_name_, profile=profile):
+    for rec in store.measurements(backend=backend, device=device_name_, profile=profile):  # good rows only
         first.setdefault(rec["cell_key"], rec)
-        count[rec["cell_key"]] = count.get(rec["cell_key"], 0) + 1
-    if not first:
+    count = store.counts(backend, device_name_, profile)  # every row: a bad one still holds its place
+    if not count:
         raise LpmError(f"the store holds no {backend}/{device_name_}/{profile} measurements to recheck; "
                        f"fill it first with `lpm profile --backend {backend} --profile {profile} --samples N --db ...`")
+    if not first:
+        raise LpmError(f"the store holds no usable {backend}/{device_name_}/{profile} measurements to recheck "
+                       f"({skipped_note(store.skipped)})")
     twice = sum(1 for n in count.values() if n >= 2)
     keys = sorted(count)
     need = max(0, samples - twice)
-    todo = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys)) if count[keys[i]] == 1]
+    todo = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))
+            if count[keys[i]] == 1 and keys[i] in first]
     return [first[k] for k in todo[:need]], twice
 
 
@@ -295,9 +353,15 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
     dev_name = device_name(device, name)
     with MeasurementStore(db) as store:
         todo, twice = recheck_plan(store, backend, dev_name, profile, samples, seed)
+        baseline_of(store, backend, dev_name, profile)  # a damaged baseline stops the recheck before any timing
         by_protocol: dict[tuple[Protocol, int], list[dict[str, Any]]] = {}
         for rec in todo:
-            by_protocol.setdefault(_recorded_protocol(rec), []).append(rec)
+            try:
+                by_protocol.setdefault(_recorded_protocol(rec), []).append(rec)
+            except (LpmError, TypeError, ValueError) as e:  # not run: a stored protocol is data, not a command
+                store.skipped[rec["id"]] = f"its recorded protocol is not run ({str(e)[:120]})"
+        if store.skipped:
+            log(f"warning: {skipped_note(store.skipped)}")
         done = 0
 
         def stopped() -> str:
@@ -314,7 +378,7 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
 
             try:
                 done += _drive(store, cells, proto.interleave, local, backend, dev_name, profile, db, samples,
-                               progress, log, stopped)
+                               progress, log, stopped, repeat=1)
             finally:
                 measurer.close()
         if not todo:

@@ -5,11 +5,17 @@ measurement in flight and never corrupts the file. A row holds the genotype, its
 and encoding, where and how it was measured (backend, device, profile, protocol), the kept
 statistic with its spread, and the raw per-run times, so a better statistic can be computed
 later without measuring again.
+
+A store is data, never trusted: readers open it read-only, refuse a foreign or newer file without
+writing to it, and skip (and report by id) rows that fail `validate_row`. Writers store an
+architecture's k-th measurement at most once (a unique index), so concurrent profilers never
+duplicate rows.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -22,9 +28,10 @@ from lpm_zoo.encoding import cell_key, cells_to_arrays, encode, genotype_key
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the `repeat` column and one row per (backend, device, profile, cell_key, repeat)
 
 _SCHEMA = """
+BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS measurements (
     id           INTEGER PRIMARY KEY,
     backend      TEXT NOT NULL,
@@ -38,11 +45,121 @@ CREATE TABLE IF NOT EXISTS measurements (
     spread_ms    REAL,           -- its spread (protocol says which)
     runs_ms      TEXT NOT NULL,  -- JSON list of raw per-run times
     protocol     TEXT NOT NULL,  -- JSON: warm-up, repetitions, threads, statistic, versions, device model
-    timestamp    REAL NOT NULL   -- seconds since the epoch
+    timestamp    REAL NOT NULL,  -- seconds since the epoch
+    repeat       INTEGER NOT NULL DEFAULT 0  -- 0: the architecture's first measurement here, 1: its recheck, ...
 );
 CREATE INDEX IF NOT EXISTS measurements_by_set ON measurements (backend, device, profile, cell_key);
+CREATE UNIQUE INDEX IF NOT EXISTS measurements_once ON measurements (backend, device, profile, cell_key, repeat);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
+COMMIT;
 """
+
+# version 1 -> 2: number each architecture's measurements in the order they were taken, then make them unique
+_MIGRATE_1 = (
+    "ALTER TABLE measurements ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0",
+    ("UPDATE measurements SET repeat = (SELECT COUNT(*) FROM measurements AS o WHERE o.backend = measurements.backend"
+     " AND o.device = measurements.device AND o.profile = measurements.profile"
+     " AND o.cell_key = measurements.cell_key AND o.id < measurements.id)"),
+    "CREATE UNIQUE INDEX IF NOT EXISTS measurements_once ON measurements (backend, device, profile, cell_key, repeat)",
+    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')",
+)
+
+_COLUMNS = ("id", "backend", "device", "profile", "cell_key", "genotype_key", "encoding", "genotype", "latency_ms",
+            "spread_ms", "runs_ms", "protocol", "timestamp")  # what every reader needs (schema 1 and later)
+
+MAX_PROTOCOL_COUNT = 10_000  # the most warm-up runs, rounds, reps, threads or interleave a stored protocol may ask
+MAX_LATENCY_MS = 1e7  # about 3 hours: a larger stored latency is damage, not a measurement
+_PROTOCOL_COUNTS = {"warmup": 0, "rounds": 1, "reps": 1, "threads": 1, "interleave": 1}  # field: least value
+_PROTOCOL_TIMES = ("reference_ms", "reference_baseline_ms", "ratio", "raw_latency_ms")  # positive when present
+
+
+class BadRow(ValueError):
+    """A stored row that cannot be used; its message says which column is wrong."""
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _json(rec: dict[str, Any], col: str, kind: type) -> Any:
+    text = rec[col]
+    if not isinstance(text, str):
+        raise BadRow(f"{col} is not JSON text")
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise BadRow(f"{col} is not valid JSON (or holds NaN/Infinity)") from None
+    if not isinstance(value, kind):
+        raise BadRow(f"{col} is not a JSON {'list' if kind is list else 'object'}")
+    return value
+
+
+def validate_row(rec: dict[str, Any]) -> dict[str, Any]:
+    """A stored row with its JSON columns decoded, or `BadRow` saying why it cannot be used.
+
+    Trusted only after these checks: names are short printable text, the latency is finite, positive
+    and below MAX_LATENCY_MS, the spread is finite and >= 0 (or missing), the raw runs a JSON list of
+    finite times >= 0, the genotype a valid one, the protocol a JSON object whose warm-up, rounds,
+    reps, threads and interleave (when present) are integers within MAX_PROTOCOL_COUNT and whose
+    reference times are finite and positive.
+    """
+    for col in ("backend", "device", "profile", "cell_key", "genotype_key", "encoding"):
+        v = rec.get(col)
+        if not isinstance(v, str) or not v or len(v) > 200 or not v.isprintable():
+            raise BadRow(f"{col} is not short printable text")
+    lat = rec["latency_ms"]
+    if not _number(lat) or not 0 < lat <= MAX_LATENCY_MS:
+        raise BadRow("latency_ms is not a positive finite number of ms")
+    if rec["spread_ms"] is not None and not (_number(rec["spread_ms"]) and rec["spread_ms"] >= 0):
+        raise BadRow("spread_ms is not a finite number >= 0")
+    if not _number(rec["timestamp"]):
+        raise BadRow("timestamp is not a finite number")
+    out = dict(rec)
+    out["runs_ms"] = runs = _json(rec, "runs_ms", list)
+    if not all(_number(t) and t >= 0 for t in runs):
+        raise BadRow("runs_ms holds a value that is not a finite time >= 0")
+    out["genotype"] = _json(rec, "genotype", dict)
+    try:
+        Genotype.from_dict(out["genotype"])
+    except (LpmError, TypeError, ValueError, KeyError, IndexError):
+        raise BadRow("genotype is not a valid genotype") from None
+    out["protocol"] = proto = _json(rec, "protocol", dict)
+    for name, least in _PROTOCOL_COUNTS.items():
+        v = proto.get(name)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and least <= v <= MAX_PROTOCOL_COUNT):
+            raise BadRow(f"protocol {name} is not an integer from {least} to {MAX_PROTOCOL_COUNT}")
+    for name in _PROTOCOL_TIMES:
+        if name in proto and not (_number(proto[name]) and proto[name] > 0):
+            raise BadRow(f"protocol {name} is not a positive finite number")
+    if "weights_seed" in proto and not (isinstance(proto["weights_seed"], int) and 0 <= proto["weights_seed"] < 2**32):
+        raise BadRow("protocol weights_seed is not an integer seed")
+    return out
+
+
+def skipped_note(skipped: dict[int, str], limit: int = 10) -> str:
+    """One line naming the rows skipped as unusable: how many, their first ids, and why the first was refused."""
+    ids = sorted(skipped)
+    shown = ", ".join(str(i) for i in ids[:limit]) + (", ..." if len(ids) > limit else "")
+    return (f"skipped {len(ids)} bad row{'s' if len(ids) != 1 else ''} (ids {shown}; "
+            f"id {ids[0]}: {skipped[ids[0]]})")
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, Infinity) replaced by None, so JSON output stays standard JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.floating):
+        return json_safe(float(value))
+    return value
 
 
 @dataclass
@@ -73,6 +190,7 @@ class LatencyDataset:
     device: str
     profile: str
     repeatability: dict[str, Any] | None = None  # MeasurementStore.repeatability: the data's noise floor
+    skipped: dict[int, str] = field(default_factory=dict)  # ids of the store's bad rows left out, with why
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -125,24 +243,77 @@ def resolve_db(spec: str | Path) -> Path:
     return target
 
 
-class MeasurementStore:
-    """A SQLite measurement file; created on first use, opened in WAL mode (`bundled:NAME` opens a shipped one)."""
+def _ro_uri(path: Path, immutable: bool = False) -> str:
+    from urllib.parse import quote
 
-    def __init__(self, path: str | Path):
+    return f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+class MeasurementStore:
+    """A SQLite measurement file in WAL mode; created on first use (`bundled:NAME` opens a shipped one).
+
+    `readonly=True` opens it with `mode=ro` and writes nothing (a write-protected file reads
+    fine). Either way a file that is not an lpm store, or one of a newer schema, is refused
+    before anything is written to it; an older schema is migrated when opened for writing.
+    Rows that fail `validate_row` are skipped by every reader and collected in `skipped` (id: why).
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = resolve_db(path)
-        if self.path.exists() and self.path.is_dir():
+        self.readonly = readonly
+        self.skipped: dict[int, str] = {}
+        if self.path.is_dir():
             raise LpmError(f"{self.path} is a directory; give the path of a database file, e.g. {self.path}/lpm.db")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if readonly and not self.path.is_file():
+            raise LpmError(f"no measurement database at {self.path}")
         try:
+            version = self._inspect_readonly() if self.path.is_file() and self.path.stat().st_size else None
+            if readonly:
+                if version is None:
+                    raise LpmError(f"{self.path} is an empty database, not an lpm measurement store")
+                self._db = self._connect_readonly()
+                self.version = version
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses no commit
-            self._db.executescript(_SCHEMA)
-            self._db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            if version is None:  # a new (or empty) file
+                self._db.executescript(_SCHEMA)
+            self.version = self._migrate()
         except sqlite3.DatabaseError as e:
             raise LpmError(f"{self.path} is not a usable lpm measurement database ({e})") from None
+        except OSError as e:
+            raise LpmError(f"cannot open {self.path}: {e.strerror or e}") from None
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A `mode=ro` connection; `immutable` where a write-protected folder leaves no room for the WAL index."""
+        db = sqlite3.connect(_ro_uri(self.path), uri=True, timeout=60.0, isolation_level=None)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            if Path(f"{self.path}-wal").exists():  # a writer's log would be ignored by immutable: refuse instead
+                raise
+        return sqlite3.connect(_ro_uri(self.path, immutable=True), uri=True, isolation_level=None)
+
+    def _inspect_readonly(self) -> int | None:
+        """The schema version of the existing file, read without writing; None for an empty database."""
+        db = self._connect_readonly()
+        try:
+            return _schema_version(db, self.path)
+        finally:
+            db.close()
+
+    def _migrate(self) -> int:
+        """Bring an older store up to SCHEMA_VERSION (one transaction, safe against a concurrent opener)."""
+        with self._transaction():
+            version = _schema_version(self._db, self.path)
+            if version == 1:
+                for sql in _MIGRATE_1:
+                    self._db.execute(sql)
+        return SCHEMA_VERSION
 
     def close(self) -> None:
         self._db.close()
@@ -156,27 +327,63 @@ class MeasurementStore:
     # --- writing ----------------------------------------------------------------------
     @staticmethod
     def _row(m: Measurement) -> tuple:
+        key = cell_key(m.genotype)
+        ok = (_number(m.latency_ms) and 0 < m.latency_ms <= MAX_LATENCY_MS and _number(m.spread_ms)
+              and m.spread_ms >= 0 and all(_number(t) and t >= 0 for t in m.runs_ms))
+        try:
+            protocol = json.dumps(m.protocol, sort_keys=True, allow_nan=False)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise LpmError(f"refusing to store a measurement of {key} with a latency, spread or run time that is "
+                           f"not a finite positive number (latency {m.latency_ms!r}); the earlier ones are stored")
         bits = "".join("1" if b else "0" for b in encode(m.genotype))
         return (
-            m.backend, m.device, m.profile, cell_key(m.genotype), genotype_key(m.genotype), bits,
+            m.backend, m.device, m.profile, key, genotype_key(m.genotype), bits,
             m.genotype.to_json(), float(m.latency_ms), float(m.spread_ms),
-            json.dumps([round(float(t), 6) for t in m.runs_ms]), json.dumps(m.protocol, sort_keys=True),
-            float(m.timestamp),
+            json.dumps([round(float(t), 6) for t in m.runs_ms]), protocol, float(m.timestamp),
         )
 
     def add(self, m: Measurement) -> None:
         """Store one measurement, durably (its own transaction)."""
         self.add_many([m])
 
-    def add_many(self, ms: Iterable[Measurement]) -> None:
-        """Store several measurements in one transaction."""
+    def add_many(self, ms: Iterable[Measurement], repeat: int | None = None) -> int:
+        """Store several measurements in one transaction; returns how many were stored.
+
+        By default each is stored as the next measurement of its architecture. With `repeat=k`
+        one is stored only as its architecture's k-th (0: the first), and skipped when the store
+        already holds that one: two profilers filling one store never store an architecture twice.
+        """
+        if self.readonly:
+            raise LpmError(f"{self.path} was opened read-only")
         rows = [self._row(m) for m in ms]
+        stored = 0
         with self._transaction():
-            self._db.executemany(
-                "INSERT INTO measurements (backend, device, profile, cell_key, genotype_key, encoding, genotype,"
-                " latency_ms, spread_ms, runs_ms, protocol, timestamp) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            for row in rows:
+                k = repeat
+                if k is None:
+                    (k,) = self._db.execute(
+                        "SELECT COALESCE(MAX(repeat) + 1, 0) FROM measurements"
+                        " WHERE backend=? AND device=? AND profile=? AND cell_key=?", row[:4]).fetchone()
+                stored += self._db.execute(
+                    "INSERT OR IGNORE INTO measurements (backend, device, profile, cell_key, genotype_key, encoding,"
+                    " genotype, latency_ms, spread_ms, runs_ms, protocol, timestamp, repeat)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (*row, k)).rowcount
+        return stored
+
+    def meta(self, key: str) -> str | None:
+        """A value of the store's `meta` table (None when absent)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Write a `meta` value unless one is there already; returns the stored one (another writer's if it won)."""
+        if self.readonly:
+            raise LpmError(f"{self.path} was opened read-only")
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            return str(self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
 
     def _transaction(self):
         db = self._db
@@ -192,7 +399,7 @@ class MeasurementStore:
 
     # --- reading ----------------------------------------------------------------------
     def keys(self, backend: str, device: str, profile: str) -> set[str]:
-        """Canonical keys of the normal cells already measured for this backend/device/profile."""
+        """Canonical keys of the normal cells already measured for this backend/device/profile (any row)."""
         cur = self._db.execute(
             "SELECT DISTINCT cell_key FROM measurements WHERE backend=? AND device=? AND profile=?",
             (backend, device, profile),
@@ -200,42 +407,58 @@ class MeasurementStore:
         return {k for (k,) in cur}
 
     def count(self, backend: str, device: str, profile: str, unique: bool = True) -> int:
-        """Number of (unique) architectures measured for this backend/device/profile."""
+        """Number of (unique) architectures measured for this backend/device/profile (any row)."""
         what = "COUNT(DISTINCT cell_key)" if unique else "COUNT(*)"
         cur = self._db.execute(
             f"SELECT {what} FROM measurements WHERE backend=? AND device=? AND profile=?", (backend, device, profile)
         )
         return int(cur.fetchone()[0])
 
-    def summary(self) -> list[dict[str, Any]]:
-        """One row per backend/device/profile: measurements, unique architectures, time span."""
-        cur = self._db.execute(
-            "SELECT backend, device, profile, COUNT(*), COUNT(DISTINCT cell_key), MIN(timestamp), MAX(timestamp),"
-            " AVG(latency_ms) FROM measurements GROUP BY backend, device, profile ORDER BY backend, device, profile"
-        )
-        return [
-            {"backend": b, "device": d, "profile": p, "n": n, "n_unique": u, "first": t0, "last": t1,
-             "mean_latency_ms": lat}
-            for b, d, p, n, u, t0, t1, lat in cur
-        ]
+    def counts(self, backend: str, device: str, profile: str) -> dict[str, int]:
+        """How many rows (good or bad) each architecture of this backend/device/profile has."""
+        cur = self._db.execute("SELECT cell_key, COUNT(*) FROM measurements WHERE backend=? AND device=? AND profile=?"
+                               " GROUP BY cell_key", (backend, device, profile))
+        return {k: int(n) for k, n in cur}
+
+    def summary(self, repeatability: bool = False) -> list[dict[str, Any]]:
+        """One row per backend/device/profile over the good rows: measurements, unique architectures, time span.
+
+        With `repeatability`, each row also has the group's `repeatability` (see that method).
+        """
+        groups: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+        stamps: dict[tuple[str, str, str], list[float]] = {}
+        for r in self.measurements():
+            g = (r["backend"], r["device"], r["profile"])
+            groups.setdefault(g, {}).setdefault(r["cell_key"], []).append(float(r["latency_ms"]))
+            stamps.setdefault(g, []).append(float(r["timestamp"]))
+        out = []
+        for (b, d, p), by_key in sorted(groups.items()):
+            lat = [v for vs in by_key.values() for v in vs]
+            row = {"backend": b, "device": d, "profile": p, "n": len(lat), "n_unique": len(by_key),
+                   "first": min(stamps[b, d, p]), "last": max(stamps[b, d, p]),
+                   "mean_latency_ms": float(np.mean(lat))}
+            if repeatability:
+                row["repeatability"] = _repeatability_of(by_key.values())
+            out.append(row)
+        return out
 
     def measurements(
         self, backend: str | None = None, device: str | None = None, profile: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Every stored row as a dict (JSON columns decoded), oldest first."""
+        """Every good row as a dict (JSON columns decoded), oldest first; bad rows go to `skipped`."""
         where, args = [], []
         for col, val in (("backend", backend), ("device", device), ("profile", profile)):
             if val is not None:
                 where.append(f"{col}=?")
                 args.append(val)
-        sql = "SELECT * FROM measurements" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
-        cur = self._db.execute(sql, args)
-        cols = [c[0] for c in cur.description]
-        for row in cur:
-            rec = dict(zip(cols, row))
-            for col in ("genotype", "runs_ms", "protocol"):
-                rec[col] = json.loads(rec[col])
-            yield rec
+        sql = (f"SELECT {', '.join(_COLUMNS)} FROM measurements" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY id")
+        for row in self._db.execute(sql, args):
+            rec = dict(zip(_COLUMNS, row))
+            try:
+                yield validate_row(rec)
+            except BadRow as e:
+                self.skipped[rec["id"]] = str(e)
 
     def repeatability(self, backend: str, device: str, profile: str) -> dict[str, Any] | None:
         """How far two measurements of one architecture fall apart: the noise floor a predictor is judged against.
@@ -246,27 +469,18 @@ class MeasurementStore:
         90th percentile and share within 10%, and the Kendall tau between the two measurements (the
         ceiling of a predictor's tau on this data). None when no architecture was measured twice.
         """
-        cur = self._db.execute(
-            "SELECT cell_key, latency_ms FROM measurements WHERE backend=? AND device=? AND profile=? ORDER BY id",
-            (backend, device, profile),
-        )
         by_key: dict[str, list[float]] = {}
-        for key, lat in cur:
-            by_key.setdefault(key, []).append(lat)
+        for r in self.measurements(backend, device, profile):
+            by_key.setdefault(r["cell_key"], []).append(float(r["latency_ms"]))
         return _repeatability_of(by_key.values())
 
     def dataset(self, backend: str, device: str, profile: str) -> LatencyDataset:
         """Unique architectures and their latency; repeats of one architecture are combined by median."""
-        cur = self._db.execute(
-            "SELECT cell_key, genotype, latency_ms, spread_ms FROM measurements"
-            " WHERE backend=? AND device=? AND profile=? ORDER BY id",
-            (backend, device, profile),
-        )
         by_key: dict[str, tuple[list, list[float], list[float]]] = {}
-        for key, gjson, lat, spread in cur:
-            entry = by_key.setdefault(key, (json.loads(gjson)["normal"], [], []))
-            entry[1].append(lat)
-            entry[2].append(spread if spread is not None else np.nan)
+        for r in self.measurements(backend, device, profile):
+            entry = by_key.setdefault(r["cell_key"], (r["genotype"]["normal"], [], []))
+            entry[1].append(float(r["latency_ms"]))
+            entry[2].append(float(r["spread_ms"]) if r["spread_ms"] is not None else np.nan)
         keys = list(by_key)
         ops, inputs = cells_to_arrays([by_key[k][0] for k in keys])
         return LatencyDataset(
@@ -279,7 +493,36 @@ class MeasurementStore:
             device=device,
             profile=profile,
             repeatability=_repeatability_of(by_key[k][1] for k in keys),
+            skipped=dict(self.skipped),
         )
+
+
+_REQUIRED_COLUMNS = set(_COLUMNS)
+
+
+def _schema_version(db: sqlite3.Connection, path: Path) -> int | None:
+    """The schema version of an lpm store (None: an empty database); a foreign or newer file is an LpmError."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return None
+    if not {"measurements", "meta"} <= tables:
+        raise LpmError(f"{path} is an SQLite database but not an lpm measurement store (no measurements/meta "
+                       f"tables); it was left untouched: give another --db path")
+    missing = _REQUIRED_COLUMNS - {row[1] for row in db.execute("PRAGMA table_info(measurements)")}
+    if missing:
+        raise LpmError(f"{path} is not an lpm measurement store (its measurements table lacks "
+                       f"{', '.join(sorted(missing))}); it was left untouched")
+    try:
+        row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:
+        raise LpmError(f"{path} is not an lpm measurement store (its meta table has no key/value columns)") from None
+    text = "1" if row is None else str(row[0])
+    if not text.isdigit() or int(text) < 1:
+        raise LpmError(f"{path} has an invalid schema_version {text[:40]!r}; it is not a store lpm-zoo wrote")
+    if int(text) > SCHEMA_VERSION:
+        raise LpmError(f"{path} was written by a newer lpm-zoo (schema {int(text)}; this one reads up to "
+                       f"{SCHEMA_VERSION}): upgrade lpm-zoo to read it")
+    return int(text)
 
 
 def _repeatability_of(latencies: Iterable[list[float]]) -> dict[str, Any] | None:
@@ -303,11 +546,13 @@ def load_dataset(db: str | Path, backend: str, device: str, profile: str) -> Lat
     hint = f"make it with: lpm profile --backend {backend} --device {device} --profile {profile} --samples N --db {db}"
     if not path.is_file():
         raise LpmError(f"no measurement database at {db}; {hint}")
-    with MeasurementStore(path) as store:
+    with MeasurementStore(path, readonly=True) as store:
         data = store.dataset(backend, device, profile)
         if not len(data):
             have = ", ".join(f"{r['backend']}/{r['device']}/{r['profile']} ({r['n_unique']})" for r in store.summary())
+            bad = f"; {skipped_note(store.skipped)}" if store.skipped else ""
             raise LpmError(
-                f"{db} holds no measurements for {backend}/{device}/{profile} (it has: {have or 'nothing'}); {hint}"
+                f"{db} holds no usable measurements for {backend}/{device}/{profile} (it has: {have or 'nothing'}"
+                f"{bad}); {hint}"
             )
     return data

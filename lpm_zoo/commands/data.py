@@ -20,29 +20,32 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from lpm_zoo.errors import LpmError
-    from lpm_zoo.store import resolve_db
+    from lpm_zoo.store import MeasurementStore, json_safe, resolve_db, skipped_note
 
     args.db = str(resolve_db(args.db))  # `bundled:NAME` is a store shipped in the package
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; make one with `lpm profile ... --db {args.db}`")
+    prog = f"lpm data {args.data_command}"
     if args.data_command == "export":
         from lpm_zoo.store_export import export_store
 
-        n = export_store(args.db, args.out)
+        n, skipped = export_store(args.db, args.out)
+        if skipped:
+            print(f"{prog}: warning: {skipped_note(skipped)}", file=sys.stderr)
         print(f"wrote {n} measurements to {args.out}")
         return 0
-    from lpm_zoo.store import MeasurementStore
-
-    with MeasurementStore(args.db) as store:
-        rows = store.summary()
-        for r in rows:
-            r["repeatability"] = store.repeatability(r["backend"], r["device"], r["profile"])
+    with MeasurementStore(args.db, readonly=True) as store:  # reading never changes the file
+        rows = store.summary(repeatability=True)
+        skipped = store.skipped
+    if skipped:
+        print(f"{prog}: warning: {skipped_note(skipped)}", file=sys.stderr)
     if args.json:
         for r in rows:
-            print(json.dumps(r))
+            print(json.dumps(json_safe(r), allow_nan=False))
         return 0
     if not rows:
         print(f"{args.db}: no measurements")

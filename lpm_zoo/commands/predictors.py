@@ -72,10 +72,13 @@ def _params_for(args: argparse.Namespace):
 
 def _load(args: argparse.Namespace):
     from lpm_zoo.profiles import get_profile
-    from lpm_zoo.store import load_dataset
+    from lpm_zoo.store import load_dataset, skipped_note
 
     get_profile(args.profile)
-    return load_dataset(args.db, args.backend, args.device, args.profile)
+    data = load_dataset(args.db, args.backend, args.device, args.profile)  # read-only; bad rows left out
+    if data.skipped:
+        print(f"lpm {getattr(args, 'command', 'fit')}: warning: {skipped_note(data.skipped)}", file=sys.stderr)
+    return data
 
 
 # --- lpm fit ---------------------------------------------------------------------------------------
