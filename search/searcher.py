@@ -117,7 +117,7 @@ def _check(cfg: dict[str, Any]) -> None:
         raise LpmError(f"--lambda must be >= 0, got {cfg['lam']}")
     if cfg["lam"] > 0 and not cfg["predictor"]:
         raise LpmError("--lambda > 0 needs --predictor NAME (a fitted predictor from `lpm zoo` or a directory)")
-    check_device(cfg["device"])
+    cfg["device"] = check_device(cfg["device"])
     if cfg["max_steps"] is not None and cfg["max_steps"] < 1:
         raise LpmError(f"--max-steps must be at least 1, got {cfg['max_steps']}")
 

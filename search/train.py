@@ -67,7 +67,7 @@ class TrainConfig:
         if out["auxiliary_weight"] > 0 and out["resolution"] < 32:
             raise LpmError(f"the auxiliary head needs 32x32 inputs (8x8 after two reductions); got --resolution "
                            f"{out['resolution']}: use --resolution 32 or --auxiliary-weight 0")
-        check_device(out["device"])
+        out["device"] = check_device(out["device"])
         return out
 
 
