@@ -1,4 +1,4 @@
-"""Device specs (`cpu`, `cuda`, `cuda:N`) and their names: `cpu` for CPUs, a GPU's short model name (`p100`)."""
+"""Device names: `cpu` for CPUs, a GPU's short model name (`p100`); specs are parsed by `lpm_zoo.device`."""
 
 from __future__ import annotations
 
@@ -6,18 +6,11 @@ import platform
 import re
 from pathlib import Path
 
+from lpm_zoo.device import cuda_missing, parse_device  # noqa: F401 - re-exported for the backends
 from lpm_zoo.errors import LpmError
 
 _VENDOR_WORDS = {"nvidia", "tesla", "geforce", "quadro", "amd", "radeon", "instinct", "intel"}
 _FAMILY_WORDS = {"rtx", "gtx", "titan", "jetson"}
-
-
-def parse_device(device: str) -> tuple[str, int]:
-    """('cpu'|'cuda', index) from 'cpu', 'cuda' or 'cuda:N'."""
-    m = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", device.strip().lower())
-    if not m or (m.group(1) == "cpu" and m.group(2)):
-        raise LpmError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
-    return m.group(1), int(m.group(2) or 0)
 
 
 def short_gpu_name(full: str) -> str:
@@ -39,17 +32,6 @@ def cpu_model() -> str:
             if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine() or "unknown cpu"
-
-
-def cuda_missing(index: int = 0) -> str:
-    """Why CUDA device `index` cannot be used here ("" when it can): one check for every backend."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return f"no CUDA device (torch {torch.__version__})"
-    if index >= torch.cuda.device_count():
-        return f"only {torch.cuda.device_count()} CUDA device(s)"
-    return ""
 
 
 def device_model(device: str) -> str:

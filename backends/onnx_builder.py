@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lpm_zoo.errors import LpmError
-from lpm_zoo.networks import SETTINGS
+from lpm_zoo.layout import cell_plan, get_setting
 from lpm_zoo.space import Genotype
 
 OPSET = 17
@@ -182,9 +182,7 @@ def build_onnx(genotype: Genotype, setting: str = "cifar", *, batch: int = 1, re
     """
     from onnx import TensorProto, helper
 
-    if setting not in SETTINGS:
-        raise LpmError(f"unknown setting {setting!r}; known: {', '.join(SETTINGS)}")
-    s = SETTINGS[setting]
+    s = get_setting(setting)
     C, layers, num_classes = C or s.C, layers or s.layers, num_classes or s.num_classes
     res = resolution or s.resolution
     gr = _Graph(_Weights(state_dict, seed))
@@ -192,23 +190,19 @@ def build_onnx(genotype: Genotype, setting: str = "cifar", *, batch: int = 1, re
     if setting == "cifar":
         stem = gr.conv_bn(x, "stem.0", "stem.1", 3, 3 * C, 3, 1, 1)
         s0 = s1 = stem
-        c_pp = c_p = 3 * C
-        reduction_prev = False
+        c_p = 3 * C
+        plan = cell_plan(C, layers, c_p, reduction_prev=False)
     else:
         h = gr.conv_bn(x, "stem0.0", "stem0.1", 3, C // 2, 3, 2, 1)
         s0 = gr.conv_bn(gr.relu(h), "stem0.3", "stem0.4", C // 2, C, 3, 2, 1)
         s1 = gr.conv_bn(gr.relu(s0), "stem1.1", "stem1.2", C, C, 3, 2, 1)
-        c_pp = c_p = C
-        reduction_prev = True
-    c_curr = C
-    for i in range(layers):
-        reduction = i in (layers // 3, 2 * layers // 3)
-        if reduction:
-            c_curr *= 2
-        out = gr.cell(genotype, f"cells.{i}", s0, s1, c_pp, c_p, c_curr, reduction, reduction_prev)
-        reduction_prev = reduction
+        c_p = C
+        plan = cell_plan(C, layers, c_p, reduction_prev=True)
+    for p in plan:
+        out = gr.cell(genotype, f"cells.{p.index}", s0, s1, p.c_prev_prev, p.c_prev, p.c, p.reduction,
+                      p.reduction_prev)
         s0, s1 = s1, out
-        c_pp, c_p = c_p, len(genotype.reduce_concat if reduction else genotype.normal_concat) * c_curr
+        c_p = p.c_out
     if setting == "cifar":
         pooled = gr.node("GlobalAveragePool", [s1], "gap")
     else:

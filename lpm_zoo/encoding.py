@@ -27,9 +27,9 @@ N_EDGES = len(EDGES)
 N_OPS = len(PRIMITIVES)
 N_BITS = N_EDGES * N_OPS  # 112
 
-# First edge index of each intermediate node: node j owns edges _NODE_OFFSET[j-2] + i, i < j.
-_NODE_OFFSET = np.cumsum([0] + [N_INPUTS + k for k in range(N_NODES - 1)])
-_SLOT_OFFSET = np.repeat(_NODE_OFFSET, 2)  # (8,) edge offset of each of the 8 slots
+NODE_OFFSET: np.ndarray = np.cumsum([0] + [N_INPUTS + k for k in range(N_NODES - 1)])
+"""First edge index of each intermediate node: node j owns edges NODE_OFFSET[j-2] + i, i < j."""
+_SLOT_OFFSET = np.repeat(NODE_OFFSET, 2)  # (8,) edge offset of each of the 8 slots
 _SLOT_BASE = (_SLOT_OFFSET * N_OPS).astype(np.int32)  # (8,) first bit of each slot's edge block
 
 CellLike = Union[Genotype, Cell, Sequence[Sequence[object]]]
@@ -99,7 +99,7 @@ def decode_arrays(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ops = np.zeros((len(bits), 2 * N_NODES), np.int8)
     inputs = np.zeros_like(ops)
     for k in range(N_NODES):
-        lo, hi = _NODE_OFFSET[k], _NODE_OFFSET[k] + N_INPUTS + k
+        lo, hi = NODE_OFFSET[k], NODE_OFFSET[k] + N_INPUTS + k
         kept = per_edge[:, lo:hi]
         if (kept.sum(axis=1) != 2).any():
             raise GenotypeError(f"an encoding keeps other than 2 edges into node {k + N_INPUTS}")

@@ -6,11 +6,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from lpm_zoo.layout import SETTINGS, Setting  # noqa: F401 - re-exported: they live in the torch-free layout module
+from lpm_zoo.layout import cell_plan, get_setting
 from lpm_zoo.ops import OPS, FactorizedReduce, Identity, ReLUConvBN
 from lpm_zoo.space import Cell as CellPairs
 from lpm_zoo.space import Genotype
@@ -66,47 +66,42 @@ class Cell(nn.Module):
         return torch.cat([states[i] for i in self._concat], dim=1)
 
 
-class AuxiliaryHeadCIFAR(nn.Module):
+class _AuxiliaryHead(nn.Module):
+    """Auxiliary classifier: ReLU, 5x5 average pool, 1x1 conv to 128, 2x2 conv to 768, linear."""
+
+    def __init__(self, c: int, num_classes: int, pool_stride: int, last_bn: bool):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False),
+            nn.Conv2d(c, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),
+        ]
+        if last_bn:
+            layers.append(nn.BatchNorm2d(768))
+        layers.append(nn.ReLU(inplace=True))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.classifier(x.flatten(1))
+
+
+class AuxiliaryHeadCIFAR(_AuxiliaryHead):
     """Auxiliary classifier on the 8x8 feature map after the second reduction."""
 
     def __init__(self, c: int, num_classes: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),
-            nn.Conv2d(c, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False),
-            nn.BatchNorm2d(768),
-            nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(768, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        return self.classifier(x.flatten(1))
+        super().__init__(c, num_classes, pool_stride=3, last_bn=True)
 
 
-class AuxiliaryHeadImageNet(nn.Module):
+class AuxiliaryHeadImageNet(_AuxiliaryHead):
     """Auxiliary classifier on the 14x14 feature map (DARTS omits the last batch norm here)."""
 
     def __init__(self, c: int, num_classes: int):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.ReLU(inplace=True),
-            nn.AvgPool2d(5, stride=2, padding=0, count_include_pad=False),
-            nn.Conv2d(c, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(128, 768, 2, bias=False),
-            nn.ReLU(inplace=True),
-        )
-        self.classifier = nn.Linear(768, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        return self.classifier(x.flatten(1))
+        super().__init__(c, num_classes, pool_stride=2, last_bn=False)
 
 
 class _Network(nn.Module):
@@ -115,22 +110,13 @@ class _Network(nn.Module):
     def _build_cells(
         self, genotype: Genotype, c: int, c_stem_out: int, layers: int, reduction_prev: bool
     ) -> int:
-        c_prev_prev, c_prev, c_curr = c_stem_out, c_stem_out, c
-        self.cells = nn.ModuleList()
+        plan = list(cell_plan(c, layers, c_stem_out, reduction_prev))
+        self.cells = nn.ModuleList(
+            Cell(genotype, p.c_prev_prev, p.c_prev, p.c, p.reduction, p.reduction_prev) for p in plan
+        )
         self._aux_at = 2 * layers // 3
-        c_aux = c_prev
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                c_curr *= 2
-            cell = Cell(genotype, c_prev_prev, c_prev, c_curr, reduction, reduction_prev)
-            reduction_prev = reduction
-            self.cells.append(cell)
-            c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
-            if i == self._aux_at:
-                c_aux = c_prev
-        self._c_aux = c_aux
-        return c_prev
+        self._c_aux = plan[self._aux_at].c_out if self._aux_at < len(plan) else c_stem_out
+        return plan[-1].c_out if plan else c_stem_out
 
     def _run_cells(self, s0: torch.Tensor, s1: torch.Tensor):
         logits_aux = None
@@ -195,24 +181,6 @@ class NetworkImageNet(_Network):
         return self._head(s1, aux)
 
 
-@dataclass(frozen=True)
-class Setting:
-    """An evaluation setting: network family, width, depth, classes and input resolution."""
-
-    name: str
-    C: int
-    layers: int
-    num_classes: int
-    resolution: int
-
-
-SETTINGS: dict[str, Setting] = {
-    "cifar": Setting("cifar", C=36, layers=20, num_classes=10, resolution=32),
-    "imagenet": Setting("imagenet", C=48, layers=14, num_classes=1000, resolution=224),
-}
-"""The paper's evaluation settings: CIFAR (C=36, 20 cells) and ImageNet mobile (C=48, 14 cells)."""
-
-
 def build_network(
     genotype: Genotype,
     setting: str = "cifar",
@@ -223,10 +191,6 @@ def build_network(
     auxiliary: bool = False,
 ) -> nn.Module:
     """The evaluation network of `genotype` in a named setting, with optional overrides."""
-    from lpm_zoo.errors import LpmError
-
-    if setting not in SETTINGS:
-        raise LpmError(f"unknown setting {setting!r}; known: {', '.join(SETTINGS)}")
-    s = SETTINGS[setting]
+    s = get_setting(setting)
     cls = NetworkCIFAR if setting == "cifar" else NetworkImageNet
     return cls(C or s.C, num_classes or s.num_classes, layers or s.layers, auxiliary, genotype)

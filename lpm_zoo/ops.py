@@ -23,6 +23,17 @@ class ReLUConvBN(nn.Module):
         return self.op(x)
 
 
+def _relu_dw_pw_bn(c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int,
+                   affine: bool) -> list[nn.Module]:
+    """ReLU, depthwise (optionally dilated) convolution, pointwise convolution, batch norm: DARTS' separable block."""
+    return [
+        nn.ReLU(inplace=False),
+        nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
+        nn.Conv2d(c_in, c_out, 1, padding=0, bias=False),
+        nn.BatchNorm2d(c_out, affine=affine),
+    ]
+
+
 class DilConv(nn.Module):
     """ReLU, dilated depthwise convolution, pointwise convolution, batch norm."""
 
@@ -30,12 +41,7 @@ class DilConv(nn.Module):
         self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int, affine: bool = True
     ):
         super().__init__()
-        self.op = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_out, 1, padding=0, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
+        self.op = nn.Sequential(*_relu_dw_pw_bn(c_in, c_out, kernel, stride, padding, dilation, affine))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -47,14 +53,8 @@ class SepConv(nn.Module):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
         super().__init__()
         self.op = nn.Sequential(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, padding, groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_in, 1, padding=0, bias=False),
-            nn.BatchNorm2d(c_in, affine=affine),
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, 1, padding, groups=c_in, bias=False),
-            nn.Conv2d(c_in, c_out, 1, padding=0, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            *_relu_dw_pw_bn(c_in, c_in, kernel, stride, padding, 1, affine),
+            *_relu_dw_pw_bn(c_in, c_out, kernel, 1, padding, 1, affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

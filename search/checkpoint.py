@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from lpm_zoo.device import canonical_device, cuda_missing, parse_device
 from lpm_zoo.errors import LpmError
 
 
@@ -55,19 +56,14 @@ def sigint_flag(handler: Callable[[int, Any], None]) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def check_device(device: str) -> None:
-    """Refuse a `--device` torch cannot use here, with the reason (cpu, cuda or cuda:N)."""
-    import re
-
-    import torch
-
-    from lpm_zoo.errors import LpmError
-
-    m = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", device)
-    if m is None:
-        raise LpmError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N")
-    if m.group(1) == "cuda":
-        if not torch.cuda.is_available():
-            raise LpmError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")
-        if int(m.group(2) or 0) >= torch.cuda.device_count():
-            raise LpmError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+def check_device(device: str) -> str:
+    """`device` as torch takes it (cpu, cuda or cuda:N), or a one-line error why it cannot be used here."""
+    try:
+        spec = canonical_device(device)
+    except LpmError:
+        raise LpmError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    kind, index = parse_device(spec)
+    why = cuda_missing(index) if kind == "cuda" else ""
+    if why:
+        raise LpmError(f"--device {device}: {why} here; use --device cpu")
+    return spec

@@ -45,16 +45,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpm_zoo.encoding import N_EDGES, N_OPS
+from lpm_zoo.encoding import N_EDGES, N_OPS, NODE_OFFSET
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import N_INPUTS, N_NODES
 
 ESTIMATORS = ("auto", "pathwise", "score")
 
-# Each node's first edge, and a (4, 5) table of each node's edge indices (padded with edge 0, masked).
-_START = np.cumsum([0] + [N_INPUTS + k for k in range(N_NODES - 1)])
+# A (4, 5) table of each node's edge indices (padded with edge 0, masked).
 _MAXIN = N_INPUTS + N_NODES - 1
-_NODE_EDGES = np.array([[_START[k] + i if i < N_INPUTS + k else 0 for i in range(_MAXIN)] for k in range(N_NODES)])
+_NODE_EDGES = np.array([[NODE_OFFSET[k] + i if i < N_INPUTS + k else 0 for i in range(_MAXIN)] for k in range(N_NODES)])
 _NODE_MASK = np.array([[i < N_INPUTS + k for i in range(_MAXIN)] for k in range(N_NODES)])
 
 
@@ -122,7 +121,7 @@ def subnetwork_arrays(edges: torch.Tensor, ops: torch.Tensor) -> tuple[np.ndarra
     """The sampled cells as lpm_zoo (ops, inputs) int8 arrays (M, 8): what any predictor's `predict` takes."""
     m = edges.shape[0]
     flat = edges.reshape(m, -1)
-    inputs = (flat - torch.as_tensor(_START).repeat_interleave(2)[None]).numpy().astype(np.int8)
+    inputs = (flat - torch.as_tensor(NODE_OFFSET).repeat_interleave(2)[None]).numpy().astype(np.int8)
     return ops.gather(1, flat).numpy().astype(np.int8), inputs
 
 
@@ -134,7 +133,7 @@ def log_prob(alpha: torch.Tensor, beta: torch.Tensor | None, edges: torch.Tensor
     lp = logp_op[flat, ops.gather(1, flat) - 1].sum(dim=1)
     if beta is not None:
         q = edge_distribution(beta)  # (4, 5)
-        local = flat - torch.as_tensor(_START).repeat_interleave(2)[None]  # slot within node
+        local = flat - torch.as_tensor(NODE_OFFSET).repeat_interleave(2)[None]  # slot within node
         local = local.reshape(m, N_NODES, 2)
         q1 = q[torch.arange(N_NODES)[None, :], local[:, :, 0]]
         q2 = q[torch.arange(N_NODES)[None, :], local[:, :, 1]]

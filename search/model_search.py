@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lpm_zoo.layout import cell_plan
 from lpm_zoo.ops import OPS, FactorizedReduce, ReLUConvBN
 from lpm_zoo.space import CONCAT, EDGES, N_INPUTS, N_NODES, PRIMITIVES, Cell, Genotype
 
@@ -112,19 +113,13 @@ class SearchNetwork(nn.Module):
         self.partial_k, self.edge_norm = partial_k, edge_norm
         c_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
-        c_pp, c_p, c_curr = c_curr, c_curr, C
-        self.cells = nn.ModuleList()
-        reduction_prev = False
-        for i in range(layers):
-            reduction = i in (layers // 3, 2 * layers // 3)
-            if reduction:
-                c_curr *= 2
-            cell = SearchCell(steps, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev, partial_k)
-            reduction_prev = reduction
-            self.cells.append(cell)
-            c_pp, c_p = c_p, multiplier * c_curr
+        plan = list(cell_plan(C, layers, c_curr, multiplier=multiplier))
+        self.cells = nn.ModuleList(
+            SearchCell(steps, multiplier, p.c_prev_prev, p.c_prev, p.c, p.reduction, p.reduction_prev, partial_k)
+            for p in plan
+        )
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_p, num_classes)
+        self.classifier = nn.Linear(plan[-1].c_out if plan else c_curr, num_classes)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(N_EDGES, N_OPS))
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(N_EDGES, N_OPS))
         if edge_norm:

@@ -2,8 +2,9 @@
 
 Defaults are the paper's §4.1 hyperparameters per method (`METHODS`); every one is overridable.
 A checkpoint (`checkpoint.pt` in the output directory, written with `torch.save` and read back
-with `weights_only=True`) holds the network, α/β, both optimisers, the random generator, the
-epoch and step and the log so far, so a resumed run continues exactly where it stopped.
+with `weights_only=True`) holds the network, α/β, both optimisers, the learning-rate schedule,
+the random generators, the epoch and step and the log so far, so a resumed run continues
+exactly where it stopped (the loop itself is `search.loop`'s, shared with `search.train`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import torch
 
 from lpm_zoo.errors import LpmError
 from search.architect import Architect
-from search.checkpoint import check_device, load_checkpoint, save_checkpoint, sigint_flag
+from search.checkpoint import check_device, load_checkpoint, save_checkpoint
 from search.data import ImageData, iterate, load_data, split_halves
 from search.latency import LatencyTerm
+from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 from search.model_search import SearchNetwork
 
 
@@ -117,7 +119,7 @@ def _check(cfg: dict[str, Any]) -> None:
         raise LpmError(f"--lambda must be >= 0, got {cfg['lam']}")
     if cfg["lam"] > 0 and not cfg["predictor"]:
         raise LpmError("--lambda > 0 needs --predictor NAME (a fitted predictor from `lpm zoo` or a directory)")
-    check_device(cfg["device"])
+    cfg["device"] = check_device(cfg["device"])
     if cfg["max_steps"] is not None and cfg["max_steps"] < 1:
         raise LpmError(f"--max-steps must be at least 1, got {cfg['max_steps']}")
 
@@ -164,6 +166,7 @@ class Search:
                                    partial_k=self.cfg["partial_k"], edge_norm=self.cfg["edge_norm"]).to(self.device)
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=self.cfg["lr"], momentum=self.cfg["momentum"],
                                      weight_decay=self.cfg["weight_decay"])
+        self.scheduler = cosine_schedule(self.w_opt, self.cfg["epochs"], self.cfg["lr_min"])
         self.architect = Architect(self.model, self.cfg["arch_lr"], tuple(self.cfg["arch_betas"]),
                                    self.cfg["arch_weight_decay"], self.cfg["momentum"], self.cfg["weight_decay"],
                                    unrolled=self.cfg["unrolled"])
@@ -172,7 +175,7 @@ class Search:
         if min(len(self.train_idx), len(self.val_idx)) < 2:
             raise LpmError("the training set is too small to split into halves for w and α")
         self.state = SearchState()
-        self._stop = False
+        self.stop = StopFlag()
 
     # --- checkpoints --------------------------------------------------------------------------
     @property
@@ -182,19 +185,17 @@ class Search:
     def save_checkpoint(self) -> None:
         """Write the checkpoint atomically (a crash while writing keeps the previous one)."""
         save_checkpoint(self.checkpoint_path, {
-            "format": 1,
+            **checkpoint_state(self.model, self._optimizers(), self.scheduler, self.gen),
             "config": self._resume_config(),
-            "model": self.model.state_dict(),
-            "w_opt": self.w_opt.state_dict(),
-            "a_opt": self.architect.optimizer.state_dict(),
-            "gen": self.gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
             "epoch": self.state.epoch,
             "step": self.state.step,
             "history_json": json.dumps(self.state.history),
             "sums_json": json.dumps(self.state.sums),
             "timing_json": json.dumps(self.state.timing),
         })
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"w_opt": self.w_opt, "a_opt": self.architect.optimizer}
 
     def _resume_config(self) -> dict[str, Any]:
         cfg = {k: self.cfg[k] for k in _RESUME_KEYS}
@@ -208,21 +209,12 @@ class Search:
         if not self.checkpoint_path.is_file():
             return False
         ck = load_checkpoint(self.checkpoint_path, self.device, self._resume_config())
-        self.model.load_state_dict(ck["model"])
-        self.w_opt.load_state_dict(ck["w_opt"])
-        self.architect.optimizer.load_state_dict(ck["a_opt"])
-        self.gen.set_state(ck["gen"].cpu())  # map_location moved them; RNG states are CPU tensors
-        torch.set_rng_state(ck["torch_rng"].cpu())
+        restore_state(ck, self.model, self._optimizers(), self.scheduler, self.gen, int(ck["epoch"]))
         self.state = SearchState(int(ck["epoch"]), int(ck["step"]), json.loads(ck["history_json"]),
                                  json.loads(ck["sums_json"]), json.loads(ck["timing_json"]))
         return True
 
     # --- the loop -----------------------------------------------------------------------------
-    def lr_at(self, epoch: int) -> float:
-        """Cosine annealing from lr to lr_min over the epochs (no restart), as DARTS' scheduler."""
-        c = self.cfg
-        return c["lr_min"] + 0.5 * (c["lr"] - c["lr_min"]) * (1 + math.cos(math.pi * epoch / c["epochs"]))
-
     def steps_per_epoch(self) -> int:
         bs = self.cfg["batch_size"]
         n = min(math.ceil(len(self.train_idx) / bs), math.ceil(len(self.val_idx) / bs))
@@ -236,36 +228,20 @@ class Search:
 
     def run(self) -> dict[str, Any]:
         """Search until the last epoch (or a Ctrl-C, which saves a checkpoint); returns the result."""
-        from tqdm.auto import tqdm
-
-        cfg = self.cfg
+        cfg, st = self.cfg, self.state
         n_steps = self.steps_per_epoch()
-        total = cfg["epochs"] * n_steps
-        done = self.state.epoch * n_steps + self.state.step
-        bar = tqdm(total=total, initial=done, unit="step", desc=f"search {cfg['method']}", disable=not self.progress,
-                   dynamic_ncols=True)
-        with sigint_flag(self._on_sigint):
-            try:
-                while self.state.epoch < cfg["epochs"] and not self._stop:
-                    self._run_epoch(n_steps, bar)
-            finally:
-                bar.close()
-        if self._stop:
+        run_epochs(lambda bar: self._run_epoch(n_steps, bar), lambda: self.state.epoch >= cfg["epochs"], self.stop,
+                   total=cfg["epochs"] * n_steps, initial=st.epoch * n_steps + st.step,
+                   desc=f"search {cfg['method']}", progress=self.progress)
+        if self.stop:
             self.save_checkpoint()
             return {"interrupted": True, "epoch": self.state.epoch, "step": self.state.step}
         return self.finish()
 
-    def _on_sigint(self, signum, frame) -> None:  # noqa: ARG002
-        if self._stop:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self._stop = True
-
     def _run_epoch(self, n_steps: int, bar) -> None:
         cfg, st, model = self.cfg, self.state, self.model
         epoch = st.epoch
-        lr = self.lr_at(epoch)
-        for g in self.w_opt.param_groups:
-            g["lr"] = lr
+        lr = self.w_opt.param_groups[0]["lr"]  # this epoch's, set by the cosine schedule
         arch_on = epoch >= cfg["warmup_epochs"]
         seed = cfg["seed"] * 100003 + epoch
         train = iterate(self.data, self.train_idx, cfg["batch_size"], seed, self.gen, start=st.step)
@@ -282,7 +258,7 @@ class Search:
                 return est.loss
         model.train()
         s = st.sums
-        while st.step < n_steps and not self._stop:  # checked before a batch is drawn: resumes replay exactly
+        while st.step < n_steps and not self.stop:  # checked before a batch is drawn: resumes replay exactly
             (x, y), (xv, yv) = next(train), next(val)
             t0 = time.perf_counter()
             x, y, xv, yv = (t.to(self.device) for t in (x, y, xv, yv))
@@ -303,28 +279,21 @@ class Search:
             st.timing["step_n"] = st.timing.get("step_n", 0) + 1
             st.step += 1
             bar.update(1)
-        if self._stop and st.step < n_steps:
+        if self.stop and st.step < n_steps:
             return
         row = self._epoch_row(epoch, lr, arch_on)
         st.history.append(row)
         self.log(self._format_row(row))
         st.epoch, st.step, st.sums = epoch + 1, 0, {}
+        self.scheduler.step()
         self.save_checkpoint()
 
-    @torch.no_grad()
     def evaluate(self) -> float:
         """Accuracy of the search network on the α half (eval mode), DARTS' `infer`."""
-        self.model.eval()
         idx = self.val_idx
         if self.cfg["max_steps"]:  # quick runs validate on as many images as they train on per epoch
             idx = idx[: self.cfg["max_steps"] * self.cfg["batch_size"]]
-        correct = 0
-        for k in range(0, len(idx), 256):
-            b = idx[k:k + 256]
-            x, y = self.data.x_train[b].to(self.device), self.data.y_train[b].to(self.device)
-            correct += int((self.model(x).argmax(1) == y).sum())
-        self.model.train()
-        return correct / len(idx)
+        return evaluate(self.model, self.data.x_train, self.data.y_train, self.device, index=idx)
 
     def predicted(self) -> dict[str, float]:
         """LAT(α) (Monte Carlo, 200 samples) and the derived genotype's predicted latency, both in ms."""

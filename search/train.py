@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
-from search.checkpoint import check_device, load_checkpoint, save_checkpoint, sigint_flag
+from search.checkpoint import check_device, load_checkpoint, save_checkpoint
 from search.data import iterate, load_data
+from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar10": dict(epochs=600, batch_size=128, channels=36, layers=20, cutout=16, resolution=32,
@@ -67,15 +68,13 @@ class TrainConfig:
         if out["auxiliary_weight"] > 0 and out["resolution"] < 32:
             raise LpmError(f"the auxiliary head needs 32x32 inputs (8x8 after two reductions); got --resolution "
                            f"{out['resolution']}: use --resolution 32 or --auxiliary-weight 0")
-        check_device(out["device"])
+        out["device"] = check_device(out["device"])
         return out
 
 
 def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | None = None,
                    log: Callable[[str], None] = print, progress: bool = True, restart: bool = False) -> dict[str, Any]:
     """Train `genotype`'s evaluation network from scratch and return params, test accuracy and the log."""
-    from tqdm.auto import tqdm
-
     from lpm_zoo.complexity import count_params
     from lpm_zoo.networks import NetworkCIFAR
 
@@ -87,6 +86,7 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
     model = NetworkCIFAR(cfg["channels"], data.num_classes, cfg["layers"], aux, genotype).to(device)
     params_m = count_params(model) / 1e6
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    scheduler = cosine_schedule(opt, cfg["epochs"], cfg["lr_min"])
     gen = torch.Generator().manual_seed(cfg["seed"])
     idx = torch.arange(len(data.y_train))
     n_steps = math.ceil(len(idx) / cfg["batch_size"])
@@ -97,90 +97,66 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
     epoch, history = 0, []
     if ck_path and ck_path.is_file() and not restart:
         ck = load_checkpoint(ck_path, device, ck_config)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        gen.set_state(ck["gen"].cpu())  # map_location moved them; RNG states are CPU tensors
-        torch.set_rng_state(ck["torch_rng"].cpu())
         epoch, history = int(ck["epoch"]), json.loads(ck["history_json"])
+        restore_state(ck, model, {"opt": opt}, scheduler, gen, epoch)
         log(f"resuming training from {ck_path} at epoch {epoch + 1}")
-    stop = {"flag": False}
+    stop = StopFlag()
 
-    def on_sigint(signum, frame):  # noqa: ARG001
-        if stop["flag"]:
-            raise KeyboardInterrupt
-        stop["flag"] = True
+    def run_epoch(bar) -> None:
+        nonlocal epoch
+        lr = opt.param_groups[0]["lr"]  # this epoch's, set by the cosine schedule
+        model.drop_path_prob = cfg["drop_path"] * epoch / cfg["epochs"]
+        model.train()
+        tot, correct, n = 0.0, 0, 0
+        batches = iterate(data, idx, cfg["batch_size"], cfg["seed"] * 100003 + epoch, gen, cutout=cfg["cutout"])
+        for _ in range(n_steps):
+            if stop:
+                return
+            x, y = next(batches)
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad(set_to_none=True)
+            out_ = model(x)
+            logits, logits_aux = out_ if isinstance(out_, tuple) else (out_, None)
+            loss = F.cross_entropy(logits, y)
+            if logits_aux is not None:
+                loss = loss + cfg["auxiliary_weight"] * F.cross_entropy(logits_aux, y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            opt.step()
+            tot += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            n += len(y)
+            bar.update(1)
+        if stop:
+            return
+        n_test = cfg["max_steps"] * cfg["batch_size"] if cfg["max_steps"] else len(data.y_test)
+        test_acc = evaluate(model, data.x_test[:n_test], data.y_test[:n_test], device)
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot / max(n, 1), "train_acc": correct / max(n, 1),
+               "test_acc": test_acc}
+        history.append(row)
+        log(f"epoch {epoch + 1:3d}  lr {lr:.4f}  train loss {row['train_loss']:.3f}  "
+            f"train acc {100 * row['train_acc']:.1f}%  test acc {100 * test_acc:.2f}%")
+        epoch += 1
+        scheduler.step()
+        if ck_path:  # per finished epoch: an interrupted epoch is run again on resume
+            save_checkpoint(ck_path, {**checkpoint_state(model, {"opt": opt}, scheduler, gen), "config": ck_config,
+                                      "epoch": epoch, "history_json": json.dumps(history)})
 
-    with sigint_flag(on_sigint):
-        bar = tqdm(total=cfg["epochs"] * n_steps, initial=epoch * n_steps, unit="step", desc="train",
-                   disable=not progress, dynamic_ncols=True)
-        t_start = time.perf_counter()
-        try:
-            while epoch < cfg["epochs"] and not stop["flag"]:
-                lr = cfg["lr_min"] + 0.5 * (cfg["lr"] - cfg["lr_min"]) * (1 + math.cos(math.pi * epoch / cfg["epochs"]))
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                model.drop_path_prob = cfg["drop_path"] * epoch / cfg["epochs"]
-                model.train()
-                tot, correct, n = 0.0, 0, 0
-                batches = iterate(data, idx, cfg["batch_size"], cfg["seed"] * 100003 + epoch, gen, cutout=cfg["cutout"])
-                for _ in range(n_steps):
-                    if stop["flag"]:
-                        break
-                    x, y = next(batches)
-                    x, y = x.to(device), y.to(device)
-                    opt.zero_grad(set_to_none=True)
-                    out_ = model(x)
-                    logits, logits_aux = out_ if isinstance(out_, tuple) else (out_, None)
-                    loss = F.cross_entropy(logits, y)
-                    if logits_aux is not None:
-                        loss = loss + cfg["auxiliary_weight"] * F.cross_entropy(logits_aux, y)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
-                    opt.step()
-                    tot += loss.item() * len(y)
-                    correct += int((logits.argmax(1) == y).sum())
-                    n += len(y)
-                    bar.update(1)
-                if stop["flag"]:
-                    break
-                n_test = cfg["max_steps"] * cfg["batch_size"] if cfg["max_steps"] else len(data.y_test)
-                test_acc = evaluate(model, data.x_test[:n_test], data.y_test[:n_test], device)
-                row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot / max(n, 1), "train_acc": correct / max(n, 1),
-                       "test_acc": test_acc}
-                history.append(row)
-                log(f"epoch {epoch + 1:3d}  lr {lr:.4f}  train loss {row['train_loss']:.3f}  "
-                    f"train acc {100 * row['train_acc']:.1f}%  test acc {100 * test_acc:.2f}%")
-                epoch += 1
-                if ck_path:
-                    save_checkpoint(ck_path, {"config": ck_config, "model": model.state_dict(), "opt": opt.state_dict(),
-                                              "gen": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                                              "epoch": epoch, "history_json": json.dumps(history)})
-        finally:
-            bar.close()
+    t_start = time.perf_counter()
+    run_epochs(run_epoch, lambda: epoch >= cfg["epochs"], stop, total=cfg["epochs"] * n_steps,
+               initial=epoch * n_steps, desc="train", progress=progress)
     result = {
         "genotype": genotype.to_darts(),
         "dataset": cfg["dataset"],
         "params_M": params_m,
         "test_acc": history[-1]["test_acc"] if history else None,
         "epochs_done": epoch,
-        "interrupted": stop["flag"],
+        "interrupted": bool(stop),
         "seconds": time.perf_counter() - t_start,
         "config": cfg,
         "history": history,
     }
-    if out and not stop["flag"]:
+    if out and not stop:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "train_result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return result
-
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-             batch: int = 256) -> float:
-    """Top-1 accuracy of `model` (eval mode) on tensors `x`, `y`."""
-    model.eval()
-    correct = 0
-    for k in range(0, len(y), batch):
-        logits = model(x[k:k + batch].to(device))
-        correct += int((logits.argmax(1) == y[k:k + batch].to(device)).sum())
-    return correct / len(y)

@@ -263,6 +263,32 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "32x32" in capsys.readouterr().err
 
 
+def test_checkpoint_schedule_is_restored_or_replayed():
+    import math
+
+    from search.loop import checkpoint_state, cosine_schedule, restore_state
+
+    def fresh():
+        model = torch.nn.Linear(2, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        return model, opt, cosine_schedule(opt, 5, 0.01), torch.Generator()
+
+    model, opt, sched, gen = fresh()
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    ck = checkpoint_state(model, {"opt": opt}, sched, gen)
+    want = 0.01 + 0.5 * 0.09 * (1 + math.cos(math.pi * 3 / 5))
+    for old in (False, True):  # format 2 saves the schedule; format 1 (before it) has it replayed
+        saved = {k: v for k, v in ck.items() if k != "scheduler"} | {"format": 1} if old else ck
+        model2, opt2, sched2, gen2 = fresh()
+        restore_state(saved, model2, {"opt": opt2}, sched2, gen2, epoch=3)
+        assert opt2.param_groups[0]["lr"] == pytest.approx(want) and sched2.last_epoch == 3
+    model3, opt3, sched3, gen3 = fresh()
+    with pytest.raises(LpmError, match="newer than this lpm-zoo reads"):
+        restore_state({**ck, "format": 99}, model3, {"opt": opt3}, sched3, gen3, epoch=3)
+
+
 class _Smooth(torch.nn.Module):
     """A smooth two-level model with the search network's interface (ReLU nets have kinks that
     finite differences see and autograd's Hessian does not, so exactness is checked here)."""
