@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import platform
 import re
-from pathlib import Path
 
 from lpm_zoo.device import cuda_missing, parse_device  # noqa: F401 - re-exported for the backends
 from lpm_zoo.errors import LpmError
+from lpm_zoo.hardware import cpu_model
 
 _VENDOR_WORDS = {"nvidia", "tesla", "geforce", "quadro", "amd", "radeon", "instinct", "intel"}
 _FAMILY_WORDS = {"rtx", "gtx", "titan", "jetson"}
@@ -22,16 +21,6 @@ def short_gpu_name(full: str) -> str:
     if first in _FAMILY_WORDS and len(words) > 1:
         first += words[1].split("-")[0].lower()
     return re.sub(r"[^a-z0-9]+", "", first) or "gpu"
-
-
-def cpu_model() -> str:
-    """The CPU's model string (from /proc/cpuinfo where there is one)."""
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown cpu"
 
 
 def device_model(device: str) -> str:
