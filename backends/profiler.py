@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from backends.device import cpu_model, device_model, device_name, parse_device
 from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
+from lpm_zoo.statistics import is_ratio
 from backends.registry import Backend, get_backend
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import Profile, get_profile
@@ -97,20 +98,21 @@ class Measurer:
             for p in prepared:
                 p.close()
         ref_runs = runs.pop(0) if proto.reference else None
-        ref_ms = statistic_of(ref_runs, proto.rounds, "min_round_median") if ref_runs is not None else None
+        used = len(runs[0]) // proto.reps  # rounds this group took (fewer than proto.rounds when adaptive)
+        ref_ms = statistic_of(ref_runs, used, "min_round_median") if ref_runs is not None else None
         out = []
         for cell, p, r, ps in zip(cells, prepared, runs, prep_s):
-            raw = statistic_of(r, proto.rounds, "min_round_median")
-            rec = {**self._static, "runtime": {**runtime, **p.info}, "prepare_s": round(ps, 4),
+            raw = statistic_of(r, used, "min_round_median")
+            rec = {**self._static, "rounds": used, "runtime": {**runtime, **p.info}, "prepare_s": round(ps, 4),
                    "timing_s": round(timing_s, 4), "raw_latency_ms": raw}
             if ref_runs is not None:
                 rec.update(reference="DARTS_V2", reference_ms=ref_ms,
                            reference_runs_ms=[round(t, 6) for t in ref_runs])
-            if proto.statistic == "ref_ratio":
-                rec["ratio"] = statistic_of(r, proto.rounds, "ref_ratio", ref_runs)
+            if is_ratio(proto.statistic):
+                rec["ratio"] = statistic_of(r, used, proto.statistic, ref_runs)
                 latency = rec["ratio"] * ref_ms  # rescaled to the store's baseline by `normalize`
             else:
-                latency = statistic_of(r, proto.rounds, proto.statistic)
+                latency = statistic_of(r, used, proto.statistic)
             out.append(Measurement(
                 genotype=self.profile.genotype(cell), backend=self.backend.name, device=self.device_name,
                 profile=self.profile.name, latency_ms=latency, spread_ms=spread_of(r), runs_ms=r, protocol=rec,

@@ -99,24 +99,42 @@ def relative_uncertainty(runs_ms: Sequence[float], rounds: int, statistic: str,
 
 
 def repeatability(a: Iterable[float], b: Iterable[float]) -> dict[str, Any] | None:
-    """How far two measurements of the same architectures fall apart: |a−b|/mean(a, b) and Kendall τ.
+    """How far two measurements of the same architectures fall apart: |a−b|/mean(a, b) in %, and Kendall τ.
 
     Its mean is the mean relative error of predicting one measurement by the other, so a
-    predictor's MRE compares with it directly; τ between the two is the ceiling of a predictor's τ.
-    None with fewer than 2 pairs.
+    predictor's MRE compares with it directly; τ between the two (3 pairs or more) is the ceiling
+    of a predictor's τ. Pairs that are not finite and positive are left out; None with none left.
     """
     a, b = np.asarray(list(a), np.float64), np.asarray(list(b), np.float64)
     ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
     a, b = a[ok], b[ok]
-    if len(a) < 2:
+    if not len(a):
         return None
-    from scipy.stats import kendalltau
+    rel = np.abs(a - b) / ((a + b) / 2) * 100
+    out: dict[str, Any] = {"n": int(len(a)), "mean_pct": float(rel.mean()), "median_pct": float(np.median(rel)),
+                           "p90_pct": float(np.percentile(rel, 90)), "within10_pct": float(np.mean(rel <= 10) * 100)}
+    if len(a) >= 3:
+        from scipy.stats import kendalltau
 
-    rel = np.abs(a - b) / ((a + b) / 2)
-    tau = kendalltau(a, b).statistic
-    return {"pairs": int(len(a)), "mean_pct": float(100 * rel.mean()), "median_pct": float(100 * np.median(rel)),
-            "p90_pct": float(100 * np.percentile(rel, 90)), "within_10_pct": float(100 * (rel <= 0.10).mean()),
-            "kendall_tau": float(tau) if np.isfinite(tau) else None}
+        tau = kendalltau(a, b).statistic
+        out["kendall_tau"] = float(tau) if np.isfinite(tau) else None
+    return out
+
+
+def latency_of(runs_ms: Sequence[float], protocol: dict[str, Any], statistic: str,
+               baseline_ms: float | None) -> tuple[float, float | None]:
+    """(latency in ms, ratio or None) of one stored measurement under `statistic`.
+
+    A ratio statistic reads in the store's milliseconds through `baseline_ms` (the store's one
+    reference time); the rounds and the reference's runs come from the row's `protocol`.
+    """
+    rounds = int(protocol.get("rounds", 1))
+    if is_ratio(statistic):
+        if baseline_ms is None:
+            raise LpmError(f"the {statistic} statistic needs the store's reference baseline")
+        ratio = statistic_of(runs_ms, rounds, statistic, protocol.get("reference_runs_ms"))
+        return ratio * baseline_ms, ratio
+    return statistic_of(runs_ms, rounds, statistic), None
 
 
 def compare_statistics(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]],

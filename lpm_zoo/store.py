@@ -27,6 +27,7 @@ import numpy as np
 from lpm_zoo.encoding import cell_key, cells_to_arrays, encode, genotype_key
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
+from lpm_zoo.statistics import check_statistic, is_ratio, latency_of, repeatability
 
 SCHEMA_VERSION = 2  # 2: the `repeat` column and one row per (backend, device, profile, cell_key, repeat)
 
@@ -497,6 +498,55 @@ class MeasurementStore:
         )
 
 
+    def pairs(self, backend: str, device: str, profile: str, later: int = 1) -> list[tuple[dict, dict]]:
+        """(first, later-th) good measurements of each architecture measured more than `later` times, raw runs included."""
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for r in self.measurements(backend, device, profile):
+            by_key.setdefault(r["cell_key"], []).append(r)
+        return [(v[0], v[later]) for v in by_key.values() if len(v) > later]
+
+    def restat(self, statistic: str, backend: str, device: str, profile: str, baseline_ms: float | None) -> int:
+        """Re-express every stored latency of backend/device/profile with `statistic`, from its raw runs.
+
+        One transaction: every row is converted or none is (a row that lacks what the statistic
+        needs is an LpmError naming it). Each row keeps its previous latency and statistic under
+        `protocol.restat` (provenance); the store records the statistic in force. Returns the rows changed.
+        """
+        check_statistic(statistic)
+        if self.readonly:
+            raise LpmError(f"{self.path} was opened read-only")
+        updates = []
+        for r in self.measurements(backend, device, profile):
+            proto = r["protocol"]
+            if proto.get("statistic") == statistic:
+                continue
+            try:
+                latency, ratio = latency_of(r["runs_ms"], proto, statistic,
+                                            proto.get("reference_baseline_ms", baseline_ms))
+            except LpmError as e:
+                raise LpmError(f"row {r['id']} cannot be re-expressed as {statistic} ({e}); the store is unchanged"
+                               ) from None
+            history = list(proto.get("restat") or [])[-20:]
+            history.append({"statistic": proto.get("statistic"), "latency_ms": r["latency_ms"], "at": time.time()})
+            new = {**proto, "statistic": statistic, "restat": history}
+            new.pop("ratio", None)
+            if ratio is not None:
+                new.update(ratio=ratio, reference_baseline_ms=proto.get("reference_baseline_ms", baseline_ms))
+            updates.append((float(latency), json.dumps(new, sort_keys=True, allow_nan=False), r["id"]))
+        if self.skipped:
+            raise LpmError(f"{skipped_note(self.skipped)}; restat needs every row readable: the store is unchanged")
+        with self._transaction():
+            self._db.executemany("UPDATE measurements SET latency_ms=?, protocol=? WHERE id=?", updates)
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                             (statistic_key(backend, device, profile), statistic))
+        return len(updates)
+
+
+def statistic_key(backend: str, device: str, profile: str) -> str:
+    """The `meta` key of the statistic a store's backend/device/profile is summarised with."""
+    return f"statistic/{backend}/{device}/{profile}"
+
+
 _REQUIRED_COLUMNS = set(_COLUMNS)
 
 
@@ -527,17 +577,8 @@ def _schema_version(db: sqlite3.Connection, path: Path) -> int | None:
 
 def _repeatability_of(latencies: Iterable[list[float]]) -> dict[str, Any] | None:
     """`MeasurementStore.repeatability` from each architecture's latencies in measurement order."""
-    pairs = np.array([v[:2] for v in latencies if len(v) >= 2], dtype=np.float64).reshape(-1, 2)
-    if not len(pairs):
-        return None
-    rel = np.abs(pairs[:, 0] - pairs[:, 1]) / pairs.mean(axis=1) * 100
-    out = {"n": int(len(rel)), "mean_pct": float(rel.mean()), "median_pct": float(np.median(rel)),
-           "p90_pct": float(np.percentile(rel, 90)), "within10_pct": float(100 * np.mean(rel <= 10))}
-    if len(rel) >= 3:  # the ranking agreement of two measurements: the ceiling of a predictor's Kendall tau
-        from scipy.stats import kendalltau
-
-        out["kendall_tau"] = float(kendalltau(pairs[:, 0], pairs[:, 1]).statistic)
-    return out
+    pairs = [v[:2] for v in latencies if len(v) >= 2]
+    return repeatability([p[0] for p in pairs], [p[1] for p in pairs])
 
 
 def load_dataset(db: str | Path, backend: str, device: str, profile: str) -> LatencyDataset:

@@ -17,14 +17,12 @@ from pathlib import Path
 
 
 def _synthetic_predictors(root: Path) -> list[str]:
-    import numpy as np
-
     from lpm_zoo.predictors import create_predictor
     from lpm_zoo.sampler import sample_arrays
+    from lpm_zoo.synthetic import OP_COST
 
-    cost = np.array([0.0, 0.3, 0.25, 0.05, 1.0, 1.6, 0.8, 1.2])
     ops, inputs = sample_arrays(2000, seed=0)
-    y = 5 + cost[ops].sum(1)
+    y = 5 + OP_COST[ops].sum(1)
     create_predictor("mlp", epochs=5).fit((ops, inputs), y).save(str(root / "mlp-synthetic"))
     create_predictor("knn").fit((ops, inputs), y).save(str(root / "knn-synthetic"))
     return [str(root / "mlp-synthetic"), str(root / "knn-synthetic")]

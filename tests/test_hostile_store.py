@@ -15,7 +15,7 @@ from backends.profiler import adopt_baseline, baseline_of, recheck_plan, run_pro
 from backends.protocol import Protocol
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
-from lpm_zoo.predictors.bench import make_synthetic_store
+from lpm_zoo.synthetic import make_synthetic_store
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.store import SCHEMA_VERSION, BadRow, Measurement, MeasurementStore, json_safe, load_dataset, validate_row
 

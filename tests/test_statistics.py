@@ -60,8 +60,8 @@ def test_uncertainty_shrinks_with_more_rounds():
 def test_repeatability_and_the_statistic_ranking():
     a = [1.0, 2.0, 3.0, 4.0]
     rep = repeatability(a, [1.1, 2.0, 3.0, 4.0])
-    assert rep["pairs"] == 4 and rep["mean_pct"] == pytest.approx(100 * (0.1 / 1.05) / 4)
-    assert rep["kendall_tau"] == pytest.approx(1.0) and repeatability([1.0], [1.0]) is None
+    assert rep["n"] == 4 and rep["mean_pct"] == pytest.approx(100 * (0.1 / 1.05) / 4)
+    assert rep["kendall_tau"] == pytest.approx(1.0) and repeatability([1.0], [-1.0]) is None
     # two passes over 30 cells: the same true times, a different slow spell per pass (hits both networks)
     rng = np.random.default_rng(2)
     pairs = []
