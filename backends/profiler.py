@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Sequence
 
 from backends.device import cpu_model, device_model, device_name, parse_device
-from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
-from lpm_zoo.statistics import is_ratio
+from backends.protocol import AUTO, Protocol, spread_of, statistic_of, time_interleaved
+from lpm_zoo.statistics import STATISTICS, check_statistic, compare_statistics, is_ratio
 from backends.registry import Backend, get_backend
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.space import Cell, Genotype
-from lpm_zoo.store import Measurement, MeasurementStore, skipped_note
+from lpm_zoo.store import Measurement, MeasurementStore, json_safe, skipped_note, statistic_key
 
 
 def model_for(backend: Backend, profile: Profile, cell: Cell | Genotype, seed: int = 0) -> Any:
@@ -221,6 +222,9 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
         if ray_address:
             from backends.ray_runner import RayPool
 
+            if protocol.statistic == AUTO:  # no pilot on a cluster: the store's statistic, else the default
+                protocol = replace(protocol, statistic=store.meta(statistic_key(backend, device_name(device, name),
+                                                                                 profile)) or DEFAULT_STATISTIC)
             pool = RayPool(ray_address, backend, device, profile, protocol, name, seed, workers)
             try:
                 dev_name = pool.device_name
@@ -229,18 +233,24 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
                               db, samples, progress, log)
             finally:
                 pool.shutdown()
+        dev_name = device_name(device, name)
+        todo = plan(store, backend, dev_name, profile, samples, seed)
+        before = store.count(backend, dev_name, profile)
+        if todo:
+            protocol = choose_statistic(store, backend, device, profile, protocol, name, seed, todo, db, log)
+            todo = plan(store, backend, dev_name, profile, samples, seed)  # the pilot stored its first pass
         measurer = Measurer(backend, device, profile, protocol, name, seed)
-        todo = plan(store, backend, measurer.device_name, profile, samples, seed)
 
         def local(groups: list[list[Cell]]) -> Iterable[list[Measurement]]:
             for g in groups:
                 yield measurer.measure(g)
 
         try:
-            return _drive(store, todo, protocol.interleave, local, backend, measurer.device_name, profile, db,
-                          samples, progress, log)
+            _drive(store, todo, protocol.interleave, local, backend, measurer.device_name, profile, db, samples,
+                   progress, log)
         finally:
             measurer.close()
+        return store.count(backend, dev_name, profile) - before
 
 
 def _drive(store: MeasurementStore, todo: list[Cell], group: int,
@@ -268,12 +278,8 @@ def _drive(store: MeasurementStore, todo: list[Cell], group: int,
     bar = tqdm(total=len(todo), desc=where, unit="arch", disable=not progress, dynamic_ncols=True)
     try:
         for ms in measure_all(list(_groups(todo, group))):
-            if baseline is None:  # the first group of the store: its reference time, unless another run's is there
-                first = next((m.protocol["reference_ms"] for m in ms if "ratio" in m.protocol), None)
-                if first is not None:
-                    baseline = adopt_baseline(store, backend, dev_name, profile, first)
-            normalize(ms, baseline)
-            done += store.add_many(ms, repeat=repeat)  # one transaction: durable once this returns
+            baseline, stored = _store_group(store, ms, baseline, repeat)
+            done += stored
             bar.update(len(ms))
             bar.set_postfix_str(f"last {ms[-1].latency_ms:.2f} ms")
     except KeyboardInterrupt:
@@ -286,7 +292,104 @@ def _drive(store: MeasurementStore, todo: list[Cell], group: int,
     return done
 
 
-_PROTOCOL_FIELDS = ("warmup", "rounds", "reps", "threads", "statistic", "interleave", "clock", "reference")
+def _store_group(store: MeasurementStore, ms: list[Measurement], baseline: float | None,
+                 repeat: int | None) -> tuple[float | None, int]:
+    """Store one timed group in the store's baseline (the first group sets it); (baseline, rows stored)."""
+    if baseline is None and ms:  # the first group of the store: its reference time, unless another run's is there
+        first = next((m.protocol["reference_ms"] for m in ms if "ratio" in m.protocol), None)
+        if first is not None:
+            m0 = ms[0]
+            baseline = adopt_baseline(store, m0.backend, m0.device, m0.profile, first)
+    normalize(ms, baseline)
+    return baseline, store.add_many(ms, repeat=repeat)  # one transaction: durable once this returns
+
+
+# --- the statistic a store keeps -----------------------------------------------------------
+DEFAULT_STATISTIC = "ref_ratio"  # a store too small for a pilot, or profiled on a Ray cluster
+PILOT = 16  # architectures the pilot measures twice
+MIN_PILOT = 4  # fewer to measure than this: no pilot, the default statistic
+
+
+def choose_statistic(store: MeasurementStore, backend: str, device: str, profile: str, protocol: Protocol,
+                     name: str | None, seed: int, todo: list[Cell], db: str,
+                     log: Callable[[str], None]) -> Protocol:
+    """`protocol` with the statistic this store keeps for backend/device/profile, for the store's whole life.
+
+    The statistic recorded in the store wins (asking for another is an error: `lpm data restat`
+    converts a store); a store without one takes that of its existing rows, else the one asked
+    for. With `auto` on a new store, a pilot measures up to PILOT architectures twice, ranks every
+    statistic by how well the two passes agree (`lpm_zoo.statistics.compare_statistics`), keeps
+    the best, and records the choice and the pilot's figures in the store; the pilot's first pass
+    is stored as ordinary measurements.
+    """
+    dev_name = device_name(device, name)
+    where = f"{backend}/{dev_name}/{profile}"
+    key = statistic_key(backend, dev_name, profile)
+    recorded = store.meta(key)
+    if recorded is None:
+        first = next(iter(store.measurements(backend, dev_name, profile)), None)
+        if first is not None and first["protocol"].get("statistic") in STATISTICS:
+            recorded = store.set_meta_once(key, first["protocol"]["statistic"])
+    if recorded is not None:
+        check_statistic(recorded)
+        if protocol.statistic not in (AUTO, recorded):
+            raise LpmError(f"{db} keeps {where} as {recorded}; profile it with --statistic {recorded} (or auto), or "
+                           f"re-express the store first: lpm data restat --db {db} --statistic {protocol.statistic}")
+        return replace(protocol, statistic=recorded)
+    if protocol.statistic != AUTO:
+        return replace(protocol, statistic=store.set_meta_once(key, protocol.statistic))
+    default = DEFAULT_STATISTIC if protocol.reference else "min_round_median"
+    cells = todo[:PILOT]
+    if len(cells) < MIN_PILOT:
+        log(f"pilot: fewer than {MIN_PILOT} architectures to measure; {where} keeps the default statistic {default}")
+        return replace(protocol, statistic=store.set_meta_once(key, default))
+    return _pilot(store, backend, device, profile, protocol, name, seed, cells, key, default, log)
+
+
+def _pilot(store: MeasurementStore, backend: str, device: str, profile: str, protocol: Protocol, name: str | None,
+           seed: int, cells: list[Cell], key: str, default: str, log: Callable[[str], None]) -> Protocol:
+    import json
+
+    trial = replace(protocol, statistic=default, target_pct=None)  # fixed rounds: every statistic gets the same runs
+    log(f"pilot: measuring {len(cells)} architectures twice to choose the most repeatable statistic on this machine")
+    measurer = Measurer(backend, device, profile, trial, name, seed)
+    try:
+        passes = [[m for g in _groups(cells, trial.interleave) for m in measurer.measure(g)] for _ in range(2)]
+    finally:
+        measurer.close()
+    raw = [[{"runs_ms": m.runs_ms, "rounds": m.protocol["rounds"],
+             "reference_runs_ms": m.protocol.get("reference_runs_ms")} for m in p] for p in passes]
+    ranked = compare_statistics(list(zip(*raw)),
+                                [s for s in STATISTICS if protocol.reference or not is_ratio(s)])
+    best = ranked[0]["statistic"] if ranked else default
+    chosen = store.set_meta_once(key, best)  # another profiler's pilot may have won: use its choice
+    store.set_meta_once(f"pilot/{key.split('/', 1)[1]}", json.dumps(json_safe(
+        {"architectures": len(cells), "rounds": trial.rounds, "reps": trial.reps, "at": time.time(),
+         "ranking": ranked}), allow_nan=False))
+    default_row = next((r for r in ranked if r["statistic"] == default), None)
+    log(f"pilot: {chosen} repeats best here ({ranked[0]['mean_pct']:.2f}% mean |a-b|/mean over {len(cells)} pairs"
+        + (f"; {default} {default_row['mean_pct']:.2f}%" if default_row and best != default else "") + ")")
+    for m in passes[0]:  # the first pass is a real measurement: keep it, in the chosen statistic
+        _resummarise(m, chosen)
+    baseline = baseline_of(store, passes[0][0].backend, passes[0][0].device, profile)
+    _store_group(store, passes[0], baseline, 0)
+    return replace(protocol, statistic=chosen)
+
+
+def _resummarise(m: Measurement, statistic: str) -> None:
+    """Express a fresh measurement with `statistic` (in its group's reference units, as `measure` does)."""
+    p = m.protocol
+    p["statistic"] = statistic
+    p.pop("ratio", None)
+    if is_ratio(statistic):
+        p["ratio"] = statistic_of(m.runs_ms, p["rounds"], statistic, p["reference_runs_ms"])
+        m.latency_ms = p["ratio"] * p["reference_ms"]
+    else:
+        m.latency_ms = statistic_of(m.runs_ms, p["rounds"], statistic)
+
+
+_PROTOCOL_FIELDS = ("warmup", "rounds", "reps", "threads", "statistic", "interleave", "clock", "reference",
+                    "target_pct", "min_rounds")
 
 
 MAX_RECHECK_RUNS = 100_000  # the most timed runs (rounds x reps) a recorded protocol may ask of a recheck
@@ -300,6 +403,8 @@ def _recorded_protocol(rec: dict[str, Any]) -> tuple[Protocol, int]:
     """
     p = rec["protocol"]
     fields = {f: p[f] for f in _PROTOCOL_FIELDS if f in p}
+    if "max_rounds" in p:  # an adaptive measurement: `rounds` is what it used, the budget is max_rounds
+        fields["rounds"] = p["max_rounds"]
     if fields.get("threads") is None:  # CUDA measurements record no host threads
         fields["threads"] = 1
     if fields.get("clock") == "cuda_events":
@@ -314,16 +419,19 @@ def _recorded_protocol(rec: dict[str, Any]) -> tuple[Protocol, int]:
 
 
 def recheck_plan(store: MeasurementStore, backend: str, device_name_: str, profile: str, samples: int,
-                 seed: int) -> tuple[list[dict[str, Any]], int]:
-    """Stored measurements to take again so `samples` architectures are measured twice, and how many already are.
+                 seed: int, again: int = 1) -> tuple[list[dict[str, Any]], int]:
+    """Stored measurements to take again so `samples` architectures hold `again` + 1 measurements; how many do.
 
-    The architectures are taken in a seeded random order of those stored, skipping any measured
-    twice already, so a resumed recheck continues the same sequence.
+    The architectures are taken in a seeded random order of those stored, among those measured
+    exactly `again` times, so a resumed recheck continues the same sequence, and a later pass
+    (`again` = 2, 3, ...) measures the same architectures again, hours or days later.
     """
     import numpy as np
 
     if samples < 1:
         raise LpmError(f"--samples must be at least 1, got {samples}")
+    if not 1 <= again <= 100:
+        raise LpmError(f"--pass must be from 1 to 100, got {again}")
     first: dict[str, dict[str, Any]] = {}
     for rec in store.measurements(backend=backend, device=device_name_, profile=profile):  # good rows only
         first.setdefault(rec["cell_key"], rec)
@@ -334,16 +442,20 @@ def recheck_plan(store: MeasurementStore, backend: str, device_name_: str, profi
     if not first:
         raise LpmError(f"the store holds no usable {backend}/{device_name_}/{profile} measurements to recheck "
                        f"({skipped_note(store.skipped)})")
-    twice = sum(1 for n in count.values() if n >= 2)
+    done = sum(1 for n in count.values() if n > again)
     keys = sorted(count)
-    need = max(0, samples - twice)
+    need = max(0, samples - done)
     todo = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))
-            if count[keys[i]] == 1 and keys[i] in first]
-    return [first[k] for k in todo[:need]], twice
+            if count[keys[i]] == again and keys[i] in first]
+    if again > 1 and not todo and not done:
+        raise LpmError(f"no architecture of {backend}/{device_name_}/{profile} is measured {again} times yet; "
+                       f"run pass {again - 1} first (lpm recheck ... --pass {again - 1})")
+    return [first[k] for k in todo[:need]], done
 
 
 def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, seed: int = 0,
-                name: str | None = None, progress: bool = True, log: Callable[[str], None] = print) -> int:
+                name: str | None = None, progress: bool = True, log: Callable[[str], None] = print,
+                again: int = 1) -> int:
     """Measure again, each with its recorded protocol, stored architectures until `samples` were measured twice.
 
     The repeats go into the store (its dataset takes the median of an architecture's
@@ -354,7 +466,7 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
     get_profile(profile)
     dev_name = device_name(device, name)
     with MeasurementStore(db) as store:
-        todo, twice = recheck_plan(store, backend, dev_name, profile, samples, seed)
+        todo, twice = recheck_plan(store, backend, dev_name, profile, samples, seed, again)
         baseline_of(store, backend, dev_name, profile)  # a damaged baseline stops the recheck before any timing
         by_protocol: dict[tuple[Protocol, int], list[dict[str, Any]]] = {}
         for rec in todo:
@@ -380,9 +492,9 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
 
             try:
                 done += _drive(store, cells, proto.interleave, local, backend, dev_name, profile, db, samples,
-                               progress, log, stopped, repeat=1)
+                               progress, log, stopped, repeat=again)
             finally:
                 measurer.close()
         if not todo:
-            log(f"{db} already holds {twice} architectures measured twice for {backend}/{dev_name}/{profile}")
+            log(f"{db} already holds {twice} architectures measured {again + 1} times for {backend}/{dev_name}/{profile}")
         return done

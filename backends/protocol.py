@@ -25,6 +25,8 @@ from lpm_zoo.statistics import STATISTICS, check_statistic, is_ratio, relative_u
 
 __all__ = ["STATISTICS", "Protocol", "spread_of", "statistic_of", "time_interleaved"]
 
+#: `--statistic auto`: the profiler measures a pilot and keeps the statistic that repeats best here
+AUTO = "auto"
 #: the smallest relative uncertainty a target may ask for: below it the clock's resolution and
 #: the bootstrap's own noise decide, not the measurement
 MIN_TARGET_PCT = 0.05
@@ -51,7 +53,8 @@ class Protocol:
     min_rounds: int = 3
 
     def __post_init__(self) -> None:
-        check_statistic(self.statistic)
+        if self.statistic != AUTO:
+            check_statistic(self.statistic)
         for field in ("rounds", "reps", "threads", "interleave", "min_rounds"):
             value = getattr(self, field)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100_000:

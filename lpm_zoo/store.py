@@ -505,6 +505,27 @@ class MeasurementStore:
             by_key.setdefault(r["cell_key"], []).append(r)
         return [(v[0], v[later]) for v in by_key.values() if len(v) > later]
 
+    def pass_report(self, backend: str, device: str, profile: str, later: int = 1) -> dict[str, Any] | None:
+        """How the first and the `later`-th measurements agree: kept latencies, every statistic, hours apart.
+
+        `kept` is the repeatability of the stored latencies; `by_statistic` ranks every statistic
+        recomputed from the same raw runs (best first), so a store can see which one it should keep.
+        """
+        from lpm_zoo.statistics import compare_statistics
+
+        pairs = self.pairs(backend, device, profile, later)
+        if not pairs:
+            return None
+        gaps = [(b["timestamp"] - a["timestamp"]) / 3600 for a, b in pairs]
+        raw = [tuple({"runs_ms": r["runs_ms"], "rounds": r["protocol"].get("rounds", 1),
+                      "reference_runs_ms": r["protocol"].get("reference_runs_ms")} for r in pair) for pair in pairs]
+        ranked = compare_statistics(raw)
+        return {"pass": later, "n": len(pairs), "hours_apart_median": float(np.median(gaps)),
+                "hours_apart_min": float(np.min(gaps)),
+                "statistic": pairs[0][0]["protocol"].get("statistic"),
+                "kept": repeatability([a["latency_ms"] for a, _ in pairs], [b["latency_ms"] for _, b in pairs]),
+                "by_statistic": ranked, "best": ranked[0]["statistic"] if ranked else None}
+
     def restat(self, statistic: str, backend: str, device: str, profile: str, baseline_ms: float | None) -> int:
         """Re-express every stored latency of backend/device/profile with `statistic`, from its raw runs.
 
