@@ -266,7 +266,7 @@ def parse_genotype(spec: str, default_reduce: Cell | None = None, allow_path: bo
         path = _genotype_file(text)
         if path is not None:
             return read_genotype_file(path, default_reduce)
-    files = ", or a .json file" if allow_path else ""
+    files = ", or a .json file" if allow_path else " (inside data a genotype is never read from a file)"
     raise GenotypeError(
         f"{clip(spec)} is not a genotype: give a published name ({', '.join(PUBLISHED)}), "
         f"a DARTS string Genotype(normal=[...], ...), JSON{files}"

@@ -70,7 +70,8 @@ def _int_in(lo: int, hi: int) -> Rule:
 
 def _real_in(lo: float, hi: float, open_lo: bool = False) -> Rule:
     def ok(v: Any) -> bool:
-        return (_is_int(v) or isinstance(v, float)) and math.isfinite(v) and (lo < v if open_lo else lo <= v) and v <= hi
+        number = (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+        return number and (lo < v if open_lo else lo <= v) and v <= hi
 
     return f"a finite number in {'(' if open_lo else '['}{lo:g}, {hi:g}]", ok
 
