@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 
 T = TypeVar("T", bound=type)
 
@@ -53,4 +53,4 @@ class Registry(Generic[T]):
         try:
             return self._classes[name]
         except KeyError:
-            raise LpmError(f"unknown {self.kind} {name!r}; known: {', '.join(self.names()) or 'none'}") from None
+            raise LpmError(f"unknown {self.kind} {clip(name)}; known: {', '.join(self.names()) or 'none'}") from None

@@ -103,7 +103,7 @@ def check_device(device: str) -> None:
 
     m = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", device)
     if m is None:
-        raise LpmError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N")
+        raise LpmError(f"--device {clip(device)} is not a device; use cpu, cuda or cuda:N")
     if m.group(1) == "cuda":
         if not torch.cuda.is_available():
             raise LpmError("--device cuda was asked for but torch sees no CUDA device; use --device cpu")

@@ -117,7 +117,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     predictor_class(args.predictor)
     name = args.name or f"{args.backend}-{args.device}"
     if not name or "/" in name or name.startswith("."):
-        raise LpmError(f"--name {name!r}: a predictor name is a plain word like ort-cpu")
+        raise LpmError(f"--name {clip(name)}: a predictor name is a plain word like ort-cpu")
     params = _params_for(args)(args.predictor)
     data = _load(args)
     n = len(data)
