@@ -70,7 +70,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _protocol(args: argparse.Namespace, interleave: int = 1):
     from backends.protocol import Protocol
+    from lpm_zoo.cli import check_threads
 
+    check_threads(args.threads)
     return Protocol(warmup=args.warmup, rounds=args.rounds, reps=args.reps, threads=args.threads,
                     statistic=args.statistic, interleave=interleave, clock=args.clock,
                     reference=not args.no_reference)

@@ -43,6 +43,15 @@ def discover_commands() -> dict[str, Command]:
     return dict(_COMMANDS.items())
 
 
+def check_threads(threads: int, flag: str = "--threads") -> None:
+    """Refuse a CPU thread count below 1 or above the CPUs here (`os.cpu_count()`), before any work."""
+    import os
+
+    cpus = os.cpu_count() or 1
+    if not 1 <= threads <= cpus:
+        raise LpmError(f"{flag} must be between 1 and {cpus} (os.cpu_count(), the CPUs here), got {threads}")
+
+
 def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
     parser = _Parser(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import Cell, Genotype
 
@@ -80,4 +80,4 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise LpmError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}") from None
+        raise LpmError(f"unknown profile {clip(name)}; known: {', '.join(PROFILES)}") from None

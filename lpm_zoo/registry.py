@@ -20,7 +20,7 @@ import sys
 from importlib import metadata
 from typing import Any, Callable, Generic, Iterable, TypeVar
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 
 T = TypeVar("T")
 
@@ -132,7 +132,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except (KeyError, TypeError):
             known = ", ".join(self.names()) or "none"
-            raise LpmError(f"unknown {self.kind} {str(name)[:80]!r}; known: {known}") from None
+            raise LpmError(f"unknown {self.kind} {clip(name)}; known: {known}") from None
 
     def copy(self) -> "Registry[T]":
         """An independent registry with the same entries and discovery state (for tests)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 
 PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -42,6 +42,9 @@ EDGES: tuple[tuple[int, int], ...] = tuple(
 EDGE_INDEX: dict[tuple[int, int], int] = {e: k for k, e in enumerate(EDGES)}
 OP_INDEX: dict[str, int] = {name: k for k, name in enumerate(PRIMITIVES)}
 
+MAX_GENOTYPE_CHARS = 8192
+"""Longest genotype text read (a DARTS string is ~500 characters): longer input is refused unparsed."""
+
 Cell = tuple[tuple[str, int], ...]
 """A cell as DARTS writes it: 8 (op, input) pairs, two per intermediate node."""
 
@@ -64,19 +67,19 @@ def validate_cell(cell: Iterable[Sequence[Any]], what: str = "cell") -> Cell:
     for k, pair in enumerate(pairs):
         node = N_INPUTS + k // 2
         if len(pair) != 2:
-            raise GenotypeError(f"{what}: entry {k} is {pair!r}, expected [op, input]")
+            raise GenotypeError(f"{what}: entry {k} is {clip(pair)}, expected [op, input]")
         op, inp = pair
         if not isinstance(op, str) or op not in OP_INDEX:
             raise GenotypeError(
-                f"{what}: unknown operation {op!r} at entry {k}; known: {', '.join(OPS_KEPT)}"
+                f"{what}: unknown operation {clip(op)} at entry {k}; known: {', '.join(OPS_KEPT)}"
             )
         if op == "none":
             raise GenotypeError(f"{what}: entry {k} keeps 'none', which a derived cell never holds")
         if isinstance(inp, bool) or not isinstance(inp, int):
-            raise GenotypeError(f"{what}: entry {k} input {inp!r} is not an integer node index")
+            raise GenotypeError(f"{what}: entry {k} input {clip(inp)} is not an integer node index")
         if not 0 <= inp < node:
             raise GenotypeError(
-                f"{what}: entry {k} (node {node}) takes input {inp}; it must be an earlier node, 0..{node - 1}"
+                f"{what}: entry {k} (node {node}) takes input {clip(inp)}; it must be an earlier node, 0..{node - 1}"
             )
         out.append((op, int(inp)))
     for node in range(N_NODES):
@@ -89,13 +92,17 @@ def validate_cell(cell: Iterable[Sequence[Any]], what: str = "cell") -> Cell:
 
 
 def _validate_concat(concat: Iterable[int], what: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(c) for c in concat)
-    except (TypeError, ValueError):
-        raise GenotypeError(f"{what}: expected a list of node indices") from None
+    """`concat` as a tuple; only CONCAT (all intermediate nodes) is in this space."""
+    if isinstance(concat, range):  # lazy: a huge range is refused without being built
+        concat = concat if len(concat) <= N_NODES else ()
+    if not isinstance(concat, (list, tuple, range)) or not all(
+        isinstance(c, int) and not isinstance(c, bool) for c in concat
+    ):
+        raise GenotypeError(f"{what}: expected a list of node indices, got {clip(concat)}")
+    values = tuple(concat)
     if values != CONCAT:
         raise GenotypeError(
-            f"{what}: {list(values)} is not supported; cells in this space concatenate all "
+            f"{what}: {clip(list(values))} is not supported; cells in this space concatenate all "
             f"intermediate nodes {list(CONCAT)}"
         )
     return values
@@ -155,7 +162,7 @@ class Genotype:
             raise GenotypeError("a genotype object needs a 'normal' key (8 [op, input] pairs)")
         unknown = set(data) - {"normal", "normal_concat", "reduce", "reduce_concat"}
         if unknown:
-            raise GenotypeError(f"unknown genotype field(s): {', '.join(sorted(unknown))}")
+            raise GenotypeError(f"unknown genotype field(s): {clip(', '.join(sorted(map(str, unknown))))}")
         reduce = data.get("reduce", default_reduce)
         if reduce is None:
             validate_cell(data["normal"], "normal")
@@ -169,18 +176,20 @@ class Genotype:
 
     @classmethod
     def from_json(cls, text: str, default_reduce: Cell | None = None) -> "Genotype":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise GenotypeError(f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-        return cls.from_dict(data, default_reduce)
+        """Parse JSON text (at most MAX_GENOTYPE_CHARS); errors name the position, never echo the text."""
+        _check_length(text)
+        return cls.from_dict(load_json(text), default_reduce)
 
     @classmethod
     def from_darts(cls, text: str, default_reduce: Cell | None = None) -> "Genotype":
         """Parse the DARTS repr without executing it (the text is parsed, never evaluated)."""
+        _check_length(text)
         try:
             tree = ast.parse(text.strip(), mode="eval")
-        except SyntaxError:
+        except SyntaxError as e:
+            at = f" (column {e.offset})" if e.offset else ""
+            raise GenotypeError(f"not a DARTS genotype string: it does not parse{at}") from None
+        except (ValueError, RecursionError, MemoryError):  # NUL bytes, nesting too deep
             raise GenotypeError("not a DARTS genotype string: it does not parse") from None
         call = tree.body
         if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
@@ -191,13 +200,13 @@ class Genotype:
             raise GenotypeError("Genotype(...) takes at most 4 fields")
         for name, node in list(zip(fields, call.args)) + [(k.arg, k.value) for k in call.keywords]:
             if name not in fields:
-                raise GenotypeError(f"Genotype(...) has an unknown field {name!r}")
+                raise GenotypeError(f"Genotype(...) has an unknown field {clip(name)}")
             values[name] = _literal(node, name)
         return cls.from_dict(values, default_reduce)
 
 
 def _literal(node: ast.AST, name: str) -> Any:
-    """A literal value, or `range(a, b)` for concat fields; anything else is refused."""
+    """A literal value, or `range(a, b)` for concat fields (left lazy); anything else is refused."""
     if isinstance(node, ast.Call):
         if (
             isinstance(node.func, ast.Name)
@@ -205,18 +214,47 @@ def _literal(node: ast.AST, name: str) -> Any:
             and not node.keywords
             and 1 <= len(node.args) <= 3
         ):
-            return list(range(*(_literal(a, name) for a in node.args)))
+            args = [_literal(a, name) for a in node.args]
+            if not all(isinstance(a, int) and not isinstance(a, bool) and abs(a) <= 1000 for a in args):
+                raise GenotypeError(f"field {name!r}: range() takes small integers, got {clip(args)}")
+            try:
+                return range(*args)  # lazy: its length is checked before it is ever listed
+            except ValueError as e:  # step 0
+                raise GenotypeError(f"field {name!r}: {e}") from None
         raise GenotypeError(f"field {name!r} holds a call; only literals and range(a, b) are read")
     try:
         return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError):
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
         raise GenotypeError(f"field {name!r} is not a literal value") from None
 
 
-def parse_genotype(spec: str, default_reduce: Cell | None = None) -> Genotype:
-    """Read a genotype from a published name, a DARTS string, JSON text, or a JSON file path."""
+def _check_length(text: str) -> None:
+    if len(text) > MAX_GENOTYPE_CHARS:
+        raise GenotypeError(
+            f"a genotype is at most {MAX_GENOTYPE_CHARS} characters; this one has {len(text)} (not parsed)"
+        )
+
+
+def load_json(text: str | bytes) -> Any:
+    """`json.loads`, with every failure (syntax, nesting, huge numbers) as a GenotypeError naming the position."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise GenotypeError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except (ValueError, RecursionError, MemoryError) as e:  # a number over 4300 digits, nesting too deep
+        why = "nested too deeply" if isinstance(e, RecursionError) else "a value is too large"
+        raise GenotypeError(f"not JSON: {why}") from None
+
+
+def parse_genotype(spec: str, default_reduce: Cell | None = None, allow_path: bool = True) -> Genotype:
+    """Read a genotype from a published name, a DARTS string, JSON text, or (if `allow_path`) a JSON file path.
+
+    Text that came from data (a line of a file, a request) must pass `allow_path=False`: inside data a
+    genotype is a value, never the name of a file to read.
+    """
     from lpm_zoo.published import PUBLISHED, get_genotype
 
+    _check_length(spec)
     text = spec.strip()
     if text in PUBLISHED:
         return get_genotype(text)
@@ -224,24 +262,52 @@ def parse_genotype(spec: str, default_reduce: Cell | None = None) -> Genotype:
         return Genotype.from_darts(text, default_reduce)
     if text.startswith("{"):
         return Genotype.from_json(text, default_reduce)
+    if allow_path:
+        path = _genotype_file(text)
+        if path is not None:
+            return read_genotype_file(path, default_reduce)
+    files = ", or a .json file" if allow_path else " (inside data a genotype is never read from a file)"
+    raise GenotypeError(
+        f"{clip(spec)} is not a genotype: give a published name ({', '.join(PUBLISHED)}), "
+        f"a DARTS string Genotype(normal=[...], ...), JSON{files}"
+    )
+
+
+def _genotype_file(text: str) -> Path | None:
+    """`text` as the path of a genotype file, or None when it does not name one."""
     try:
         path = Path(text).expanduser()
         is_file = path.is_file()
     except (RuntimeError, OSError, ValueError):  # "~user" unknown, NUL bytes, over-long names
         path, is_file = Path(text), False
-    if path.suffix.lower() == ".json" or is_file:
-        if not is_file:
-            raise GenotypeError(f"genotype file {str(path)!r} does not exist")
-        try:
-            content = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise GenotypeError(f"cannot read genotype file {str(path)!r}: {e}") from None
-        return parse_genotype(content, default_reduce) if content.strip() else _empty(path)
-    raise GenotypeError(
-        f"{spec!r} is not a genotype: give a published name ({', '.join(PUBLISHED)}), "
-        "a DARTS string Genotype(normal=[...], ...), JSON, or a .json file"
-    )
+    if is_file:
+        return path
+    if path.suffix.lower() == ".json":
+        raise GenotypeError(f"genotype file {clip(str(path))} does not exist")
+    return None
 
 
-def _empty(path: Path) -> Genotype:
-    raise GenotypeError(f"genotype file {str(path)!r} is empty")
+def read_genotype_file(path: Path, default_reduce: Cell | None = None) -> Genotype:
+    """A genotype from a file holding JSON or a DARTS string; errors name the file, never echo its text."""
+    where = f"genotype file {clip(str(path))}"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(4 * MAX_GENOTYPE_CHARS + 1)
+    except OSError as e:
+        raise GenotypeError(f"cannot read {where}: {e.strerror}") from None
+    if len(raw) > 4 * MAX_GENOTYPE_CHARS:
+        raise GenotypeError(f"{where} is larger than {4 * MAX_GENOTYPE_CHARS} bytes; it is not a genotype")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError as e:
+        raise GenotypeError(f"{where} is not UTF-8 text (byte {e.start})") from None
+    if not text:
+        raise GenotypeError(f"{where} is empty")
+    if not text.startswith(("Genotype", "{")):
+        raise GenotypeError(f"{where} holds neither JSON nor a DARTS Genotype(...) string")
+    try:
+        if text.startswith("{"):
+            return Genotype.from_dict(load_json(text), default_reduce)
+        return Genotype.from_darts(text, default_reduce)
+    except GenotypeError as e:
+        raise GenotypeError(f"{where}: {e}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import threading
@@ -14,15 +15,52 @@ from typing import Any, Callable, Iterator
 import torch
 
 from lpm_zoo.device import canonical_device, cuda_missing, parse_device
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write `payload` (tensors, state dicts, plain values) to `path` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """Write `payload` (tensors, state dicts, plain values) to `path` via a temporary file and a rename.
+
+    If writing fails, the previous checkpoint stays as it was and the error is one LpmError line.
+    """
+    tmp = _tmp(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports some file errors as RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
+        raise LpmError(f"cannot write the checkpoint {clip(str(path))} ({why}); "
+                       "the previous checkpoint, if any, is unchanged") from None
+
+
+def check_checkpoint_path(path: Path) -> None:
+    """Before any work: `path` (and its temporary twin) must be a regular file or absent, in a writable folder."""
+    for p in (path, _tmp(path)):
+        if (p.exists() or p.is_symlink()) and not p.is_file():
+            raise LpmError(f"{clip(str(p))} is not a regular file (a folder or a device?); "
+                           "remove it or choose another --out")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LpmError(f"cannot create the output folder {clip(str(path.parent))} ({e.strerror}); "
+                       "choose another --out") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise LpmError(f"the output folder {clip(str(path.parent))} is not writable; choose another --out")
+
+
+def check_number(flag: str, value: float | None, lo: float = 0.0, above: bool = False) -> None:
+    """Refuse NaN, infinities and values below `lo` (or, if `above`, not above it) for option `flag`."""
+    if value is None:
+        return
+    if not math.isfinite(value) or value < lo or (above and value == lo):
+        raise LpmError(f"{flag} must be a finite number {'>' if above else '>='} {lo:g}, got {clip(value)}")
 
 
 def load_checkpoint(path: Path, device: torch.device | str, config: dict[str, Any]) -> dict[str, Any]:
@@ -61,9 +99,9 @@ def check_device(device: str) -> str:
     try:
         spec = canonical_device(device)
     except LpmError:
-        raise LpmError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+        raise LpmError(f"--device {clip(device)} is not a device; use cpu, cuda or cuda:N") from None
     kind, index = parse_device(spec)
     why = cuda_missing(index) if kind == "cuda" else ""
     if why:
-        raise LpmError(f"--device {device}: {why} here; use --device cpu")
+        raise LpmError(f"--device {clip(device)}: {why} here; use --device cpu")
     return spec

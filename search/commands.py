@@ -76,10 +76,9 @@ def _set_threads(args: argparse.Namespace) -> None:
     if args.threads is not None:
         import torch
 
-        from lpm_zoo.errors import LpmError
+        from lpm_zoo.cli import check_threads
 
-        if args.threads < 1:
-            raise LpmError(f"--threads must be at least 1, got {args.threads}")
+        check_threads(args.threads)
         torch.set_num_threads(args.threads)
 
 

@@ -21,7 +21,7 @@ import torch
 
 from lpm_zoo.errors import LpmError
 from search.architect import Architect
-from search.checkpoint import check_device, load_checkpoint, save_checkpoint
+from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
 from search.data import ImageData, iterate, load_data, split_halves
 from search.latency import LatencyTerm
 from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
@@ -107,16 +107,25 @@ class SearchConfig:
 
 
 def _check(cfg: dict[str, Any]) -> None:
+    """Refuse, before anything is loaded or trained, settings the run could not complete with."""
     if cfg["epochs"] < 1:
         raise LpmError(f"--epochs must be at least 1, got {cfg['epochs']}")
     if cfg["batch_size"] < 2:
         raise LpmError(f"--batch-size must be at least 2, got {cfg['batch_size']}")
     if cfg["channels"] < 1 or cfg["layers"] < 3:
         raise LpmError("--channels must be >= 1 and --layers >= 3 (two reduction cells and a normal one)")
+    if cfg["partial_k"] < 1:
+        raise LpmError(f"--partial-k must be at least 1 (1: all channels, DARTS), got {cfg['partial_k']}")
     if cfg["channels"] % cfg["partial_k"]:
         raise LpmError(f"--channels {cfg['channels']} must be divisible by the partial-channel K={cfg['partial_k']}")
-    if cfg["lam"] < 0:
-        raise LpmError(f"--lambda must be >= 0, got {cfg['lam']}")
+    for key, flag, above in (("lam", "--lambda", False), ("lr", "--lr", True), ("lr_min", "--lr-min", False),
+                             ("arch_lr", "--arch-lr", False), ("noise_ms", "--noise", False),
+                             ("grad_clip", "grad_clip", True), ("train_portion", "train_portion", True)):
+        check_number(flag, cfg[key], 0.0, above)
+    if cfg["warmup_epochs"] < 0:
+        raise LpmError(f"--warmup-epochs must be >= 0, got {cfg['warmup_epochs']}")
+    if cfg["predictor"] and not 2 <= cfg["samples"] <= 10_000:
+        raise LpmError(f"--samples must be in [2, 10000] (sub-networks per step), got {cfg['samples']}")
     if cfg["lam"] > 0 and not cfg["predictor"]:
         raise LpmError("--lambda > 0 needs --predictor NAME (a fitted predictor from `lpm zoo` or a directory)")
     cfg["device"] = check_device(cfg["device"])
@@ -149,6 +158,7 @@ class Search:
         self.cfg = config.resolved()
         _check(self.cfg)
         self.out = Path(out)
+        check_checkpoint_path(self.checkpoint_path)  # found unwritable now, not after the first epoch
         self.log = log
         self.progress = progress
         self.device = torch.device(self.cfg["device"])

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
-from search.checkpoint import check_device, load_checkpoint, save_checkpoint
+from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
 from search.data import iterate, load_data
 from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 
@@ -65,6 +65,13 @@ class TrainConfig:
                 out[k] = v
         if out["epochs"] < 1 or out["batch_size"] < 2:
             raise LpmError("--epochs must be >= 1 and --batch-size >= 2")
+        for key, flag, above in (("lr", "--lr", True), ("lr_min", "lr_min", False), ("drop_path", "--drop-path", False),
+                                 ("auxiliary_weight", "--auxiliary-weight", False), ("grad_clip", "grad_clip", True)):
+            check_number(flag, out[key], 0.0, above)
+        if out["drop_path"] >= 1:
+            raise LpmError(f"--drop-path must be below 1 (the share of paths dropped), got {out['drop_path']}")
+        if out["cutout"] < 0:
+            raise LpmError(f"--cutout must be >= 0 pixels, got {out['cutout']}")
         if out["auxiliary_weight"] > 0 and out["resolution"] < 32:
             raise LpmError(f"the auxiliary head needs 32x32 inputs (8x8 after two reductions); got --resolution "
                            f"{out['resolution']}: use --resolution 32 or --auxiliary-weight 0")
@@ -79,6 +86,8 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
     from lpm_zoo.networks import NetworkCIFAR
 
     cfg = config.resolved()
+    if out:
+        check_checkpoint_path(Path(out) / "train_checkpoint.pt")
     device = torch.device(cfg["device"])
     data = load_data(cfg["dataset"], cfg["data_dir"], cfg["resolution"])
     torch.manual_seed(cfg["seed"])

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from typing import Any
 
 from lpm_zoo.cli import Command
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
+
+MAX_LINE_BYTES = 64 * 1024
+"""Longest line of `lpm predict --input` (a genotype line is ~600 bytes): a longer one is refused unread."""
 
 
 # --- shared arguments ----------------------------------------------------------------------------
@@ -25,29 +29,39 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_params(specs: list[str]) -> list[tuple[str | None, str, Any]]:
+    """(type or None, key, value) of each --param; a value is JSON, or else the bare word itself."""
     import json
 
     out = []
     for spec in specs:
         key, sep, raw = spec.partition("=")
         if not sep or not key:
-            raise LpmError(f"--param {spec!r}: expected [TYPE.]KEY=VALUE, e.g. --param mlp.epochs=200")
+            raise LpmError(f"--param {clip(spec)}: expected [TYPE.]KEY=VALUE, e.g. --param mlp.epochs=200")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
+        except (ValueError, RecursionError):  # a number over 4300 digits, nesting too deep
+            raise LpmError(f"--param {clip(key)}: the value is too large or nested too deeply") from None
         typ, _, name = key.rpartition(".")
         out.append((typ or None, name, value))
     return out
 
 
 def _params_for(args: argparse.Namespace):
-    """A function giving the constructor parameters of a predictor type from the command line."""
+    """A function giving the constructor parameters of a predictor type from the command line (checked)."""
     from lpm_zoo.predictors import predictor_class
+    from lpm_zoo.predictors.base import check_params
+    from lpm_zoo.profiles import get_profile
 
     specs = _parse_params(args.param)
+    get_profile(args.profile)
     if args.epochs is not None and args.epochs < 1:
         raise LpmError(f"--epochs must be at least 1, got {args.epochs}")
+    if not 0 <= args.seed < 2**32:
+        raise LpmError(f"--seed must be in [0, 2^32), got {clip(args.seed)}")
+    if args.test_size is not None and args.test_size < 0:
+        raise LpmError(f"--test-size must be >= 0, got {clip(args.test_size)}")
 
     def params(t: str) -> dict[str, Any]:
         names = predictor_class(t)._param_names()
@@ -63,8 +77,10 @@ def _params_for(args: argparse.Namespace):
                 if key not in names:
                     if typ is None:
                         continue
-                    raise LpmError(f"--param {typ}.{key}: {t} has no parameter {key!r}; it has {', '.join(names)}")
+                    raise LpmError(f"--param {clip(typ)}.{clip(key)}: {t} has no parameter {clip(key)}; "
+                                   f"it has {', '.join(names)}")
                 out[key] = value
+        check_params(t, out)
         return out
 
     return params
@@ -104,7 +120,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     predictor_class(args.predictor)
     name = args.name or f"{args.backend}-{args.device}"
     if not name or "/" in name or name.startswith("."):
-        raise LpmError(f"--name {name!r}: a predictor name is a plain word like ort-cpu")
+        raise LpmError(f"--name {clip(name)}: a predictor name is a plain word like ort-cpu")
     params = _params_for(args)(args.predictor)
     data = _load(args)
     n = len(data)
@@ -169,13 +185,18 @@ def _repeatability_line(data: Any) -> str:
             + (f", Kendall tau of the two {r['kendall_tau']:.3f}" if "kendall_tau" in r else ""))
 
 
-def _int_list(text: str, flag: str) -> list[int]:
+def _int_list(text: str, flag: str, lo: int, hi: int) -> list[int]:
+    """Comma-separated integers, each in [lo, hi]; at most 100 of them."""
+    parts = [v for v in text.split(",") if v.strip()]
     try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
+        vals = [int(v) for v in parts if len(v) <= 20]  # longer is no size (and int() of 5000 digits is refused)
     except ValueError:
-        raise LpmError(f"{flag} {text!r}: expected comma-separated integers, e.g. 1000,2000,5000") from None
-    if not vals:
-        raise LpmError(f"{flag}: give at least one value")
+        vals = []
+    if not 1 <= len(parts) <= 100 or len(vals) != len(parts):
+        raise LpmError(f"{flag} {clip(text)}: expected 1 to 100 comma-separated integers, e.g. 1000,2000,5000")
+    bad = [v for v in vals if not lo <= v <= hi]
+    if bad:
+        raise LpmError(f"{flag}: {clip(bad[0])} is out of range; each value must be in [{lo}, {hi}]")
     return vals
 
 
@@ -195,9 +216,11 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise LpmError("--predictors: give at least one predictor type")
     for t in types:
         predictor_class(t)
-    sizes = _int_list(args.train_sizes, "--train-sizes")
-    data = _load(args)
+    sizes = _int_list(args.train_sizes, "--train-sizes", 2, 10_000_000)
     params = _params_for(args)
+    for t in types:
+        params(t)  # every parameter checked before the data is read or anything is fitted
+    data = _load(args)
     out = Path(args.out or f"compare-{args.backend}-{args.device}-{args.profile}")
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "compare.json"
@@ -324,44 +347,51 @@ def _configure_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per genotype, in input order")
 
 
-def _parse_line(line: str, reduce: Any):
-    import json
-
-    from lpm_zoo.space import Genotype, parse_genotype
+def _parse_line(line: bytes, reduce: Any):
+    """The JSON object on one `--input` line and its genotype; the genotype is data, never a file path."""
+    from lpm_zoo.space import Genotype, load_json, parse_genotype
 
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise LpmError(f"not JSON ({e.msg})") from None
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise LpmError(f"not UTF-8 text (byte {e.start}); --input is JSON lines in UTF-8") from None
+    obj = load_json(text)
     if not isinstance(obj, dict) or "genotype" not in obj:
         raise LpmError("expected a JSON object with a 'genotype' key")
     g = obj["genotype"]
     if isinstance(g, str):
-        return obj, parse_genotype(g, reduce)
+        return obj, parse_genotype(g, reduce, allow_path=False)
     if isinstance(g, dict):
         return obj, Genotype.from_dict(g, reduce)
     raise LpmError("'genotype' must be a DARTS string, a published name or an object with 'normal'")
 
 
 def _read_inputs(path: str, reduce: Any) -> list[tuple[Any, Any]]:
-    from pathlib import Path
-
+    """Every genotype of the JSON lines in `path` ('-': stdin), read in bytes with a cap on each line."""
     if path == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError as e:
-            raise LpmError(f"cannot read --input {path}: {e.strerror}") from None
+        return _parse_lines(sys.stdin.buffer, "stdin", reduce)
+    try:
+        with open(path, "rb") as f:
+            return _parse_lines(f, clip(path), reduce)
+    except OSError as e:
+        raise LpmError(f"cannot read --input {clip(path)}: {e.strerror}") from None
+
+
+def _parse_lines(f: Any, name: str, reduce: Any) -> list[tuple[Any, Any]]:
     items = []
-    for no, line in enumerate(lines, start=1):
+    for no in itertools.count(1):
+        line = f.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return items
+        if len(line) > MAX_LINE_BYTES:
+            raise LpmError(f"{name} line {no} is longer than {MAX_LINE_BYTES // 1024} KB; "
+                           "each line holds one JSON object with a 'genotype'")
         if not line.strip():
             continue
         try:
             items.append(_parse_line(line, reduce))
         except LpmError as e:
-            raise LpmError(f"{path} line {no}: {e}") from None
-    return items
+            raise LpmError(f"{name} line {no}: {e}") from None
 
 
 def _run_predict(args: argparse.Namespace) -> int:
@@ -383,7 +413,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             try:
                 items.append((spec, parse_genotype(spec, reduce)))
             except LpmError as e:
-                raise LpmError(f"--genotype {spec[:60]!r}: {e}") from None
+                raise LpmError(f"--genotype {clip(spec, 60)}: {e}") from None
     if prof and any(g.reduce != prof.reduce for _, g in items):
         print(f"lpm predict: note: {args.predictor} predicts the normal cell with the {prof.name} profile's fixed"
               " reduction cell; the given reduction cells are not part of the prediction", file=sys.stderr)
