@@ -56,26 +56,42 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1; recorded with each measurement)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled cells and random weights (default 0)")
     g = p.add_argument_group("protocol")
-    g.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
-    g.add_argument("--rounds", type=int, default=10, help="timed rounds (default 10)")
-    g.add_argument("--reps", type=int, default=10, help="timed runs per round (default 10)")
-    g.add_argument("--statistic", default="ref_ratio",
-                   help="kept statistic: ref_ratio (default: per-round ratio to a reference network timed in turns, "
-                        "in the store's ms), min_round_median, median, p10, min")
+    g.add_argument("--warmup", type=int, default=5, help="untimed runs of each model first (default 5)")
+    g.add_argument("--rounds", type=int, default=10,
+                   help="timed rounds, the most with --target-pct (default 10)")
+    g.add_argument("--reps", type=int, default=5, help="timed runs per round (default 5)")
+    g.add_argument("--target-pct", type=float, default=2.0,
+                   help="adaptive timing: stop a group once every model's statistic is known to this relative "
+                        "uncertainty in %% (bootstrap over rounds), after --min-rounds; 0 times all --rounds "
+                        "(default 2.0)")
+    g.add_argument("--min-rounds", type=int, default=3, help="rounds before adaptive timing may stop (default 3)")
+    g.add_argument("--statistic", default="auto",
+                   help="kept statistic: auto (default: a new store measures a pilot and keeps the statistic that "
+                        "repeats best on this machine; an existing store keeps its own), or one of " + _STATS)
     g.add_argument("--no-reference", action="store_true",
-                   help="do not time the reference network (then pick a statistic other than ref_ratio)")
+                   help="do not time the reference network (then only statistics without _ratio)")
     g.add_argument("--clock", default="auto", choices=["auto", "thread", "wall"],
                    help="CPU clock: thread CPU time (auto with 1 thread: ignores time descheduled) or wall")
 
 
+_STATS = ("ref_ratio, round_min_ratio, min_ratio, p10_ratio, p25_ratio (against the reference network timed in "
+          "turns, in the store's ms), min_round_median, median, p10, min")
+
+
 def _protocol(args: argparse.Namespace, interleave: int = 1):
+    import math
+
     from backends.protocol import Protocol
     from lpm_zoo.cli import check_threads
+    from lpm_zoo.errors import LpmError
 
     check_threads(args.threads)
+    if not math.isfinite(args.target_pct) or args.target_pct < 0:
+        raise LpmError(f"--target-pct must be a finite number >= 0 (0: fixed rounds), got {args.target_pct}")
     return Protocol(warmup=args.warmup, rounds=args.rounds, reps=args.reps, threads=args.threads,
                     statistic=args.statistic, interleave=interleave, clock=args.clock,
-                    reference=not args.no_reference)
+                    reference=not args.no_reference, target_pct=args.target_pct or None,
+                    min_rounds=min(args.min_rounds, args.rounds) if args.target_pct else args.min_rounds)
 
 
 def _log_for(command: str):
@@ -94,11 +110,15 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, required=True,
                    help="measure until the store holds this many unique architectures (those present are skipped)")
     p.add_argument("--db", required=True, help="SQLite measurement store (created if missing)")
-    p.add_argument("--interleave", type=int, default=4,
-                   help="architectures timed in turns as one group, committed together (default 4)")
+    p.add_argument("--interleave", type=int, default=8,
+                   help="architectures timed in turns as one group, committed together (default 8)")
     p.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run on Ray workers, one device each: a cluster address, 'auto', or 'local'")
-    p.add_argument("--workers", type=int, default=None, help="Ray workers (default: one per device / thread group)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --ray: Ray workers (default one per device); without: this many local profiler "
+                        "processes share the store, each with --threads threads (CPU backends)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="measure only every N-th architecture of the plan, from the I-th (what --workers runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -107,9 +127,17 @@ def _run_profile(args: argparse.Namespace) -> int:
     from backends.profiler import run_profile
     from lpm_zoo.store import MeasurementStore
 
-    added = run_profile(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
-                        protocol=_protocol(args, args.interleave), name=args.device_name, ray_address=args.ray,
-                        workers=args.workers, progress=not args.no_progress, log=_log_for("profile"))
+    shard = _shard(args.shard)
+    protocol = _protocol(args, args.interleave)
+    if args.workers is not None and not args.ray:
+        from backends.workers import run_local_workers
+
+        added = run_local_workers(args, protocol, _log_for("profile"))
+    else:
+        added = run_profile(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
+                            protocol=protocol, name=args.device_name, ray_address=args.ray,
+                            workers=args.workers, progress=not args.no_progress, log=_log_for("profile"),
+                            shard=shard)
     with MeasurementStore(args.db, readonly=True) as store:
         dev = device_name(args.device, args.device_name)
         rows = [r for r in store.summary()
@@ -118,6 +146,20 @@ def _run_profile(args: argparse.Namespace) -> int:
         print(f"{args.db}: {r['backend']}/{r['device']}/{r['profile']}: {r['n_unique']} unique architectures "
               f"({r['n']} measurements; {added} added now)")
     return 0
+
+
+def _shard(spec: str | None) -> tuple[int, int] | None:
+    """(I, N) from "I/N" with 0 <= I < N <= 256, or None."""
+    import re
+
+    from lpm_zoo.errors import LpmError, clip
+
+    if spec is None:
+        return None
+    m = re.fullmatch(r"(\d{1,3})/(\d{1,3})", spec.strip())
+    if not m or not int(m.group(1)) < int(m.group(2)) <= 256:
+        raise LpmError(f"--shard {clip(spec)}: use I/N with 0 <= I < N <= 256, e.g. 0/2")
+    return int(m.group(1)), int(m.group(2))
 
 
 profile_command = Command(help="time sampled cells on a backend/device into a resumable measurement store",
@@ -131,6 +173,9 @@ def _configure_recheck(p: argparse.ArgumentParser) -> None:
                    help="measure again until this many stored architectures were measured twice")
     p.add_argument("--db", required=True, help="the SQLite measurement store to recheck (repeats are added to it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random subset rechecked (default 0)")
+    p.add_argument("--pass", dest="again", type=int, default=1, metavar="K",
+                   help="measure the architectures measured K times once more (default 1: a second time); "
+                        "run --pass 2 hours or days later to see how the figure drifts with time")
     p.add_argument("--json", action="store_true", help="print the repeatability as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -150,17 +195,33 @@ def _run_recheck(args: argparse.Namespace) -> int:
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; fill one with `lpm profile ... --db {args.db}`")
     added = run_recheck(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
-                        name=args.device_name, progress=not args.no_progress, log=_log_for("recheck"))
+                        name=args.device_name, progress=not args.no_progress, log=_log_for("recheck"),
+                        again=args.again)
     dev = device_name(args.device, args.device_name)
     with MeasurementStore(args.db, readonly=True) as store:
-        rep = store.repeatability(args.backend, dev, args.profile)
-    rep = {"backend": args.backend, "device": dev, "profile": args.profile, "added": added, **(rep or {"n": 0})}
+        reports = [r for k in range(1, args.again + 1)
+                   if (r := store.pass_report(args.backend, dev, args.profile, k)) is not None]
     if args.json:
-        print(json.dumps(json_safe(rep), allow_nan=False))
-    else:
-        print(f"{args.db}: {args.backend}/{dev}/{args.profile}: {rep['n']} architectures measured twice "
-              f"({added} now); relative difference |a-b|/mean: mean {rep['mean_pct']:.2f}%, "
-              f"median {rep['median_pct']:.2f}%, 90th percentile {rep['p90_pct']:.2f}%")
+        kept = reports[0]["kept"] if reports else {"n": 0}  # the first recheck, as before passes existed
+        print(json.dumps(json_safe({"backend": args.backend, "device": dev, "profile": args.profile, "added": added,
+                                    **kept, "passes": reports}), allow_nan=False))
+        return 0
+    for rep in reports:
+        kept = rep["kept"]
+        print(f"{args.db}: {args.backend}/{dev}/{args.profile}: pass {rep['pass']}: {rep['n']} architectures "
+              f"measured again, {rep['hours_apart_median']:.2f} h apart (median); kept statistic "
+              f"{rep['statistic']}: |a-b|/mean mean {kept['mean_pct']:.2f}%, median {kept['median_pct']:.2f}%, "
+              f"p90 {kept['p90_pct']:.2f}%, Kendall tau {kept.get('kendall_tau') or float('nan'):.3f}")
+    if reports:
+        print(f"{'statistic':<18} {'mean %':>7} {'median %':>8} {'p90 %':>6} {'tau':>6}   (same raw runs, "
+              f"pass {reports[-1]['pass']})")
+        for r in reports[-1]["by_statistic"]:
+            print(f"{r['statistic']:<18} {r['mean_pct']:>7.2f} {r['median_pct']:>8.2f} {r['p90_pct']:>6.2f} "
+                  f"{r.get('kendall_tau') or float('nan'):>6.3f}")
+        best, kept = reports[-1]["best"], reports[-1]["statistic"]
+        if best and best != kept:
+            print(f"most repeatable here: {best}; re-express the store with: lpm data restat --db {args.db} "
+                  f"--backend {args.backend} --device-name {dev} --profile {args.profile} --statistic {best}")
     return 0
 
 
@@ -183,7 +244,10 @@ def _configure_measure(p: argparse.ArgumentParser) -> None:
 def _run_measure(args: argparse.Namespace) -> int:
     import json
 
-    from backends.profiler import Measurer, normalize
+    from dataclasses import replace
+
+    from backends.profiler import DEFAULT_STATISTIC, Measurer, normalize
+    from backends.protocol import AUTO
     from lpm_zoo.encoding import cell_key
     from lpm_zoo.published import DARTS_V2
     from lpm_zoo.space import parse_genotype
@@ -191,7 +255,11 @@ def _run_measure(args: argparse.Namespace) -> int:
 
     g = parse_genotype(args.genotype, DARTS_V2.reduce)
     protocol = _protocol(args)
-    base = _store_baseline(args, protocol) if args.db else None  # checked before minutes of timing
+    base = None
+    if args.db:  # checked before minutes of timing
+        protocol, base = _store_protocol(args, protocol)
+    elif protocol.statistic == AUTO:
+        protocol = replace(protocol, statistic=DEFAULT_STATISTIC)
     m = Measurer(args.backend, args.device, args.profile, protocol, args.device_name, args.seed)
     try:
         (r,) = m.measure([g.normal])
@@ -214,23 +282,33 @@ def _run_measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_baseline(args: argparse.Namespace, protocol) -> float:
-    """The reference baseline (ms) of the store at `args.db` for this backend/device/profile."""
+def _store_protocol(args: argparse.Namespace, protocol):
+    """`protocol` with the statistic of the store at `args.db`, and the store's reference baseline (ms)."""
+    from dataclasses import replace
+
     from backends.device import device_name
     from backends.profiler import baseline_of
+    from backends.protocol import AUTO
     from lpm_zoo.errors import LpmError
-    from lpm_zoo.store import MeasurementStore, resolve_db
+    from lpm_zoo.statistics import is_ratio
+    from lpm_zoo.store import MeasurementStore, resolve_db, statistic_key
 
     if not resolve_db(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}")
-    if protocol.statistic != "ref_ratio":
-        raise LpmError("--db needs the ref_ratio statistic (the default); drop --statistic/--no-reference")
     dev = device_name(args.device, args.device_name)
     with MeasurementStore(args.db, readonly=True) as store:  # nothing is written to it
         base = baseline_of(store, args.backend, dev, args.profile)
-    if base is None:
+        kept = store.meta(statistic_key(args.backend, dev, args.profile))
+        if kept is None:
+            first = next(iter(store.measurements(args.backend, dev, args.profile)), None)
+            kept = first["protocol"].get("statistic") if first else None
+    if base is None or kept is None:
         raise LpmError(f"{args.db} holds no {args.backend}/{dev}/{args.profile} measurements to take a baseline from")
-    return base
+    if protocol.statistic not in (AUTO, kept):
+        raise LpmError(f"{args.db} keeps {kept}; drop --statistic (or give --statistic {kept}) to measure in its terms")
+    if not is_ratio(kept):
+        raise LpmError(f"--db needs a store kept with a ratio statistic (it keeps {kept}); measure without --db")
+    return replace(protocol, statistic=kept), base
 
 
 measure_command = Command(help="time one architecture on a backend/device and print its latency (ms) and spread",

@@ -20,7 +20,8 @@ from backends.registry import Backend, get_backend
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.space import Cell, Genotype
-from lpm_zoo.store import Measurement, MeasurementStore, json_safe, skipped_note, statistic_key
+from lpm_zoo.store import (Measurement, MeasurementStore, baseline_key, checked_baseline, json_safe, skipped_note,
+                           statistic_key)
 
 
 def model_for(backend: Backend, profile: Profile, cell: Cell | Genotype, seed: int = 0) -> Any:
@@ -98,11 +99,12 @@ class Measurer:
         finally:
             for p in prepared:
                 p.close()
-        ref_runs = runs.pop(0) if proto.reference else None
-        used = len(runs[0]) // proto.reps  # rounds this group took (fewer than proto.rounds when adaptive)
-        ref_ms = statistic_of(ref_runs, used, "min_round_median") if ref_runs is not None else None
+        all_ref = runs.pop(0) if proto.reference else None
+        ref_ms = statistic_of(all_ref, len(all_ref) // proto.reps, "min_round_median") if all_ref else None
         out = []
         for cell, p, r, ps in zip(cells, prepared, runs, prep_s):
+            used = len(r) // proto.reps  # rounds this model took (fewer than proto.rounds when adaptive)
+            ref_runs = all_ref[: len(r)] if all_ref is not None else None  # the reference in the same rounds
             raw = statistic_of(r, used, "min_round_median")
             rec = {**self._static, "rounds": used, "runtime": {**runtime, **p.info}, "prepare_s": round(ps, 4),
                    "timing_s": round(timing_s, 4), "raw_latency_ms": raw}
@@ -126,45 +128,17 @@ class Measurer:
             self._ref = None
 
 
-def _baseline_key(backend: str, device_name_: str, profile: str) -> str:
-    return f"baseline_ms/{backend}/{device_name_}/{profile}"
-
-
-def _checked_baseline(value: Any, where: str) -> float:
-    """A baseline as a float; a non-finite or non-positive one (a damaged store) is an LpmError."""
-    try:
-        base = float(value)
-    except (TypeError, ValueError):
-        base = math.nan
-    if not (math.isfinite(base) and base > 0):
-        raise LpmError(f"the reference baseline of {where} is {str(value)[:40]!r}, not a positive number of ms; "
-                       f"the store is damaged: fill a new one with `lpm profile`")
-    return base
-
-
 def baseline_of(store: MeasurementStore, backend: str, device_name_: str, profile: str) -> float | None:
-    """The reference latency the store's measurements for backend/device/profile are scaled to (None if none yet).
-
-    It is the store's `meta` entry (one per backend/device/profile, written once by
-    `adopt_baseline`); stores written before that have it only in their rows' protocol.
-    """
-    where = f"{store.path} {backend}/{device_name_}/{profile}"
-    value = store.meta(_baseline_key(backend, device_name_, profile))
-    if value is not None:
-        return _checked_baseline(value, where)
-    for rec in store.measurements(backend=backend, device=device_name_, profile=profile):
-        base = rec["protocol"].get("reference_baseline_ms")  # validated: finite and positive when present
-        if base:
-            return _checked_baseline(base, where)
-    return None
+    """The reference latency the store's measurements for backend/device/profile are scaled to (None if none yet)."""
+    return store.baseline(backend, device_name_, profile)
 
 
 def adopt_baseline(store: MeasurementStore, backend: str, device_name_: str, profile: str, candidate: float) -> float:
     """Make `candidate` the store's baseline unless another writer set one first; returns the one in force."""
     where = f"{backend}/{device_name_}/{profile}"
-    _checked_baseline(candidate, f"this run's first group ({where})")
-    stored = store.set_meta_once(_baseline_key(backend, device_name_, profile), repr(float(candidate)))
-    return _checked_baseline(stored, f"{store.path} {where}")
+    checked_baseline(candidate, f"this run's first group ({where})")
+    stored = store.set_meta_once(baseline_key(backend, device_name_, profile), repr(float(candidate)))
+    return checked_baseline(stored, f"{store.path} {where}")
 
 
 def normalize(ms: list[Measurement], baseline_ms: float | None) -> float | None:
@@ -214,10 +188,16 @@ def _groups(cells: list[Cell], size: int) -> Iterable[list[Cell]]:
 def run_profile(backend: str, device: str, profile: str, samples: int, db: str, seed: int = 0,
                 protocol: Protocol | None = None, name: str | None = None, ray_address: str | None = None,
                 workers: int | None = None, progress: bool = True,
-                log: Callable[[str], None] = print) -> int:
-    """Measure until `db` holds `samples` unique architectures for backend/device/profile; returns how many were added."""
+                log: Callable[[str], None] = print, shard: tuple[int, int] | None = None) -> int:
+    """Measure until `db` holds `samples` unique architectures for backend/device/profile; returns how many were added.
+
+    With `shard=(i, n)` only every n-th architecture of the plan from the i-th is measured, so n
+    processes (`lpm profile --workers n`) fill one store between them without measuring one twice.
+    """
     protocol = protocol or Protocol()
     get_profile(profile)
+    if not ray_address:
+        get_backend(backend).check(device)  # before the store is touched (a pilot would record its statistic)
     with MeasurementStore(db) as store:
         if ray_address:
             from backends.ray_runner import RayPool
@@ -239,6 +219,8 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
         if todo:
             protocol = choose_statistic(store, backend, device, profile, protocol, name, seed, todo, db, log)
             todo = plan(store, backend, dev_name, profile, samples, seed)  # the pilot stored its first pass
+        if shard is not None:
+            todo = todo[shard[0]::shard[1]]
         measurer = Measurer(backend, device, profile, protocol, name, seed)
 
         def local(groups: list[list[Cell]]) -> Iterable[list[Measurement]]:

@@ -98,28 +98,33 @@ def spread_of(runs_ms: Sequence[float]) -> float:
     return float(q3 - q1)
 
 
-def _settled(runs: list[list[float]], rounds: int, protocol: Protocol) -> bool:
-    """Whether every model's statistic is known to the protocol's target (the reference is runs[0])."""
-    ref = runs[0] if protocol.reference else None
-    models = runs[1:] if protocol.reference else runs
-    target = protocol.target_pct / 100
-    return all(relative_uncertainty(r, rounds, protocol.statistic, ref) <= target for r in models)
-
-
 def time_interleaved(backend: Any, prepared: Sequence[Any], protocol: Protocol) -> list[list[float]]:
     """Raw times (ms, round-major) of each prepared model, timed in turns as the protocol says.
 
-    With `protocol.reference` the first prepared model is the reference network. Every model of
-    the group gets the same number of rounds: `len(runs[k]) // protocol.reps`.
+    With `protocol.reference` the first prepared model is the reference network, timed in every
+    round. With `protocol.target_pct`, a model leaves the turns once its statistic is known to the
+    target (after `min_rounds`), so quiet models cost few rounds and noisy ones get up to
+    `rounds`; a model's rounds are `len(runs[k]) // protocol.reps`, and the reference's runs of
+    those same rounds are the first as many of its runs.
     """
     clock = protocol.host_clock()
     for p in prepared:
         if protocol.warmup:
             backend.run_timed(p, protocol.warmup, clock)
     runs: list[list[float]] = [[] for _ in prepared]
+    active = list(range(len(prepared)))
+    first = 1 if protocol.reference else 0  # models from here on may settle; the reference never does
     for done in range(1, protocol.rounds + 1):
-        for k, p in enumerate(prepared):
-            runs[k].extend(backend.run_timed(p, protocol.reps, clock))
-        if protocol.target_pct is not None and done >= protocol.min_rounds and _settled(runs, done, protocol):
-            break
+        for k in active:
+            runs[k].extend(backend.run_timed(prepared[k], protocol.reps, clock))
+        if protocol.target_pct is not None and done >= protocol.min_rounds:
+            active = [k for k in active if k < first or not _settled(runs, k, done, protocol)]
+            if len(active) == first:
+                break
     return runs
+
+
+def _settled(runs: list[list[float]], k: int, rounds: int, protocol: Protocol) -> bool:
+    """Whether model k's statistic is known to the protocol's target after `rounds` rounds."""
+    ref = runs[0][: len(runs[k])] if protocol.reference else None
+    return relative_uncertainty(runs[k], rounds, protocol.statistic, ref) <= protocol.target_pct / 100

@@ -192,6 +192,7 @@ class LatencyDataset:
     profile: str
     repeatability: dict[str, Any] | None = None  # MeasurementStore.repeatability: the data's noise floor
     skipped: dict[int, str] = field(default_factory=dict)  # ids of the store's bad rows left out, with why
+    statistic: str | None = None  # the statistic the latencies are (e.g. p10_ratio); "mixed: a, b" if several
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -478,7 +479,9 @@ class MeasurementStore:
     def dataset(self, backend: str, device: str, profile: str) -> LatencyDataset:
         """Unique architectures and their latency; repeats of one architecture are combined by median."""
         by_key: dict[str, tuple[list, list[float], list[float]]] = {}
+        stats: set[str] = set()
         for r in self.measurements(backend, device, profile):
+            stats.add(str(r["protocol"].get("statistic")))
             entry = by_key.setdefault(r["cell_key"], (r["genotype"]["normal"], [], []))
             entry[1].append(float(r["latency_ms"]))
             entry[2].append(float(r["spread_ms"]) if r["spread_ms"] is not None else np.nan)
@@ -495,6 +498,7 @@ class MeasurementStore:
             profile=profile,
             repeatability=_repeatability_of(by_key[k][1] for k in keys),
             skipped=dict(self.skipped),
+            statistic=(next(iter(stats)) if len(stats) == 1 else f"mixed: {', '.join(sorted(stats))}") if stats else None,
         )
 
 
@@ -526,7 +530,23 @@ class MeasurementStore:
                 "kept": repeatability([a["latency_ms"] for a, _ in pairs], [b["latency_ms"] for _, b in pairs]),
                 "by_statistic": ranked, "best": ranked[0]["statistic"] if ranked else None}
 
-    def restat(self, statistic: str, backend: str, device: str, profile: str, baseline_ms: float | None) -> int:
+    def baseline(self, backend: str, device: str, profile: str) -> float | None:
+        """The reference latency (ms) ratio latencies of backend/device/profile are scaled to; None if none yet.
+
+        It is the `meta` entry (one per backend/device/profile, written once by the first group);
+        stores written before that have it only in their rows' protocol.
+        """
+        where = f"{self.path} {backend}/{device}/{profile}"
+        value = self.meta(baseline_key(backend, device, profile))
+        if value is not None:
+            return checked_baseline(value, where)
+        for rec in self.measurements(backend=backend, device=device, profile=profile):
+            base = rec["protocol"].get("reference_baseline_ms")  # validated: finite and positive when present
+            if base:
+                return checked_baseline(base, where)
+        return None
+
+    def restat(self, statistic: str, backend: str, device: str, profile: str) -> int:
         """Re-express every stored latency of backend/device/profile with `statistic`, from its raw runs.
 
         One transaction: every row is converted or none is (a row that lacks what the statistic
@@ -536,6 +556,11 @@ class MeasurementStore:
         check_statistic(statistic)
         if self.readonly:
             raise LpmError(f"{self.path} was opened read-only")
+        baseline_ms = self.baseline(backend, device, profile)
+        if baseline_ms is None and is_ratio(statistic):  # a store kept in absolute ms: its first reference time
+            first = next((r for r in self.measurements(backend, device, profile)
+                          if r["protocol"].get("reference_ms")), None)
+            baseline_ms = float(first["protocol"]["reference_ms"]) if first else None
         updates = []
         for r in self.measurements(backend, device, profile):
             proto = r["protocol"]
@@ -557,10 +582,30 @@ class MeasurementStore:
         if self.skipped:
             raise LpmError(f"{skipped_note(self.skipped)}; restat needs every row readable: the store is unchanged")
         with self._transaction():
+            if baseline_ms is not None and is_ratio(statistic):
+                self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                                 (baseline_key(backend, device, profile), repr(float(baseline_ms))))
             self._db.executemany("UPDATE measurements SET latency_ms=?, protocol=? WHERE id=?", updates)
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                              (statistic_key(backend, device, profile), statistic))
         return len(updates)
+
+
+def baseline_key(backend: str, device: str, profile: str) -> str:
+    """The `meta` key of the reference baseline (ms) a store's ratio latencies are expressed in."""
+    return f"baseline_ms/{backend}/{device}/{profile}"
+
+
+def checked_baseline(value: Any, where: str) -> float:
+    """A baseline as a float; a non-finite or non-positive one (a damaged store) is an LpmError."""
+    try:
+        base = float(value)
+    except (TypeError, ValueError):
+        base = math.nan
+    if not (math.isfinite(base) and base > 0):
+        raise LpmError(f"the reference baseline of {where} is {str(value)[:40]!r}, not a positive number of ms; "
+                       f"the store is damaged: fill a new one with `lpm profile`")
+    return base
 
 
 def statistic_key(backend: str, device: str, profile: str) -> str:

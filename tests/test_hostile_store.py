@@ -56,7 +56,7 @@ def _synthetic(path, n=12):
 def test_two_profilers_on_one_store_keep_one_row_per_architecture_and_one_baseline(tmp_path):
     db = str(tmp_path / "c.db")
     cmd = _lpm("profile", "--backend", "ort", "--samples", "4", "--db", db, "--interleave", "2", "--no-progress",
-               "--warmup", "1", "--rounds", "2", "--reps", "1")
+               "--warmup", "1", "--rounds", "2", "--reps", "1", "--statistic", "ref_ratio")
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)

@@ -92,9 +92,20 @@ class _FakeBackend:
 def test_adaptive_stopping_quiet_machines_stop_early_noisy_ones_use_the_budget(noise, stops_early):
     proto = Protocol(warmup=0, rounds=20, reps=5, target_pct=1.0, min_rounds=3, statistic="ref_ratio")
     runs = time_interleaved(_FakeBackend(noise), [10.0, 20.0, 20.0], proto)
-    used = len(runs[0]) // proto.reps
-    assert all(len(r) == len(runs[0]) for r in runs)
-    assert (used == proto.min_rounds) if stops_early else (used == proto.rounds)
+    used = [len(r) // proto.reps for r in runs]
+    assert used[0] == max(used[1:])  # the reference is timed until the last model settles
+    assert used == ([proto.min_rounds] * 3 if stops_early else [proto.rounds] * 3)
+
+
+def test_a_settled_model_leaves_the_turns_while_a_noisy_one_goes_on():
+    class Mixed(_FakeBackend):
+        def run_timed(self, p, n, clock="wall"):
+            noise = 0.3 if p == 30.0 else 0.001
+            return list(p * (1 + noise * self.rng.standard_normal(n)))
+
+    proto = Protocol(warmup=0, rounds=12, reps=5, target_pct=1.0, min_rounds=3, statistic="ref_ratio")
+    runs = time_interleaved(Mixed(0), [10.0, 20.0, 30.0], proto)
+    assert [len(r) // 5 for r in runs] == [12, 3, 12]
 
 
 @pytest.mark.parametrize("kw,msg", [

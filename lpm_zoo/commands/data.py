@@ -16,6 +16,13 @@ def _configure(p: argparse.ArgumentParser) -> None:
     exp = sub.add_parser("export", help="write every measurement to a .parquet or .csv file")
     exp.add_argument("--db", required=True, help="the SQLite measurement store, or bundled:NAME for a shipped one")
     exp.add_argument("--out", required=True, help="output file: FILE.parquet or FILE.csv")
+    rs = sub.add_parser("restat", help="re-express every stored latency with another statistic, from the raw runs "
+                                       "(`lpm recheck` names the most repeatable one); the previous value is kept")
+    rs.add_argument("--db", required=True, help="the SQLite measurement store to change (not a bundled one)")
+    rs.add_argument("--statistic", required=True, help="the statistic to keep (see `lpm profile --help`)")
+    rs.add_argument("--backend", default=None, help="only this backend (default: every group in the store)")
+    rs.add_argument("--device-name", default=None, help="only this device name")
+    rs.add_argument("--profile", default=None, help="only this profile")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -26,6 +33,8 @@ def _run(args: argparse.Namespace) -> int:
     from lpm_zoo.errors import LpmError
     from lpm_zoo.store import MeasurementStore, json_safe, resolve_db, skipped_note
 
+    if args.data_command == "restat":
+        return _restat(args)
     args.db = str(resolve_db(args.db))  # `bundled:NAME` is a store shipped in the package
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; make one with `lpm profile ... --db {args.db}`")
@@ -60,4 +69,34 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-command = Command(help="inspect or export a measurement store (info, export)", configure=_configure, run=_run)
+def _restat(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lpm_zoo.errors import LpmError, clip
+    from lpm_zoo.statistics import check_statistic
+    from lpm_zoo.store import BUNDLED_PREFIX, MeasurementStore
+
+    check_statistic(args.statistic)
+    if args.db.startswith(BUNDLED_PREFIX):
+        from lpm_zoo.store import resolve_db
+
+        raise LpmError(f"{clip(args.db)} is package data and is never changed; copy it first (cp "
+                       f"{resolve_db(args.db)} my.db) and restat the copy")
+    if not Path(args.db).is_file():
+        raise LpmError(f"no measurement database at {clip(args.db)}")
+    with MeasurementStore(args.db, readonly=True) as store:  # check first: the file is only opened to write if needed
+        groups = [(r["backend"], r["device"], r["profile"]) for r in store.summary()
+                  if (args.backend or r["backend"]) == r["backend"] and (args.device_name or r["device"]) == r["device"]
+                  and (args.profile or r["profile"]) == r["profile"]]
+    if not groups:
+        raise LpmError(f"{clip(args.db)} holds no measurements of that backend/device/profile")
+    with MeasurementStore(args.db) as store:
+        for b, d, p in groups:
+            n = store.restat(args.statistic, b, d, p)
+            print(f"{args.db}: {b}/{d}/{p}: {n} latencies re-expressed as {args.statistic} (previous values kept "
+                  "in each row's protocol.restat)")
+    return 0
+
+
+command = Command(help="inspect, export or re-summarise a measurement store (info, export, restat)",
+                  configure=_configure, run=_run)

@@ -142,7 +142,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {"name": name, "backend": args.backend, "device": args.device, "profile": args.profile,
                             "fit_seconds": round(fit_s, 3), "split": {"seed": args.seed, "test_size": test_size},
                             "run_spread_pct": relative_spread_pct(data.latency_ms, data.spread_ms),
-                            "data_repeatability": data.repeatability}
+                            "data_repeatability": data.repeatability, "data_statistic": data.statistic}
     if test_size:
         meta["metrics"] = metrics(data.latency_ms[test], p.predict((data.ops[test], data.inputs[test])))
     if "progress" in p.get_params():
