@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: venv
+	$(BIN)/ruff check lpm_zoo backends search tests scripts
 	$(BIN)/python -m pytest -q
 
 demo: venv

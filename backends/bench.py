@@ -114,14 +114,14 @@ def onnx_build(samples: int, profile: str = "cifar-b1", seed: int = 0) -> dict:
     example = prof.example_input(seed)
     for o, i in zip(ops, inputs):
         g = prof.genotype(arrays_to_cell(o, i))
-        timed("build_onnx_random_weights", lambda: build_onnx(
+        timed("build_onnx_random_weights", lambda g=g: build_onnx(
             g, prof.setting, batch=prof.batch, resolution=prof.resolution, seed=seed).SerializeToString())
-        model = timed("torch_build_module", lambda: prof.build(g, seed=seed))
-        timed("build_onnx_from_module", lambda: build_onnx(
+        model = timed("torch_build_module", lambda g=g: prof.build(g, seed=seed))
+        timed("build_onnx_from_module", lambda g=g, model=model: build_onnx(
             g, prof.setting, batch=prof.batch, resolution=prof.resolution,
             state_dict=model.state_dict()).SerializeToString())
 
-        def export() -> None:
+        def export(model=model) -> None:
             with torch.no_grad():
                 torch.onnx.export(model, (example,), io.BytesIO(), dynamo=False)
 

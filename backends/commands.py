@@ -243,7 +243,6 @@ def _configure_measure(p: argparse.ArgumentParser) -> None:
 
 def _run_measure(args: argparse.Namespace) -> int:
     import json
-
     from dataclasses import replace
 
     from backends.profiler import DEFAULT_STATISTIC, Measurer, normalize

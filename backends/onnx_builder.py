@@ -11,7 +11,8 @@ numpy from PyTorch's default initialisation, with no torch module built at all.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -8,20 +8,27 @@ flight, and running the same command again resumes.
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from backends.device import cpu_model, device_model, device_name, parse_device
 from backends.protocol import AUTO, Protocol, spread_of, statistic_of, time_interleaved
-from lpm_zoo.statistics import STATISTICS, check_statistic, compare_statistics, is_ratio
 from backends.registry import Backend, get_backend
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.space import Cell, Genotype
-from lpm_zoo.store import (Measurement, MeasurementStore, baseline_key, checked_baseline, json_safe, skipped_note,
-                           statistic_key)
+from lpm_zoo.statistics import STATISTICS, check_statistic, compare_statistics, is_ratio
+from lpm_zoo.store import (
+    Measurement,
+    MeasurementStore,
+    baseline_key,
+    checked_baseline,
+    json_safe,
+    skipped_note,
+    statistic_key,
+)
 
 
 def model_for(backend: Backend, profile: Profile, cell: Cell | Genotype, seed: int = 0) -> Any:
@@ -128,16 +135,16 @@ class Measurer:
             self._ref = None
 
 
-def baseline_of(store: MeasurementStore, backend: str, device_name_: str, profile: str) -> float | None:
+def baseline_of(store: MeasurementStore, backend: str, dev_name: str, profile: str) -> float | None:
     """The reference latency the store's measurements for backend/device/profile are scaled to (None if none yet)."""
-    return store.baseline(backend, device_name_, profile)
+    return store.baseline(backend, dev_name, profile)
 
 
-def adopt_baseline(store: MeasurementStore, backend: str, device_name_: str, profile: str, candidate: float) -> float:
+def adopt_baseline(store: MeasurementStore, backend: str, dev_name: str, profile: str, candidate: float) -> float:
     """Make `candidate` the store's baseline unless another writer set one first; returns the one in force."""
-    where = f"{backend}/{device_name_}/{profile}"
+    where = f"{backend}/{dev_name}/{profile}"
     checked_baseline(candidate, f"this run's first group ({where})")
-    stored = store.set_meta_once(baseline_key(backend, device_name_, profile), repr(float(candidate)))
+    stored = store.set_meta_once(baseline_key(backend, dev_name, profile), repr(float(candidate)))
     return checked_baseline(stored, f"{store.path} {where}")
 
 
@@ -160,7 +167,7 @@ def normalize(ms: list[Measurement], baseline_ms: float | None) -> float | None:
     return baseline_ms
 
 
-def plan(store: MeasurementStore, backend: str, device_name_: str, profile: str, samples: int,
+def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, samples: int,
          seed: int) -> list[Cell]:
     """The cells still to measure so the store holds `samples` unique ones: the seed's sequence, minus those present."""
     from lpm_zoo.encoding import arrays_to_cell
@@ -168,7 +175,7 @@ def plan(store: MeasurementStore, backend: str, device_name_: str, profile: str,
 
     if samples < 1:
         raise LpmError(f"--samples must be at least 1, got {samples}")
-    have = store.keys(backend, device_name_, profile)
+    have = store.keys(backend, dev_name, profile)
     need = samples - len(have)
     if need <= 0:
         return []
@@ -400,7 +407,7 @@ def _recorded_protocol(rec: dict[str, Any]) -> tuple[Protocol, int]:
     return proto, int(p.get("weights_seed", 0))
 
 
-def recheck_plan(store: MeasurementStore, backend: str, device_name_: str, profile: str, samples: int,
+def recheck_plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, samples: int,
                  seed: int, again: int = 1) -> tuple[list[dict[str, Any]], int]:
     """Stored measurements to take again so `samples` architectures hold `again` + 1 measurements; how many do.
 
@@ -415,14 +422,14 @@ def recheck_plan(store: MeasurementStore, backend: str, device_name_: str, profi
     if not 1 <= again <= 100:
         raise LpmError(f"--pass must be from 1 to 100, got {again}")
     first: dict[str, dict[str, Any]] = {}
-    for rec in store.measurements(backend=backend, device=device_name_, profile=profile):  # good rows only
+    for rec in store.measurements(backend=backend, device=dev_name, profile=profile):  # good rows only
         first.setdefault(rec["cell_key"], rec)
-    count = store.counts(backend, device_name_, profile)  # every row: a bad one still holds its place
+    count = store.counts(backend, dev_name, profile)  # every row: a bad one still holds its place
     if not count:
-        raise LpmError(f"the store holds no {backend}/{device_name_}/{profile} measurements to recheck; "
+        raise LpmError(f"the store holds no {backend}/{dev_name}/{profile} measurements to recheck; "
                        f"fill it first with `lpm profile --backend {backend} --profile {profile} --samples N --db ...`")
     if not first:
-        raise LpmError(f"the store holds no usable {backend}/{device_name_}/{profile} measurements to recheck "
+        raise LpmError(f"the store holds no usable {backend}/{dev_name}/{profile} measurements to recheck "
                        f"({skipped_note(store.skipped)})")
     done = sum(1 for n in count.values() if n > again)
     keys = sorted(count)
@@ -430,7 +437,7 @@ def recheck_plan(store: MeasurementStore, backend: str, device_name_: str, profi
     todo = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))
             if count[keys[i]] == again and keys[i] in first]
     if again > 1 and not todo and not done:
-        raise LpmError(f"no architecture of {backend}/{device_name_}/{profile} is measured {again} times yet; "
+        raise LpmError(f"no architecture of {backend}/{dev_name}/{profile} is measured {again} times yet; "
                        f"run pass {again - 1} first (lpm recheck ... --pass {again - 1})")
     return [first[k] for k in todo[:need]], done
 
@@ -478,5 +485,6 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
             finally:
                 measurer.close()
         if not todo:
-            log(f"{db} already holds {twice} architectures measured {again + 1} times for {backend}/{dev_name}/{profile}")
+            log(f"{db} already holds {twice} architectures measured {again + 1} times for "
+                f"{backend}/{dev_name}/{profile}")
         return done

@@ -7,7 +7,8 @@ Messages are plain JSON-able dicts.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from backends.device import parse_device
 from backends.protocol import Protocol

@@ -9,6 +9,7 @@ memory-bound; the mobile-setting tables count only multiply-adds of weights).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,7 +65,7 @@ def genotype_complexity(genotype: Genotype, setting: str = "cifar") -> dict[str,
     }
 
 
-def normal_op_madds(setting: str = "cifar", reduce: "tuple | None" = None) -> tuple[int, list[int]]:
+def normal_op_madds(setting: str = "cifar", reduce: tuple | None = None) -> tuple[int, list[int]]:
     """Multiply-adds of an evaluation network as (constant, per-op table over PRIMITIVES), per image.
 
     With the reduction cell fixed (`reduce`, DARTS_V2's by default) and normal cells always
@@ -111,7 +112,7 @@ def _normal_op_madds(setting: str, reduce: tuple) -> tuple[int, list[int]]:
     return _MADDS_CACHE[key]
 
 
-def cell_madds(ops: "np.ndarray", setting: str = "cifar", reduce: "tuple | None" = None) -> "np.ndarray":
+def cell_madds(ops: np.ndarray, setting: str = "cifar", reduce: tuple | None = None) -> np.ndarray:
     """Multiply-adds per image of the evaluation networks of many normal cells, from their (N, 8) `ops`."""
     import numpy as np
 

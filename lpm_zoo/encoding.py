@@ -7,7 +7,7 @@ Bit `8 * edge + op` is 1 when edge `edge` (DARTS order, see `EDGES`) is kept wit
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ NODE_OFFSET: np.ndarray = np.cumsum([0] + [N_INPUTS + k for k in range(N_NODES -
 _SLOT_OFFSET = np.repeat(NODE_OFFSET, 2)  # (8,) edge offset of each of the 8 slots
 _SLOT_BASE = (_SLOT_OFFSET * N_OPS).astype(np.int32)  # (8,) first bit of each slot's edge block
 
-CellLike = Union[Genotype, Cell, Sequence[Sequence[object]]]
+CellLike = Genotype | Cell | Sequence[Sequence[object]]
 
 
 def cell_to_arrays(cell: CellLike) -> tuple[np.ndarray, np.ndarray]:

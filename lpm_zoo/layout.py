@@ -7,8 +7,8 @@ three agree on every cell's channels and reductions by construction.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import CONCAT

@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lpm_zoo.layout import SETTINGS, Setting  # noqa: F401 - re-exported: they live in the torch-free layout module
-from lpm_zoo.layout import cell_plan, get_setting
+from lpm_zoo.layout import SETTINGS, Setting, cell_plan, get_setting  # noqa: F401 - re-exported: they live in the torch-free layout module
 from lpm_zoo.ops import OPS, FactorizedReduce, Identity, ReLUConvBN
 from lpm_zoo.space import Cell as CellPairs
 from lpm_zoo.space import Genotype
@@ -25,7 +24,7 @@ def drop_path(x: torch.Tensor, drop_prob: float) -> torch.Tensor:
     return x.div(keep).mul(mask)
 
 
-class Cell(nn.Module):
+class EvalCell(nn.Module):
     """One evaluation cell: preprocess both inputs, 4 nodes of 2 ops each, concatenate the nodes."""
 
     def __init__(
@@ -112,7 +111,7 @@ class _Network(nn.Module):
     ) -> int:
         plan = list(cell_plan(c, layers, c_stem_out, reduction_prev))
         self.cells = nn.ModuleList(
-            Cell(genotype, p.c_prev_prev, p.c_prev, p.c, p.reduction, p.reduction_prev) for p in plan
+            EvalCell(genotype, p.c_prev_prev, p.c_prev, p.c, p.reduction, p.reduction_prev) for p in plan
         )
         self._aux_at = 2 * layers // 3
         self._c_aux = plan[self._aux_at].c_out if self._aux_at < len(plan) else c_stem_out

@@ -7,7 +7,7 @@ only), weights are random (seeded), the network is in eval mode, fp32.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.published import DARTS_V2
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # torch is imported only when a network is built
     import torch
     from torch import nn
 
-CellOrGenotype = Union[Genotype, Cell]
+CellOrGenotype = Genotype | Cell
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Profile:
         normal = cell.normal if isinstance(cell, Genotype) else cell
         return Genotype(normal=normal, reduce=self.reduce)
 
-    def build(self, cell: CellOrGenotype, seed: int = 0) -> "nn.Module":
+    def build(self, cell: CellOrGenotype, seed: int = 0) -> nn.Module:
         """The evaluation network for `cell`, eval mode, fp32, weights drawn from `seed`."""
         import torch
 
@@ -51,7 +51,7 @@ class Profile:
             model = build_network(self.genotype(cell), self.setting)
         return model.eval()
 
-    def example_input(self, seed: int = 0) -> "torch.Tensor":
+    def example_input(self, seed: int = 0) -> torch.Tensor:
         """A random input batch of the profile's shape."""
         import torch
 

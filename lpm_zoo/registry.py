@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable, Iterable
 from importlib import metadata
-from typing import Any, Callable, Generic, Iterable, TypeVar
+from typing import Any, Generic, TypeVar
 
 from lpm_zoo.errors import LpmError, clip
 
@@ -59,7 +60,8 @@ class Registry(Generic[T]):
             if not self._discovered and self.group and name not in self._items:
                 # before discovery, a name an installed entry point gives to another object is taken too
                 owner = next((ep.value for ep in entry_points(self.group) if ep.name == name), None)
-                if owner is not None and owner != f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}":
+                here = f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"
+                if owner is not None and owner != here:
                     raise ValueError(f"{self.kind} {name!r} is already provided by {owner}")
             self._add(name, obj)
             return obj
@@ -134,7 +136,7 @@ class Registry(Generic[T]):
             known = ", ".join(self.names()) or "none"
             raise LpmError(f"unknown {self.kind} {clip(name)}; known: {known}") from None
 
-    def copy(self) -> "Registry[T]":
+    def copy(self) -> Registry[T]:
         """An independent registry with the same entries and discovery state (for tests)."""
         new: Registry[T] = Registry.__new__(Registry)
         new.__dict__.update(self.__dict__)

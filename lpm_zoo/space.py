@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ast
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
 
@@ -150,13 +151,13 @@ class Genotype:
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
-    def with_reduce(self, reduce: Cell | "Genotype") -> "Genotype":
+    def with_reduce(self, reduce: Cell | Genotype) -> Genotype:
         """This genotype with another reduction cell (a Genotype gives its own `reduce`)."""
         cell = reduce.reduce if isinstance(reduce, Genotype) else reduce
         return Genotype(self.normal, self.normal_concat, cell, self.reduce_concat)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], default_reduce: Cell | None = None) -> "Genotype":
+    def from_dict(cls, data: dict[str, Any], default_reduce: Cell | None = None) -> Genotype:
         """Build from JSON-like data; `reduce` may be omitted when `default_reduce` is given."""
         if not isinstance(data, dict) or "normal" not in data:
             raise GenotypeError("a genotype object needs a 'normal' key (8 [op, input] pairs)")
@@ -175,13 +176,13 @@ class Genotype:
         )
 
     @classmethod
-    def from_json(cls, text: str, default_reduce: Cell | None = None) -> "Genotype":
+    def from_json(cls, text: str, default_reduce: Cell | None = None) -> Genotype:
         """Parse JSON text (at most MAX_GENOTYPE_CHARS); errors name the position, never echo the text."""
         _check_length(text)
         return cls.from_dict(load_json(text), default_reduce)
 
     @classmethod
-    def from_darts(cls, text: str, default_reduce: Cell | None = None) -> "Genotype":
+    def from_darts(cls, text: str, default_reduce: Cell | None = None) -> Genotype:
         """Parse the DARTS repr without executing it (the text is parsed, never evaluated)."""
         _check_length(text)
         try:

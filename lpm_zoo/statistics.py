@@ -12,7 +12,8 @@ reference baseline so they read in milliseconds. The others are absolute millise
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -14,13 +14,15 @@ duplicate rows.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -320,7 +322,7 @@ class MeasurementStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "MeasurementStore":
+    def __enter__(self) -> MeasurementStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -387,17 +389,16 @@ class MeasurementStore:
             self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
             return str(self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0])
 
-    def _transaction(self):
-        db = self._db
-
-        class _Tx:
-            def __enter__(self_inner):
-                db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self_inner, exc_type, *_):
-                db.execute("ROLLBACK" if exc_type else "COMMIT")
-
-        return _Tx()
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the write lock is taken at once)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # --- reading ----------------------------------------------------------------------
     def keys(self, backend: str, device: str, profile: str) -> set[str]:
@@ -498,12 +499,12 @@ class MeasurementStore:
             profile=profile,
             repeatability=_repeatability_of(by_key[k][1] for k in keys),
             skipped=dict(self.skipped),
-            statistic=(next(iter(stats)) if len(stats) == 1 else f"mixed: {', '.join(sorted(stats))}") if stats else None,
+            statistic=_one_statistic(stats),
         )
 
 
     def pairs(self, backend: str, device: str, profile: str, later: int = 1) -> list[tuple[dict, dict]]:
-        """(first, later-th) good measurements of each architecture measured more than `later` times, raw runs included."""
+        """(first, later-th) good measurements of architectures measured more than `later` times (raw runs too)."""
         by_key: dict[str, list[dict[str, Any]]] = {}
         for r in self.measurements(backend, device, profile):
             by_key.setdefault(r["cell_key"], []).append(r)
@@ -589,6 +590,13 @@ class MeasurementStore:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                              (statistic_key(backend, device, profile), statistic))
         return len(updates)
+
+
+def _one_statistic(stats: set[str]) -> str | None:
+    """The statistic of a set of rows: the one they share, "mixed: a, b" when several, None when no rows."""
+    if not stats:
+        return None
+    return next(iter(stats)) if len(stats) == 1 else f"mixed: {', '.join(sorted(stats))}"
 
 
 def baseline_key(backend: str, device: str, profile: str) -> str:

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                    "--out", str(d), *SEARCH_FLAGS)
         runs[lam] = (d, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     results = {}
-    for lam, (d, proc) in runs.items():
+    for lam, (_, proc) in runs.items():
         stdout, stderr = proc.communicate()
         results[lam] = _json_out(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr),
                                  f"search λ={lam:g}")

@@ -7,7 +7,7 @@ differences with ε = 0.01 / ‖∇w' L_val‖. The latency term depends on α o
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

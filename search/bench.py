@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             steps, lats = [], []
             orig_latency = s._latency_fn
 
-            def patched():
+            def patched(orig_latency=orig_latency, lats=lats):
                 fn = orig_latency()
 
                 def timed():
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             s._latency_fn = patched
             orig_step = s.architect.step
 
-            def timed_step(*a, **k):
+            def timed_step(*a, orig_step=orig_step, steps=steps, **k):
                 t0 = time.perf_counter()
                 out = orig_step(*a, **k)
                 steps.append(time.perf_counter() - t0)

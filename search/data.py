@@ -8,9 +8,9 @@ checkpoint sees exactly the batches it would have seen. CIFAR-10 is read from th
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch

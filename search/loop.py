@@ -9,7 +9,8 @@ first Ctrl-C after the current step (`StopFlag`, `run_epochs`) and measure accur
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch.optim import Optimizer

@@ -9,7 +9,7 @@ norm, as in both papers' search code.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -145,7 +145,7 @@ class SearchNetwork(nn.Module):
         arch = {id(p) for p in self.arch_parameters()}
         return [(n, p) for n, p in self.named_parameters() if id(p) not in arch]
 
-    def new(self) -> "SearchNetwork":
+    def new(self) -> SearchNetwork:
         """A network of the same shape carrying a copy of this one's architecture parameters (DARTS' `new`)."""
         other = SearchNetwork(self._C, self._num_classes, self._layers, partial_k=self.partial_k,
                               edge_norm=self.edge_norm, in_channels=self.stem[0].in_channels)

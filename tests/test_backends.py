@@ -340,8 +340,8 @@ def test_single_thread_runs_on_the_calling_thread(backend):
 
 
 def test_measure_db_rescales_to_the_stores_baseline(tmp_path, capsys):
-    from lpm_zoo.store import MeasurementStore, Measurement
     from lpm_zoo.published import DARTS_V2
+    from lpm_zoo.store import Measurement, MeasurementStore
 
     db = tmp_path / "m.db"
     proto = {"statistic": "ref_ratio", "ratio": 1.0, "reference_ms": 5.0, "reference_baseline_ms": 5.0}

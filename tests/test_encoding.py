@@ -5,7 +5,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lpm_zoo.encoding import (
-    N_BITS, canonical_cell, cell_key, decode, decode_arrays, encode, encode_arrays, keys_from_arrays,
+    N_BITS,
+    canonical_cell,
+    cell_key,
+    decode,
+    decode_arrays,
+    encode,
+    encode_arrays,
+    keys_from_arrays,
 )
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.sampler import count_cells, sample_arrays, sample_cells, sample_unique_arrays

@@ -15,9 +15,9 @@ from backends.profiler import adopt_baseline, baseline_of, recheck_plan, run_pro
 from backends.protocol import Protocol
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
-from lpm_zoo.synthetic import make_synthetic_store
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.store import SCHEMA_VERSION, BadRow, Measurement, MeasurementStore, json_safe, load_dataset, validate_row
+from lpm_zoo.synthetic import make_synthetic_store
 
 FAST = Protocol(warmup=1, rounds=2, reps=1, interleave=2)
 DB = ["--backend", "synth", "--device", "cpu", "--profile", "cifar-b1"]

@@ -25,9 +25,9 @@ from lpm_zoo.predictors import (
     predictor_class,
     register_predictor,
 )
-from lpm_zoo.synthetic import OP_COST, make_synthetic_store, synthetic_latency
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.space import PRIMITIVES, Genotype
+from lpm_zoo.synthetic import OP_COST, make_synthetic_store, synthetic_latency
 
 FAST = {"mlp": {"epochs": 150}, "mlp-plus": {"epochs": 150}, "rf": {"n_estimators": 30},
         "gbrt": {"max_iter": 40}}

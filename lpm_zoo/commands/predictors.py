@@ -18,7 +18,8 @@ MAX_LINE_BYTES = 64 * 1024
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", required=True, metavar="PATH", help="measurement database (written by lpm profile)")
     p.add_argument("--backend", required=True, help="backend the latencies were measured on (e.g. ort, torch, trt)")
-    p.add_argument("--device", required=True, help="device name as stored (e.g. cpu, p100)")
+    p.add_argument("--device-name", "--device", dest="device", required=True,
+                   help="the device name the data is filed under, as `lpm data info` shows it (e.g. cpu, p100)")
     p.add_argument("--profile", required=True, help="measurement profile (e.g. cifar-b1)")
     p.add_argument("--test-size", type=int, default=None, metavar="N",
                    help="held-out architectures (fixed seeded split; default: a fifth of the data, at most 2000)")
@@ -207,8 +208,8 @@ def _run_compare(args: argparse.Namespace) -> int:
 
     from lpm_zoo.complexity import cell_madds
     from lpm_zoo.predictors import plots, predictor_class
-    from lpm_zoo.predictors.evaluate import HEADER, compare, default_test_size, format_row, relative_spread_pct
     from lpm_zoo.predictors.base import training_hash
+    from lpm_zoo.predictors.evaluate import HEADER, compare, default_test_size, format_row, relative_spread_pct
     from lpm_zoo.profiles import get_profile
 
     types = [t.strip() for t in args.predictors.split(",") if t.strip()]

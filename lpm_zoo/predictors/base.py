@@ -13,7 +13,8 @@ import inspect
 import json
 import math
 import os
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -41,12 +42,12 @@ def list_predictor_types() -> list[str]:
     return _TYPES.names()
 
 
-def predictor_class(name: str) -> type["Predictor"]:
+def predictor_class(name: str) -> type[Predictor]:
     """The class registered as `name`; an unknown name gets an error listing the known ones."""
     return _TYPES.get(name)
 
 
-def create_predictor(name: str, **params: Any) -> "Predictor":
+def create_predictor(name: str, **params: Any) -> Predictor:
     """A new, unfitted predictor of type `name` with `params` (its `__init__` arguments)."""
     cls = predictor_class(name)
     check_params(name, params)
@@ -182,7 +183,7 @@ class Predictor:
         return f"{type(self).__name__}({args})"
 
     # --- the interface ---------------------------------------------------------------------
-    def fit(self, X: Any, y: Iterable[float]) -> "Predictor":
+    def fit(self, X: Any, y: Iterable[float]) -> Predictor:
         """Fit on cells `X` and their latencies `y` (ms); returns self."""
         ops, inputs = as_arrays(X)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
@@ -210,7 +211,7 @@ class Predictor:
         ops, inputs = as_arrays(X)
         return np.asarray(self._predict(ops, inputs), dtype=np.float64).reshape(-1)
 
-    def predict_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+    def predict_torch(self, enc: torch.Tensor) -> torch.Tensor:
         """Latency (ms) from (M, 112) float encodings, differentiable w.r.t. `enc` (relaxed cells too)."""
         raise NotImplementedError(f"predictor type {self.type_name!r} is not differentiable")
 

@@ -8,7 +8,8 @@ so larger training sets contain the smaller ones (the paper's Table 1 protocol).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

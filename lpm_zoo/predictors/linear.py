@@ -29,7 +29,7 @@ class _LinearFeatures(Predictor):
     def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _features_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+    def _features_torch(self, enc: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _fit(self, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> None:
@@ -41,7 +41,7 @@ class _LinearFeatures(Predictor):
     def _predict(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         return self._features(ops, inputs).astype(np.float64) @ self._coef + self._intercept
 
-    def predict_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+    def predict_torch(self, enc: torch.Tensor) -> torch.Tensor:
         """Latency (ms) of (M, 112) encodings, relaxed ones included; linear, so exact gradients."""
         import torch
 
@@ -81,7 +81,7 @@ class LUTPredictor(_LinearFeatures):
         flat = (np.arange(len(ops), dtype=np.int64)[:, None] * N_OPS + ops).ravel()
         return np.bincount(flat, minlength=len(ops) * N_OPS).reshape(len(ops), N_OPS).astype(np.float32)
 
-    def _features_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+    def _features_torch(self, enc: torch.Tensor) -> torch.Tensor:
         return enc if self.per == "edge" else enc.reshape(-1, N_EDGES, N_OPS).sum(1)
 
     def table(self) -> dict[str, float]:
@@ -107,7 +107,7 @@ class RidgePredictor(_LinearFeatures):
     def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         return encode_arrays(ops, inputs, np.float32)
 
-    def _features_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+    def _features_torch(self, enc: torch.Tensor) -> torch.Tensor:
         return enc
 
     def _fit(self, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> None:
@@ -143,7 +143,7 @@ class FlopsPredictor(_LinearFeatures):
     def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         return self.madds(ops)[:, None]
 
-    def _features_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+    def _features_torch(self, enc: torch.Tensor) -> torch.Tensor:
         import torch
 
         const, table = self._madds_table()

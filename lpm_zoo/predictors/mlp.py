@@ -59,7 +59,7 @@ class MLPPredictor(Predictor):
         self._y_std = 1.0
 
     # --- the network ----------------------------------------------------------------------
-    def build_module(self) -> "nn.Sequential":
+    def build_module(self) -> nn.Sequential:
         """The torch network (Linear, activation, ..., Linear), untrained; initialised from torch's RNG."""
         from torch import nn
 
@@ -72,7 +72,7 @@ class MLPPredictor(Predictor):
         layers.append(nn.Linear(width, 1))
         return nn.Sequential(*layers)
 
-    def make_optimizer(self, params: Any) -> "torch.optim.Optimizer":
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """The optimiser of the paper (momentum SGD with weight decay)."""
         import torch
 
@@ -107,7 +107,7 @@ class MLPPredictor(Predictor):
         return (type(self).make_optimizer is MLPPredictor.make_optimizer and self.activation == "sigmoid"
                 and type(self).make_scheduler is MLPPredictor.make_scheduler)
 
-    def _epochs(self, n: int, gen: "torch.Generator"):
+    def _epochs(self, n: int, gen: torch.Generator):
         """Yields (epoch, batch index tensor) in the seeded shuffled order, with a progress bar."""
         import torch
         from tqdm.auto import tqdm
@@ -119,8 +119,8 @@ class MLPPredictor(Predictor):
             for s in range(0, n, self.batch_size):
                 yield ep, perm[s : s + self.batch_size]
 
-    def _train_autograd(self, net: "nn.Sequential", X: "torch.Tensor", T: "torch.Tensor",
-                        gen: "torch.Generator") -> None:
+    def _train_autograd(self, net: nn.Sequential, X: torch.Tensor, T: torch.Tensor,
+                        gen: torch.Generator) -> None:
         """Plain torch training: any activation, optimiser or schedule."""
         import torch
 
@@ -134,7 +134,7 @@ class MLPPredictor(Predictor):
             if sched is not None:
                 sched.step()
 
-    def _train_fast(self, net: "nn.Sequential", X: "torch.Tensor", T: "torch.Tensor", gen: "torch.Generator") -> None:
+    def _train_fast(self, net: nn.Sequential, X: torch.Tensor, T: torch.Tensor, gen: torch.Generator) -> None:
         """The same computation as `_train_autograd` with SGD, gradients written out by hand (2x faster).
 
         Per batch: MSE on a sigmoid MLP, then torch.optim.SGD's update: g += wd * p,
@@ -175,7 +175,7 @@ class MLPPredictor(Predictor):
         return None
 
     # --- prediction -------------------------------------------------------------------------
-    def _tensors(self) -> list[tuple["torch.Tensor", "torch.Tensor"]]:
+    def _tensors(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         import torch
 
         cache = getattr(self, "_tcache", None)
@@ -214,7 +214,7 @@ class MLPPredictor(Predictor):
                 W, b = layers[-1]
                 out[s : s + _CHUNK] = torch.addmm(b, h, W).squeeze(1).numpy()
 
-    def predict_torch(self, enc: "torch.Tensor") -> "torch.Tensor":
+    def predict_torch(self, enc: torch.Tensor) -> torch.Tensor:
         """Latency (ms) of (M, 112) encodings, relaxed ones included; gradients flow to `enc`."""
         import torch
 
@@ -272,7 +272,7 @@ class MLPPlusPredictor(MLPPredictor):
                          weight_decay=weight_decay, seed=seed, progress=progress)
         del self.momentum  # not a parameter of this type
 
-    def make_optimizer(self, params: Any) -> "torch.optim.Optimizer":
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
         """Adam (decoupled weight decay when `weight_decay` > 0)."""
         import torch
 

@@ -184,7 +184,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise LpmError(f"{path} holds no fitted predictor ({META} is missing)") from None
     except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise LpmError(f"{file} is not readable JSON ({type(e).__name__}); fit the predictor again with lpm fit") from None
+        raise LpmError(f"{file} is not readable JSON ({type(e).__name__}); fit the predictor again with lpm fit"
+                       ) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("type"), str):
         raise LpmError(f"{file} is not a predictor's metadata (an object with a 'type' string)")
     fmt = meta.get("format", 1)
@@ -276,8 +277,8 @@ def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
 
     A model holding any type outside skops' defaults and the type's exact allow-list is refused.
     """
-    import skops.io as sio
     import sklearn
+    import skops.io as sio
 
     _check_size(file)
     try:
