@@ -6,7 +6,7 @@ import re
 
 from lpm_zoo.device import cuda_missing, parse_device  # noqa: F401 - re-exported for the backends
 from lpm_zoo.errors import LpmError
-from lpm_zoo.hardware import cpu_model
+from lpm_zoo.hardware import cpu_fingerprint, cpu_model
 
 _VENDOR_WORDS = {"nvidia", "tesla", "geforce", "quadro", "amd", "radeon", "instinct", "intel"}
 _FAMILY_WORDS = {"rtx", "gtx", "titan", "jetson"}
@@ -44,3 +44,20 @@ def device_name(device: str, override: str | None = None) -> str:
         return override
     kind, _ = parse_device(device)
     return "cpu" if kind == "cpu" else short_gpu_name(device_model(device))
+
+
+def device_fingerprint(device: str) -> dict:
+    """The hardware `device` is: the host CPU's fingerprint, or the GPU's (name, compute capability,
+    memory, driver-facing CUDA and cuDNN versions) with the host CPU beside it."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return cpu_fingerprint()
+    why = cuda_missing(index)
+    if why:
+        raise LpmError(f"{device}: {why} here; use --device cpu")
+    import torch
+
+    props = torch.cuda.get_device_properties(index)
+    return {"kind": "cuda", "model": torch.cuda.get_device_name(index),
+            "capability": f"{props.major}.{props.minor}", "memory_gb": round(props.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "host": cpu_fingerprint()}

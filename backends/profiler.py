@@ -8,12 +8,13 @@ flight, and running the same command again resumes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from backends.device import cpu_model, device_model, device_name, parse_device
+from backends.device import cpu_model, device_fingerprint, device_model, device_name, parse_device
 from backends.protocol import AUTO, Protocol, spread_of, statistic_of, time_interleaved
 from backends.registry import Backend, get_backend
 from lpm_zoo.errors import LpmError
@@ -63,6 +64,7 @@ class Measurer:
             "device_name": self.device_name,
             "device_model": device_model(device),
             "cpu_model": cpu_model(),
+            "hardware": device_fingerprint(device),
             "profile": self.profile.name,
             "input_shape": list(self.profile.input_shape),
             "weights_seed": seed,
@@ -290,6 +292,10 @@ def _store_group(store: MeasurementStore, ms: list[Measurement], baseline: float
             m0 = ms[0]
             baseline = adopt_baseline(store, m0.backend, m0.device, m0.profile, first)
     normalize(ms, baseline)
+    if ms and "hardware" in ms[0].protocol:  # which machine the store's data of this triple comes from
+        m0 = ms[0]
+        store.set_meta_once(f"hardware/{m0.backend}/{m0.device}/{m0.profile}",
+                            json.dumps(m0.protocol["hardware"], sort_keys=True))
     return baseline, store.add_many(ms, repeat=repeat)  # one transaction: durable once this returns
 
 
@@ -337,8 +343,6 @@ def choose_statistic(store: MeasurementStore, backend: str, device: str, profile
 
 def _pilot(store: MeasurementStore, backend: str, device: str, profile: str, protocol: Protocol, name: str | None,
            seed: int, cells: list[Cell], key: str, default: str, log: Callable[[str], None]) -> Protocol:
-    import json
-
     trial = replace(protocol, statistic=default, target_pct=None)  # fixed rounds: every statistic gets the same runs
     log(f"pilot: measuring {len(cells)} architectures twice to choose the most repeatable statistic on this machine")
     measurer = Measurer(backend, device, profile, trial, name, seed)

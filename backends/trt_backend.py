@@ -15,6 +15,7 @@ from typing import Any
 from backends.device import cuda_missing, parse_device
 from backends.registry import Backend, Prepared, cuda_event_times, register_backend
 from lpm_zoo.errors import LpmError
+from lpm_zoo.paths import cache_dir
 
 _CACHE_LOCK = threading.Lock()
 
@@ -28,9 +29,9 @@ def _trt():
 
 
 def default_timing_cache() -> Path:
-    """Where the timing cache lives between runs ($LPM_TRT_TIMING_CACHE or ~/.cache/lpm-zoo/trt-timing.cache)."""
+    """Where the timing cache lives between runs ($LPM_TRT_TIMING_CACHE, else in `lpm_zoo.paths.cache_dir()`)."""
     env = os.environ.get("LPM_TRT_TIMING_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "lpm-zoo" / "trt-timing.cache"
+    return Path(env) if env else cache_dir() / "trt-timing.cache"
 
 
 @register_backend("trt")

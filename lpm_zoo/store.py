@@ -28,6 +28,7 @@ import numpy as np
 
 from lpm_zoo.encoding import cell_key, cells_to_arrays, encode, genotype_key
 from lpm_zoo.errors import LpmError
+from lpm_zoo.paths import cache_dir
 from lpm_zoo.space import Genotype
 from lpm_zoo.statistics import check_statistic, is_ratio, latency_of, repeatability
 
@@ -195,6 +196,7 @@ class LatencyDataset:
     repeatability: dict[str, Any] | None = None  # MeasurementStore.repeatability: the data's noise floor
     skipped: dict[int, str] = field(default_factory=dict)  # ids of the store's bad rows left out, with why
     statistic: str | None = None  # the statistic the latencies are (e.g. p10_ratio); "mixed: a, b" if several
+    hardware: dict[str, Any] | None = None  # lpm_zoo.hardware fingerprint of the machine that measured them
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -232,7 +234,7 @@ def resolve_db(spec: str | Path) -> Path:
     name = text[len(BUNDLED_PREFIX):]
     if name not in list_bundled():
         raise LpmError(f"no bundled measurements {name!r}; bundled: {', '.join(list_bundled()) or 'none'}")
-    cache = Path(os.environ.get("LPM_ZOO_CACHE", Path.home() / ".cache" / "lpm_zoo")) / "data"
+    cache = cache_dir() / "data"
     target = cache / f"{name}.db"
     source = resources.files("lpm_zoo").joinpath(f"data/measurements/{name}.db.gz")
     stamp = target.with_suffix(".size")
@@ -481,8 +483,10 @@ class MeasurementStore:
         """Unique architectures and their latency; repeats of one architecture are combined by median."""
         by_key: dict[str, tuple[list, list[float], list[float]]] = {}
         stats: set[str] = set()
+        hardware: dict[str, Any] | None = None
         for r in self.measurements(backend, device, profile):
             stats.add(str(r["protocol"].get("statistic")))
+            hardware = hardware or _hardware_of(r["protocol"])
             entry = by_key.setdefault(r["cell_key"], (r["genotype"]["normal"], [], []))
             entry[1].append(float(r["latency_ms"]))
             entry[2].append(float(r["spread_ms"]) if r["spread_ms"] is not None else np.nan)
@@ -500,6 +504,7 @@ class MeasurementStore:
             repeatability=_repeatability_of(by_key[k][1] for k in keys),
             skipped=dict(self.skipped),
             statistic=_one_statistic(stats),
+            hardware=hardware,
         )
 
 
@@ -590,6 +595,18 @@ class MeasurementStore:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                              (statistic_key(backend, device, profile), statistic))
         return len(updates)
+
+
+def _hardware_of(protocol: dict[str, Any]) -> dict[str, Any] | None:
+    """A row's hardware fingerprint; rows written before fingerprints have the CPU or GPU model string only."""
+    hw = protocol.get("hardware")
+    if isinstance(hw, dict) and isinstance(hw.get("model"), str):
+        return hw
+    model = protocol.get("device_model") or protocol.get("cpu_model")
+    if not isinstance(model, str):
+        return None
+    kind = "cuda" if str(protocol.get("device", "cpu")).startswith("cuda") else "cpu"
+    return {"kind": kind, "model": model[:200]}
 
 
 def _one_statistic(stats: set[str]) -> str | None:

@@ -168,8 +168,12 @@ class Search:
         self.latency: LatencyTerm | None = None
         if self.cfg["predictor"]:
             from lpm_zoo.predictors import get_predictor
+            from lpm_zoo.predictors.zoo import hardware_note
 
             self.predictor = get_predictor(self.cfg["predictor"])
+            note = hardware_note(self.predictor, self.cfg["predictor"])
+            if note:
+                self.log(f"note: {note}")
             self.latency = LatencyTerm(self.predictor, self.cfg["lam"], self.cfg["samples"], self.cfg["estimator"],
                                        self.cfg["relative"], self.cfg["noise_ms"])
         torch.manual_seed(self.cfg["seed"])

@@ -143,7 +143,8 @@ def _run_fit(args: argparse.Namespace) -> int:
     meta: dict[str, Any] = {"name": name, "backend": args.backend, "device": args.device, "profile": args.profile,
                             "fit_seconds": round(fit_s, 3), "split": {"seed": args.seed, "test_size": test_size},
                             "run_spread_pct": relative_spread_pct(data.latency_ms, data.spread_ms),
-                            "data_repeatability": data.repeatability, "data_statistic": data.statistic}
+                            "data_repeatability": data.repeatability, "data_statistic": data.statistic,
+                            "hardware": data.hardware}
     if test_size:
         meta["metrics"] = metrics(data.latency_ms[test], p.predict((data.ops[test], data.inputs[test])))
     if "progress" in p.get_params():
@@ -309,6 +310,7 @@ def _configure_zoo(p: argparse.ArgumentParser) -> None:
 def _run_zoo(args: argparse.Namespace) -> int:
     import json
 
+    from lpm_zoo.hardware import describe
     from lpm_zoo.predictors.zoo import zoo_dirs, zoo_table
 
     rows = zoo_table()
@@ -321,7 +323,7 @@ def _run_zoo(args: argparse.Namespace) -> int:
               "make one with lpm profile ... then lpm fit ...")
         return 0
     print(f"{'name':<16} {'type':<9} {'backend':<8} {'device':<8} {'profile':<13} {'train':>6} {'MRE %':>6} "
-          f"{'tau':>6}  where")
+          f"{'tau':>6}  {'where':<8} hardware")
     for r in rows:
         if "error" in r:
             print(f"{r['name']:<16} unusable: {r['error']}  {r['where']}")
@@ -332,7 +334,7 @@ def _run_zoo(args: argparse.Namespace) -> int:
         cols = [str(r.get(k))[:w] for k, w in (("type", 9), ("backend", 8), ("device", 8), ("profile", 13),
                                                  ("train_size", 6))]
         print(f"{r['name']:<16} {cols[0]:<9} {cols[1]:<8} {cols[2]:<8} {cols[3]:<13} {cols[4]:>6} {mre:>6} "
-              f"{tau:>6}  {r['where']}")
+              f"{tau:>6}  {r['where']:<8} {describe(r.get('hardware'))}")
     return 0
 
 
@@ -400,10 +402,14 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     from lpm_zoo.encoding import cells_to_arrays
     from lpm_zoo.predictors import get_predictor
+    from lpm_zoo.predictors.zoo import hardware_note
     from lpm_zoo.profiles import PROFILES
     from lpm_zoo.space import parse_genotype
 
     p = get_predictor(args.predictor)
+    note = hardware_note(p, args.predictor)
+    if note:
+        print(f"lpm predict: note: {note}", file=sys.stderr)
     prof = PROFILES.get(p.meta.get("profile", ""))
     reduce = prof.reduce if prof else None
     if args.input:

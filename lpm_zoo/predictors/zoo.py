@@ -29,6 +29,7 @@ import numpy as np
 
 from lpm_zoo.encoding import decode_arrays
 from lpm_zoo.errors import LpmError
+from lpm_zoo.paths import cache_dir
 from lpm_zoo.predictors.base import Predictor, create_predictor, predictor_class, training_hash
 
 FORMAT_VERSION = 1
@@ -41,12 +42,9 @@ MAX_TRAIN_BYTES = 256 << 20  # train.json.gz, decompressed
 
 
 def user_zoo_dir() -> Path:
-    """The user's zoo: `$LPM_ZOO_HOME`, else `$XDG_CACHE_HOME/lpm_zoo/zoo`, else `~/.cache/lpm_zoo/zoo`."""
+    """The user's zoo: `$LPM_ZOO_HOME`, else `zoo/` in the cache folder (`lpm_zoo.paths.cache_dir`)."""
     env = os.environ.get("LPM_ZOO_HOME")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "lpm_zoo" / "zoo"
+    return Path(env).expanduser() if env else cache_dir() / "zoo"
 
 
 def bundled_zoo_dir() -> Path:
@@ -130,6 +128,8 @@ def save_predictor(p: Predictor, path: str | Path, **meta: Any) -> Path:
             save_file(state, str(tmp / MODEL_FILES["safetensors"]), metadata={"type": p.type_name})
         files["model"] = MODEL_FILES[p.persistence]
         _write_train(tmp / TRAIN, p._train_keys, p._train_y)
+        if hasattr(p, "_save_parts"):  # a predictor made of others (adapted) stores them beside itself
+            p._save_parts(tmp)
         files["train"] = TRAIN
         p.meta.update(meta)
         p.meta.update(
@@ -139,8 +139,8 @@ def save_predictor(p: Predictor, path: str | Path, **meta: Any) -> Path:
         )
         p.meta.setdefault("name", path.name)
         (tmp / META).write_text(json.dumps(_jsonable(p.meta), indent=2, sort_keys=True) + "\n")
-        for f in tmp.iterdir():  # mkdtemp and some writers make private files; a zoo is shareable
-            f.chmod(0o644)
+        for f in tmp.rglob("*"):  # mkdtemp and some writers make private files; a zoo is shareable
+            f.chmod(0o755 if f.is_dir() else 0o644)
         tmp.chmod(0o755)
         if path.exists():
             old = path.with_name(f".{path.name}.old.{os.getpid()}")
@@ -221,6 +221,8 @@ def load_predictor(path: str | Path) -> Predictor:
             p._load_state(load_file(str(model)))
         except Exception as e:  # a damaged or foreign file: say which and how to fix
             raise LpmError(f"cannot read the model of {path} ({type(e).__name__}); fit it again with lpm fit") from None
+        if hasattr(p, "_load_parts"):
+            p._load_parts(path)
     _check_answers(p, path)
     p.meta = meta
     return p
@@ -344,7 +346,7 @@ def zoo_table() -> list[dict[str, Any]]:
             rows.append({"name": name, "where": where, "path": str(sub), "error": str(e)})
             continue
         row = {k: meta.get(k) for k in ("type", "backend", "device", "profile", "encoding", "train_size", "metrics",
-                                        "created")}
+                                        "created", "hardware")}
         rows.append({"name": name, "where": where, "path": str(sub), **row})
     return rows
 
@@ -368,6 +370,27 @@ def predictor_path(name: str) -> Path:
         f" --profile cifar-b1 --samples 10000 --db lpm.db, then lpm fit --db lpm.db --backend {backend}"
         f" --device {device} --profile cifar-b1 --predictor mlp --name {name}"
     )
+
+
+def hardware_note(p: Predictor, name: str, backend_hint: str = "") -> str | None:
+    """One line when `p` was fitted on another CPU than this one (None otherwise, and for GPU predictors).
+
+    Predicting for a GPU that is not here is legitimate; a CPU predictor used on another CPU model
+    is usually off by a machine-wide factor, which a few measurements here remove (`lpm adapt`).
+    """
+    from lpm_zoo.hardware import cpu_fingerprint, describe, same_hardware
+
+    hw = p.meta.get("hardware")
+    if not isinstance(hw, dict) or hw.get("kind") != "cpu":
+        return None
+    here = cpu_fingerprint()
+    if same_hardware(hw, here) is not False:
+        return None
+    backend = str(p.meta.get("backend", "BACKEND"))[:20]
+    profile = str(p.meta.get("profile", "cifar-b1"))[:20]
+    return (f"{name} was fitted on {describe(hw)}; this machine is {describe(here)}: its latencies may be off by a "
+            f"machine-wide factor; adapt it here with: lpm adapt --from {name} --backend {backend} --device cpu "
+            f"--profile {profile} --samples 10 --db here.db --name {backend}-here")
 
 
 def get_predictor(name: str) -> Predictor:
