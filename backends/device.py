@@ -23,14 +23,22 @@ def short_gpu_name(full: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", first) or "gpu"
 
 
-def device_model(device: str) -> str:
-    """The full model name of `device` (CPU model, or torch's CUDA device name)."""
+def _usable_cuda(device: str) -> int | None:
+    """The CUDA index of `device` (None for a CPU); an LpmError with the reason when it is not usable here."""
     kind, index = parse_device(device)
     if kind == "cpu":
-        return cpu_model()
+        return None
     why = cuda_missing(index)
     if why:
         raise LpmError(f"{device}: {why} here; use --device cpu")
+    return index
+
+
+def device_model(device: str) -> str:
+    """The full model name of `device` (CPU model, or torch's CUDA device name)."""
+    index = _usable_cuda(device)
+    if index is None:
+        return cpu_model()
     import torch
 
     return torch.cuda.get_device_name(index)
@@ -49,12 +57,9 @@ def device_name(device: str, override: str | None = None) -> str:
 def device_fingerprint(device: str) -> dict:
     """The hardware `device` is: the host CPU's fingerprint, or the GPU's (name, compute capability,
     memory, driver-facing CUDA and cuDNN versions) with the host CPU beside it."""
-    kind, index = parse_device(device)
-    if kind == "cpu":
+    index = _usable_cuda(device)
+    if index is None:
         return cpu_fingerprint()
-    why = cuda_missing(index)
-    if why:
-        raise LpmError(f"{device}: {why} here; use --device cpu")
     import torch
 
     props = torch.cuda.get_device_properties(index)
