@@ -312,10 +312,12 @@ def choose_statistic(store: MeasurementStore, backend: str, device: str, profile
 
     The statistic recorded in the store wins (asking for another is an error: `lpm data restat`
     converts a store); a store without one takes that of its existing rows, else the one asked
-    for. With `auto` on a new store, a pilot measures up to PILOT architectures twice, ranks every
-    statistic by how well the two passes agree (`lpm_zoo.statistics.compare_statistics`), keeps
-    the best, and records the choice and the pilot's figures in the store; the pilot's first pass
-    is stored as ordinary measurements.
+    for. With `auto` on a new store, a pilot measures up to PILOT architectures twice, ranks the
+    statistics by how well the two passes agree (`lpm_zoo.statistics.compare_statistics`): the
+    ratio ones when the reference is timed (they cancel drift over hours, which two passes a
+    minute apart cannot show), the absolute ones otherwise; it keeps the best and records the
+    choice and the pilot's figures in the store; the pilot's first pass is stored as ordinary
+    measurements.
     """
     dev_name = device_name(device, name)
     where = f"{backend}/{dev_name}/{profile}"
@@ -352,8 +354,9 @@ def _pilot(store: MeasurementStore, backend: str, device: str, profile: str, pro
         measurer.close()
     raw = [[{"runs_ms": m.runs_ms, "rounds": m.protocol["rounds"],
              "reference_runs_ms": m.protocol.get("reference_runs_ms")} for m in p] for p in passes]
-    ranked = compare_statistics(list(zip(*raw)),
-                                [s for s in STATISTICS if protocol.reference or not is_ratio(s)])
+    # With the reference timed, only ratio statistics compete: two passes a minute apart cannot show the
+    # drift over hours that a ratio cancels and an absolute statistic keeps (BENCHMARKS.md, "Measurement").
+    ranked = compare_statistics(list(zip(*raw)), [s for s in STATISTICS if is_ratio(s) == protocol.reference])
     best = ranked[0]["statistic"] if ranked else default
     chosen = store.set_meta_once(key, best)  # another profiler's pilot may have won: use its choice
     store.set_meta_once(f"pilot/{key.split('/', 1)[1]}", json.dumps(json_safe(

@@ -31,7 +31,8 @@ def test_auto_runs_a_pilot_once_and_the_store_keeps_its_choice(tmp_path, capsys)
         chosen = s.meta(statistic_key(*WHERE))
         pilot = json.loads(s.meta("pilot/ort/cpu/cifar-b1"))
         rows = list(s.measurements())
-    assert chosen in STATISTICS and f"pilot: {chosen} repeats best here" in err
+    assert chosen.endswith("_ratio") and f"pilot: {chosen} repeats best here" in err  # the reference is timed
+    assert {r["statistic"] for r in pilot["ranking"]} == {x for x in STATISTICS if x.endswith("_ratio")}
     assert pilot["architectures"] == 6 and pilot["ranking"][0]["statistic"] == chosen
     assert len(rows) == 6 and {r["protocol"]["statistic"] for r in rows} == {chosen}
     # the rows' latencies are the chosen statistic of their own raw runs (ratios in the store's baseline)
@@ -47,6 +48,14 @@ def test_auto_runs_a_pilot_once_and_the_store_keeps_its_choice(tmp_path, capsys)
     assert "pilot:" not in capsys.readouterr().err  # the store keeps its statistic: no second pilot
     with MeasurementStore(db, readonly=True) as s:
         assert {r["protocol"]["statistic"] for r in s.measurements()} == {chosen} and s.count(*WHERE) == 7
+
+
+def test_without_the_reference_the_pilot_picks_an_absolute_statistic(tmp_path, capsys):
+    db = tmp_path / "n.db"
+    assert _profile(db, "--target-pct", "0", "--no-reference") == 0
+    with MeasurementStore(db, readonly=True) as s:
+        chosen = s.meta(statistic_key(*WHERE))
+    assert chosen in STATISTICS and not chosen.endswith("_ratio")
 
 
 def test_adaptive_rounds_are_recorded_per_row_and_recheck_reuses_the_budget(tmp_path, capsys):
