@@ -143,8 +143,8 @@ def _wait_for_rows(db, n, proc, timeout=120):
 @pytest.mark.slow
 def test_kill_9_loses_at_most_the_group_in_flight_and_resumes(tmp_path):
     db = str(tmp_path / "m.db")
-    cmd = _lpm("profile", "--backend", "ort", "--samples", "40", "--db", db, "--interleave", "1",
-               "--no-progress", *FAST_ARGS)
+    cmd = _lpm("profile", "--backend", "ort", "--samples", "400", "--db", db, "--interleave", "1",
+               "--no-progress", "--statistic", "ref_ratio", *FAST_ARGS)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for_rows(db, 2, proc)
     proc.send_signal(signal.SIGKILL)
@@ -152,7 +152,7 @@ def test_kill_9_loses_at_most_the_group_in_flight_and_resumes(tmp_path):
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         n = c.execute("SELECT COUNT(DISTINCT cell_key) FROM measurements").fetchone()[0]
-    assert 2 <= n < 40
+    assert 2 <= n < 400
     target = n + 2
     out = subprocess.run(_lpm("profile", "--backend", "ort", "--samples", str(target), "--db", db,
                               "--interleave", "1", "--no-progress", *FAST_ARGS),
@@ -166,16 +166,16 @@ def test_kill_9_loses_at_most_the_group_in_flight_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     db = str(tmp_path / "m.db")
-    proc = subprocess.Popen(_lpm("profile", "--backend", "ort", "--samples", "40", "--db", db, "--interleave", "1",
-                                 "--no-progress", *FAST_ARGS), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(_lpm("profile", "--backend", "ort", "--samples", "400", "--db", db, "--interleave", "1",
+                                 "--no-progress", "--statistic", "ref_ratio", *FAST_ARGS), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     _wait_for_rows(db, 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "run the same command again to resume" in err and "Traceback" not in err
     with MeasurementStore(db) as s:
-        assert 1 <= s.count("ort", "cpu", "cifar-b1") < 40
+        assert 1 <= s.count("ort", "cpu", "cifar-b1") < 400
 
 
 def test_profile_command_and_data_info_export(tmp_path, capsys):
