@@ -192,9 +192,18 @@ class AdaptedPredictor(Predictor):
         self._beta = beta
 
     def _save_parts(self, folder: Path) -> None:
-        """Copy the sources into `folder/sources/k`, so the adapted predictor stands on its own."""
-        for k, d in enumerate(self.source_dirs):
-            shutil.copytree(d, folder / "sources" / str(k), ignore=shutil.ignore_patterns("sources"))
+        """Copy the sources' own files into `folder/sources/k`, so the adapted predictor stands on its own.
+
+        Only the files a predictor consists of are copied (never links or other files in its folder).
+        """
+        from lpm_zoo.predictors.zoo import META, MODEL_FILES, TRAIN
+
+        for k, (src, d) in enumerate(zip(self.sources, self.source_dirs)):
+            out = folder / "sources" / str(k)
+            out.mkdir(parents=True)
+            for name in (META, MODEL_FILES[src.persistence], TRAIN):
+                if (d / name).is_file() and not (d / name).is_symlink():
+                    shutil.copyfile(d / name, out / name)
 
     def _load_parts(self, folder: Path) -> None:
         """Load the sources copied beside the model (never another adapted predictor: no nesting)."""
