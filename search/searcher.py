@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ METHODS: dict[str, Method] = {
 """The paper's §4.1: SGD momentum 0.9, wd 3e-4, cosine to 0 over 50 epochs; α by Adam, betas (0.5, 0.999), wd 1e-3."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class SearchConfig:
     """Everything that defines a search run; `None` means the method's default."""
 
@@ -89,7 +89,7 @@ class SearchConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self) -> ResolvedSearch:
         """The settings with the method's defaults filled in (what the run actually uses)."""
         if self.method not in METHODS:
             raise LpmError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
@@ -102,36 +102,55 @@ class SearchConfig:
         out["epochs"] = epochs
         if out["warmup_epochs"] is None:  # the paper's 15 of 50 epochs, scaled to the run's length
             out["warmup_epochs"] = round(m.warmup_epochs * epochs / m.epochs)
-        out.update(unrolled=m.unrolled, edge_norm=m.edge_norm, momentum=m.momentum, weight_decay=m.weight_decay,
-                   arch_betas=list(m.arch_betas), arch_weight_decay=m.arch_weight_decay)
+        return ResolvedSearch(**out, unrolled=m.unrolled, edge_norm=m.edge_norm, momentum=m.momentum,
+                              weight_decay=m.weight_decay, arch_betas=tuple(m.arch_betas),
+                              arch_weight_decay=m.arch_weight_decay)
+
+
+@dataclass(frozen=True)
+class ResolvedSearch(SearchConfig):
+    """A search's settings with every default filled in, and the method's fixed ones (what the run uses)."""
+
+    unrolled: bool = False
+    edge_norm: bool = False
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as plain data (result.json, checkpoints)."""
+        out = asdict(self)
+        out["arch_betas"] = list(self.arch_betas)
         return out
 
 
-def _check(cfg: dict[str, Any]) -> None:
+def _check(cfg: ResolvedSearch) -> ResolvedSearch:
     """Refuse, before anything is loaded or trained, settings the run could not complete with."""
-    if cfg["epochs"] < 1:
-        raise LpmError(f"--epochs must be at least 1, got {cfg['epochs']}")
-    if cfg["batch_size"] < 2:
-        raise LpmError(f"--batch-size must be at least 2, got {cfg['batch_size']}")
-    if cfg["channels"] < 1 or cfg["layers"] < 3:
+    if cfg.epochs < 1:
+        raise LpmError(f"--epochs must be at least 1, got {cfg.epochs}")
+    if cfg.batch_size < 2:
+        raise LpmError(f"--batch-size must be at least 2, got {cfg.batch_size}")
+    if cfg.channels < 1 or cfg.layers < 3:
         raise LpmError("--channels must be >= 1 and --layers >= 3 (two reduction cells and a normal one)")
-    if cfg["partial_k"] < 1:
-        raise LpmError(f"--partial-k must be at least 1 (1: all channels, DARTS), got {cfg['partial_k']}")
-    if cfg["channels"] % cfg["partial_k"]:
-        raise LpmError(f"--channels {cfg['channels']} must be divisible by the partial-channel K={cfg['partial_k']}")
+    if cfg.partial_k < 1:
+        raise LpmError(f"--partial-k must be at least 1 (1: all channels, DARTS), got {cfg.partial_k}")
+    if cfg.channels % cfg.partial_k:
+        raise LpmError(f"--channels {cfg.channels} must be divisible by the partial-channel K={cfg.partial_k}")
     for key, flag, above in (("lam", "--lambda", False), ("lr", "--lr", True), ("lr_min", "--lr-min", False),
                              ("arch_lr", "--arch-lr", False), ("noise_ms", "--noise", False),
                              ("grad_clip", "grad_clip", True), ("train_portion", "train_portion", True)):
-        check_number(flag, cfg[key], 0.0, above)
-    if cfg["warmup_epochs"] < 0:
-        raise LpmError(f"--warmup-epochs must be >= 0, got {cfg['warmup_epochs']}")
-    if cfg["predictor"] and not 2 <= cfg["samples"] <= 10_000:
-        raise LpmError(f"--samples must be in [2, 10000] (sub-networks per step), got {cfg['samples']}")
-    if cfg["lam"] > 0 and not cfg["predictor"]:
+        check_number(flag, getattr(cfg, key), 0.0, above)
+    if cfg.warmup_epochs < 0:
+        raise LpmError(f"--warmup-epochs must be >= 0, got {cfg.warmup_epochs}")
+    if cfg.predictor and not 2 <= cfg.samples <= 10_000:
+        raise LpmError(f"--samples must be in [2, 10000] (sub-networks per step), got {cfg.samples}")
+    if cfg.lam > 0 and not cfg.predictor:
         raise LpmError("--lambda > 0 needs --predictor NAME (a fitted predictor from `lpm zoo` or a directory)")
-    cfg["device"] = check_device(cfg["device"])
-    if cfg["max_steps"] is not None and cfg["max_steps"] < 1:
-        raise LpmError(f"--max-steps must be at least 1, got {cfg['max_steps']}")
+    cfg = replace(cfg, device=check_device(cfg.device))
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise LpmError(f"--max-steps must be at least 1, got {cfg.max_steps}")
+    return cfg
 
 
 # The fields that must match for a checkpoint to be resumed (everything but presentation).
@@ -156,37 +175,36 @@ class Search:
 
     def __init__(self, config: SearchConfig, out: str | Path, log: Callable[[str], None] = print,
                  progress: bool = True):
-        self.cfg = config.resolved()
-        _check(self.cfg)
+        self.cfg = _check(config.resolved())
         self.out = Path(out)
         check_checkpoint_path(self.checkpoint_path)  # found unwritable now, not after the first epoch
         self.log = log
         self.progress = progress
-        self.device = torch.device(self.cfg["device"])
-        self.data: ImageData = load_data(self.cfg["dataset"], self.cfg["data_dir"], self.cfg["resolution"])
+        self.device = torch.device(self.cfg.device)
+        self.data: ImageData = load_data(self.cfg.dataset, self.cfg.data_dir, self.cfg.resolution)
         self.predictor = None
         self.latency: LatencyTerm | None = None
-        if self.cfg["predictor"]:
+        if self.cfg.predictor:
             from lpm_zoo.predictors import get_predictor
             from lpm_zoo.predictors.zoo import hardware_note
 
-            self.predictor = get_predictor(self.cfg["predictor"])
-            note = hardware_note(self.predictor, self.cfg["predictor"])
+            self.predictor = get_predictor(self.cfg.predictor)
+            note = hardware_note(self.predictor, self.cfg.predictor)
             if note:
                 self.log(f"note: {note}")
-            self.latency = LatencyTerm(self.predictor, self.cfg["lam"], self.cfg["samples"], self.cfg["estimator"],
-                                       self.cfg["relative"], self.cfg["noise_ms"])
-        torch.manual_seed(self.cfg["seed"])
-        self.model = SearchNetwork(self.cfg["channels"], self.data.num_classes, self.cfg["layers"],
-                                   partial_k=self.cfg["partial_k"], edge_norm=self.cfg["edge_norm"]).to(self.device)
-        self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=self.cfg["lr"], momentum=self.cfg["momentum"],
-                                     weight_decay=self.cfg["weight_decay"])
-        self.scheduler = cosine_schedule(self.w_opt, self.cfg["epochs"], self.cfg["lr_min"])
-        self.architect = Architect(self.model, self.cfg["arch_lr"], tuple(self.cfg["arch_betas"]),
-                                   self.cfg["arch_weight_decay"], self.cfg["momentum"], self.cfg["weight_decay"],
-                                   unrolled=self.cfg["unrolled"])
-        self.gen = torch.Generator().manual_seed(self.cfg["seed"])
-        self.train_idx, self.val_idx = split_halves(len(self.data.y_train), self.cfg["train_portion"])
+            self.latency = LatencyTerm(self.predictor, self.cfg.lam, self.cfg.samples, self.cfg.estimator,
+                                       self.cfg.relative, self.cfg.noise_ms)
+        torch.manual_seed(self.cfg.seed)
+        self.model = SearchNetwork(self.cfg.channels, self.data.num_classes, self.cfg.layers,
+                                   partial_k=self.cfg.partial_k, edge_norm=self.cfg.edge_norm).to(self.device)
+        self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
+                                     weight_decay=self.cfg.weight_decay)
+        self.scheduler = cosine_schedule(self.w_opt, self.cfg.epochs, self.cfg.lr_min)
+        self.architect = Architect(self.model, self.cfg.arch_lr, tuple(self.cfg.arch_betas),
+                                   self.cfg.arch_weight_decay, self.cfg.momentum, self.cfg.weight_decay,
+                                   unrolled=self.cfg.unrolled)
+        self.gen = torch.Generator().manual_seed(self.cfg.seed)
+        self.train_idx, self.val_idx = split_halves(len(self.data.y_train), self.cfg.train_portion)
         if min(len(self.train_idx), len(self.val_idx)) < 2:
             raise LpmError("the training set is too small to split into halves for w and α")
         self.state = SearchState()
@@ -213,7 +231,7 @@ class Search:
         return {"w_opt": self.w_opt, "a_opt": self.architect.optimizer}
 
     def _resume_config(self) -> dict[str, Any]:
-        cfg = {k: self.cfg[k] for k in _RESUME_KEYS}
+        cfg = {k: getattr(self.cfg, k) for k in _RESUME_KEYS}
         if self.predictor is not None:  # the same name refitted is another predictor: never resume across it
             meta = self.predictor.meta
             cfg["predictor_fit"] = f"{meta.get('type')}:{meta.get('train_hash')}:{meta.get('created')}"
@@ -231,13 +249,13 @@ class Search:
 
     # --- the loop -----------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
-        bs = self.cfg["batch_size"]
+        bs = self.cfg.batch_size
         n = min(math.ceil(len(self.train_idx) / bs), math.ceil(len(self.val_idx) / bs))
-        return min(n, self.cfg["max_steps"]) if self.cfg["max_steps"] else n
+        return min(n, self.cfg.max_steps) if self.cfg.max_steps else n
 
     def _latency_fn(self):
         lt, m = self.latency, self.model
-        if lt is None or self.cfg["lam"] == 0:
+        if lt is None or self.cfg.lam == 0:
             return None
         return lambda: lt(m.alphas_normal.cpu(), None if m.betas_normal is None else m.betas_normal.cpu(), self.gen)
 
@@ -245,9 +263,9 @@ class Search:
         """Search until the last epoch (or a Ctrl-C, which saves a checkpoint); returns the result."""
         cfg, st = self.cfg, self.state
         n_steps = self.steps_per_epoch()
-        run_epochs(lambda bar: self._run_epoch(n_steps, bar), lambda: self.state.epoch >= cfg["epochs"], self.stop,
-                   total=cfg["epochs"] * n_steps, initial=st.epoch * n_steps + st.step,
-                   desc=f"search {cfg['method']}", progress=self.progress)
+        run_epochs(lambda bar: self._run_epoch(n_steps, bar), lambda: self.state.epoch >= cfg.epochs, self.stop,
+                   total=cfg.epochs * n_steps, initial=st.epoch * n_steps + st.step,
+                   desc=f"search {cfg.method}", progress=self.progress)
         if self.stop:
             self.save_checkpoint()
             return {"interrupted": True, "epoch": self.state.epoch, "step": self.state.step}
@@ -257,10 +275,10 @@ class Search:
         cfg, st, model = self.cfg, self.state, self.model
         epoch = st.epoch
         lr = self.w_opt.param_groups[0]["lr"]  # this epoch's, set by the cosine schedule
-        arch_on = epoch >= cfg["warmup_epochs"]
-        seed = cfg["seed"] * 100003 + epoch
-        train = iterate(self.data, self.train_idx, cfg["batch_size"], seed, self.gen, start=st.step)
-        val = iterate(self.data, self.val_idx, cfg["batch_size"], seed + 50021, self.gen, start=st.step)
+        arch_on = epoch >= cfg.warmup_epochs
+        seed = cfg.seed * 100003 + epoch
+        train = iterate(self.data, self.train_idx, cfg.batch_size, seed, self.gen, start=st.step)
+        val = iterate(self.data, self.val_idx, cfg.batch_size, seed + 50021, self.gen, start=st.step)
         latency_fn = self._latency_fn() if arch_on else None
         timed_latency = None
         if latency_fn is not None:
@@ -285,7 +303,7 @@ class Search:
             logits = model(x)
             loss = torch.nn.functional.cross_entropy(logits, y)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg.grad_clip)
             self.w_opt.step()
             s["loss"] = s.get("loss", 0.0) + loss.item() * len(y)
             s["correct"] = s.get("correct", 0) + int((logits.argmax(1) == y).sum())
@@ -306,8 +324,8 @@ class Search:
     def evaluate(self) -> float:
         """Accuracy of the search network on the α half (eval mode), DARTS' `infer`."""
         idx = self.val_idx
-        if self.cfg["max_steps"]:  # quick runs validate on as many images as they train on per epoch
-            idx = idx[: self.cfg["max_steps"] * self.cfg["batch_size"]]
+        if self.cfg.max_steps:  # quick runs validate on as many images as they train on per epoch
+            idx = idx[: self.cfg.max_steps * self.cfg.batch_size]
         return evaluate(self.model, self.data.x_train, self.data.y_train, self.device, index=idx)
 
     def predicted(self) -> dict[str, float]:
@@ -367,19 +385,19 @@ class Search:
         result = {
             "genotype": g.to_darts(),
             "genotype_json": g.to_dict(),
-            "method": self.cfg["method"],
-            "predictor": self.cfg["predictor"],
-            "lambda": self.cfg["lam"],
-            "relative": self.cfg["relative"],
+            "method": self.cfg.method,
+            "predictor": self.cfg.predictor,
+            "lambda": self.cfg.lam,
+            "relative": self.cfg.relative,
             "estimator": None if self.latency is None else self.latency.estimator,
             "reference_ms": None if self.latency is None else self.latency.reference_ms,
             "val_acc": last.get("val_acc"),
             "predicted_latency_ms": last.get("lat_genotype_ms"),
             "lat_alpha_ms": last.get("lat_alpha_ms"),
-            "epochs": self.cfg["epochs"],
-            "seed": self.cfg["seed"],
-            "dataset": self.cfg["dataset"],
-            "config": self.cfg,
+            "epochs": self.cfg.epochs,
+            "seed": self.cfg.seed,
+            "dataset": self.cfg.dataset,
+            "config": self.cfg.as_dict(),
             "mean_step_s": step_s,
             "mean_latency_term_s": lat_s,
             "latency_term_fraction": (lat_s / step_s) if lat_s is not None and step_s > 0 else None,
@@ -391,6 +409,6 @@ class Search:
 
     def _title(self) -> str:
         c = self.cfg
-        lam = f"λ={c['lam']:g}{' (relative)' if c['relative'] else ' s⁻¹'}" if c["predictor"] else "no latency term"
-        name = Path(c["predictor"]).name if c["predictor"] else ""
-        return f"{c['method']} on {c['dataset']}, {lam}" + (f", {name}" if name else "")
+        lam = f"λ={c.lam:g}{' (relative)' if c.relative else ' s⁻¹'}" if c.predictor else "no latency term"
+        name = Path(c.predictor).name if c.predictor else ""
+        return f"{c.method} on {c.dataset}, {lam}" + (f", {name}" if name else "")

@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ at 16x16 where the CIFAR auxiliary head (which needs an 8x8 map after two reduct
 `--resolution 32 --auxiliary-weight 0.4` to train digits with it."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """An evaluation training run; `None` takes the dataset's default from `TRAIN_DEFAULTS`."""
 
@@ -57,7 +57,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self) -> TrainConfig:
+        """The settings with the dataset's defaults filled in and checked (what the run uses)."""
         if self.dataset not in TRAIN_DEFAULTS:
             raise LpmError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(TRAIN_DEFAULTS)}")
         out = asdict(self)
@@ -77,7 +78,7 @@ class TrainConfig:
             raise LpmError(f"the auxiliary head needs 32x32 inputs (8x8 after two reductions); got --resolution "
                            f"{out['resolution']}: use --resolution 32 or --auxiliary-weight 0")
         out["device"] = check_device(out["device"])
-        return out
+        return replace(self, **out)
 
 
 def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | None = None,
@@ -89,21 +90,21 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
     cfg = config.resolved()
     if out:
         check_checkpoint_path(Path(out) / "train_checkpoint.pt")
-    device = torch.device(cfg["device"])
-    data = load_data(cfg["dataset"], cfg["data_dir"], cfg["resolution"])
-    torch.manual_seed(cfg["seed"])
-    aux = cfg["auxiliary_weight"] > 0
-    model = NetworkCIFAR(cfg["channels"], data.num_classes, cfg["layers"], aux, genotype).to(device)
+    device = torch.device(cfg.device)
+    data = load_data(cfg.dataset, cfg.data_dir, cfg.resolution)
+    torch.manual_seed(cfg.seed)
+    aux = cfg.auxiliary_weight > 0
+    model = NetworkCIFAR(cfg.channels, data.num_classes, cfg.layers, aux, genotype).to(device)
     params_m = count_params(model) / 1e6
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
-    scheduler = cosine_schedule(opt, cfg["epochs"], cfg["lr_min"])
-    gen = torch.Generator().manual_seed(cfg["seed"])
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    scheduler = cosine_schedule(opt, cfg.epochs, cfg.lr_min)
+    gen = torch.Generator().manual_seed(cfg.seed)
     idx = torch.arange(len(data.y_train))
-    n_steps = math.ceil(len(idx) / cfg["batch_size"])
-    if cfg["max_steps"]:
-        n_steps = min(n_steps, cfg["max_steps"])
+    n_steps = math.ceil(len(idx) / cfg.batch_size)
+    if cfg.max_steps:
+        n_steps = min(n_steps, cfg.max_steps)
     ck_path = Path(out) / "train_checkpoint.pt" if out else None
-    ck_config = {"genotype": genotype.to_darts(), **{k: v for k, v in cfg.items() if k != "device"}}
+    ck_config = {"genotype": genotype.to_darts(), **{k: v for k, v in asdict(cfg).items() if k != "device"}}
     epoch, history = 0, []
     if ck_path and ck_path.is_file() and not restart:
         ck = load_checkpoint(ck_path, device, ck_config)
@@ -115,10 +116,10 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
     def run_epoch(bar) -> None:
         nonlocal epoch
         lr = opt.param_groups[0]["lr"]  # this epoch's, set by the cosine schedule
-        model.drop_path_prob = cfg["drop_path"] * epoch / cfg["epochs"]
+        model.drop_path_prob = cfg.drop_path * epoch / cfg.epochs
         model.train()
         tot, correct, n = 0.0, 0, 0
-        batches = iterate(data, idx, cfg["batch_size"], cfg["seed"] * 100003 + epoch, gen, cutout=cfg["cutout"])
+        batches = iterate(data, idx, cfg.batch_size, cfg.seed * 100003 + epoch, gen, cutout=cfg.cutout)
         for _ in range(n_steps):
             if stop:
                 return
@@ -129,9 +130,9 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
             logits, logits_aux = out_ if isinstance(out_, tuple) else (out_, None)
             loss = F.cross_entropy(logits, y)
             if logits_aux is not None:
-                loss = loss + cfg["auxiliary_weight"] * F.cross_entropy(logits_aux, y)
+                loss = loss + cfg.auxiliary_weight * F.cross_entropy(logits_aux, y)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             tot += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
@@ -139,7 +140,7 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
             bar.update(1)
         if stop:
             return
-        n_test = cfg["max_steps"] * cfg["batch_size"] if cfg["max_steps"] else len(data.y_test)
+        n_test = cfg.max_steps * cfg.batch_size if cfg.max_steps else len(data.y_test)
         test_acc = evaluate(model, data.x_test[:n_test], data.y_test[:n_test], device)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot / max(n, 1), "train_acc": correct / max(n, 1),
                "test_acc": test_acc}
@@ -153,17 +154,17 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
                                       "epoch": epoch, "history_json": json.dumps(history)})
 
     t_start = time.perf_counter()
-    run_epochs(run_epoch, lambda: epoch >= cfg["epochs"], stop, total=cfg["epochs"] * n_steps,
+    run_epochs(run_epoch, lambda: epoch >= cfg.epochs, stop, total=cfg.epochs * n_steps,
                initial=epoch * n_steps, desc="train", progress=progress)
     result = {
         "genotype": genotype.to_darts(),
-        "dataset": cfg["dataset"],
+        "dataset": cfg.dataset,
         "params_M": params_m,
         "test_acc": history[-1]["test_acc"] if history else None,
         "epochs_done": epoch,
         "interrupted": bool(stop),
         "seconds": time.perf_counter() - t_start,
-        "config": cfg,
+        "config": asdict(cfg),
         "history": history,
     }
     if out and not stop:

@@ -149,7 +149,7 @@ def test_each_method_updates_alpha_and_writes_outputs(method, tmp_path, predicto
 def test_pc_darts_warmup_freezes_alpha(tmp_path):
     cfg = SearchConfig(method="pc-darts", **{**TINY, "epochs": 2, "max_steps": 1})
     s = Search(cfg, tmp_path, progress=False, log=lambda m: None)
-    assert s.cfg["warmup_epochs"] == 1 and s.cfg["batch_size"] == 16  # 15 of 50 scaled to 2 epochs
+    assert s.cfg.warmup_epochs == 1 and s.cfg.batch_size == 16  # 15 of 50 scaled to 2 epochs
     a0 = s.model.alphas_normal.detach().clone()
     s.run()
     assert [row["arch_updates"] for row in s.state.history] == [False, True]
@@ -158,10 +158,10 @@ def test_pc_darts_warmup_freezes_alpha(tmp_path):
 
 def test_paper_defaults():
     d = SearchConfig(method="darts").resolved()
-    assert (d["batch_size"], d["lr"], d["arch_lr"], d["epochs"], d["warmup_epochs"]) == (64, 0.025, 3e-4, 50, 0)
+    assert (d.batch_size, d.lr, d.arch_lr, d.epochs, d.warmup_epochs) == (64, 0.025, 3e-4, 50, 0)
     p = SearchConfig(method="pc-darts").resolved()
-    assert (p["batch_size"], p["lr"], p["arch_lr"], p["warmup_epochs"], p["partial_k"]) == (256, 0.1, 6e-4, 15, 4)
-    assert d["arch_betas"] == [0.5, 0.999] and d["arch_weight_decay"] == 1e-3 and d["weight_decay"] == 3e-4
+    assert (p.batch_size, p.lr, p.arch_lr, p.warmup_epochs, p.partial_k) == (256, 0.1, 6e-4, 15, 4)
+    assert d.arch_betas == (0.5, 0.999) and d.arch_weight_decay == 1e-3 and d.weight_decay == 3e-4
 
 
 def test_score_estimator_drives_search_with_any_predictor(tmp_path):
