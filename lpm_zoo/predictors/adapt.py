@@ -108,6 +108,22 @@ def choose_method(S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray, y
     return best["design"], [{k: v for k, v in r.items() if k != "design"} for r in rows]
 
 
+def adapt_fit(S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray, y: np.ndarray,
+              methods: tuple[str, ...] = METHODS) -> tuple[_Design, np.ndarray, list[dict[str, Any]]]:
+    """The `lpm adapt` fit on precomputed columns: (chosen design, its coefficients, every candidate's LOO score)."""
+    design, table = choose_method(S, madds, counts, y, methods)
+    X, pen = design.columns(S, madds, counts)
+    return design, _solve(X, y, pen), table
+
+
+def adapt_predict(fit: tuple[_Design, np.ndarray, Any], S: np.ndarray, madds: np.ndarray | None,
+                  counts: np.ndarray) -> np.ndarray:
+    """Latencies of new cells from their columns under an `adapt_fit` result."""
+    design, beta = fit[0], fit[1]
+    X, _ = design.columns(S, madds, counts)
+    return X @ beta
+
+
 @register_predictor("adapted")
 class AdaptedPredictor(Predictor):
     """Source predictors' latencies, re-mapped to this device by a method chosen on a few measurements."""

@@ -30,7 +30,7 @@ def split_indices(n: int, test_size: int, seed: int = 0) -> tuple[np.ndarray, np
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """MAE (ms), mean relative error (%), share within ±10% (%), Kendall τ, Spearman ρ."""
+    """MAE (ms), mean relative error (%), shares within ±5% and ±10% (%), Kendall τ, Spearman ρ."""
     from scipy.stats import kendalltau, spearmanr
 
     y_true = np.asarray(y_true, np.float64)
@@ -41,6 +41,7 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         "n": int(len(y_true)),
         "mae_ms": float(np.mean(np.abs(y_pred - y_true))),
         "mre_pct": float(100 * rel.mean()),
+        "within5_pct": float(100 * np.mean(rel <= 0.05)),
         "within10_pct": float(100 * np.mean(rel <= 0.10)),
         "kendall_tau": float("nan") if const else float(kendalltau(y_true, y_pred)[0]),
         "spearman_rho": float("nan") if const else float(spearmanr(y_true, y_pred)[0]),

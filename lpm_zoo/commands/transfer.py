@@ -1,0 +1,160 @@
+"""`lpm transfer`: the leave-one-device-out benchmark of `lpm adapt` over the device zoo's stores."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lpm_zoo.cli import Command
+
+SUMMARY = (("all", "random"), ("all", "calibration"), ("best same-runtime", "random"), ("other-runtime", "random"))
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", action="append", default=None, metavar="STORE",
+                   help="a measurement store or bundled:NAME (repeatable; default: every bundled store)")
+    p.add_argument("--target", action="append", default=None, metavar="BACKEND/DEVICE/PROFILE",
+                   help="only these targets (repeatable; default: every device; the others are still sources)")
+    p.add_argument("--sizes", default="5,10,20,50,100", metavar="N1,N2,...",
+                   help="measured cells on the target (default 5,10,20,50,100)")
+    p.add_argument("--draws", type=int, default=30, help="random draws of N cells (default 30)")
+    p.add_argument("--source-type", default="mlp-plus", metavar="TYPE",
+                   help="predictor type fitted on each source device and as the native one (default mlp-plus)")
+    p.add_argument("--scratch", default="ridge,lut,mlp-plus", metavar="T1,T2,...",
+                   help="types fitted from scratch on the same N cells (default ridge,lut,mlp-plus; '' for none)")
+    p.add_argument("--test-size", type=int, default=None, metavar="N",
+                   help="held-out cells per target (default a fifth, at most 2,000)")
+    p.add_argument("--min-cells", type=int, default=200, help="smallest device taken from the stores (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the splits and draws (default 0)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write rows.jsonl (resumed: finished targets are kept), table.md and error_vs_n.png here")
+    p.add_argument("--json", action="store_true", help="print every row as one JSON object per line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fmt(r: dict[str, Any], label: str) -> str:
+    return (f"| {r['target']} | {label} | {r['cells']} | {r['n']} | {r['mre_pct']:.2f} ± {r['mre_pct_sd']:.2f} | "
+            f"{r['kendall_tau']:.3f} | {r['spearman_rho']:.3f} | {r['within5_pct']:.1f} | {r['within10_pct']:.1f} | "
+            f"{r.get('chosen') or ''} |")
+
+
+def summary_table(rows: list[dict[str, Any]]) -> list[str]:
+    """A markdown table: per target, the native predictor, then per N the main adapted and scratch rows."""
+    out = ["| target | predictor | cells | N | MRE % (± sd over draws) | τ | ρ | ±5% % | ±10% % | method chosen |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for target in dict.fromkeys(r["target"] for r in rows):
+        rs = [r for r in rows if r["target"] == target]
+        out += [_fmt(r, r["method"]) for r in rs if r["relation"] == "native"]
+        for n in sorted({r["n"] for r in rs if r["relation"] != "native"}):
+            at = [r for r in rs if r["n"] == n]
+            for sources, cells in SUMMARY:
+                if sources == "best same-runtime":
+                    same = [r for r in at if r["relation"] == "same-runtime" and r["cells"] == cells]
+                    pick = min(same, key=lambda r: r["mre_pct"]) if same else None
+                    label = f"adapted from {pick['sources']}" if pick else ""
+                else:
+                    pick = next((r for r in at if r["sources"] == sources and r["cells"] == cells), None)
+                    label = f"adapted from {sources}"
+                if pick:
+                    out.append(_fmt(pick, label))
+            out += [_fmt(r, r["method"]) for r in at if r["relation"] == "scratch"]
+    return out
+
+
+def plot_error_vs_n(rows: list[dict[str, Any]], path: Any) -> None:
+    """MRE against N, one panel per target: adapted (all sources, other runtimes), scratch, native as a line."""
+    from lpm_zoo.predictors.plots import _plt
+
+    plt = _plt()
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    cols = min(3, len(targets))
+    nrows = (len(targets) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.4 * nrows), squeeze=False)
+    for ax, target in zip(axes.flat, targets):
+        rs = [r for r in rows if r["target"] == target]
+        lines = {"adapted, all sources": [r for r in rs if r["sources"] == "all" and r["cells"] == "random"],
+                 "adapted, other runtimes": [r for r in rs if r["sources"] == "other-runtime" and r["cells"] == "random"],
+                 "adapted, all, calibration set": [r for r in rs if r["sources"] == "all" and r["cells"] == "calibration"]}
+        for t in dict.fromkeys(r["method"] for r in rs if r["relation"] == "scratch"):
+            lines[t] = [r for r in rs if r["method"] == t]
+        for label, pts in lines.items():
+            if pts:
+                ax.plot([r["n"] for r in pts], [r["mre_pct"] for r in pts], marker="o", ms=3, label=label)
+        for r in rs:
+            if r["relation"] == "native":
+                ax.axhline(r["mre_pct"], color="k", ls="--", lw=0.8, label=f"native ({r['n']} cells)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(target, fontsize=9)
+        ax.set_xlabel("cells measured on the target (N)", fontsize=8)
+        ax.set_ylabel("MRE on held-out cells (%)", fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(targets):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from lpm_zoo.commands.predictors import _int_list
+    from lpm_zoo.errors import LpmError, clip
+    from lpm_zoo.predictors.transfer import devices_in, goal_check, transfer_benchmark
+    from lpm_zoo.store import BUNDLED_PREFIX, list_bundled
+
+    sizes = _int_list(args.sizes, "--sizes", 3, 10_000)
+    scratch = [t for t in args.scratch.split(",") if t]
+    if not 1 <= args.min_cells <= 1_000_000:
+        raise LpmError(f"--min-cells must be from 1 to 1000000, got {args.min_cells}")
+    dbs = args.db or [BUNDLED_PREFIX + n for n in list_bundled()]
+    devices = devices_in(dbs, args.min_cells)
+    out = Path(args.out) if args.out else None
+    done: dict[str, list[dict[str, Any]]] = {}
+    if out:
+        if out.exists() and not out.is_dir():
+            raise LpmError(f"--out {clip(str(out))} is a file; give a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        rows_file = out / "rows.jsonl"
+        if rows_file.is_file():
+            for line in rows_file.read_text().splitlines():
+                r = json.loads(line)
+                done.setdefault(r["target"], []).append(r)
+
+    def save(target: str, rows: list[dict[str, Any]]) -> None:
+        if out:
+            with open(out / "rows.jsonl", "a") as f:
+                for r in rows:
+                    f.write(json.dumps(r, allow_nan=False) + "\n")
+
+    new = transfer_benchmark(devices, sizes, args.draws, args.source_type, scratch, args.target, args.test_size,
+                             args.seed, set(done), save, progress=not args.no_progress)
+    wanted = set(args.target or [d.name for d in devices])
+    rows = [r for t, rs in done.items() if t in wanted for r in rs] + new
+    if args.json:
+        for r in rows:
+            print(json.dumps(r, allow_nan=False))
+        return 0
+    table = summary_table(rows)
+    goals = goal_check(rows)
+    lines = table + ["", "| target | native MRE % / τ | same runtime, N=10: MRE % (× native) / τ gap / ±10% % | "
+                         "other runtime, N=20: τ / MRE % |", "|---|---|---|---|"]
+    for g in goals:
+        same = ("-" if g["same_mre_pct"] is None else
+                f"{g['same_mre_pct']:.2f} ({g['same_mre_ratio']:.2f}×) / {g['same_tau_gap']:+.3f} / "
+                f"{g['same_within10_pct']:.1f} (from {g['same_runtime_source']})")
+        cross = "-" if g["cross_tau"] is None else f"{g['cross_tau']:.3f} / {g['cross_mre_pct']:.2f}"
+        lines.append(f"| {g['target']} | {g['native_mre_pct']:.2f} / {g['native_tau']:.3f} | {same} | {cross} |")
+    print("\n".join(lines))
+    if out:
+        (out / "table.md").write_text("\n".join(lines) + "\n")
+        plot_error_vs_n(rows, out / "error_vs_n.png")
+        print(f"\nwrote {out / 'rows.jsonl'}, {out / 'table.md'} and {out / 'error_vs_n.png'}")
+    return 0
+
+
+command = Command(help="leave-one-device-out benchmark of lpm adapt: every device as target, the others as sources",
+                  configure=_configure, run=_run)

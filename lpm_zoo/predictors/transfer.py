@@ -1,0 +1,245 @@
+"""Leave-one-device-out transfer benchmark: how well `lpm adapt` carries predictors to a device it never saw.
+
+Every device (a backend/device/profile group of a measurement store) is the target once; the
+others are its sources. For each target:
+
+- a fixed held-out test set (a seeded fifth of its cells, at most 2,000; the shipped calibration
+  cells are never in it) on which everything is scored;
+- `native`: a predictor of `source_type` fitted on all the target's other cells (the ceiling);
+- `adapted`: the `lpm adapt` fit (method and shrinkage chosen by leave-one-out on the N cells)
+  on top of source predictors fitted on the other devices' full data, at each N, over `draws`
+  random draws of N cells and over the first N calibration cells when the target has them; the
+  sources are each other device alone, every other device together (`all`), and only the
+  devices of other runtimes together (`other-runtime`);
+- `scratch`: predictors of `scratch_types` fitted on the same N cells alone.
+
+Each row is one (target, sources, method, N, cells) with the mean and spread of the metrics over
+draws. Nothing is measured: it reads stores only, so it runs anywhere the stores are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lpm_zoo.errors import LpmError
+from lpm_zoo.predictors.evaluate import default_test_size, metrics, split_indices
+
+METRICS = ("mre_pct", "kendall_tau", "spearman_rho", "within5_pct", "within10_pct")
+SCRATCH_MAX_DRAWS = 5  # the MLP from scratch is the slow one; its mean over 5 draws is enough to place it
+
+
+@dataclass(frozen=True)
+class Device:
+    """One target or source: the measurements of a backend/device/profile in a store."""
+
+    db: str
+    backend: str
+    device: str
+    profile: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend}/{self.device}/{self.profile}"
+
+
+def devices_in(dbs: Sequence[str], min_cells: int = 200) -> list[Device]:
+    """Every backend/device/profile with at least `min_cells` unique architectures in the stores `dbs`."""
+    from pathlib import Path
+
+    from lpm_zoo.store import MeasurementStore, resolve_db
+
+    out = []
+    for db in dbs:
+        path = resolve_db(db)
+        if not Path(path).is_file():
+            raise LpmError(f"no measurement database at {str(db)[:200]}")
+        with MeasurementStore(path, readonly=True) as store:
+            for r in store.summary():
+                if r["n_unique"] >= min_cells:
+                    out.append(Device(str(db), r["backend"], r["device"], r["profile"]))
+    names = [d.name for d in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise LpmError(f"{', '.join(sorted(dup))} appears in more than one store; give each device once")
+    return out
+
+
+def relation(source: Device, target: Device) -> str:
+    """How a source relates to the target: same runtime and profile, another runtime, or another profile."""
+    if source.profile != target.profile:
+        return "other-profile"
+    return "same-runtime" if source.backend == target.backend else "other-runtime"
+
+
+def _scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    m = metrics(y, pred)
+    return {k: m[k] for k in METRICS}
+
+
+def _summary(scores: list[dict[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = {"draws": len(scores)}
+    for k in METRICS:
+        v = np.array([s[k] for s in scores], np.float64)
+        out[k] = float(np.nanmean(v))
+        out[k + "_sd"] = float(np.nanstd(v)) if len(v) > 1 else 0.0
+    return out
+
+
+class _Target:
+    """A target's data, its split, and the columns every adaptation of it reads (source predictions, MAdds)."""
+
+    def __init__(self, dev: Device, test_size: int | None, seed: int, max_n: int):
+        from lpm_zoo.calibration import calibration_keys
+        from lpm_zoo.predictors.adapt import _op_counts
+        from lpm_zoo.predictors.linear import FlopsPredictor
+        from lpm_zoo.store import load_dataset
+
+        self.dev = dev
+        self.data = d = load_dataset(dev.db, dev.backend, dev.device, dev.profile)
+        index = {k: i for i, k in enumerate(d.keys)}
+        calib = calibration_keys()
+        self.calibration = [index[k] for k in calib if k in index]
+        calib_set = set(self.calibration)
+        rest = np.array([i for i in range(len(d)) if i not in calib_set])
+        n_test = default_test_size(len(rest)) if test_size is None else min(test_size, len(rest) - max_n)
+        if len(rest) - n_test < max_n:
+            raise LpmError(f"{dev.name} has {len(d)} architectures: too few for N up to {max_n} and a held-out set")
+        pool, test = split_indices(len(rest), n_test, seed)
+        self.pool, self.test = rest[pool], rest[test]
+        self.y = d.latency_ms
+        self.madds = FlopsPredictor(dev.profile).madds(d.ops)
+        self.counts = _op_counts(d.ops)
+
+    def X(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.data.ops[idx], self.data.inputs[idx]
+
+
+def transfer_benchmark(
+    devices: Sequence[Device],
+    sizes: Sequence[int] = (5, 10, 20, 50, 100),
+    draws: int = 30,
+    source_type: str = "mlp-plus",
+    scratch_types: Sequence[str] = ("ridge", "lut", "mlp-plus"),
+    targets: Sequence[str] | None = None,
+    test_size: int | None = None,
+    seed: int = 0,
+    done: set[str] | None = None,
+    on_target: Callable[[str, list[dict[str, Any]]], None] | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Rows of the leave-one-device-out benchmark (see the module docstring); `done` names targets to skip.
+
+    `on_target(name, rows)` is called when a target is finished (to save, so an interrupted run resumes).
+    """
+    from tqdm.auto import tqdm
+
+    from lpm_zoo.predictors.adapt import adapt_fit, adapt_predict
+    from lpm_zoo.predictors.base import create_predictor, predictor_class
+
+    for t in (source_type, *scratch_types):
+        predictor_class(t)  # unknown names fail before any work
+    sizes = sorted({int(n) for n in sizes})
+    if not sizes or sizes[0] < 3:
+        raise LpmError("--sizes must be at least 3 (the fewest cells an adaptation can choose its method from)")
+    if not 1 <= draws <= 1000:
+        raise LpmError(f"--draws must be from 1 to 1000, got {draws}")
+    if len(devices) < 2:
+        raise LpmError(f"leave-one-device-out needs at least 2 devices; found {len(devices)} "
+                       "(a device is a backend/device/profile with enough measurements in the stores given)")
+    names = [d.name for d in devices]
+    chosen = list(targets) if targets else names
+    unknown = [t for t in chosen if t not in names]
+    if unknown:
+        raise LpmError(f"unknown target {unknown[0][:100]!r}; devices: {', '.join(names)}")
+    todo = [d for d in devices if d.name in chosen and d.name not in (done or set())]
+    fitted: dict[str, Any] = {}  # source predictors, fitted once on a device's full data
+
+    def source(dev: Device):
+        if dev.name not in fitted:
+            from lpm_zoo.store import load_dataset
+
+            d = load_dataset(dev.db, dev.backend, dev.device, dev.profile)
+            fitted[dev.name] = create_predictor(source_type).fit((d.ops, d.inputs), d.latency_ms)
+        return fitted[dev.name]
+
+    all_rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(todo) * (len(devices) + 2), desc="transfer", unit="step", disable=not progress)
+    for dev in todo:
+        tgt = _Target(dev, test_size, seed, sizes[-1])
+        rng = np.random.default_rng(seed + 1)
+        sets = {n: [rng.choice(tgt.pool, n, replace=False) for _ in range(draws)] for n in sizes}
+        yt = tgt.y[tgt.test]
+        base = {"target": dev.name, "target_n": len(tgt.data), "test_n": len(tgt.test)}
+        rows: list[dict[str, Any]] = []
+        native = create_predictor(source_type).fit(tgt.X(tgt.pool), tgt.y[tgt.pool])
+        rows.append({**base, "sources": "-", "relation": "native", "method": f"native {source_type}",
+                     "n": len(tgt.pool), "cells": "all", **_summary([_scores(yt, native.predict(tgt.X(tgt.test)))])})
+        bar.update(1)
+        others = [o for o in devices if o.name != dev.name]
+        S_all = {}
+        for o in others:
+            S_all[o.name] = source(o).predict(tgt.X(np.arange(len(tgt.data))))
+            bar.update(1)
+        groups = [(o.name, relation(o, dev), [o.name]) for o in others]
+        groups.append(("all", "all", [o.name for o in others]))
+        cross = [o.name for o in others if relation(o, dev) == "other-runtime"]
+        if cross:
+            groups.append(("other-runtime", "other-runtime", cross))
+        for label, rel, members in groups:
+            S = np.stack([S_all[m] for m in members], 1)
+            for n in sizes:
+                cell_sets = [("random", sets[n])]
+                if len(tgt.calibration) >= n:
+                    cell_sets.append(("calibration", [np.array(tgt.calibration[:n])]))
+                for kind, idx_list in cell_sets:
+                    scores, methods = [], []
+                    for idx in idx_list:
+                        fit = adapt_fit(S[idx], tgt.madds[idx], tgt.counts[idx], tgt.y[idx])
+                        pred = adapt_predict(fit, S[tgt.test], tgt.madds[tgt.test], tgt.counts[tgt.test])
+                        scores.append(_scores(yt, pred))
+                        methods.append(fit[0].method)
+                    top = max(set(methods), key=methods.count)
+                    rows.append({**base, "sources": label, "relation": rel, "method": "adapted", "n": n,
+                                 "cells": kind, "chosen": f"{top} ({methods.count(top)}/{len(methods)})",
+                                 **_summary(scores)})
+        for t in scratch_types:
+            for n in sizes:
+                scores = []
+                for idx in sets[n][: SCRATCH_MAX_DRAWS if t.startswith("mlp") else draws]:
+                    p = create_predictor(t).fit(tgt.X(idx), tgt.y[idx])
+                    scores.append(_scores(yt, p.predict(tgt.X(tgt.test))))
+                rows.append({**base, "sources": "-", "relation": "scratch", "method": f"scratch {t}", "n": n,
+                             "cells": "random", **_summary(scores)})
+        bar.update(1)
+        if on_target:
+            on_target(dev.name, rows)
+        all_rows.extend(rows)
+    bar.close()
+    return all_rows
+
+
+def goal_check(rows: Sequence[dict[str, Any]], n: int = 10, cross_n: int = 20) -> list[dict[str, Any]]:
+    """Per target: the issue's goals (same runtime at N=n vs native; other runtime at N=cross_n), from `rows`."""
+    out = []
+    for target in dict.fromkeys(r["target"] for r in rows):
+        rs = [r for r in rows if r["target"] == target]
+        native = next(r for r in rs if r["relation"] == "native")
+        adapted = [r for r in rs if r["method"] == "adapted" and r["cells"] == "random"]
+        same = [r for r in adapted if r["relation"] == "same-runtime" and r["n"] == n]
+        best = min(same, key=lambda r: r["mre_pct"]) if same else None
+        cross = next((r for r in adapted if r["sources"] == "other-runtime" and r["n"] == cross_n), None)
+        out.append({
+            "target": target, "native_mre_pct": native["mre_pct"], "native_tau": native["kendall_tau"],
+            "same_runtime_source": best["sources"] if best else None,
+            "same_mre_pct": best["mre_pct"] if best else None,
+            "same_mre_ratio": best["mre_pct"] / native["mre_pct"] if best else None,
+            "same_tau_gap": native["kendall_tau"] - best["kendall_tau"] if best else None,
+            "same_within10_pct": best["within10_pct"] if best else None,
+            "cross_tau": cross["kendall_tau"] if cross else None,
+            "cross_mre_pct": cross["mre_pct"] if cross else None,
+        })
+    return out

@@ -1,0 +1,85 @@
+"""`lpm transfer`: the leave-one-device-out benchmark on synthetic devices whose relation is known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lpm_zoo.cli import main
+from lpm_zoo.predictors.transfer import Device, devices_in, goal_check, relation, transfer_benchmark
+from lpm_zoo.synthetic import make_synthetic_store
+
+SEP5_DEARER = np.array([0, 0, 0, 0, 0, 1.5, 0, 0])  # another runtime: sep_conv_5x5 costs more there
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """Three devices of the same 300 cells: a base one, the same runtime 1.4x slower, another runtime."""
+    d = tmp_path_factory.mktemp("devices")
+    paths = {}
+    for name, kw in {"base": {}, "slow": {"device": "slow", "scale": 1.4},
+                     "other": {"backend": "other", "scale": 0.8, "extra_cost": SEP5_DEARER}}.items():
+        paths[name] = str(d / f"{name}.db")
+        make_synthetic_store(paths[name], 300, **kw)
+    return paths
+
+
+def test_devices_and_their_relations(stores):
+    devs = devices_in(list(stores.values()), min_cells=100)
+    assert [d.name for d in devs] == ["synth/cpu/cifar-b1", "synth/slow/cifar-b1", "other/cpu/cifar-b1"]
+    assert relation(devs[0], devs[1]) == "same-runtime" and relation(devs[2], devs[1]) == "other-runtime"
+    assert relation(Device("x", "synth", "cpu", "cifar-b8"), devs[0]) == "other-profile"
+    assert devices_in(list(stores.values()), min_cells=301) == []
+
+
+def test_a_scaled_device_is_recovered_from_ten_cells(stores):
+    devs = devices_in(list(stores.values()), min_cells=100)
+    rows = transfer_benchmark(devs, sizes=(5, 10), draws=4, source_type="ridge", scratch_types=("ridge",),
+                              targets=["synth/slow/cifar-b1"], progress=False)
+    at = {(r["sources"], r["method"], r["n"]): r for r in rows}
+    adapted = at[("synth/cpu/cifar-b1", "adapted", 10)]
+    scratch = at[("-", "scratch ridge", 10)]
+    native = next(r for r in rows if r["relation"] == "native")
+    assert adapted["relation"] == "same-runtime" and adapted["draws"] == 4
+    assert adapted["mre_pct"] < 3 and adapted["kendall_tau"] > 0.8  # a scale of a good source: near the noise
+    assert scratch["mre_pct"] > 2 * adapted["mre_pct"]  # ten cells alone cannot fit 112 weights
+    assert native["n"] + native["test_n"] == 300
+    goal = goal_check(rows)[0]
+    assert goal["same_runtime_source"] == "synth/cpu/cifar-b1" and goal["same_mre_ratio"] < 2
+    assert goal["cross_tau"] is None  # no other-runtime row at N=20 in this run
+
+
+def test_the_command_writes_resumes_and_plots(stores, tmp_path, capsys):
+    out = tmp_path / "tr"
+    argv = ["transfer", "--db", stores["base"], "--db", stores["slow"], "--db", stores["other"], "--min-cells", "100",
+            "--sizes", "5,10", "--draws", "2", "--source-type", "ridge", "--scratch", "lut", "--out", str(out),
+            "--target", "other/cpu/cifar-b1", "--no-progress"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| other/cpu/cifar-b1 | adapted from all | random | 10 |" in text
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    assert {json.loads(x)["target"] for x in lines} == {"other/cpu/cifar-b1"}
+    assert (out / "error_vs_n.png").stat().st_size > 1000 and (out / "table.md").is_file()
+    assert main(argv) == 0  # a finished target is read back, not recomputed
+    assert (out / "rows.jsonl").read_text().splitlines() == lines
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--sizes", "2,10"], "--sizes"),
+    (["--target", "nope/x/y"], "unknown target"),
+    (["--draws", "0"], "--draws must be"),
+    (["--source-type", "nosuch"], "nosuch"),
+    (["--min-cells", "301"], "at least 2 devices"),
+])
+def test_bad_input_is_one_line_and_exit_2(stores, extra, msg, capsys):
+    argv = ["transfer", "--db", stores["base"], "--db", stores["slow"], "--min-cells", "100", "--no-progress"]
+    assert main(argv + extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1
+
+
+def test_a_missing_store_is_named(tmp_path, capsys):
+    assert main(["transfer", "--db", str(tmp_path / "none.db")]) == 2
+    assert "no measurement database" in capsys.readouterr().err
