@@ -188,7 +188,7 @@ def build_onnx(genotype: Genotype, setting: str = "cifar", *, batch: int = 1, re
     res = resolution or s.resolution
     gr = _Graph(_Weights(state_dict, seed))
     x = "x"
-    if setting == "cifar":
+    if s.network == "cifar":
         stem = gr.conv_bn(x, "stem.0", "stem.1", 3, 3 * C, 3, 1, 1)
         s0 = s1 = stem
         c_p = 3 * C
@@ -204,7 +204,7 @@ def build_onnx(genotype: Genotype, setting: str = "cifar", *, batch: int = 1, re
                       p.reduction_prev)
         s0, s1 = s1, out
         c_p = p.c_out
-    if setting == "cifar":
+    if s.network == "cifar":
         pooled = gr.node("GlobalAveragePool", [s1], "gap")
     else:
         pooled = gr.node("AveragePool", [s1], "avgpool7", kernel_shape=[7, 7], strides=[7, 7])

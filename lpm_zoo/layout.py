@@ -23,13 +23,20 @@ class Setting:
     layers: int
     num_classes: int
     resolution: int
+    family: str = ""  # "cifar" or "imagenet" (the network class); empty: the name
+
+    @property
+    def network(self) -> str:
+        return self.family or self.name
 
 
 SETTINGS: dict[str, Setting] = {
     "cifar": Setting("cifar", C=36, layers=20, num_classes=10, resolution=32),
     "imagenet": Setting("imagenet", C=48, layers=14, num_classes=1000, resolution=224),
+    "cifar-small": Setting("cifar-small", C=16, layers=8, num_classes=10, resolution=32, family="cifar"),
 }
-"""The paper's evaluation settings: CIFAR (C=36, 20 cells) and ImageNet mobile (C=48, 14 cells)."""
+"""The paper's evaluation settings, CIFAR (C=36, 20 cells) and ImageNet mobile (C=48, 14 cells), and the
+search network's size (C=16, 8 cells), where per-operation overheads weigh more than arithmetic."""
 
 
 def get_setting(name: str) -> Setting:

@@ -191,5 +191,5 @@ def build_network(
 ) -> nn.Module:
     """The evaluation network of `genotype` in a named setting, with optional overrides."""
     s = get_setting(setting)
-    cls = NetworkCIFAR if setting == "cifar" else NetworkImageNet
+    cls = NetworkCIFAR if s.network == "cifar" else NetworkImageNet
     return cls(C or s.C, num_classes or s.num_classes, layers or s.layers, auxiliary, genotype)

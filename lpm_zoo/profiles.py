@@ -63,6 +63,8 @@ PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile("cifar-b1", "cifar", 1, 32, "NetworkCIFAR C=36, 20 cells, batch 1, 32x32 (CPU default)"),
+        Profile("small-b1", "cifar-small", 1, 32,
+                "NetworkCIFAR C=16, 8 cells (the search network's size), batch 1, 32x32 (overhead-bound)"),
         Profile("cifar-b8", "cifar", 8, 32, "NetworkCIFAR C=36, 20 cells, batch 8, 32x32 (a small-batch CPU regime)"),
         Profile("cifar-b32", "cifar", 32, 32, "NetworkCIFAR C=36, 20 cells, batch 32, 32x32 (the paper's Table 2)"),
         Profile("imagenet-b32", "imagenet", 32, 224,

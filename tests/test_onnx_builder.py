@@ -8,6 +8,7 @@ import torch
 
 from backends.onnx_builder import build_onnx
 from lpm_zoo.errors import LpmError
+from lpm_zoo.layout import get_setting
 from lpm_zoo.networks import build_network
 from lpm_zoo.published import DARTS_V2, PC_DARTS_cifar
 from lpm_zoo.sampler import sample_cells
@@ -101,3 +102,12 @@ def test_state_dict_of_another_network_is_refused():
         build_onnx(EVERYTHING, "cifar", C=8, layers=5, state_dict=model.state_dict())
     with pytest.raises(LpmError, match="unknown setting"):
         build_onnx(DARTS_V2, "mnist")
+
+
+def test_search_size_profile_network_matches_pytorch():
+    """`small-b1`'s setting is a CIFAR network (C=16, 8 cells), never the ImageNet stem by its name."""
+    from lpm_zoo.profiles import get_profile
+
+    prof = get_profile("small-b1")
+    assert get_setting(prof.setting).network == "cifar"
+    _compare(Genotype(sample_cells(1, seed=4)[0], reduce=DARTS_V2.reduce), prof.setting, 1, 32)
