@@ -34,6 +34,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cells", choices=["calibration", "random"], default="calibration",
                    help="which cells: the shipped calibration set's first N (default) or N seeded random ones")
     p.add_argument("--seed", type=int, default=0, help="seed of --cells random and of the networks' weights")
+    p.add_argument("--no-finetune", dest="finetune", action="store_false",
+                   help="do not try fine-tuning an MLP source (tried by default when the first --from is an MLP and "
+                        "N >= 5; chosen only when its cross-validated error is 5%% below the linear methods')")
     p.add_argument("--zoo-dir", default=None, help="zoo to save into (default the user zoo)")
     p.add_argument("--force", action="store_true", help="replace an existing predictor of that name")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -53,6 +56,8 @@ def _run(args: argparse.Namespace) -> int:
     from lpm_zoo.predictors import get_predictor, user_zoo_dir
     from lpm_zoo.predictors.adapt import MAX_SOURCES, MIN_CELLS, AdaptedPredictor, choose_method
     from lpm_zoo.predictors.base import ENCODING
+    from lpm_zoo.predictors.finetune import MIN_CELLS as FT_MIN_CELLS
+    from lpm_zoo.predictors.finetune import can_finetune, choose_recipe, finetune
     from lpm_zoo.predictors.zoo import keys_to_arrays, predictor_path, save_predictor
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.sampler import sample_unique_arrays
@@ -123,10 +128,20 @@ def _run(args: argparse.Namespace) -> int:
     adapted = AdaptedPredictor(n_sources=len(sources), madds_profile=args.profile).with_sources(sources, dirs)
     S, madds, counts = adapted._columns(data.ops[rows], data.inputs[rows])
     design, table = choose_method(S, madds, counts, y)
-    adapted.method, adapted.lam = design.method, design.lam
-    adapted.fit((data.ops[rows], data.inputs[rows]), y)
     best = min(r["loo_mre_pct"] for r in table)
-    summary = {"name": args.name, "method": design.method, "lambda": design.lam, "n": len(keys), "cells": args.cells,
+    method, lam = design.method, design.lam
+    X = (data.ops[rows], data.inputs[rows])
+    if args.finetune and can_finetune(sources[0]) and len(keys) >= FT_MIN_CELLS:
+        recipe, ft_rows = choose_recipe(sources[0], *X, y)
+        table += ft_rows
+        if recipe["loo_mre_pct"] < 0.95 * best:  # the linear maps unless fine-tuning is clearly better
+            best, method, lam = recipe["loo_mre_pct"], recipe["method"], recipe["lambda"]
+    if method.startswith("finetune-"):
+        adapted = finetune(sources[0], *X, y, method.split("-", 1)[1], lam)
+    else:
+        adapted.method, adapted.lam = method, lam
+        adapted.fit(X, y)
+    summary = {"name": args.name, "method": method, "lambda": lam, "n": len(keys), "cells": args.cells,
                "loo_mre_pct": best, "sources": list(args.sources), "backend": args.backend, "device": dev,
                "profile": args.profile, "statistic": data.statistic, "candidates": table,
                "hardware": data.hardware or cpu_fingerprint(), "seconds": round(time.time() - t0, 1)}
@@ -140,8 +155,8 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, allow_nan=False))
     else:
         print(f"adapted {', '.join(args.sources)} to {args.backend}/{dev}/{args.profile} with {len(keys)} measured "
-              f"cells ({args.cells}): method {design.method}"
-              + (f" (lambda {design.lam:g})" if design.method in ("stack", "residual") else "")
+              f"cells ({args.cells}): method {method}"
+              + (f" (lambda {lam:g})" if method in ("stack", "residual") or method.startswith("finetune") else "")
               + f", leave-one-out MRE {best:.2f}%; saved {args.name} to {zoo / args.name} in {summary['seconds']} s")
     return 0
 

@@ -119,6 +119,9 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
                         "processes share the store, each with --threads threads (CPU backends)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="measure only every N-th architecture of the plan, from the I-th (what --workers runs)")
+    p.add_argument("--cells", choices=["random", "calibration"], default="random",
+                   help="random: the seed's sampled cells (default); calibration: the shipped calibration set's first "
+                        "--samples cells (what lpm adapt measures; lets lpm transfer compare it with random cells)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -137,7 +140,7 @@ def _run_profile(args: argparse.Namespace) -> int:
         added = run_profile(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
                             protocol=protocol, name=args.device_name, ray_address=args.ray,
                             workers=args.workers, progress=not args.no_progress, log=_log_for("profile"),
-                            shard=shard)
+                            shard=shard, cells=args.cells)
     with MeasurementStore(args.db, readonly=True) as store:
         dev = device_name(args.device, args.device_name)
         rows = [r for r in store.summary()

@@ -170,14 +170,29 @@ def normalize(ms: list[Measurement], baseline_ms: float | None) -> float | None:
 
 
 def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, samples: int,
-         seed: int) -> list[Cell]:
-    """The cells still to measure so the store holds `samples` unique ones: the seed's sequence, minus those present."""
+         seed: int, cells: str = "random") -> list[Cell]:
+    """The cells still to measure so the store holds `samples` unique ones: the seed's sequence, minus those present.
+
+    `cells="calibration"`: the shipped calibration set's first `samples` cells, minus those present.
+    """
     from lpm_zoo.encoding import arrays_to_cell
     from lpm_zoo.sampler import sample_unique_arrays
 
     if samples < 1:
         raise LpmError(f"--samples must be at least 1, got {samples}")
     have = store.keys(backend, dev_name, profile)
+    if cells == "calibration":
+        from lpm_zoo.calibration import calibration_keys
+        from lpm_zoo.predictors.zoo import keys_to_arrays
+
+        keys = calibration_keys()
+        if samples > len(keys):
+            raise LpmError(f"--samples {samples}: the calibration set has {len(keys)} cells")
+        keys = keys[:samples]
+        ops, inputs = keys_to_arrays(keys)
+        return [arrays_to_cell(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
+    if cells != "random":
+        raise LpmError(f"--cells must be random or calibration, got {str(cells)[:40]!r}")
     need = samples - len(have)
     if need <= 0:
         return []
@@ -197,8 +212,11 @@ def _groups(cells: list[Cell], size: int) -> Iterable[list[Cell]]:
 def run_profile(backend: str, device: str, profile: str, samples: int, db: str, seed: int = 0,
                 protocol: Protocol | None = None, name: str | None = None, ray_address: str | None = None,
                 workers: int | None = None, progress: bool = True,
-                log: Callable[[str], None] = print, shard: tuple[int, int] | None = None) -> int:
+                log: Callable[[str], None] = print, shard: tuple[int, int] | None = None,
+                cells: str = "random") -> int:
     """Measure until `db` holds `samples` unique architectures for backend/device/profile; returns how many were added.
+
+    `cells="calibration"` measures the calibration set's first `samples` cells instead (see `plan`).
 
     With `shard=(i, n)` only every n-th architecture of the plan from the i-th is measured, so n
     processes (`lpm profile --workers n`) fill one store between them without measuring one twice.
@@ -217,17 +235,17 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
             pool = RayPool(ray_address, backend, device, profile, protocol, name, seed, workers)
             try:
                 dev_name = pool.device_name
-                todo = plan(store, backend, dev_name, profile, samples, seed)
+                todo = plan(store, backend, dev_name, profile, samples, seed, cells)
                 return _drive(store, todo, protocol.interleave, pool.measure_all, backend, dev_name, profile,
                               db, samples, progress, log)
             finally:
                 pool.shutdown()
         dev_name = device_name(device, name)
-        todo = plan(store, backend, dev_name, profile, samples, seed)
+        todo = plan(store, backend, dev_name, profile, samples, seed, cells)
         before = store.count(backend, dev_name, profile)
         if todo:
             protocol = choose_statistic(store, backend, device, profile, protocol, name, seed, todo, db, log)
-            todo = plan(store, backend, dev_name, profile, samples, seed)  # the pilot stored its first pass
+            todo = plan(store, backend, dev_name, profile, samples, seed, cells)  # the pilot stored its first pass
         if shard is not None:
             todo = todo[shard[0]::shard[1]]
         measurer = Measurer(backend, device, profile, protocol, name, seed)

@@ -50,6 +50,9 @@ def run_local_workers(args: argparse.Namespace, protocol, log: Callable[[str], N
     cores = os.cpu_count() or 1
     if not 1 <= n <= 256 or n * args.threads > cores:
         raise LpmError(f"--workers {n} x --threads {args.threads} must be from 1 to the {cores} logical cores here")
+    if args.cells != "random":
+        raise LpmError("--workers shares random cells between processes; measure --cells calibration (at most "
+                       "100 cells) with one process")
     if parse_device(args.device)[0] != "cpu":
         raise LpmError("local --workers is for CPU backends; on GPUs use one process per device (or --ray)")
     get_backend(args.backend).check(args.device)

@@ -129,3 +129,54 @@ def test_adapt_refusals_measure_and_save_nothing(tmp_path, monkeypatch, capsys, 
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
     assert not db.exists() and not (tmp_path / "zoo" / "x").exists()
+
+
+def test_finetune_starts_from_the_scaled_source_and_keeps_its_shape(tmp_path):
+    from lpm_zoo.predictors.finetune import RECIPES, choose_recipe, finetune
+
+    ops, inputs = sample_arrays(400, seed=0)
+    src = create_predictor("mlp-plus", epochs=40).fit((ops, inputs), 5 + OP_COST[ops].sum(1))
+    tops, tinputs = sample_arrays(220, seed=9)
+    y = _target(tops, factor=1.3, extra=np.array([0, 0, 0, 0, 0, 0.5, 0, 0]))
+    scaled = finetune(src, tops[:20], tinputs[:20], y[:20], steps=0)
+    tuned = finetune(src, tops[:20], tinputs[:20], y[:20], "head", 1.0)
+    err = {name: np.mean(np.abs(p.predict((tops[20:], tinputs[20:])) - y[20:]) / y[20:])
+           for name, p in (("source", src), ("scaled", scaled), ("tuned", tuned))}
+    assert err["scaled"] < 0.5 * err["source"]  # the 1.3x is taken out before any step
+    assert err["tuned"] < err["scaled"]  # and the steps learn some of the dearer sep_conv_5x5
+    assert [W.shape for W, _ in tuned._weights] == [W.shape for W, _ in src._weights]
+    assert tuned.meta["train_size"] == 20 and src.meta["train_size"] == 400  # the source is untouched
+    tuned.save(str(tmp_path / "t"))
+    back = load_predictor(tmp_path / "t")
+    assert np.allclose(back.predict((tops, tinputs)), tuned.predict((tops, tinputs)))
+    best, rows = choose_recipe(src, tops[:20], tinputs[:20], y[:20])
+    assert [(r["method"], r["lambda"]) for r in rows] == [(f"finetune-{m}", lam) for m, lam in RECIPES]
+    assert best["loo_mre_pct"] == min(r["loo_mre_pct"] for r in rows)
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-finetune"]])
+def test_lpm_adapt_tries_finetuning_an_mlp_source(tmp_path, monkeypatch, capsys, flag):
+    """Cells already in the store are reused (nothing measured); an MLP source adds fine-tuning candidates."""
+    from lpm_zoo.profiles import get_profile
+    from lpm_zoo.store import Measurement, MeasurementStore
+
+    monkeypatch.setenv("LPM_ZOO_HOME", str(tmp_path / "zoo"))
+    db = tmp_path / "here.db"
+    keys = calibration_keys(12)
+    ops, inputs = keys_to_arrays(keys)
+    y = 1.2 * get_predictor("ort-cpu").predict((ops, inputs))
+    prof = get_profile("cifar-b1")
+    from lpm_zoo.encoding import arrays_to_cell
+
+    with MeasurementStore(db) as s:
+        s.add_many([Measurement(prof.genotype(arrays_to_cell(o, i)), "ort", "cpu", "cifar-b1", float(v), 0.01,
+                                [float(v)] * 3, {"statistic": "min_ratio"}) for o, i, v in zip(ops, inputs, y)])
+    argv = ["adapt", "--from", "ort-cpu", "--backend", "ort", "--profile", "cifar-b1", "--samples", "12", "--db",
+            str(db), "--name", "ft", "--no-progress", "--json", *flag]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    tried = {r["method"] for r in out["candidates"]}
+    assert ("finetune-head" in tried) == (not flag)
+    p = get_predictor("ft")
+    assert p.type_name == ("mlp-plus" if out["method"].startswith("finetune") else "adapted")
+    assert np.allclose(p.predict((ops, inputs)), y, rtol=0.05)  # a 1.2x device is one number away

@@ -83,6 +83,23 @@ def test_plan_fills_up_past_cells_from_another_seed(tmp_path):
             plan(s, "ort", "cpu", "cifar-b1", 0, seed=2)
 
 
+def test_profile_calibration_cells_then_random_ones_in_one_store(tmp_path, capsys):
+    from lpm_zoo.calibration import calibration_keys
+
+    db = str(tmp_path / "c.db")
+    assert run_profile("ort", "cpu", "small-b1", 2, db, seed=5, protocol=FAST, progress=False,
+                       cells="calibration") == 2
+    with MeasurementStore(db) as s:
+        assert s.keys("ort", "cpu", "small-b1") == set(calibration_keys(2))
+    assert run_profile("ort", "cpu", "small-b1", 2, db, protocol=FAST, progress=False, cells="calibration") == 0
+    assert main(["profile", "--backend", "ort", "--profile", "small-b1", "--samples", "101", "--db", db,
+                 "--cells", "calibration"]) == 2
+    assert "the calibration set has 100 cells" in capsys.readouterr().err
+    assert main(["profile", "--backend", "ort", "--profile", "small-b1", "--samples", "3", "--db", db,
+                 "--cells", "calibration", "--workers", "2"]) == 2
+    assert "with one process" in capsys.readouterr().err
+
+
 def test_recheck_remeasures_a_seeded_subset_with_the_recorded_protocol_and_resumes(tmp_path):
     db = str(tmp_path / "m.db")
     run_profile("ort", "cpu", "cifar-b1", 4, db, seed=3, protocol=FAST, progress=False)

@@ -7,7 +7,8 @@ from typing import Any
 
 from lpm_zoo.cli import Command
 
-SUMMARY = (("all", "random"), ("all", "calibration"), ("best same-runtime", "random"), ("other-runtime", "random"))
+SUMMARY = (("all", "random"), ("all", "calibration"), ("best same-runtime", "random"), ("other-runtime", "random"),
+           ("best finetune", "random"))
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -48,10 +49,12 @@ def summary_table(rows: list[dict[str, Any]]) -> list[str]:
         for n in sorted({r["n"] for r in rs if r["relation"] != "native"}):
             at = [r for r in rs if r["n"] == n]
             for sources, cells in SUMMARY:
-                if sources == "best same-runtime":
-                    same = [r for r in at if r["relation"] == "same-runtime" and r["cells"] == cells]
-                    pick = min(same, key=lambda r: r["mre_pct"]) if same else None
-                    label = f"adapted from {pick['sources']}" if pick else ""
+                if sources.startswith("best "):
+                    kind = "finetune" if sources == "best finetune" else "adapted"
+                    cand = [r for r in at if r["method"] == kind and r["cells"] == cells
+                            and (kind == "finetune" or r["relation"] == "same-runtime")]
+                    pick = min(cand, key=lambda r: r["mre_pct"]) if cand else None
+                    label = f"{'fine-tuned' if kind == 'finetune' else 'adapted'} from {pick['sources']}" if pick else ""
                 else:
                     pick = next((r for r in at if r["sources"] == sources and r["cells"] == cells), None)
                     label = f"adapted from {sources}"
@@ -75,6 +78,11 @@ def plot_error_vs_n(rows: list[dict[str, Any]], path: Any) -> None:
         lines = {"adapted, all sources": [r for r in rs if r["sources"] == "all" and r["cells"] == "random"],
                  "adapted, other runtimes": [r for r in rs if r["sources"] == "other-runtime" and r["cells"] == "random"],
                  "adapted, all, calibration set": [r for r in rs if r["sources"] == "all" and r["cells"] == "calibration"]}
+        tuned = [r for r in rs if r["method"] == "finetune"]
+        if tuned:
+            best = min(dict.fromkeys(r["sources"] for r in tuned),
+                       key=lambda src: sum(r["mre_pct"] for r in tuned if r["sources"] == src))
+            lines[f"fine-tuned {best}"] = [r for r in tuned if r["sources"] == best]
         for t in dict.fromkeys(r["method"] for r in rs if r["relation"] == "scratch"):
             lines[t] = [r for r in rs if r["method"] == t]
         for label, pts in lines.items():

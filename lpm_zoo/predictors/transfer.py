@@ -11,6 +11,7 @@ others are its sources. For each target:
   random draws of N cells and over the first N calibration cells when the target has them; the
   sources are each other device alone, every other device together (`all`), and only the
   devices of other runtimes together (`other-runtime`);
+- `finetune`: each MLP source fine-tuned on the N cells (`lpm_zoo.predictors.finetune`, one recipe);
 - `scratch`: predictors of `scratch_types` fitted on the same N cells alone.
 
 Each row is one (target, sources, method, N, cells) with the mean and spread of the metrics over
@@ -30,6 +31,7 @@ from lpm_zoo.predictors.evaluate import default_test_size, metrics, split_indice
 
 METRICS = ("mre_pct", "kendall_tau", "spearman_rho", "within5_pct", "within10_pct")
 SCRATCH_MAX_DRAWS = 5  # the MLP from scratch is the slow one; its mean over 5 draws is enough to place it
+FINETUNE_RECIPE = ("head", 1.0)  # fine-tuning in the benchmark: one recipe (lpm adapt chooses it by cross-validation)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def transfer_benchmark(
 
     from lpm_zoo.predictors.adapt import adapt_fit, adapt_predict
     from lpm_zoo.predictors.base import create_predictor, predictor_class
+    from lpm_zoo.predictors.finetune import can_finetune, finetune
 
     for t in (source_type, *scratch_types):
         predictor_class(t)  # unknown names fail before any work
@@ -206,6 +209,18 @@ def transfer_benchmark(
                     rows.append({**base, "sources": label, "relation": rel, "method": "adapted", "n": n,
                                  "cells": kind, "chosen": f"{top} ({methods.count(top)}/{len(methods)})",
                                  **_summary(scores)})
+        for o in others:  # fine-tuning each MLP source (a fixed recipe; the slow method, so fewer draws)
+            src = source(o)
+            if not can_finetune(src):
+                continue
+            for n in sizes:
+                scores = []
+                for idx in sets[n][:SCRATCH_MAX_DRAWS]:
+                    p = finetune(src, *tgt.X(idx), tgt.y[idx], FINETUNE_RECIPE[0], FINETUNE_RECIPE[1])
+                    scores.append(_scores(yt, p.predict(tgt.X(tgt.test))))
+                rows.append({**base, "sources": o.name, "relation": relation(o, dev), "method": "finetune", "n": n,
+                             "cells": "random", "chosen": f"finetune-{FINETUNE_RECIPE[0]} lambda {FINETUNE_RECIPE[1]}",
+                             **_summary(scores)})
         for t in scratch_types:
             for n in sizes:
                 scores = []
