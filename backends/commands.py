@@ -46,7 +46,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     """Which backend, device and profile a command times, and the name its measurements are filed under."""
     p.add_argument("--backend", required=True, help="a backend name (see `lpm backends`): torch, ort, trt, ...")
     p.add_argument("--device", default="cpu", help="where to run: cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--profile", default="cifar-b1", help="cifar-b1 (default), cifar-b8, cifar-b32 or imagenet-b32 (see `lpm info`)")
+    p.add_argument("--profile", default="cifar-b1", help="cifar-b1 (default), small-b1, cifar-b8, cifar-b32 or imagenet-b32")
     p.add_argument("--device-name", default=None,
                    help="name to file the measurements under (default: detected, 'cpu' or the GPU model, e.g. p100)")
 

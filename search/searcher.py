@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lpm_zoo.encoding import N_EDGES
 from lpm_zoo.errors import LpmError
 from search.architect import Architect
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
@@ -316,6 +317,7 @@ class Search:
             return
         row = self._epoch_row(epoch, lr, arch_on)
         st.history.append(row)
+        self._write_history_csv()
         self.log(self._format_row(row))
         st.epoch, st.step, st.sums = epoch + 1, 0, {}
         self.scheduler.step()
@@ -351,8 +353,36 @@ class Search:
         if s.get("lat_ms") is not None and s.get("n_arch"):
             row["lat_loss_ms"] = s["lat_ms"] / s["n_arch"]  # mean M-sample LAT the α loss saw this epoch
         row.update(self.predicted())
-        row["genotype"] = self.model.genotype().to_darts()
+        g = self.model.genotype()
+        row["genotype"] = g.to_darts()
+        row["skip_normal"] = sum(op == "skip_connect" for op, _ in g.normal)
+        normal, reduce = self.model.edge_op_weights()  # what the cell is derived from, per edge and operation
+        row["alpha_normal"] = np.round(normal, 5).tolist()
+        row["alpha_reduce"] = np.round(reduce, 5).tolist()
         return row
+
+    def _write_history_csv(self) -> Path:
+        """history.csv: one row per epoch, the scalars then every (cell, edge, op) weight: a spreadsheet,
+        pandas or TensorBoard's CSV import reads it while the search runs."""
+        import csv
+
+        from lpm_zoo.space import PRIMITIVES
+
+        scalars = ["epoch", "lr", "arch_updates", "train_ce", "train_acc", "val_ce", "val_acc", "lat_loss_ms",
+                   "lat_alpha_ms", "lat_genotype_ms", "skip_normal", "genotype"]
+        weights = [(cell, e, k) for cell in ("normal", "reduce") for e in range(N_EDGES) for k in range(len(PRIMITIVES))]
+        path = self.out / "history.csv"
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(scalars + [f"alpha_{cell}.e{e}.{PRIMITIVES[k]}" for cell, e, k in weights])
+            for row in self.state.history:
+                al = {c: row.get(f"alpha_{c}") for c in ("normal", "reduce")}
+                w.writerow([row.get(c) for c in scalars]
+                           + [al[c][e][k] if al[c] else None for c, e, k in weights])
+        tmp.replace(path)
+        return path
 
     @staticmethod
     def _format_row(row: dict[str, Any]) -> str:
@@ -369,7 +399,7 @@ class Search:
         return "  ".join(parts)
 
     def finish(self) -> dict[str, Any]:
-        """Write genotype.txt/.json, result.json, history.json and the cell pictures; return the result."""
+        """Write genotype.txt/.json, result.json, history.json/.csv and the cell pictures; return the result."""
         from search.plot import plot_genotype
 
         self.out.mkdir(parents=True, exist_ok=True)
@@ -402,7 +432,8 @@ class Search:
             "mean_latency_term_s": lat_s,
             "latency_term_fraction": (lat_s / step_s) if lat_s is not None and step_s > 0 else None,
             "files": {"genotype_txt": str(self.out / "genotype.txt"), "genotype_json": str(self.out / "genotype.json"),
-                      "pictures": [str(p) for p in pictures], "history": str(self.out / "history.json")},
+                      "pictures": [str(p) for p in pictures], "history": str(self.out / "history.json"),
+                      "history_csv": str(self._write_history_csv())},
         }
         (self.out / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         return result

@@ -11,7 +11,7 @@ from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors import create_predictor
 from lpm_zoo.sampler import sample_arrays
-from lpm_zoo.space import OP_INDEX, Genotype, parse_genotype
+from lpm_zoo.space import OP_INDEX, PRIMITIVES, Genotype, parse_genotype
 from lpm_zoo.synthetic import OP_COST
 from search.data import load_cifar10, load_data, read_cifar_bin
 from search.model_search import SearchNetwork, derive_cell
@@ -144,6 +144,16 @@ def test_each_method_updates_alpha_and_writes_outputs(method, tmp_path, predicto
     assert r["estimator"] == "pathwise" and r["predicted_latency_ms"] > 0 and 0 <= r["val_acc"] <= 1
     assert (tmp_path / "cells.png").stat().st_size > 1000 and (tmp_path / "cells.svg").is_file()
     assert 0 < r["latency_term_fraction"] < 1
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "history.csv", encoding="utf-8")))
+    assert [int(x["epoch"]) for x in rows] == [h["epoch"] for h in s.state.history]
+    alpha = np.array([[float(rows[-1][f"alpha_normal.e{e}.{op}"]) for op in PRIMITIVES] for e in range(14)])
+    if method != "pc-darts":  # softmax(α) per edge; PC-DARTS scales each edge by its normalised β
+        assert np.allclose(alpha.sum(1), 1, atol=1e-3)
+    assert np.allclose(alpha, s.model.edge_op_weights()[0], atol=1e-4)  # the weights the cell is derived from
+    assert rows[-1]["genotype"] == r["genotype"]
+    assert int(rows[-1]["skip_normal"]) == sum(op == "skip_connect" for op, _ in parse_genotype(r["genotype"]).normal)
 
 
 def test_pc_darts_warmup_freezes_alpha(tmp_path):
