@@ -19,10 +19,37 @@ _POS = {0: (0.0, 3.0), 1: (0.0, 0.0), 2: (2.4, 2.2), 3: (4.2, 0.5), 4: (6.0, 2.8
 _LABEL = {0: "c_{k-2}", 1: "c_{k-1}", 2: "0", 3: "1", 4: "2", 5: "3", 6: "c_{k}"}
 
 
+def _label_width(text: str) -> float:
+    return 0.1 * len(text) + 0.25  # in data units at fontsize 7 on the (15, 4.2) figure
+
+
+def _label_spot(p0: tuple[float, float], p1: tuple[float, float], bend: float, text: str,
+                placed: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """Where on its curved edge a label overlaps no label or node placed so far (the middle if it can).
+
+    Points of matplotlib's arc3 quadratic Bezier, control point = mid + rad * (dy, -dx), tried from
+    the middle outwards; the least crowded one if every spot collides.
+    """
+    (x0, y0), (x1, y1) = p0, p1
+    cx, cy = (x0 + x1) / 2 + bend * (y1 - y0), (y0 + y1) / 2 - bend * (x1 - x0)
+    w = _label_width(text)
+    best, best_cost = (0.0, 0.0), float("inf")
+    for t in (0.5, 0.38, 0.62, 0.28, 0.72, 0.2, 0.8):
+        x = (1 - t) ** 2 * x0 + 2 * (1 - t) * t * cx + t ** 2 * x1
+        y = (1 - t) ** 2 * y0 + 2 * (1 - t) * t * cy + t ** 2 * y1
+        cost = sum(max(0.0, (w + pw) / 2 - abs(x - px)) * max(0.0, 0.32 - abs(y - py)) for px, py, pw in placed)
+        if cost == 0:
+            return x, y
+        if cost < best_cost:
+            best, best_cost = (x, y), cost
+    return best
+
+
 def draw_cell(ax, cell: Cell, title: str) -> None:
     """Draw one cell on a matplotlib axis."""
     ax.set_axis_off()
     ax.set_title(title, fontsize=11)
+    placed: list[tuple[float, float, float]] = [(x, y, 0.9) for x, y in _POS.values()]  # nodes are obstacles too
     for k, (op, src) in enumerate(cell):
         dst = 2 + k // 2
         (x0, y0), (x1, y1) = _POS[src], _POS[dst]
@@ -30,11 +57,10 @@ def draw_cell(ax, cell: Cell, title: str) -> None:
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                     arrowprops=dict(arrowstyle="-|>", color=_COLORS[op], lw=1.6, shrinkA=14, shrinkB=14,
                                     connectionstyle=f"arc3,rad={bend}"))
-        mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-        dx, dy = x1 - x0, y1 - y0
-        # midpoint of matplotlib's arc3 quadratic Bezier: control point = mid + rad * (dy, -dx)
-        ax.text(mx + 0.5 * bend * dy, my - 0.5 * bend * dx, op, fontsize=7, color=_COLORS[op], ha="center",
-                va="center", bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
+        x, y = _label_spot((x0, y0), (x1, y1), bend, op, placed)
+        placed.append((x, y, _label_width(op)))
+        ax.text(x, y, op, fontsize=7, color=_COLORS[op], ha="center", va="center",
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85), zorder=4)
     for node in range(2, 6):
         (x0, y0), (x1, y1) = _POS[node], _POS[6]
         ax.annotate("", xy=(x1, y1), xytext=(x0, y0),

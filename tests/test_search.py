@@ -364,3 +364,29 @@ def test_bad_device_is_a_one_line_error(capsys):
 
     assert main(["search", "--device", "gpu", "--out", "unused-dir"]) == 2
     assert "is not a device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["DARTS_V2", "PC_DARTS_cifar", "PC_DARTS_image", "random0", "random1", "random2"])
+def test_cell_pictures_have_no_overlapping_operation_labels(name):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from lpm_zoo.published import get_genotype
+    from lpm_zoo.sampler import sample_cells
+    from search.plot import draw_cell
+
+    if name.startswith("random"):
+        cells = sample_cells(2, seed=int(name[-1]))
+    else:
+        cells = [get_genotype(name).normal, get_genotype(name).reduce]
+    for cell in cells:
+        fig = Figure(figsize=(7.5, 4.2))
+        ax = fig.subplots()
+        draw_cell(ax, cell, name)
+        fig.canvas.draw()  # an Agg canvas: text extents in pixels
+        boxes = [t.get_window_extent() for t in ax.texts if t.get_text() in OP_INDEX]
+        assert len(boxes) == 8
+        for i, a in enumerate(boxes):
+            assert not any(a.overlaps(b) for b in boxes[i + 1:]), name
