@@ -61,6 +61,11 @@ def _configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=16, help="initial channels C of the search network (default 16)")
     p.add_argument("--layers", type=int, default=8, help="cells in the search network (default 8)")
     p.add_argument("--partial-k", type=int, help="PC-DARTS partial-channel K (default 4; 1 for DARTS)")
+    g = p.add_argument_group("collapse guards")
+    g.add_argument("--max-skip", type=int, metavar="K",
+                   help="P-DARTS: derive the normal cell with at most K skip_connect edges (0-8; default: no cap)")
+    g.add_argument("--stop-skip", type=int, metavar="K",
+                   help="DARTS+: stop the search once the derived normal cell has K skip_connect edges (1-8)")
     p.add_argument("--out", default="search-out", metavar="DIR",
                    help="output folder: checkpoint (resumed when present), genotype.txt/.json, result.json, "
                         "cells.png/.svg (default ./search-out)")
@@ -91,7 +96,8 @@ def _run_search(args: argparse.Namespace) -> int:
                        data_dir=args.data_dir, resolution=args.resolution, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min, arch_lr=args.arch_lr,
                        warmup_epochs=args.warmup_epochs, channels=args.channels, layers=args.layers,
-                       partial_k=args.partial_k, max_steps=args.max_steps, seed=args.seed, device=args.device)
+                       partial_k=args.partial_k, max_steps=args.max_steps, max_skip=args.max_skip,
+                       stop_skip=args.stop_skip, seed=args.seed, device=args.device)
     log = _log_to(args)
     search = Search(cfg, args.out, log=log, progress=not args.no_progress)
     if args.restart:
@@ -110,7 +116,8 @@ def _run_search(args: argparse.Namespace) -> int:
         return 130
     if args.json:
         keep = ("genotype", "genotype_json", "predicted_latency_ms", "lat_alpha_ms", "val_acc", "method", "predictor",
-                "lambda", "relative", "estimator", "reference_ms", "seed", "epochs", "mean_step_s",
+                "lambda", "relative", "estimator", "reference_ms", "seed", "epochs", "stopped_early_after_epoch",
+                "skip_normal", "mean_step_s",
                 "mean_latency_term_s", "latency_term_fraction", "files")
         print(json.dumps({k: result[k] for k in keep}))
     else:
@@ -118,6 +125,9 @@ def _run_search(args: argparse.Namespace) -> int:
         if result["predicted_latency_ms"] is not None:
             print(f"predicted latency of the normal cell ({cfg.predictor}): {result['predicted_latency_ms']:.3f} ms")
         print(f"validation accuracy of the search network: {100 * result['val_acc']:.2f}%")
+        if result["stopped_early_after_epoch"] is not None:
+            print(f"stopped after epoch {result['stopped_early_after_epoch']}: the normal cell reached "
+                  f"{result['skip_normal']} skip_connect (--stop-skip {cfg.stop_skip})")
         files = result["files"]
         print(f"wrote {', '.join([files['genotype_txt'], files['genotype_json'], *files['pictures']])}")
     return 0

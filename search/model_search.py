@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lpm_zoo.encoding import NODE_OFFSET
 from lpm_zoo.layout import cell_plan
 from lpm_zoo.ops import OPS, FactorizedReduce, ReLUConvBN
 from lpm_zoo.space import CONCAT, EDGES, N_INPUTS, N_NODES, PRIMITIVES, Cell, Genotype
@@ -182,10 +183,30 @@ class SearchNetwork(nn.Module):
             out.append(w.cpu().numpy().astype(np.float64))
         return out[0], out[1]
 
-    def genotype(self) -> Genotype:
-        """The discrete genotype DARTS (or PC-DARTS) derives from the current architecture parameters."""
+    def genotype(self, max_skip: int | None = None) -> Genotype:
+        """The discrete genotype DARTS (or PC-DARTS) derives from the current architecture parameters;
+        `max_skip` caps the normal cell's `skip_connect` edges (P-DARTS, see `derive_capped`)."""
         normal, reduce = self.edge_op_weights()
-        return Genotype(normal=derive_cell(normal), reduce=derive_cell(reduce))
+        return Genotype(normal=derive_capped(normal, max_skip), reduce=derive_cell(reduce))
+
+
+def derive_capped(weights: Sequence[Sequence[float]] | np.ndarray, max_skip: int | None) -> Cell:
+    """`derive_cell` keeping at most `max_skip` `skip_connect` edges (P-DARTS, Chen et al. 2019, §3.3):
+    while the derived cell has more, the kept skip edge with the weakest skip weight loses its skip
+    option and the cell is derived again (the edge takes its best other operation, or gives way)."""
+    w = np.array(weights, dtype=np.float64)
+    cell = derive_cell(w)
+    if max_skip is None:
+        return cell
+    skip = PRIMITIVES.index("skip_connect")
+    for _ in range(len(w)):  # each pass removes one skip option: at most one per edge
+        if sum(op == "skip_connect" for op, _ in cell) <= max_skip:
+            break
+        node_edges = [(k // 2, src) for k, (op, src) in enumerate(cell) if op == "skip_connect"]
+        edges = [int(NODE_OFFSET[node]) + src for node, src in node_edges]
+        w[min(edges, key=lambda e: w[e, skip]), skip] = 0.0
+        cell = derive_cell(w)
+    return cell
 
 
 def derive_cell(weights: Sequence[Sequence[float]] | np.ndarray) -> Cell:

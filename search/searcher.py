@@ -87,6 +87,8 @@ class SearchConfig:
     grad_clip: float = 5.0
     train_portion: float = 0.5
     max_steps: int | None = None  # cap on steps per epoch (quick runs and tests)
+    max_skip: int | None = None  # P-DARTS: at most this many skip_connect in the derived normal cell
+    stop_skip: int | None = None  # DARTS+: stop once the derived normal cell has this many skip_connect
     seed: int = 0
     device: str = "cpu"
 
@@ -151,6 +153,10 @@ def _check(cfg: ResolvedSearch) -> ResolvedSearch:
     cfg = replace(cfg, device=check_device(cfg.device))
     if cfg.max_steps is not None and cfg.max_steps < 1:
         raise LpmError(f"--max-steps must be at least 1, got {cfg.max_steps}")
+    if cfg.max_skip is not None and not 0 <= cfg.max_skip <= 8:
+        raise LpmError(f"--max-skip must be from 0 to 8 (skip_connect edges kept in the normal cell), got {cfg.max_skip}")
+    if cfg.stop_skip is not None and not 1 <= cfg.stop_skip <= 8:
+        raise LpmError(f"--stop-skip must be from 1 to 8 (skip_connect edges that stop the search), got {cfg.stop_skip}")
     return cfg
 
 
@@ -249,6 +255,11 @@ class Search:
         return True
 
     # --- the loop -----------------------------------------------------------------------------
+    @property
+    def stopped_early(self) -> int | None:
+        """The epoch after which the DARTS+ rule (`stop_skip`) stopped the search, or None."""
+        return next((row["epoch"] for row in self.state.history if row.get("early_stop")), None)
+
     def steps_per_epoch(self) -> int:
         bs = self.cfg.batch_size
         n = min(math.ceil(len(self.train_idx) / bs), math.ceil(len(self.val_idx) / bs))
@@ -264,7 +275,8 @@ class Search:
         """Search until the last epoch (or a Ctrl-C, which saves a checkpoint); returns the result."""
         cfg, st = self.cfg, self.state
         n_steps = self.steps_per_epoch()
-        run_epochs(lambda bar: self._run_epoch(n_steps, bar), lambda: self.state.epoch >= cfg.epochs, self.stop,
+        run_epochs(lambda bar: self._run_epoch(n_steps, bar),
+                   lambda: self.state.epoch >= cfg.epochs or self.stopped_early is not None, self.stop,
                    total=cfg.epochs * n_steps, initial=st.epoch * n_steps + st.step,
                    desc=f"search {cfg.method}", progress=self.progress)
         if self.stop:
@@ -339,7 +351,7 @@ class Search:
         m = self.model
         lat_alpha = self.latency.predict_mean_ms(m.alphas_normal.detach().cpu(),
                                                  None if m.betas_normal is None else m.betas_normal.detach().cpu())
-        g = m.genotype()
+        g = m.genotype(self.cfg.max_skip)
         lat_g = float(np.asarray(self.predictor.predict(encode(g.normal)[None])).reshape(-1)[0])
         return {"lat_alpha_ms": lat_alpha, "lat_genotype_ms": lat_g}
 
@@ -353,9 +365,11 @@ class Search:
         if s.get("lat_ms") is not None and s.get("n_arch"):
             row["lat_loss_ms"] = s["lat_ms"] / s["n_arch"]  # mean M-sample LAT the α loss saw this epoch
         row.update(self.predicted())
-        g = self.model.genotype()
+        g = self.model.genotype(self.cfg.max_skip)
         row["genotype"] = g.to_darts()
         row["skip_normal"] = sum(op == "skip_connect" for op, _ in g.normal)
+        if arch_on and self.cfg.stop_skip is not None and row["skip_normal"] >= self.cfg.stop_skip:
+            row["early_stop"] = True  # DARTS+: the cell is collapsing into skips; keep this one
         normal, reduce = self.model.edge_op_weights()  # what the cell is derived from, per edge and operation
         row["alpha_normal"] = np.round(normal, 5).tolist()
         row["alpha_reduce"] = np.round(reduce, 5).tolist()
@@ -403,7 +417,7 @@ class Search:
         from search.plot import plot_genotype
 
         self.out.mkdir(parents=True, exist_ok=True)
-        g = self.model.genotype()
+        g = self.model.genotype(self.cfg.max_skip)
         (self.out / "genotype.txt").write_text(g.to_darts() + "\n", encoding="utf-8")
         (self.out / "genotype.json").write_text(json.dumps(g.to_dict(), indent=1) + "\n", encoding="utf-8")
         (self.out / "history.json").write_text(json.dumps(self.state.history, indent=1) + "\n", encoding="utf-8")
@@ -425,6 +439,8 @@ class Search:
             "predicted_latency_ms": last.get("lat_genotype_ms"),
             "lat_alpha_ms": last.get("lat_alpha_ms"),
             "epochs": self.cfg.epochs,
+            "stopped_early_after_epoch": self.stopped_early,
+            "skip_normal": sum(op == "skip_connect" for op, _ in g.normal),
             "seed": self.cfg.seed,
             "dataset": self.cfg.dataset,
             "config": self.cfg.as_dict(),

@@ -14,7 +14,7 @@ from lpm_zoo.sampler import sample_arrays
 from lpm_zoo.space import OP_INDEX, PRIMITIVES, Genotype, parse_genotype
 from lpm_zoo.synthetic import OP_COST
 from search.data import load_cifar10, load_data, read_cifar_bin
-from search.model_search import SearchNetwork, derive_cell
+from search.model_search import SearchNetwork, derive_capped, derive_cell
 from search.searcher import Search, SearchConfig
 
 TINY = dict(channels=4, layers=3, batch_size=16, max_steps=2, epochs=1, resolution=8)
@@ -390,3 +390,39 @@ def test_cell_pictures_have_no_overlapping_operation_labels(name):
         assert len(boxes) == 8
         for i, a in enumerate(boxes):
             assert not any(a.overlaps(b) for b in boxes[i + 1:]), name
+
+
+def test_max_skip_caps_the_derived_normal_cell():
+    w = np.full((14, 8), 0.01)
+    w[:, OP_INDEX["skip_connect"]] = np.linspace(0.9, 0.5, 14)  # every edge prefers skip, strongest first
+    w[:, OP_INDEX["sep_conv_3x3"]] = 0.3
+    assert sum(op == "skip_connect" for op, _ in derive_capped(w, None)) == 8
+    for k in (0, 2, 8):
+        cell = derive_capped(w, k)
+        assert sum(op == "skip_connect" for op, _ in cell) == k
+        assert all(op in ("skip_connect", "sep_conv_3x3") for op, _ in cell)
+    assert derive_capped(w, 2) == derive_capped(w.copy(), 2)
+
+
+def test_stop_skip_ends_the_search_early_and_says_so(tmp_path):
+    cfg = SearchConfig(stop_skip=1, max_skip=None, **{**TINY, "epochs": 3, "max_steps": 1})
+    s = Search(cfg, tmp_path, progress=False, log=lambda m: None)
+    # a search network whose α already favours skip_connect everywhere: the first epoch's cell collapses
+    with torch.no_grad():
+        s.model.alphas_normal[:, OP_INDEX["skip_connect"]] = 5.0
+    r = s.run()
+    assert r["stopped_early_after_epoch"] == 1 and len(s.state.history) == 1 and r["skip_normal"] >= 1
+    capped = Search(SearchConfig(max_skip=0, **{**TINY, "epochs": 1, "max_steps": 1}), tmp_path / "c",
+                    progress=False, log=lambda m: None)
+    with torch.no_grad():
+        capped.model.alphas_normal[:, OP_INDEX["skip_connect"]] = 5.0
+    rc = capped.run()
+    assert rc["skip_normal"] == 0 and rc["stopped_early_after_epoch"] is None
+
+
+@pytest.mark.parametrize("flag,msg", [(["--max-skip", "9"], "--max-skip must be from 0 to 8"),
+                                      (["--stop-skip", "0"], "--stop-skip must be from 1 to 8")])
+def test_guard_thresholds_out_of_range_are_refused_before_any_epoch(flag, msg, tmp_path, capsys):
+    assert main(["search", "--epochs", "1", "--max-steps", "1", "--out", str(tmp_path / "o"), *flag]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "o" / "checkpoint.pt").exists()
