@@ -237,7 +237,8 @@ recheck_command = Command(help="measure stored architectures again to find the s
 def _configure_measure(p: argparse.ArgumentParser) -> None:
     _add_common(p)
     p.add_argument("--genotype", required=True,
-                   help="a published name (DARTS_V2, ...), a DARTS string, JSON or a .json file (normal cell is used)")
+                   help="a published name (DARTS_V2, ...), a DARTS string, JSON or a .json file (the normal cell is "
+                        "timed with DARTS_V2's reduction cell, or, on a -both profile, the genotype as given)")
     p.add_argument("--db", metavar="PATH",
                    help="express the latency in this store's milliseconds (its reference baseline), so it compares "
                         "with the store's data and the predictors fitted on it; nothing is written to the store")
@@ -250,12 +251,13 @@ def _run_measure(args: argparse.Namespace) -> int:
 
     from backends.profiler import DEFAULT_STATISTIC, Measurer, normalize
     from backends.protocol import AUTO
-    from lpm_zoo.encoding import cell_key
+    from lpm_zoo.profiles import get_profile
     from lpm_zoo.published import DARTS_V2
     from lpm_zoo.space import parse_genotype
     from lpm_zoo.store import json_safe
 
-    g = parse_genotype(args.genotype, DARTS_V2.reduce)
+    both = get_profile(args.profile).cells == 2  # a -both profile times the genotype as given: it needs both cells
+    g = parse_genotype(args.genotype, None if both else DARTS_V2.reduce)
     protocol = _protocol(args)
     base = None
     if args.db:  # checked before minutes of timing
@@ -264,7 +266,7 @@ def _run_measure(args: argparse.Namespace) -> int:
         protocol = replace(protocol, statistic=DEFAULT_STATISTIC)
     m = Measurer(args.backend, args.device, args.profile, protocol, args.device_name, args.seed)
     try:
-        (r,) = m.measure([g.normal])
+        (r,) = m.measure([g if m.profile.cells == 2 else g.normal])
     finally:
         m.close()
     if base is not None:
@@ -272,15 +274,16 @@ def _run_measure(args: argparse.Namespace) -> int:
     p = r.protocol
     if args.json:
         print(json.dumps(json_safe({"backend": r.backend, "device": r.device, "profile": r.profile,
-                                    "key": cell_key(g), "latency_ms": r.latency_ms, "spread_ms": r.spread_ms,
+                                    "key": m.profile.key(g), "latency_ms": r.latency_ms, "spread_ms": r.spread_ms,
                                     "statistic": p["statistic"], "runs_ms": r.runs_ms, "protocol": p}),
                          allow_nan=False))
     else:
         threads = f", {p['threads']} thread(s)" if p.get("threads") else ""
         print(f"{r.latency_ms:.3f} ms  (IQR {r.spread_ms:.3f} ms; {p['statistic']} of {p['rounds']}x{p['reps']} runs"
               f"{threads})  {r.backend}-{r.device}  {r.profile}")
-        if g.reduce != DARTS_V2.reduce:
-            print("note: the profile fixes the reduction cell to DARTS_V2's; only the normal cell was measured")
+        if g.reduce != DARTS_V2.reduce and m.profile.cells == 1:
+            print(f"note: {args.profile} fixes the reduction cell to DARTS_V2's; only the normal cell was measured "
+                  f"(--profile {args.profile}-both times the genotype as given)")
     return 0
 
 

@@ -181,6 +181,9 @@ def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, sam
     if samples < 1:
         raise LpmError(f"--samples must be at least 1, got {samples}")
     have = store.keys(backend, dev_name, profile)
+    prof = get_profile(profile)
+    if cells == "calibration" and prof.cells == 2:
+        raise LpmError(f"the calibration set holds normal cells; {profile} measures whole genotypes: use --cells random")
     if cells == "calibration":
         from lpm_zoo.calibration import calibration_keys
         from lpm_zoo.predictors.zoo import keys_to_arrays
@@ -196,11 +199,12 @@ def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, sam
     need = samples - len(have)
     if need <= 0:
         return []
-    ops, inputs, keys = sample_unique_arrays(samples, seed)
-    todo = [arrays_to_cell(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
+    ops, inputs, keys = sample_unique_arrays(samples, seed, cells=prof.cells)
+    todo = [prof.from_arrays(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
     if len(todo) < need:  # the store holds cells from other seeds: continue the sequence past `samples`
-        ops, inputs, keys = sample_unique_arrays(need - len(todo), seed + 1_000_003, exclude=have | set(keys))
-        todo += [arrays_to_cell(o, i) for o, i in zip(ops, inputs)]
+        ops, inputs, keys = sample_unique_arrays(need - len(todo), seed + 1_000_003, exclude=have | set(keys),
+                                                 cells=prof.cells)
+        todo += [prof.from_arrays(o, i) for o, i in zip(ops, inputs)]
     return todo[:need]
 
 
@@ -498,7 +502,7 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
 
         for (proto, wseed), recs in by_protocol.items():
             measurer = Measurer(backend, device, profile, proto, name, wseed)
-            cells = [Genotype.from_dict(r["genotype"]).normal for r in recs]
+            cells = [Genotype.from_dict(r["genotype"]) for r in recs]  # the profile measures what it encodes
 
             def local(groups: list[list[Cell]], m: Measurer = measurer) -> Iterable[list[Measurement]]:
                 for g in groups:

@@ -3,6 +3,10 @@
 Bit `8 * edge + op` is 1 when edge `edge` (DARTS order, see `EDGES`) is kept with primitive
 `op` (index into `PRIMITIVES`); a valid cell has exactly 8 ones. Batches are numpy arrays:
 `ops` and `inputs` of shape (N, 8), entry 2k and 2k+1 belonging to node k + 2.
+
+Whole genotypes (both cells, the "-both" profiles) are the normal cell's arrays followed by the
+reduction cell's: shape (N, 16), a 224-bit encoding (normal bits, then reduction bits, same
+order) and a key "normal:reduce". Every batch function here takes either width.
 """
 
 from __future__ import annotations
@@ -57,16 +61,37 @@ def arrays_to_cell(ops: np.ndarray, inputs: np.ndarray) -> Cell:
     return validate_cell([(PRIMITIVES[int(o)], int(i)) for o, i in zip(ops, inputs)])
 
 
+def n_cells(width: int) -> int:
+    """How many cells (1: normal only, 2: normal and reduction) arrays of `width` columns hold."""
+    if width not in (8, 16):
+        raise GenotypeError(f"cell arrays have 8 columns (one cell) or 16 (both cells), got {width}")
+    return width // 8
+
+
+def genotype_to_arrays(genotype: Genotype) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, inputs) of shape (16,): the normal cell's arrays, then the reduction cell's."""
+    on, i_n = cell_to_arrays(genotype.normal)
+    o_r, i_r = cell_to_arrays(genotype.reduce)
+    return np.concatenate([on, o_r]), np.concatenate([i_n, i_r])
+
+
+def arrays_to_genotype(ops: np.ndarray, inputs: np.ndarray) -> Genotype:
+    """The genotype of (16,) arrays (normal cell, then reduction cell), validated."""
+    return Genotype(normal=arrays_to_cell(ops[:8], inputs[:8]), reduce=arrays_to_cell(ops[8:], inputs[8:]))
+
+
 def bit_indices(ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-    """Positions of the 8 ones of each cell's encoding, shape (N, 8), int64 (for gathers)."""
-    slot = _SLOT_BASE + np.asarray(inputs, dtype=np.int32) * N_OPS
+    """Positions of the ones of each row's encoding, shape (N, 8) or (N, 16), int64 (for gathers)."""
+    k = n_cells(np.shape(ops)[-1])
+    base = np.tile(_SLOT_BASE, k) + np.repeat(np.arange(k, dtype=np.int32) * N_BITS, 8)
+    slot = base + np.asarray(inputs, dtype=np.int32) * N_OPS
     return (slot + np.asarray(ops, dtype=np.int32)).astype(np.int64, copy=False)
 
 
 def encode_arrays(ops: np.ndarray, inputs: np.ndarray, dtype: np.dtype = np.float32) -> np.ndarray:
-    """Encode a batch given as (N, 8) arrays into an (N, 112) 0/1 array, vectorised."""
+    """Encode a batch given as (N, 8) or (N, 16) arrays into an (N, 112) or (N, 224) 0/1 array, vectorised."""
     idx = bit_indices(np.atleast_2d(ops), np.atleast_2d(inputs))
-    out = np.zeros((idx.shape[0], N_BITS), dtype=dtype)
+    out = np.zeros((idx.shape[0], N_BITS * (idx.shape[1] // 8)), dtype=dtype)
     out[np.arange(idx.shape[0])[:, None], idx] = 1
     return out
 
@@ -84,10 +109,13 @@ def encode_batch(cells: Iterable[CellLike], dtype: np.dtype = np.float32) -> np.
 
 
 def decode_arrays(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of `encode_arrays`: (ops, inputs) of shape (N, 8), inputs ascending within a node."""
+    """Inverse of `encode_arrays`: (ops, inputs) of shape (N, 8) or (N, 16), inputs ascending within a node."""
     bits = np.atleast_2d(np.asarray(bits))
+    if bits.shape[1] == 2 * N_BITS:
+        (on, i_n), (o_r, i_r) = decode_arrays(bits[:, :N_BITS]), decode_arrays(bits[:, N_BITS:])
+        return np.hstack([on, o_r]), np.hstack([i_n, i_r])
     if bits.shape[1] != N_BITS:
-        raise GenotypeError(f"an encoding has {N_BITS} bits, got {bits.shape[1]}")
+        raise GenotypeError(f"an encoding has {N_BITS} bits (one cell) or {2 * N_BITS} (both), got {bits.shape[1]}")
     if not np.isin(bits, (0, 1)).all():
         raise GenotypeError("an encoding holds only 0 and 1")
     grid = bits.reshape(len(bits), N_EDGES, N_OPS) != 0
@@ -127,9 +155,11 @@ def canonical_cell(cell: CellLike) -> Cell:
 
 
 def keys_from_arrays(ops: np.ndarray, inputs: np.ndarray) -> list[str]:
-    """Canonical keys (28 hex digits of the 112-bit encoding) for a batch, vectorised."""
+    """Canonical keys (28 hex digits of the 112-bit encoding; "normal:reduce" for both cells), vectorised."""
     bits = encode_arrays(ops, inputs, np.uint8)
-    packed = np.packbits(bits, axis=1)  # (N, 14) bytes
+    packed = np.packbits(bits, axis=1)  # (N, 14) or (N, 28) bytes
+    if packed.shape[1] == 28:
+        return [f"{row[:14].tobytes().hex()}:{row[14:].tobytes().hex()}" for row in packed]
     return [row.tobytes().hex() for row in packed]
 
 

@@ -46,14 +46,18 @@ def sample_genotypes(
 
 
 def sample_unique_arrays(
-    n: int, seed: int | np.random.Generator | None = 0, exclude: set[str] | None = None
+    n: int, seed: int | np.random.Generator | None = 0, exclude: set[str] | None = None, cells: int = 1
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """`n` cells with distinct canonical keys, none of them in `exclude`; (ops, inputs, keys)."""
+    """`n` cells (`cells=2`: genotypes, a normal and a reduction cell drawn independently, (n, 16)
+    arrays) with distinct canonical keys, none of them in `exclude`; (ops, inputs, keys)."""
     rng = np.random.default_rng(seed)
     seen = set(exclude or ())
     ops_out, inp_out, keys_out = [], [], []
     while len(keys_out) < n:
-        ops, inputs = sample_arrays(max(16, 2 * (n - len(keys_out))), rng)
+        m = max(16, 2 * (n - len(keys_out)))
+        ops, inputs = sample_arrays(m * cells, rng)
+        if cells == 2:
+            ops, inputs = np.hstack([ops[:m], ops[m:]]), np.hstack([inputs[:m], inputs[m:]])
         for o, i, key in zip(ops, inputs, keys_from_arrays(ops, inputs)):
             if key not in seen and len(keys_out) < n:
                 seen.add(key)
@@ -61,7 +65,7 @@ def sample_unique_arrays(
                 inp_out.append(i)
                 keys_out.append(key)
     if not keys_out:
-        return np.zeros((0, 8), np.int8), np.zeros((0, 8), np.int8), []
+        return np.zeros((0, 8 * cells), np.int8), np.zeros((0, 8 * cells), np.int8), []
     return np.stack(ops_out), np.stack(inp_out), keys_out
 
 

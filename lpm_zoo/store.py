@@ -41,9 +41,9 @@ CREATE TABLE IF NOT EXISTS measurements (
     backend      TEXT NOT NULL,
     device       TEXT NOT NULL,
     profile      TEXT NOT NULL,
-    cell_key     TEXT NOT NULL,  -- canonical key of the normal cell (hex of its 112-bit encoding)
+    cell_key     TEXT NOT NULL,  -- canonical key of the normal cell (112-bit hex); "normal:reduce" on a -both profile
     genotype_key TEXT NOT NULL,  -- normal and reduction cell keys
-    encoding     TEXT NOT NULL,  -- the 112-bit encoding of the normal cell as '0'/'1'
+    encoding     TEXT NOT NULL,  -- the 112-bit encoding of the normal cell (224: both cells) as '0'/'1'
     genotype     TEXT NOT NULL,  -- JSON (lpm_zoo.space.Genotype.to_dict)
     latency_ms   REAL NOT NULL,  -- the kept statistic (protocol.statistic)
     spread_ms    REAL,           -- its spread (protocol says which)
@@ -114,7 +114,7 @@ def validate_row(rec: dict[str, Any]) -> dict[str, Any]:
     """
     for col in ("backend", "device", "profile", "cell_key", "genotype_key", "encoding"):
         v = rec.get(col)
-        if not isinstance(v, str) or not v or len(v) > 200 or not v.isprintable():
+        if not isinstance(v, str) or not v or len(v) > (224 if col == "encoding" else 200) or not v.isprintable():
             raise BadRow(f"{col} is not short printable text")
     lat = rec["latency_ms"]
     if not _number(lat) or not 0 < lat <= MAX_LATENCY_MS:
@@ -203,11 +203,10 @@ class LatencyDataset:
 
     def genotypes(self) -> list[Genotype]:
         """The measured genotypes (normal cells with the profile's reduction cell)."""
-        from lpm_zoo.encoding import arrays_to_cell
         from lpm_zoo.profiles import get_profile
 
         prof = get_profile(self.profile)
-        return [prof.genotype(arrays_to_cell(o, i)) for o, i in zip(self.ops, self.inputs)]
+        return [prof.from_arrays(o, i) for o, i in zip(self.ops, self.inputs)]
 
 
 BUNDLED_PREFIX = "bundled:"
@@ -333,7 +332,8 @@ class MeasurementStore:
     # --- writing ----------------------------------------------------------------------
     @staticmethod
     def _row(m: Measurement) -> tuple:
-        key = cell_key(m.genotype)
+        both = _cells_of(m.profile) == 2
+        key = genotype_key(m.genotype) if both else cell_key(m.genotype)
         ok = (_number(m.latency_ms) and 0 < m.latency_ms <= MAX_LATENCY_MS and _number(m.spread_ms)
               and m.spread_ms >= 0 and all(_number(t) and t >= 0 for t in m.runs_ms))
         try:
@@ -343,7 +343,8 @@ class MeasurementStore:
         if not ok:
             raise LpmError(f"refusing to store a measurement of {key} with a latency, spread or run time that is "
                            f"not a finite positive number (latency {m.latency_ms!r}); the earlier ones are stored")
-        bits = "".join("1" if b else "0" for b in encode(m.genotype))
+        enc = np.concatenate([encode(m.genotype.normal), encode(m.genotype.reduce)]) if both else encode(m.genotype)
+        bits = "".join("1" if b else "0" for b in enc)
         return (
             m.backend, m.device, m.profile, key, genotype_key(m.genotype), bits,
             m.genotype.to_json(), float(m.latency_ms), float(m.spread_ms),
@@ -481,17 +482,23 @@ class MeasurementStore:
 
     def dataset(self, backend: str, device: str, profile: str) -> LatencyDataset:
         """Unique architectures and their latency; repeats of one architecture are combined by median."""
-        by_key: dict[str, tuple[list, list[float], list[float]]] = {}
+        by_key: dict[str, tuple[Any, list[float], list[float]]] = {}
+        both = _cells_of(profile) == 2
         stats: set[str] = set()
         hardware: dict[str, Any] | None = None
         for r in self.measurements(backend, device, profile):
             stats.add(str(r["protocol"].get("statistic")))
             hardware = hardware or _hardware_of(r["protocol"])
-            entry = by_key.setdefault(r["cell_key"], (r["genotype"]["normal"], [], []))
+            entry = by_key.setdefault(r["cell_key"], (r["genotype"] if both else r["genotype"]["normal"], [], []))
             entry[1].append(float(r["latency_ms"]))
             entry[2].append(float(r["spread_ms"]) if r["spread_ms"] is not None else np.nan)
         keys = list(by_key)
-        ops, inputs = cells_to_arrays([by_key[k][0] for k in keys])
+        if both:  # whole genotypes: (N, 16) arrays, normal cell then reduction cell
+            from lpm_zoo.profiles import get_profile
+
+            ops, inputs = get_profile(profile).arrays([Genotype.from_dict(by_key[k][0]) for k in keys])
+        else:
+            ops, inputs = cells_to_arrays([by_key[k][0] for k in keys])
         return LatencyDataset(
             ops=ops,
             inputs=inputs,
@@ -639,6 +646,14 @@ def statistic_key(backend: str, device: str, profile: str) -> str:
 
 
 _REQUIRED_COLUMNS = set(_COLUMNS)
+
+
+def _cells_of(profile: str) -> int:
+    """Cells a profile encodes (2 for the "-both" profiles); 1 for names this version does not know."""
+    from lpm_zoo.profiles import PROFILES
+
+    p = PROFILES.get(profile)
+    return p.cells if p is not None else 1
 
 
 def _schema_version(db: sqlite3.Connection, path: Path) -> int | None:

@@ -25,17 +25,16 @@ def make_synthetic_store(path: str, n: int, seed: int = 9, backend: str = "synth
                          profile: str = "cifar-b1", scale: float = 1.0, extra_cost: np.ndarray | None = None) -> None:
     """A measurement store of `n` unique cells with `synthetic_latency` (spread 1%), for pipeline checks;
     `scale` and `extra_cost` (ms per kept edge, by operation) make another 'device' of the same cells."""
-    from lpm_zoo.encoding import arrays_to_cell
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.sampler import sample_unique_arrays
     from lpm_zoo.store import Measurement, MeasurementStore
 
-    ops, inputs, _ = sample_unique_arrays(n, seed=seed)
+    prof = get_profile(profile)
+    ops, inputs, _ = sample_unique_arrays(n, seed=seed, cells=prof.cells)
     y = scale * synthetic_latency(ops, inputs, seed=1)
     if extra_cost is not None:
         y = y + np.asarray(extra_cost, np.float64)[ops].sum(1)
-    prof = get_profile(profile)
-    ms = [Measurement(genotype=prof.genotype(arrays_to_cell(o, i)), backend=backend, device=device, profile=profile,
+    ms = [Measurement(genotype=prof.from_arrays(o, i), backend=backend, device=device, profile=profile,
                       latency_ms=float(v), spread_ms=0.01 * float(v), runs_ms=[float(v)] * 3,
                       protocol={"statistic": "median", "synthetic": True})
           for o, i, v in zip(ops, inputs, y)]

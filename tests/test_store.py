@@ -81,7 +81,8 @@ def test_wal_mode_and_commit_visible_to_another_connection(tmp_path):
 
 
 def test_profiles():
-    assert list_profiles() == ["cifar-b1", "small-b1", "cifar-b8", "cifar-b32", "imagenet-b32"]
+    assert list_profiles() == ["cifar-b1", "small-b1", "cifar-b8", "cifar-b32", "imagenet-b32", "cifar-b1-both",
+                               "small-b1-both", "cifar-b32-both", "imagenet-b32-both"]
     p = get_profile("cifar-b32")
     assert p.input_shape == (32, 3, 32, 32)
     g = sample_genotypes(1, seed=4)[0]

@@ -411,7 +411,8 @@ def _run_predict(args: argparse.Namespace) -> int:
     if note:
         print(f"lpm predict: note: {note}", file=sys.stderr)
     prof = PROFILES.get(p.meta.get("profile", ""))
-    reduce = prof.reduce if prof else None
+    both = p.meta.get("encoding") == "lpm-224"  # whole genotypes: a missing reduction cell is an error
+    reduce = prof.reduce if prof and not both else None
     if args.input:
         items = _read_inputs(args.input, reduce)
     else:
@@ -421,10 +422,11 @@ def _run_predict(args: argparse.Namespace) -> int:
                 items.append((spec, parse_genotype(spec, reduce)))
             except LpmError as e:
                 raise LpmError(f"--genotype {clip(spec, 60)}: {e}") from None
-    if prof and any(g.reduce != prof.reduce for _, g in items):
+    if prof and not both and any(g.reduce != prof.reduce for _, g in items):
         print(f"lpm predict: note: {args.predictor} predicts the normal cell with the {prof.name} profile's fixed"
               " reduction cell; the given reduction cells are not part of the prediction", file=sys.stderr)
-    lat = p.predict(cells_to_arrays([g for _, g in items])) if items else []
+    genotypes = [g for _, g in items]
+    lat = (p.predict(genotypes) if both else p.predict(cells_to_arrays(genotypes))) if items else []
     for (src, g), ms in zip(items, lat):
         if args.json:
             rec = dict(src) if isinstance(src, dict) else {"genotype": src}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lpm_zoo.encoding import N_EDGES, N_OPS
+from lpm_zoo.encoding import N_OPS
 from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors.base import Predictor, register_predictor
 
@@ -183,7 +183,7 @@ class AdaptedPredictor(Predictor):
             raise NotImplementedError("an adapted predictor is differentiable only when all its sources are")
         b = torch.as_tensor(self._beta, dtype=enc.dtype, device=enc.device)
         S = torch.stack([s.predict_torch(enc) for s in self.sources], 1)
-        counts = enc.reshape(-1, N_EDGES, N_OPS).sum(1)
+        counts = enc.reshape(len(enc), -1, N_OPS).sum(1)  # per operation, over every edge of every cell
         if self.method == "scale":
             return S[:, 0] * b[0]
         if self.method == "affine":

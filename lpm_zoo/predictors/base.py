@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from lpm_zoo.encoding import N_BITS, cells_to_arrays, decode_arrays, encode_arrays, keys_from_arrays
+from lpm_zoo.encoding import (
+    N_BITS,
+    cells_to_arrays,
+    decode_arrays,
+    encode_arrays,
+    genotype_to_arrays,
+    keys_from_arrays,
+)
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.profiles import PROFILES
 from lpm_zoo.registry import Registry
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
     import torch
 
 ENCODING = "lpm-112"  # the paper's 112-bit normal-cell encoding, bit = 8 * edge + op
+ENCODING_BOTH = "lpm-224"  # both cells: the normal cell's 112 bits, then the reduction cell's
 
 P = TypeVar("P", bound=type["Predictor"])
 
@@ -129,21 +137,37 @@ def check_params(name: str, params: dict[str, Any]) -> None:
             raise LpmError(f"bad parameter value {name}.{key}={clip(value)}: it must be {rule[0]}")
 
 
-def as_arrays(X: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(ops, inputs) int8 arrays of shape (N, 8) from any accepted form of a batch of cells."""
+def encoding_of(width: int) -> str:
+    """The encoding name of (N, width) cell arrays: lpm-112 (normal cell) or lpm-224 (both cells)."""
+    return ENCODING if width == 8 else ENCODING_BOTH
+
+
+def as_arrays(X: Any, cells: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, inputs) int8 arrays of shape (N, 8), or (N, 16) for both cells, from any accepted form of a
+    batch: such arrays, 112- or 224-bit encodings, or Genotypes / cells (`cells=2`: both cells of each
+    Genotype)."""
     if isinstance(X, tuple) and len(X) == 2 and all(isinstance(a, np.ndarray) for a in X):
         ops, inputs = (np.atleast_2d(np.asarray(a, dtype=np.int8)) for a in X)
-        if ops.shape != inputs.shape or ops.shape[1:] != (8,):
-            raise LpmError(f"(ops, inputs) arrays must both have shape (N, 8); got {ops.shape} and {inputs.shape}")
+        if ops.shape != inputs.shape or ops.shape[1:] not in ((8,), (16,)):
+            raise LpmError(f"(ops, inputs) arrays must both have shape (N, 8) or (N, 16); got {ops.shape} and "
+                           f"{inputs.shape}")
         return ops, inputs
     if isinstance(X, np.ndarray) or type(X).__module__.startswith("torch"):
         bits = np.asarray(X.detach().cpu() if hasattr(X, "detach") else X)
-        if bits.ndim != 2 or bits.shape[1] != N_BITS:
-            raise LpmError(f"encodings must have shape (N, {N_BITS}); got {bits.shape}")
+        if bits.ndim != 2 or bits.shape[1] not in (N_BITS, 2 * N_BITS):
+            raise LpmError(f"encodings must have shape (N, {N_BITS}) or (N, {2 * N_BITS}); got {bits.shape}")
         return decode_arrays(bits)
     if isinstance(X, Genotype):
         X = [X]
-    return cells_to_arrays(list(X))
+    X = list(X)
+    if cells == 2:
+        if not all(isinstance(g, Genotype) for g in X):
+            raise LpmError("a both-cell (lpm-224) predictor needs whole genotypes, not single cells")
+        rows = [genotype_to_arrays(g) for g in X]
+        if not rows:
+            return np.zeros((0, 16), np.int8), np.zeros((0, 16), np.int8)
+        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+    return cells_to_arrays(X)
 
 
 def training_hash(keys: Sequence[str], y: np.ndarray) -> str:
@@ -199,7 +223,7 @@ class Predictor:
         self.meta.update(
             type=self.type_name,
             params=self.get_params(),
-            encoding=ENCODING,
+            encoding=encoding_of(ops.shape[1]),
             train_size=int(len(y)),
             train_hash=training_hash(self._train_keys, y),
         )
@@ -208,7 +232,13 @@ class Predictor:
     def predict(self, X: Any) -> np.ndarray:
         """Predicted latency (ms) of each cell in `X`, shape (N,)."""
         self._check_fitted()
-        ops, inputs = as_arrays(X)
+        want = self.meta.get("encoding", ENCODING)
+        ops, inputs = as_arrays(X, cells=2 if want == ENCODING_BOTH else 1)
+        got = encoding_of(ops.shape[1])
+        if got != want:
+            what = {ENCODING: "normal cells (112 bits)", ENCODING_BOTH: "whole genotypes (224 bits)"}
+            raise LpmError(f"this predictor reads {what.get(want, want)} but was given {what[got]}: use a predictor "
+                           f"fitted on a {'-both ' if got == ENCODING_BOTH else 'normal-cell '}profile")
         return np.asarray(self._predict(ops, inputs), dtype=np.float64).reshape(-1)
 
     def predict_torch(self, enc: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     import torch
 
 
+def _op_counts(ops: np.ndarray) -> np.ndarray:
+    """(N, 8) float32: how many of each row's edges carry each operation."""
+    flat = (np.arange(len(ops), dtype=np.int64)[:, None] * N_OPS + ops).ravel()
+    return np.bincount(flat, minlength=len(ops) * N_OPS).reshape(len(ops), N_OPS).astype(np.float32)
+
+
 class _LinearFeatures(Predictor):
     """latency = features(cell) @ coef + intercept, fitted by least squares."""
 
@@ -78,11 +84,13 @@ class LUTPredictor(_LinearFeatures):
     def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         if self.per == "edge":
             return encode_arrays(ops, inputs, np.float32)
-        flat = (np.arange(len(ops), dtype=np.int64)[:, None] * N_OPS + ops).ravel()
-        return np.bincount(flat, minlength=len(ops) * N_OPS).reshape(len(ops), N_OPS).astype(np.float32)
+        # a table per cell type: normal cells' operation counts, then (both cells) the reduction cell's
+        return np.hstack([_op_counts(ops[:, c:c + 8]) for c in range(0, ops.shape[1], 8)])
 
     def _features_torch(self, enc: torch.Tensor) -> torch.Tensor:
-        return enc if self.per == "edge" else enc.reshape(-1, N_EDGES, N_OPS).sum(1)
+        if self.per == "edge":
+            return enc
+        return enc.reshape(len(enc), -1, N_EDGES, N_OPS).sum(2).reshape(len(enc), -1)
 
     def table(self) -> dict[str, float]:
         """The fitted per-operation latency (ms), plus the constant as 'base' (per='op' only)."""
@@ -137,6 +145,9 @@ class FlopsPredictor(_LinearFeatures):
 
     def madds(self, ops: np.ndarray) -> np.ndarray:
         """Multiply-adds (millions, per image) of each cell's evaluation network under the profile."""
+        if np.shape(ops)[-1] != 8:
+            raise LpmError("flops counts multiply-adds of normal cells (112 bits); whole genotypes (224 bits) are "
+                           "not supported yet: use lut, ridge or an mlp for a -both profile")
         const, table = self._madds_table()
         return (const + table[np.asarray(ops, np.int64)].sum(1)) / 1e6
 

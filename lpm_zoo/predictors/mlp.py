@@ -65,7 +65,7 @@ class MLPPredictor(Predictor):
 
         act = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU}[self.activation]
         layers: list[nn.Module] = []
-        width = 112
+        width = getattr(self, "_n_in", 112)  # 112 bits, or 224 for both cells: set by the data in `_fit`
         for h in self.hidden:
             layers += [nn.Linear(width, h), act()]
             width = h
@@ -84,6 +84,7 @@ class MLPPredictor(Predictor):
         self._y_mean = float(y.mean())  # the network predicts the standardised latency
         self._y_std = float(y.std()) or 1.0
         X = torch.from_numpy(self._dense(ops, inputs))
+        self._n_in = X.shape[1]
         T = torch.from_numpy(((y - self._y_mean) / self._y_std).astype(np.float32))
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny matmuls: one thread is fastest, and leaves the other cores free
@@ -245,6 +246,7 @@ class MLPPredictor(Predictor):
             for k in range(n)
         ]
         self._y_mean, self._y_std = (float(v) for v in state["target.mean_std"])
+        self._n_in = self._weights[0][0].shape[0]
         self._tcache = None
 
     @property

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from lpm_zoo.encoding import decode_arrays
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.paths import cache_dir
 from lpm_zoo.predictors.base import Predictor, create_predictor, predictor_class, training_hash
 
@@ -71,15 +71,23 @@ def _versions() -> dict[str, str]:
 
 # --- training data -------------------------------------------------------------------------
 def _write_train(path: Path, keys: list[str], y: np.ndarray) -> None:
-    data = {"encoding": "lpm-112", "keys": keys, "latency_ms": [float(v) for v in y]}
+    data = {"encoding": "lpm-224" if keys and ":" in keys[0] else "lpm-112", "keys": keys,
+            "latency_ms": [float(v) for v in y]}
     with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as f:
         json.dump(data, f, separators=(",", ":"))
 
 
 def keys_to_arrays(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(ops, inputs) of canonical cell keys (28 hex digits of the 112-bit encoding)."""
+    """(ops, inputs) of canonical cell keys (28 hex digits of the 112-bit encoding; "normal:reduce" keys
+    give (N, 16) arrays)."""
     if not keys:
         return np.zeros((0, 8), np.int8), np.zeros((0, 8), np.int8)
+    if ":" in keys[0]:
+        if not all(k.count(":") == 1 for k in keys):
+            raise LpmError("stored training keys mix cell keys and normal:reduce genotype keys")
+        halves = [k.split(":") for k in keys]
+        (on, i_n), (o_r, i_r) = keys_to_arrays([h[0] for h in halves]), keys_to_arrays([h[1] for h in halves])
+        return np.hstack([on, o_r]), np.hstack([i_n, i_r])
     try:
         raw = np.frombuffer(bytes.fromhex("".join(keys)), dtype=np.uint8).reshape(len(keys), 14)
     except ValueError:
@@ -188,6 +196,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
                        ) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("type"), str):
         raise LpmError(f"{file} is not a predictor's metadata (an object with a 'type' string)")
+    if meta.get("encoding", "lpm-112") not in ("lpm-112", "lpm-224"):
+        raise LpmError(f"{file} names an encoding this version does not read ({clip(meta.get('encoding'))}); "
+                       "it reads lpm-112 and lpm-224")
     fmt = meta.get("format", 1)
     if not isinstance(fmt, int) or isinstance(fmt, bool):
         raise LpmError(f"{file}: 'format' must be an integer")
@@ -223,8 +234,8 @@ def load_predictor(path: str | Path) -> Predictor:
             raise LpmError(f"cannot read the model of {path} ({type(e).__name__}); fit it again with lpm fit") from None
         if hasattr(p, "_load_parts"):
             p._load_parts(path)
+    p.meta = meta  # its encoding says what it reads (lpm-112 or lpm-224)
     _check_answers(p, path)
-    p.meta = meta
     return p
 
 

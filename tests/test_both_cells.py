@@ -1,0 +1,134 @@
+"""Whole-network profiles: both cells encoded (224 bits), sampled, stored, measured and predicted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lpm_zoo.cli import main
+from lpm_zoo.encoding import (
+    arrays_to_genotype,
+    decode_arrays,
+    encode_arrays,
+    genotype_key,
+    genotype_to_arrays,
+    keys_from_arrays,
+)
+from lpm_zoo.errors import LpmError
+from lpm_zoo.predictors import create_predictor, load_predictor
+from lpm_zoo.profiles import get_profile, list_profiles
+from lpm_zoo.published import DARTS_V2, PC_DARTS_cifar
+from lpm_zoo.sampler import sample_unique_arrays
+from lpm_zoo.store import MeasurementStore, load_dataset
+from lpm_zoo.synthetic import OP_COST, make_synthetic_store
+
+BOTH = get_profile("cifar-b1-both")
+
+
+def test_the_224_bit_encoding_is_the_two_112_bit_ones():
+    ops, inputs, keys = sample_unique_arrays(50, seed=3, cells=2)
+    assert ops.shape == (50, 16) and len(set(keys)) == 50
+    bits = encode_arrays(ops, inputs)
+    assert bits.shape == (50, 224) and (bits.sum(1) == 16).all()
+    assert np.array_equal(bits[:, :112], encode_arrays(ops[:, :8], inputs[:, :8]))
+    assert np.array_equal(bits[:, 112:], encode_arrays(ops[:, 8:], inputs[:, 8:]))
+    assert keys_from_arrays(*decode_arrays(bits)) == keys  # canonical: decoding and keying round-trip
+    g = arrays_to_genotype(ops[0], inputs[0])
+    assert keys[0] == genotype_key(g) == BOTH.key(g)
+    o, i = genotype_to_arrays(PC_DARTS_cifar)
+    assert arrays_to_genotype(o, i) == PC_DARTS_cifar
+
+
+def test_both_cell_profiles_measure_the_genotype_as_given():
+    assert {"cifar-b1-both", "cifar-b32-both", "imagenet-b32-both"} <= set(list_profiles())
+    assert BOTH.encoding == "lpm-224" and get_profile("cifar-b1").encoding == "lpm-112"
+    assert BOTH.genotype(PC_DARTS_cifar) == PC_DARTS_cifar
+    assert get_profile("cifar-b1").genotype(PC_DARTS_cifar).reduce == DARTS_V2.reduce
+    with pytest.raises(LpmError, match="whole genotypes"):
+        BOTH.genotype(PC_DARTS_cifar.normal)
+    ops, inputs = BOTH.arrays([DARTS_V2, PC_DARTS_cifar])
+    assert ops.shape == (2, 16) and BOTH.from_arrays(ops[1], inputs[1]) == PC_DARTS_cifar
+
+
+@pytest.fixture(scope="module")
+def both_store(tmp_path_factory):
+    db = str(tmp_path_factory.mktemp("both") / "b.db")
+    make_synthetic_store(db, 400, profile="cifar-b1-both")
+    return db
+
+
+def test_a_store_keeps_both_cells(both_store):
+    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    assert data.ops.shape == (400, 16) and all(":" in k for k in data.keys)
+    g = data.genotypes()
+    assert len({x.reduce for x in g}) > 300  # the reduction cells vary, unlike a normal-cell profile
+    with MeasurementStore(both_store) as s:
+        row = next(iter(s.measurements("synth", "cpu", "cifar-b1-both")))
+        assert len(row["encoding"]) == 224 and row["cell_key"] == genotype_key(g[0])
+
+
+@pytest.mark.parametrize("kind,params", [("ridge", {}), ("lut", {}), ("mlp-plus", {"epochs": 60}), ("knn", {})])
+def test_every_predictor_type_reads_224_bits_and_round_trips(both_store, kind, params, tmp_path):
+    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    X, y = (data.ops[:300], data.inputs[:300]), data.latency_ms[:300]
+    p = create_predictor(kind, **params).fit(X, y)
+    assert p.meta["encoding"] == "lpm-224"
+    pred = p.predict((data.ops[300:], data.inputs[300:]))
+    err = np.mean(np.abs(pred - data.latency_ms[300:]) / data.latency_ms[300:])
+    assert err < 0.15, (kind, err)  # the reduction cell's operations are learnt, not ignored
+    p.save(str(tmp_path / kind))
+    back = load_predictor(tmp_path / kind)
+    assert np.allclose(back.predict([PC_DARTS_cifar]), p.predict([PC_DARTS_cifar]))
+    with pytest.raises(LpmError, match="reads whole genotypes .* given normal cells"):
+        back.predict((data.ops[:3, :8], data.inputs[:3, :8]))
+    if p.differentiable:
+        enc = torch.tensor(encode_arrays(data.ops[:4], data.inputs[:4]), requires_grad=True)
+        p.predict_torch(enc).sum().backward()
+        assert enc.grad.shape == (4, 224) and enc.grad[:, 112:].abs().sum() > 0
+
+
+def test_the_reduction_cell_changes_the_prediction(both_store):
+    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    p = create_predictor("lut").fit((data.ops, data.inputs), data.latency_ms)
+    cheap = PC_DARTS_cifar.__class__(normal=DARTS_V2.normal, reduce=[("skip_connect", 0), ("skip_connect", 1)] * 4)
+    dear = PC_DARTS_cifar.__class__(normal=DARTS_V2.normal, reduce=[("sep_conv_5x5", 0), ("sep_conv_5x5", 1)] * 4)
+    a, b = p.predict([cheap, dear])
+    assert b - a == pytest.approx(8 * (OP_COST[5] - OP_COST[3]), rel=0.1)  # what the synthetic device charges
+
+
+def test_a_normal_cell_predictor_refuses_whole_genotypes():
+    p = create_predictor("ridge").fit(*_normal_data())
+    ops, inputs = BOTH.arrays([DARTS_V2])
+    with pytest.raises(LpmError, match="reads normal cells .* given whole genotypes"):
+        p.predict((ops, inputs))
+    with pytest.raises(LpmError, match="flops counts multiply-adds of normal cells"):
+        create_predictor("flops").fit((ops.repeat(3, 0), inputs.repeat(3, 0)), [1.0, 2.0, 3.0])
+
+
+def _normal_data():
+    ops, inputs, _ = sample_unique_arrays(40, seed=1)
+    return (ops, inputs), 5 + OP_COST[ops].sum(1)
+
+
+def test_profile_and_measure_on_a_both_cell_profile(tmp_path, capsys):
+    db = str(tmp_path / "m.db")
+    fast = ["--warmup", "1", "--rounds", "2", "--reps", "2", "--statistic", "ref_ratio", "--no-progress"]
+    assert main(["profile", "--backend", "ort", "--profile", "small-b1-both", "--samples", "3", "--db", db, *fast]) == 0
+    data = load_dataset(db, "ort", "cpu", "small-b1-both")
+    assert data.ops.shape == (3, 16) and any(g.reduce != DARTS_V2.reduce for g in data.genotypes())
+    capsys.readouterr()
+    g = json.dumps(PC_DARTS_cifar.to_dict())
+    assert main(["measure", "--backend", "ort", "--profile", "small-b1-both", "--genotype", g, "--json", *fast[:-1]]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["key"] == genotype_key(PC_DARTS_cifar) and out["latency_ms"] > 0
+    pairs = ", ".join(["('sep_conv_3x3', 0), ('sep_conv_3x3', 1)"] * 4)
+    normal_only = f"Genotype(normal=[{pairs}], normal_concat=[2, 3, 4, 5])"
+    assert main(["measure", "--backend", "ort", "--profile", "small-b1-both", "--genotype", normal_only]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "reduce" in err
+    assert main(["profile", "--backend", "ort", "--profile", "small-b1-both", "--samples", "3", "--db", db,
+                 "--cells", "calibration"]) == 2
+    assert "whole genotypes" in capsys.readouterr().err
