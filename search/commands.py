@@ -115,7 +115,8 @@ def _run_search(args: argparse.Namespace) -> int:
             "run the same command to resume")
         return 130
     if args.json:
-        keep = ("genotype", "genotype_json", "predicted_latency_ms", "lat_alpha_ms", "val_acc", "method", "predictor",
+        keep = ("genotype", "genotype_json", "predicted_latency_ms", "predicted_latency_of",
+                "lat_alpha_ms", "val_acc", "method", "predictor",
                 "lambda", "relative", "estimator", "reference_ms", "seed", "epochs", "stopped_early_after_epoch",
                 "skip_normal", "mean_step_s",
                 "mean_latency_term_s", "latency_term_fraction", "files")
@@ -123,7 +124,8 @@ def _run_search(args: argparse.Namespace) -> int:
     else:
         print(f"genotype: {result['genotype']}")
         if result["predicted_latency_ms"] is not None:
-            print(f"predicted latency of the normal cell ({cfg.predictor}): {result['predicted_latency_ms']:.3f} ms")
+            print(f"predicted latency of {result['predicted_latency_of']} ({cfg.predictor}): "
+                  f"{result['predicted_latency_ms']:.3f} ms")
         print(f"validation accuracy of the search network: {100 * result['val_acc']:.2f}%")
         if result["stopped_early_after_epoch"] is not None:
             print(f"stopped after epoch {result['stopped_early_after_epoch']}: the normal cell reached "

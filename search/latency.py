@@ -34,7 +34,10 @@ The predictor answers in milliseconds. Absolute mode (the paper): the added loss
 λ·LAT(α) with LAT in seconds, λ in s⁻¹. Relative mode: λ·LAT(α)/LAT_ref with LAT_ref the same
 predictor's latency of DARTS_V2's normal cell, so λ is dimensionless and means the same on a
 P100 and on a CPU. `noise_ms` adds N(0, σ) (σ in ms) to every predicted latency (the paper's Table 3).
-Only the normal cell enters LAT: the predictors encode the normal cell with a fixed reduction cell.
+With a predictor of the paper's encoding (lpm-112) only the normal cell enters LAT: it encodes the
+normal cell with a fixed reduction cell. With a whole-network predictor (lpm-224, fitted on a
+"-both" profile) the reduction cell is sampled too, from its own α (and β), independently of the
+normal cell; the sample is the two encodings side by side, and both estimators reach α_reduce.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ def log_prob(alpha: torch.Tensor, beta: torch.Tensor | None, edges: torch.Tensor
 
 
 class LatencyTerm:
-    """λ·LAT(α) for the normal cell from any predictor, with a pathwise or score-function gradient."""
+    """λ·LAT(α) from any predictor (the normal cell, or both cells for lpm-224), pathwise or score-function gradient."""
 
     def __init__(self, predictor: Any, lam: float, samples: int = 20, estimator: str = "auto",
                  relative: bool = False, noise_ms: float = 0.0, reference_ms: float | None = None):
@@ -159,6 +162,7 @@ class LatencyTerm:
             raise LpmError("the pathwise estimator needs a differentiable predictor (predict_torch); "
                            "use --estimator score or auto")
         self.predictor = predictor
+        self.both = getattr(predictor, "meta", {}).get("encoding") == "lpm-224"  # whole-network predictor
         self.lam = float(lam)
         self.samples = int(samples)
         self.estimator = estimator
@@ -169,11 +173,29 @@ class LatencyTerm:
             raise LpmError(f"relative mode needs a positive reference latency, the predictor gives {self.reference_ms}")
 
     def _reference(self) -> float:
-        """The predictor's latency of DARTS_V2's normal cell (ms): the unit of relative mode."""
+        """The predictor's latency of DARTS_V2 (its normal cell, or the whole genotype) in ms: relative mode's unit."""
         from lpm_zoo.encoding import encode
         from lpm_zoo.published import DARTS_V2
 
-        return float(np.asarray(self.predictor.predict(encode(DARTS_V2.normal)[None])).reshape(-1)[0])
+        x = [DARTS_V2] if self.both else encode(DARTS_V2.normal)[None]
+        return float(np.asarray(self.predictor.predict(x)).reshape(-1)[0])
+
+    def _cells(self, alpha: torch.Tensor, beta: torch.Tensor | None, alpha_reduce: torch.Tensor | None,
+               beta_reduce: torch.Tensor | None) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The (α, β) of each cell LAT depends on: the normal cell, and the reduction cell for lpm-224."""
+        if not self.both:
+            return [(alpha, beta)]
+        if alpha_reduce is None:
+            raise LpmError("a whole-network (lpm-224) predictor needs the reduction cell's α as well")
+        return [(alpha, beta), (alpha_reduce, beta_reduce)]
+
+    def _sample(self, cells: list, m: int, generator: torch.Generator | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [sample_subnetworks(a, b, m, generator) for a, b in cells]
+
+    @staticmethod
+    def _arrays(draws: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
+        parts = [subnetwork_arrays(e, o) for e, o in draws]
+        return np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
 
     @property
     def scale(self) -> float:
@@ -181,22 +203,25 @@ class LatencyTerm:
         return self.lam / self.reference_ms if self.relative else self.lam / 1000.0
 
     def predict_mean_ms(self, alpha: torch.Tensor, beta: torch.Tensor | None = None, samples: int = 200,
-                        seed: int = 0) -> float:
+                        seed: int = 0, alpha_reduce: torch.Tensor | None = None,
+                        beta_reduce: torch.Tensor | None = None) -> float:
         """A no-gradient Monte Carlo estimate of LAT(α) in ms (for logs and results)."""
         gen = torch.Generator().manual_seed(seed)
-        edges, ops = sample_subnetworks(alpha, beta, samples, gen)
-        pred = np.asarray(self.predictor.predict(subnetwork_arrays(edges, ops)), dtype=np.float64)
+        draws = self._sample(self._cells(alpha, beta, alpha_reduce, beta_reduce), samples, gen)
+        pred = np.asarray(self.predictor.predict(self._arrays(draws)), dtype=np.float64)
         return float(pred.mean())
 
     def __call__(self, alpha: torch.Tensor, beta: torch.Tensor | None = None,
-                 generator: torch.Generator | None = None) -> LatencyEstimate:
+                 generator: torch.Generator | None = None, alpha_reduce: torch.Tensor | None = None,
+                 beta_reduce: torch.Tensor | None = None) -> LatencyEstimate:
         """Sample M sub-networks and return the scaled latency loss with its gradient estimator."""
-        edges, ops = sample_subnetworks(alpha, beta, self.samples, generator)
+        cells = self._cells(alpha, beta, alpha_reduce, beta_reduce)
+        draws = self._sample(cells, self.samples, generator)
         noise = None
         if self.noise_ms > 0:
             noise = torch.randn(self.samples, generator=generator, dtype=torch.float64) * self.noise_ms
         if self.estimator == "pathwise":
-            enc = self._relaxed_encoding(alpha, beta, edges, ops)
+            enc = torch.cat([self._relaxed_encoding(a, b, e, o) for (a, b), (e, o) in zip(cells, draws)], dim=1)
             pred = self.predictor.predict_torch(enc).reshape(-1)
             if noise is not None:
                 pred = pred + noise.to(pred.dtype)
@@ -204,13 +229,13 @@ class LatencyTerm:
             loss = self.scale * lat
             values = pred.detach().double().numpy()
         else:
-            pred = self.predictor.predict(subnetwork_arrays(edges, ops))
+            pred = self.predictor.predict(self._arrays(draws))
             f = torch.as_tensor(np.asarray(pred, dtype=np.float64).reshape(-1))
             if noise is not None:
                 f = f + noise
             m = self.samples
             baseline = (f.sum() - f) / (m - 1)
-            lp = log_prob(alpha, beta, edges, ops)
+            lp = sum(log_prob(a, b, e, o) for (a, b), (e, o) in zip(cells, draws))
             surrogate = ((f - baseline).to(lp.dtype) * lp).mean()
             lat = f.mean()
             loss = self.scale * (lat.to(lp.dtype) + surrogate - surrogate.detach())

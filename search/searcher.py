@@ -269,6 +269,9 @@ class Search:
         lt, m = self.latency, self.model
         if lt is None or self.cfg.lam == 0:
             return None
+        if lt.both:  # a whole-network predictor: the reduction cell's α (and β) get the latency gradient too
+            return lambda: lt(m.alphas_normal.cpu(), None if m.betas_normal is None else m.betas_normal.cpu(), self.gen,
+                              m.alphas_reduce.cpu(), None if m.betas_reduce is None else m.betas_reduce.cpu())
         return lambda: lt(m.alphas_normal.cpu(), None if m.betas_normal is None else m.betas_normal.cpu(), self.gen)
 
     def run(self) -> dict[str, Any]:
@@ -349,10 +352,14 @@ class Search:
         from lpm_zoo.encoding import encode
 
         m = self.model
-        lat_alpha = self.latency.predict_mean_ms(m.alphas_normal.detach().cpu(),
-                                                 None if m.betas_normal is None else m.betas_normal.detach().cpu())
+        def det(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.detach().cpu()
+
+        lat_alpha = self.latency.predict_mean_ms(det(m.alphas_normal), det(m.betas_normal),
+                                                 alpha_reduce=det(m.alphas_reduce), beta_reduce=det(m.betas_reduce))
         g = m.genotype(self.cfg.max_skip)
-        lat_g = float(np.asarray(self.predictor.predict(encode(g.normal)[None])).reshape(-1)[0])
+        x = [g] if self.latency.both else encode(g.normal)[None]
+        lat_g = float(np.asarray(self.predictor.predict(x)).reshape(-1)[0])
         return {"lat_alpha_ms": lat_alpha, "lat_genotype_ms": lat_g}
 
     def _epoch_row(self, epoch: int, lr: float, arch_on: bool) -> dict[str, Any]:
@@ -437,6 +444,9 @@ class Search:
             "reference_ms": None if self.latency is None else self.latency.reference_ms,
             "val_acc": last.get("val_acc"),
             "predicted_latency_ms": last.get("lat_genotype_ms"),
+            "predicted_latency_of": None if self.latency is None else (
+                "the whole network (both cells)" if self.latency.both
+                else "the normal cell, with the profile's fixed reduction cell"),
             "lat_alpha_ms": last.get("lat_alpha_ms"),
             "epochs": self.cfg.epochs,
             "stopped_early_after_epoch": self.stopped_early,

@@ -19,6 +19,11 @@ def test_info_json_imagenet(capsys):
     assert main(["info", "PC_DARTS_cifar", "--setting", "imagenet", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert round(row["params_M"], 1) == 5.3 and len(row["encoding"]) == 112 and row["encoding"].count("1") == 8
+    from lpm_zoo.encoding import genotype_key
+    from lpm_zoo.published import PC_DARTS_cifar
+
+    assert row["encoding_both"][:112] == row["encoding"] and row["encoding_both"].count("1") == 16
+    assert row["key_both"] == genotype_key(PC_DARTS_cifar)
 
 
 @pytest.mark.parametrize("arg", ["nonsense", "Genotype(normal=[('sep_conv_3x3', 0)])", "{\"normal\": 3}", "x.json"])

@@ -426,3 +426,24 @@ def test_guard_thresholds_out_of_range_are_refused_before_any_epoch(flag, msg, t
     assert main(["search", "--epochs", "1", "--max-steps", "1", "--out", str(tmp_path / "o"), *flag]) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "o" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("method", ["darts", "pc-darts"])
+def test_a_whole_network_predictor_steers_the_reduction_cell_too(method, tmp_path):
+    from lpm_zoo.sampler import sample_unique_arrays
+
+    ops, inputs, _ = sample_unique_arrays(800, seed=2, cells=2)
+    path = tmp_path / "both"
+    create_predictor("ridge").fit((ops, inputs), 5 + OP_COST[ops].sum(1)).save(str(path))
+    cfg = SearchConfig(method=method, predictor=str(path), lam=0.5, relative=True, warmup_epochs=0, **TINY)
+    s = Search(cfg, tmp_path / "out", progress=False, log=lambda m: None)
+    est = s._latency_fn()()
+    est.loss.backward()
+    assert s.model.alphas_reduce.grad.abs().sum() > 0 and s.model.alphas_normal.grad.abs().sum() > 0
+    if method == "pc-darts":
+        assert s.model.betas_reduce.grad.abs().sum() > 0
+    s.model.zero_grad(set_to_none=True)
+    r = s.run()
+    assert r["predicted_latency_of"] == "the whole network (both cells)" and r["predicted_latency_ms"] > 0
+    g = parse_genotype(r["genotype"])
+    assert r["predicted_latency_ms"] == pytest.approx(float(s.predictor.predict([g])[0]))

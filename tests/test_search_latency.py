@@ -204,3 +204,77 @@ def test_bad_options_are_one_line_errors(knn):
     with pytest.raises(LpmError, match="samples"):
         LatencyTerm(knn, 0.2, samples=1)
     assert LatencyTerm(knn, 0.2).estimator == "score"
+
+
+REDUCE_FACTOR = 2.0  # the synthetic whole network: reduction-cell operations cost twice a normal cell's
+
+
+@pytest.fixture(scope="module")
+def both_predictors():
+    """Predictors of a synthetic whole network (224 bits): ridge (differentiable) and knn (predict only)."""
+    from lpm_zoo.sampler import sample_unique_arrays
+
+    ops, inputs, _ = sample_unique_arrays(3000, seed=4, cells=2)
+    y = table_latency(ops[:, :8], inputs[:, :8]) + REDUCE_FACTOR * (table_latency(ops[:, 8:], inputs[:, 8:]) - 5.0)
+    return {"ridge": create_predictor("ridge", alpha=1e-4).fit((ops, inputs), y),
+            "knn": create_predictor("knn", n_neighbors=3).fit((ops, inputs), y)}
+
+
+def _two_ops_two_edges(seed):
+    """α with mass on skip/sep5 only and β fixing each node's two edges (others at -30): 256 cells per cell type."""
+    g = torch.Generator().manual_seed(seed)
+    alpha = torch.full((14, 8), -30.0)
+    alpha[:, SKIP] = torch.randn(14, generator=g) * 0.5
+    alpha[:, SEP5] = torch.randn(14, generator=g) * 0.5
+    beta = torch.full((14,), -30.0)
+    beta[[0, 1, 2, 4, 5, 8, 9, 13]] = 0.0  # node 2: inputs (0, 1); node 3: (0, 2); node 4: (0, 3); node 5: (0, 4)
+    return alpha, beta
+
+
+@pytest.mark.parametrize("which,estimator", [("knn", "score"), ("ridge", "pathwise")])
+def test_whole_network_latency_reaches_the_reduction_cell_exactly(which, estimator, both_predictors):
+    """With an lpm-224 predictor, LAT(α) samples both cells and its gradient reaches α_reduce: both estimators
+    average to the gradient of E[LPM] enumerated over all 65,536 (normal, reduction) pairs of a restricted space."""
+    from search.latency import op_distribution
+
+    pred = both_predictors[which]
+    (an0, bn), (ar0, br) = _two_ops_two_edges(1), _two_ops_two_edges(2)
+    alpha_n, alpha_r = an0.clone().requires_grad_(True), ar0.clone().requires_grad_(True)
+    edges = [0, 1, 2, 4, 5, 8, 9, 13]
+    inputs = np.array([0, 1, 0, 2, 0, 3, 0, 4], np.int8)
+    ops = np.array(list(itertools.product((SKIP, SEP5), repeat=8)), np.int8)  # (256, 8)
+    pn = op_distribution(alpha_n).double()[torch.as_tensor(edges)[None], torch.as_tensor(ops, dtype=torch.long)].prod(1)
+    pr = op_distribution(alpha_r).double()[torch.as_tensor(edges)[None], torch.as_tensor(ops, dtype=torch.long)].prod(1)
+    both_ops = np.hstack([np.repeat(ops, 256, 0), np.tile(ops, (256, 1))])
+    both_in = np.tile(np.concatenate([inputs, inputs]), (len(both_ops), 1))
+    f = torch.as_tensor(pred.predict((both_ops, both_in)))
+    exact = ((pn[:, None] * pr[None, :]).reshape(-1) * f).sum()
+    g_n, g_r = torch.autograd.grad(exact, [alpha_n, alpha_r])
+
+    term = LatencyTerm(pred, lam=1000.0, samples=4000, estimator=estimator)
+    assert term.both
+    gen = torch.Generator().manual_seed(0)
+    acc_n, acc_r, lat = torch.zeros(14, 8), torch.zeros(14, 8), []
+    reps = 12
+    for _ in range(reps):
+        alpha_n.grad = alpha_r.grad = None
+        est = term(alpha_n, bn, gen, alpha_r, br)
+        est.loss.backward()
+        acc_n += alpha_n.grad / reps
+        acc_r += alpha_r.grad / reps
+        lat.append(est.lat_ms)
+    assert abs(np.mean(lat) - exact.item()) < 0.02 * exact.item()
+    for mc, ex in ((acc_n[edges][:, [SKIP, SEP5]], g_n[edges][:, [SKIP, SEP5]]),
+                   (acc_r[edges][:, [SKIP, SEP5]], g_r[edges][:, [SKIP, SEP5]])):
+        mc, ex = mc.flatten().double(), ex.flatten().double()
+        cos = float(mc @ ex / (mc.norm() * ex.norm()))
+        assert cos > 0.97, cos
+        assert abs(float(mc.norm() / ex.norm()) - 1.0) < 0.12
+    # the reduction cell's operations cost twice as much here, and the gradient knows it
+    assert float(g_r[edges][:, SEP5].abs().sum()) > 1.5 * float(g_n[edges][:, SEP5].abs().sum())
+
+
+def test_a_whole_network_predictor_needs_the_reduction_alpha(both_predictors):
+    term = LatencyTerm(both_predictors["ridge"], lam=1.0)
+    with pytest.raises(LpmError, match="reduction cell's α"):
+        term(torch.zeros(14, 8))

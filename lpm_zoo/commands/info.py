@@ -27,10 +27,11 @@ def _run(args: argparse.Namespace) -> int:
     genotypes = [(spec, parse_genotype(spec, DARTS_V2.reduce)) for spec in args.genotype]
 
     from lpm_zoo.complexity import genotype_complexity
-    from lpm_zoo.encoding import cell_key, encode
+    from lpm_zoo.encoding import cell_key, encode, genotype_key
     for spec, g in genotypes:
         stats = genotype_complexity(g, args.setting)
-        bits = "".join(str(int(b)) for b in encode(g))
+        bits = "".join(str(int(b)) for b in encode(g.normal))
+        rbits = "".join(str(int(b)) for b in encode(g.reduce))
         if args.json:
             print(json.dumps({
                 "genotype": spec if len(spec) < 40 else g.to_darts(),
@@ -39,6 +40,8 @@ def _run(args: argparse.Namespace) -> int:
                 "madds_M": round(stats["madds_M"], 3),
                 "key": cell_key(g),
                 "encoding": bits,
+                "key_both": genotype_key(g),
+                "encoding_both": bits + rbits,
                 "darts": g.to_darts(),
             }))
         else:
@@ -46,9 +49,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{name}  [{args.setting}]")
             print(f"  params   {stats['params_M']:.2f} M  (auxiliary head excluded)")
             print(f"  mult-add {stats['madds_M']:.0f} M")
-            print(f"  encoding {' '.join(bits[k:k + 8] for k in range(0, len(bits), 8))}")
             print(f"  normal   {', '.join(f'{op}<-{i}' for op, i in g.normal)}")
+            print(f"  reduce   {', '.join(f'{op}<-{i}' for op, i in g.reduce)}")
+            print(f"  encoding {' '.join(bits[k:k + 8] for k in range(0, len(bits), 8))}  (112 bits, the normal cell)")
+            print(f"  reduce   {' '.join(rbits[k:k + 8] for k in range(0, len(rbits), 8))}  (with the above: the 224 "
+                  "bits of the -both profiles)")
     return 0
 
 
-command = Command(help="parameters, multiply-adds and 112-bit encoding of a genotype", configure=_configure, run=_run)
+command = Command(help="parameters, multiply-adds and encodings (112-bit normal cell, 224-bit both cells) of a genotype",
+                  configure=_configure, run=_run)
