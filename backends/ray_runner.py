@@ -18,7 +18,7 @@ from lpm_zoo.store import Measurement
 
 
 class _Worker:
-    """Holds one device; measures groups of normal cells (lists of [op, input] pairs)."""
+    """Holds one device; measures groups of cells or genotypes sent as plain data."""
 
     def __init__(self, backend: str, device: str, profile: str, protocol: dict, name: str | None, seed: int):
         from backends.profiler import Measurer
@@ -29,7 +29,8 @@ class _Worker:
         return self.m.device_name
 
     def measure(self, cells: list) -> list[dict]:
-        cells_t = [tuple((op, int(i)) for op, i in c) for c in cells]
+        """Cells as plain data: a list of [op, input] pairs, or a genotype's dict (both-cell profiles)."""
+        cells_t = [Genotype.from_dict(c) if isinstance(c, dict) else tuple((op, int(i)) for op, i in c) for c in cells]
         return [{"genotype": m.genotype.to_dict(), "backend": m.backend, "device": m.device, "profile": m.profile,
                  "latency_ms": m.latency_ms, "spread_ms": m.spread_ms, "runs_ms": m.runs_ms, "protocol": m.protocol,
                  "timestamp": m.timestamp} for m in self.m.measure(cells_t)]
@@ -89,7 +90,7 @@ class RayPool:
     def measure_all(self, groups: list[list[Cell]]) -> Iterable[list[Measurement]]:
         """Results group by group, as they finish (two groups in flight per worker)."""
         ray = self.ray
-        queue = [[list(p) for p in cells] for cells in groups]
+        queue = [[c.to_dict() if isinstance(c, Genotype) else [list(p) for p in c] for c in cells] for cells in groups]
         pending: dict[Any, Any] = {}
         idle = list(self.workers) * 2
         while queue or pending:
