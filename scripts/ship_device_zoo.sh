@@ -5,6 +5,8 @@
 #   usage: scripts/ship_device_zoo.sh WORKDIR
 # Measuring with 2 threads needs a quiet machine: nothing else may run on either core meanwhile
 # (a busy core stalls one of the two threads; BENCHMARKS.md, "The device zoo").
+# The shipped 2026-11-24 zoo was made this way, except that cifar-b8 ran as two separate profilers
+# (seeds 7 and 8) on one store instead of --workers 2, stopped at 1,088 random cells.
 set -euo pipefail
 WORK=${1:?WORKDIR}
 LPM=${LPM:-.venv/bin/lpm}
