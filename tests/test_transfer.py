@@ -83,3 +83,16 @@ def test_bad_input_is_one_line_and_exit_2(stores, extra, msg, capsys):
 def test_a_missing_store_is_named(tmp_path, capsys):
     assert main(["transfer", "--db", str(tmp_path / "none.db")]) == 2
     assert "no measurement database" in capsys.readouterr().err
+
+
+def test_devices_of_another_encoding_are_never_mixed(stores, tmp_path, capsys):
+    both = str(tmp_path / "both.db")
+    make_synthetic_store(both, 300, profile="cifar-b1-both")
+    argv = ["transfer", "--db", stores["base"], "--db", stores["slow"], "--db", both, "--min-cells", "100",
+            "--sizes", "5", "--draws", "2", "--source-type", "ridge", "--scratch", "", "--no-progress", "--json"]
+    assert main(argv) == 0  # the whole-network device has no peer: it is not a target by default, nor a source
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {r["target"] for r in rows} == {"synth/cpu/cifar-b1", "synth/slow/cifar-b1"}
+    assert all(r["sources"] != "synth/cpu/cifar-b1-both" for r in rows)
+    assert main([*argv, "--target", "synth/cpu/cifar-b1-both"]) == 2
+    assert "no other device with the same encoding" in capsys.readouterr().err

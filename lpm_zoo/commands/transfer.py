@@ -120,6 +120,10 @@ def _run(args: argparse.Namespace) -> int:
         raise LpmError(f"--min-cells must be from 1 to 1000000, got {args.min_cells}")
     dbs = args.db or [BUNDLED_PREFIX + n for n in list_bundled()]
     devices = devices_in(dbs, args.min_cells)
+    if not args.target:  # by default every device that has another of its encoding to learn from
+        from lpm_zoo.predictors.transfer import cells_of
+
+        args.target = [d.name for d in devices if sum(cells_of(o) == cells_of(d) for o in devices) >= 2]
     out = Path(args.out) if args.out else None
     done: dict[str, list[dict[str, Any]]] = {}
     if out:

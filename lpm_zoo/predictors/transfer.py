@@ -70,6 +70,13 @@ def devices_in(dbs: Sequence[str], min_cells: int = 200) -> list[Device]:
     return out
 
 
+def cells_of(dev: Device) -> int:
+    """How many cells a device's profile encodes (1: normal cell, 112 bits; 2: both, 224 bits)."""
+    from lpm_zoo.profiles import get_profile
+
+    return get_profile(dev.profile).cells
+
+
 def relation(source: Device, target: Device) -> str:
     """How a source relates to the target: same runtime and profile, another runtime, or another profile."""
     if source.profile != target.profile:
@@ -158,6 +165,10 @@ def transfer_benchmark(
     unknown = [t for t in chosen if t not in names]
     if unknown:
         raise LpmError(f"unknown target {unknown[0][:100]!r}; devices: {', '.join(names)}")
+    lonely = [d.name for d in devices if d.name in chosen and sum(cells_of(o) == cells_of(d) for o in devices) < 2]
+    if lonely:
+        raise LpmError(f"{', '.join(lonely)}: no other device with the same encoding (112 or 224 bits) to transfer "
+                       "from; leave it out with --target or add a store of another device")
     todo = [d for d in devices if d.name in chosen and d.name not in (done or set())]
     fitted: dict[str, Any] = {}  # source predictors, fitted once on a device's full data
 
@@ -182,7 +193,7 @@ def transfer_benchmark(
         rows.append({**base, "sources": "-", "relation": "native", "method": f"native {source_type}",
                      "n": len(tgt.pool), "cells": "all", **_summary([_scores(yt, native.predict(tgt.X(tgt.test)))])})
         bar.update(1)
-        others = [o for o in devices if o.name != dev.name]
+        others = [o for o in devices if o.name != dev.name and cells_of(o) == cells_of(dev)]  # same encoding only
         S_all = {}
         for o in others:
             S_all[o.name] = source(o).predict(tgt.X(np.arange(len(tgt.data))))
