@@ -47,7 +47,7 @@ def test_a_scaled_device_is_recovered_from_ten_cells(stores):
     assert scratch["mre_pct"] > 2 * adapted["mre_pct"]  # ten cells alone cannot fit 112 weights
     assert native["n"] + native["test_n"] == 300
     goal = goal_check(rows)[0]
-    assert goal["same_runtime_source"] == "synth/cpu/cifar-b1" and goal["same_mre_ratio"] < 2
+    assert goal["same_runtime_source"] == "synth/cpu/cifar-b1 (adapted)" and goal["same_mre_ratio"] < 2
     assert goal["cross_tau"] is None  # no other-runtime row at N=20 in this run
 
 
