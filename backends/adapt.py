@@ -50,7 +50,6 @@ def _run(args: argparse.Namespace) -> int:
     from backends.profiler import Measurer, _drive, choose_statistic, get_backend
     from backends.protocol import Protocol
     from lpm_zoo.calibration import calibration_keys
-    from lpm_zoo.encoding import arrays_to_cell
     from lpm_zoo.errors import LpmError, clip
     from lpm_zoo.hardware import cpu_fingerprint
     from lpm_zoo.predictors import get_predictor, user_zoo_dir
@@ -74,7 +73,10 @@ def _run(args: argparse.Namespace) -> int:
         raise LpmError(f"--from: at most {MAX_SOURCES} source predictors")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.name):
         raise LpmError(f"--name {clip(args.name)}: use letters, digits, '.', '_' or '-' (at most 64)")
-    get_profile(args.profile)
+    prof = get_profile(args.profile)
+    if prof.cells == 2 and args.cells == "calibration":
+        raise LpmError(f"the calibration set holds normal cells; {args.profile} measures whole genotypes: "
+                       "add --cells random")
     zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
     if (zoo / args.name).exists() and not args.force:
         raise LpmError(f"a predictor named {args.name!r} exists in {zoo}; choose another --name or add --force")
@@ -83,9 +85,9 @@ def _run(args: argparse.Namespace) -> int:
         p = get_predictor(name)
         if p.type_name == "adapted":
             raise LpmError(f"--from {clip(name)} is itself adapted; adapt from the predictors it came from")
-        if p.meta.get("profile") != args.profile or p.meta.get("encoding", ENCODING) != ENCODING:
+        if p.meta.get("profile") != args.profile or p.meta.get("encoding", ENCODING) != prof.encoding:
             raise LpmError(f"--from {clip(name)} predicts profile {clip(p.meta.get('profile'))} "
-                           f"({p.meta.get('encoding', ENCODING)}); the target is {args.profile} ({ENCODING})")
+                           f"({p.meta.get('encoding', ENCODING)}); the target is {args.profile} ({prof.encoding})")
         sources.append(p)
         dirs.append(predictor_path(name))
     get_backend(args.backend).check(args.device)
@@ -94,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         keys = calibration_keys(args.samples)
         ops, inputs = keys_to_arrays(keys)
     else:
-        ops, inputs, keys = sample_unique_arrays(args.samples, seed=args.seed)
+        ops, inputs, keys = sample_unique_arrays(args.samples, seed=args.seed, cells=prof.cells)
     with MeasurementStore(args.db) as store:
         others = [f"{r['backend']}/{r['device']}/{r['profile']}" for r in store.summary()
                   if (r["backend"], r["device"], r["profile"]) != (args.backend, dev, args.profile)]
@@ -102,13 +104,13 @@ def _run(args: argparse.Namespace) -> int:
             raise LpmError(f"{clip(args.db)} holds {', '.join(others[:3])}: give a store of {args.backend}/{dev}/"
                            f"{args.profile} measurements only (or a new path)")
         have = store.keys(args.backend, dev, args.profile)
-        todo = [arrays_to_cell(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
+        todo = [prof.from_arrays(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
         protocol = Protocol(warmup=5, rounds=10, reps=5, interleave=8, target_pct=2.0, statistic="auto")
         if todo:
             protocol = choose_statistic(store, args.backend, args.device, args.profile, protocol, args.device_name,
                                         args.seed, todo, args.db, lambda m: print(m, file=sys.stderr))
             have = store.keys(args.backend, dev, args.profile)
-            todo = [arrays_to_cell(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
+            todo = [prof.from_arrays(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
         if todo:
             measurer = Measurer(args.backend, args.device, args.profile, protocol, args.device_name, args.seed)
             try:
@@ -125,7 +127,8 @@ def _run(args: argparse.Namespace) -> int:
                        "run the same command again")
     rows = [index[k] for k in keys]
     y = data.latency_ms[rows]
-    adapted = AdaptedPredictor(n_sources=len(sources), madds_profile=args.profile).with_sources(sources, dirs)
+    madds = args.profile if prof.cells == 1 else None  # multiply-adds are counted for normal cells only
+    adapted = AdaptedPredictor(n_sources=len(sources), madds_profile=madds).with_sources(sources, dirs)
     S, madds, counts = adapted._columns(data.ops[rows], data.inputs[rows])
     design, table = choose_method(S, madds, counts, y)
     best = min(r["loo_mre_pct"] for r in table)

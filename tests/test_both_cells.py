@@ -132,3 +132,19 @@ def test_profile_and_measure_on_a_both_cell_profile(tmp_path, capsys):
     assert main(["profile", "--backend", "ort", "--profile", "small-b1-both", "--samples", "3", "--db", db,
                  "--cells", "calibration"]) == 2
     assert "whole genotypes" in capsys.readouterr().err
+
+
+def test_lpm_adapt_on_a_whole_network_profile(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LPM_ZOO_HOME", str(tmp_path / "zoo"))
+    argv = ["adapt", "--from", "ort-cpu-small-both", "--backend", "ort", "--profile", "small-b1-both", "--samples",
+            "5", "--db", str(tmp_path / "here.db"), "--name", "both-here", "--no-progress", "--json"]
+    assert main(argv) == 2  # the shipped calibration set is of normal cells
+    assert "add --cells random" in capsys.readouterr().err
+    assert main([*argv, "--cells", "random"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n"] == 5 and out["profile"] == "small-b1-both"
+    p = load_predictor(tmp_path / "zoo" / "both-here")
+    assert p.predict([PC_DARTS_cifar])[0] > 0
+    assert main(["adapt", "--from", "ort-cpu", "--backend", "ort", "--profile", "small-b1-both", "--cells", "random",
+                 "--samples", "5", "--db", str(tmp_path / "other.db"), "--name", "x"]) == 2
+    assert "(lpm-224)" in capsys.readouterr().err
