@@ -112,6 +112,54 @@ def _normal_op_madds(setting: str, reduce: tuple) -> tuple[int, list[int]]:
     return _MADDS_CACHE[key]
 
 
+_BOTH_CACHE: dict[str, tuple[int, list[int], list[int], list[int]]] = {}
+
+
+def both_op_madds(setting: str = "cifar") -> tuple[int, list[int], list[int], list[int]]:
+    """Multiply-adds of whole genotypes as (constant, normal table, reduction table from an input,
+    reduction table from an intermediate node), each over PRIMITIVES, per image.
+
+    In a reduction cell an edge from an input (c_{k-2}, c_{k-1}) has stride 2 (its `skip_connect`
+    is a FactorizedReduce), an edge from an intermediate node stride 1; both run at the cell's
+    width. So `madds = constant + Σ normal[op] + Σ reduce_in[op] (edges from inputs) + Σ
+    reduce_mid[op] (edges from nodes)`, with the constant that of the all-`skip_connect`
+    genotype whose reduction edges all come from the inputs. Computed from a few network builds
+    (`count_madds`) and cached; `genotype_madds` checks it against a build in the tests.
+    """
+    from lpm_zoo.space import PRIMITIVES
+
+    if setting in _BOTH_CACHE:
+        return _BOTH_CACHE[setting]
+    s = SETTINGS[setting]
+    shape = (1, 3, s.resolution, s.resolution)
+    skips_in = tuple(("skip_connect", i) for _ in range(4) for i in (0, 1))
+
+    def madds(normal: tuple, reduce: tuple) -> int:
+        with torch.random.fork_rng(devices=[]):
+            return count_madds(build_network(Genotype(normal=normal, reduce=reduce), setting), shape)
+
+    def chain(op: str) -> tuple:  # node 2 from both inputs; nodes 3-5 each from node 2 (op) and input 0 (skip)
+        return (("skip_connect", 0), ("skip_connect", 1)) + tuple(p for _ in range(3) for p in ((op, 2), ("skip_connect", 0)))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        const = madds(skips_in, skips_in)
+        normal, reduce_in, reduce_mid = [0] * len(PRIMITIVES), [0] * len(PRIMITIVES), [0] * len(PRIMITIVES)
+        fr = (madds(skips_in, chain("skip_connect")) - const) // -3  # a FactorizedReduce edge, both cells
+        for k, op in enumerate(PRIMITIVES[1:], start=1):
+            uniform = tuple((op, i) for _ in range(4) for i in (0, 1))
+            normal[k] = (madds(uniform, skips_in) - const) // 8
+            reduce_in[k] = (madds(skips_in, uniform) - const) // 8
+            # from an intermediate node: the op's cost at stride 1, less the FactorizedReduce the constant counted
+            reduce_mid[k] = (madds(skips_in, chain(op)) - madds(skips_in, chain("skip_connect"))) // 3 - fr
+        reduce_mid[PRIMITIVES.index("skip_connect")] = -fr
+    finally:
+        torch.set_num_threads(threads)
+    _BOTH_CACHE[setting] = (const, normal, reduce_in, reduce_mid)
+    return _BOTH_CACHE[setting]
+
+
 def cell_madds(ops: np.ndarray, setting: str = "cifar", reduce: tuple | None = None) -> np.ndarray:
     """Multiply-adds per image of the evaluation networks of many normal cells, from their (N, 8) `ops`."""
     import numpy as np

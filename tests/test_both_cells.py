@@ -104,8 +104,21 @@ def test_a_normal_cell_predictor_refuses_whole_genotypes():
     ops, inputs = BOTH.arrays([DARTS_V2])
     with pytest.raises(LpmError, match="reads normal cells .* given whole genotypes"):
         p.predict((ops, inputs))
-    with pytest.raises(LpmError, match="flops counts multiply-adds of normal cells"):
+    with pytest.raises(LpmError, match="counts multiply-adds of normal cells"):
         create_predictor("flops").fit((ops.repeat(3, 0), inputs.repeat(3, 0)), [1.0, 2.0, 3.0])
+
+
+def test_flops_counts_whole_genotypes_exactly():
+    from lpm_zoo.complexity import genotype_complexity
+
+    ops, inputs, _ = sample_unique_arrays(6, seed=8, cells=2)
+    p = create_predictor("flops", profile="small-b1-both")
+    got = p.madds(ops, inputs)
+    want = [genotype_complexity(BOTH.from_arrays(o, i), "cifar-small")["madds_M"] for o, i in zip(ops, inputs)]
+    assert np.allclose(got, want, rtol=0, atol=1e-6)  # additive per edge and stride: exact, not an estimate
+    p.fit((ops, inputs), 2 + 0.01 * got)
+    enc = torch.tensor(encode_arrays(ops, inputs), dtype=torch.float64)
+    assert np.allclose(p.predict_torch(enc).detach().numpy(), p.predict((ops, inputs)))
 
 
 def _normal_data():

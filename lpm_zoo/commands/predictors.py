@@ -207,10 +207,10 @@ def _run_compare(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from lpm_zoo.complexity import cell_madds
     from lpm_zoo.predictors import plots, predictor_class
     from lpm_zoo.predictors.base import training_hash
     from lpm_zoo.predictors.evaluate import HEADER, compare, default_test_size, format_row, relative_spread_pct
+    from lpm_zoo.predictors.linear import FlopsPredictor
     from lpm_zoo.profiles import get_profile
 
     types = [t.strip() for t in args.predictors.split(",") if t.strip()]
@@ -283,7 +283,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         print(f"note: skipped training sizes {extra['skipped_sizes']}: more than the training pool holds",
               file=sys.stderr)
     prof = get_profile(args.profile)
-    madds = cell_madds(data.ops, prof.setting, prof.reduce) / 1e6
+    madds = FlopsPredictor(prof.name).madds(data.ops, data.inputs)  # whole genotypes on a -both profile
     plots.error_vs_train_size(rows, out / "error_vs_train_size.png", title)
     plots.predicted_vs_measured(extra["predictions"], out / "predicted_vs_measured.png",
                                 f"{title}; held-out, largest training size")

@@ -136,28 +136,49 @@ class FlopsPredictor(_LinearFeatures):
         self.profile = profile
 
     def _madds_table(self) -> tuple[int, np.ndarray]:
-        from lpm_zoo.complexity import normal_op_madds
+        """(constant, (E, 8) multiply-adds per kept edge and op): E = 8 slots of a normal cell, or 16 for
+        both cells, the reduction slots split by stride (from an input, or from a node) in `madds`."""
+        from lpm_zoo.complexity import both_op_madds, normal_op_madds
         from lpm_zoo.profiles import get_profile
 
         prof = get_profile(self.profile)
+        if prof.cells == 2:
+            const, normal, red_in, red_mid = both_op_madds(prof.setting)
+            return const, np.asarray([normal, red_in, red_mid], np.float64)
         const, table = normal_op_madds(prof.setting, prof.reduce)
-        return const, np.asarray(table, np.float64)
+        return const, np.asarray([table], np.float64)
 
-    def madds(self, ops: np.ndarray) -> np.ndarray:
-        """Multiply-adds (millions, per image) of each cell's evaluation network under the profile."""
-        if np.shape(ops)[-1] != 8:
-            raise LpmError("flops counts multiply-adds of normal cells (112 bits); whole genotypes (224 bits) are "
-                           "not supported yet: use lut, ridge or an mlp for a -both profile")
+    def madds(self, ops: np.ndarray, inputs: np.ndarray | None = None) -> np.ndarray:
+        """Multiply-adds (millions, per image) of each row's evaluation network under the profile
+        (normal cells, or whole genotypes with their `inputs` on a -both profile)."""
         const, table = self._madds_table()
-        return (const + table[np.asarray(ops, np.int64)].sum(1)) / 1e6
+        ops = np.asarray(ops, np.int64)
+        want = 8 if len(table) == 1 else 16
+        if ops.shape[-1] != want:
+            what = "normal cells (112 bits)" if want == 8 else "whole genotypes (224 bits)"
+            raise LpmError(f"flops for profile {self.profile} counts multiply-adds of {what}; got {ops.shape[-1]} "
+                           "slots: fit it with --param flops.profile=<the data's profile>")
+        if len(table) == 1:
+            return (const + table[0][ops].sum(1)) / 1e6
+        if inputs is None:
+            raise LpmError("flops on whole genotypes needs the reduction cell's inputs (its strides)")
+        red = np.where(np.asarray(inputs)[:, 8:] < 2, table[1][ops[:, 8:]], table[2][ops[:, 8:]])
+        return (const + table[0][ops[:, :8]].sum(1) + red.sum(1)) / 1e6
 
     def _features(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-        return self.madds(ops)[:, None]
+        return self.madds(ops, inputs)[:, None]
 
     def _features_torch(self, enc: torch.Tensor) -> torch.Tensor:
         import torch
 
+        from lpm_zoo.space import EDGES
+
         const, table = self._madds_table()
         t = torch.as_tensor(table / 1e6, dtype=enc.dtype, device=enc.device)
-        return (enc.reshape(-1, N_EDGES, N_OPS).sum(1) @ t + const / 1e6).unsqueeze(-1)
+        cells = enc.reshape(len(enc), -1, N_EDGES, N_OPS)
+        out = cells[:, 0].sum(1) @ t[0] + const / 1e6
+        if len(table) > 1:  # per reduction edge: the stride-2 cost from an input, the stride-1 one from a node
+            per_edge = torch.stack([t[1] if i < 2 else t[2] for i, _ in EDGES])  # (14, 8)
+            out = out + (cells[:, 1] * per_edge).sum((1, 2))
+        return out.unsqueeze(-1)
 
