@@ -96,3 +96,20 @@ def test_devices_of_another_encoding_are_never_mixed(stores, tmp_path, capsys):
     assert all(r["sources"] != "synth/cpu/cifar-b1-both" for r in rows)
     assert main([*argv, "--target", "synth/cpu/cifar-b1-both"]) == 2
     assert "no other device with the same encoding" in capsys.readouterr().err
+
+
+def test_saved_rows_survive_a_torn_line_and_refuse_garbage(stores, tmp_path, capsys):
+    out = tmp_path / "tr"
+    argv = ["transfer", "--db", stores["base"], "--db", stores["slow"], "--min-cells", "100", "--sizes", "5",
+            "--draws", "2", "--source-type", "ridge", "--scratch", "", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--target", "synth/cpu/cifar-b1"]) == 0
+    good = (out / "rows.jsonl").read_text()
+    (out / "rows.jsonl").write_text(good + '{"target": "synth/slow/cif')  # killed while writing the next target
+    assert main(argv) == 0  # the torn line is dropped and that target computed again
+    targets = [json.loads(x)["target"] for x in (out / "rows.jsonl").read_text().splitlines()]
+    assert set(targets) == {"synth/cpu/cifar-b1", "synth/slow/cifar-b1"}
+    (out / "rows.jsonl").write_text('{"target": 1}\n' + good)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "line 1 is not a row of lpm transfer" in err and len(err.splitlines()) == 1

@@ -105,6 +105,41 @@ def plot_error_vs_n(rows: list[dict[str, Any]], path: Any) -> None:
     plt.close(fig)
 
 
+_ROW_KEYS = {"target": str, "sources": str, "relation": str, "method": str, "cells": str, "n": int,
+             "mre_pct": float, "kendall_tau": float, "spearman_rho": float, "within5_pct": float, "within10_pct": float}
+MAX_ROWS_BYTES = 64 << 20
+
+
+def _read_rows(path: Any) -> list[dict[str, Any]]:
+    """The rows an earlier run saved; a torn last line (a kill mid-write) is dropped, anything else is refused."""
+    import json
+
+    from lpm_zoo.errors import LpmError, clip
+
+    if not path.is_file():
+        return []
+    if path.stat().st_size > MAX_ROWS_BYTES:
+        raise LpmError(f"{clip(str(path))} is over {MAX_ROWS_BYTES >> 20} MB: not rows of lpm transfer; use another --out")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    torn = lines[-1] != ""  # every saved row ends with a newline
+    rows = []
+    for k, line in enumerate(lines[:-1], start=1):
+        try:
+            r = json.loads(line)
+            ok = isinstance(r, dict) and all(isinstance(r.get(key), (int, float) if t is float else t)
+                                             for key, t in _ROW_KEYS.items())
+        except (ValueError, RecursionError):
+            ok = False
+        if not ok:
+            raise LpmError(f"{clip(str(path))} line {k} is not a row of lpm transfer; delete the file to start afresh "
+                           "or give another --out")
+        rows.append(r)
+    if torn:  # drop it, so rows appended next start on a line of their own
+        path.write_text("".join(line + "\n" for line in lines[:-1]), encoding="utf-8")
+    return rows
+
+
 def _run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -130,17 +165,13 @@ def _run(args: argparse.Namespace) -> int:
         if out.exists() and not out.is_dir():
             raise LpmError(f"--out {clip(str(out))} is a file; give a folder")
         out.mkdir(parents=True, exist_ok=True)
-        rows_file = out / "rows.jsonl"
-        if rows_file.is_file():
-            for line in rows_file.read_text().splitlines():
-                r = json.loads(line)
-                done.setdefault(r["target"], []).append(r)
+        for r in _read_rows(out / "rows.jsonl"):
+            done.setdefault(r["target"], []).append(r)
 
     def save(target: str, rows: list[dict[str, Any]]) -> None:
-        if out:
-            with open(out / "rows.jsonl", "a") as f:
-                for r in rows:
-                    f.write(json.dumps(r, allow_nan=False) + "\n")
+        if out:  # one write per target: a kill leaves at most a torn last line, which the next run drops
+            with open(out / "rows.jsonl", "a", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
 
     new = transfer_benchmark(devices, sizes, args.draws, args.source_type, scratch, args.target, args.test_size,
                              args.seed, set(done), save, progress=not args.no_progress)
