@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     from backends.device import device_name
     from backends.profiler import Measurer, _drive, choose_statistic, get_backend
     from backends.protocol import Protocol
-    from lpm_zoo.calibration import calibration_keys
+    from lpm_zoo.calibration import calibration_cells
     from lpm_zoo.errors import LpmError, clip
     from lpm_zoo.hardware import cpu_fingerprint
     from lpm_zoo.predictors import get_predictor, user_zoo_dir
@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     from lpm_zoo.predictors.base import ENCODING
     from lpm_zoo.predictors.finetune import MIN_CELLS as FT_MIN_CELLS
     from lpm_zoo.predictors.finetune import can_finetune, choose_recipe, finetune
-    from lpm_zoo.predictors.zoo import keys_to_arrays, predictor_path, save_predictor
+    from lpm_zoo.predictors.zoo import predictor_path, save_predictor
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.sampler import sample_unique_arrays
     from lpm_zoo.store import MeasurementStore
@@ -74,9 +74,10 @@ def _run(args: argparse.Namespace) -> int:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.name):
         raise LpmError(f"--name {clip(args.name)}: use letters, digits, '.', '_' or '-' (at most 64)")
     prof = get_profile(args.profile)
-    if prof.cells == 2 and args.cells == "calibration":
-        raise LpmError(f"the calibration set holds normal cells; {args.profile} measures whole genotypes: "
-                       "add --cells random")
+    if args.cells == "calibration":  # checked (a -both profile, N past the set) before anything is loaded
+        keys, ops, inputs = calibration_cells(args.profile, args.samples)
+    else:
+        ops, inputs, keys = sample_unique_arrays(args.samples, seed=args.seed, cells=prof.cells)
     zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
     if (zoo / args.name).exists() and not args.force:
         raise LpmError(f"a predictor named {args.name!r} exists in {zoo}; choose another --name or add --force")
@@ -92,11 +93,6 @@ def _run(args: argparse.Namespace) -> int:
         dirs.append(predictor_path(name))
     get_backend(args.backend).check(args.device)
     dev = device_name(args.device, args.device_name)
-    if args.cells == "calibration":
-        keys = calibration_keys(args.samples)
-        ops, inputs = keys_to_arrays(keys)
-    else:
-        ops, inputs, keys = sample_unique_arrays(args.samples, seed=args.seed, cells=prof.cells)
     with MeasurementStore(args.db) as store:
         others = [f"{r['backend']}/{r['device']}/{r['profile']}" for r in store.summary()
                   if (r["backend"], r["device"], r["profile"]) != (args.backend, dev, args.profile)]
@@ -127,8 +123,7 @@ def _run(args: argparse.Namespace) -> int:
                        "run the same command again")
     rows = [index[k] for k in keys]
     y = data.latency_ms[rows]
-    madds = args.profile if prof.cells == 1 else None  # multiply-adds are counted for normal cells only
-    adapted = AdaptedPredictor(n_sources=len(sources), madds_profile=madds).with_sources(sources, dirs)
+    adapted = AdaptedPredictor(n_sources=len(sources), madds_profile=args.profile).with_sources(sources, dirs)
     S, madds, counts = adapted._columns(data.ops[rows], data.inputs[rows])
     design, table = choose_method(S, madds, counts, y)
     best = min(r["loo_mre_pct"] for r in table)

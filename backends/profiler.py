@@ -182,17 +182,10 @@ def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, sam
         raise LpmError(f"--samples must be at least 1, got {samples}")
     have = store.keys(backend, dev_name, profile)
     prof = get_profile(profile)
-    if cells == "calibration" and prof.cells == 2:
-        raise LpmError(f"the calibration set holds normal cells; {profile} measures whole genotypes: use --cells random")
     if cells == "calibration":
-        from lpm_zoo.calibration import calibration_keys
-        from lpm_zoo.predictors.zoo import keys_to_arrays
+        from lpm_zoo.calibration import calibration_cells
 
-        keys = calibration_keys()
-        if samples > len(keys):
-            raise LpmError(f"--samples {samples}: the calibration set has {len(keys)} cells")
-        keys = keys[:samples]
-        ops, inputs = keys_to_arrays(keys)
+        keys, ops, inputs = calibration_cells(profile, samples)
         return [arrays_to_cell(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
     if cells != "random":
         raise LpmError(f"--cells must be random or calibration, got {str(cells)[:40]!r}")

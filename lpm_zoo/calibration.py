@@ -69,6 +69,20 @@ def calibration_keys(n: int | None = None) -> list[str]:
     return keys[:n]
 
 
+def calibration_cells(profile: str, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The first `n` calibration cells to measure on `profile`: (keys, ops, inputs); a -both profile,
+    which measures whole genotypes, is refused (the set holds normal cells)."""
+    from lpm_zoo.predictors.zoo import keys_to_arrays
+    from lpm_zoo.profiles import get_profile
+
+    if get_profile(profile).cells == 2:
+        raise LpmError(f"the calibration set holds normal cells; {profile} measures whole genotypes: "
+                       "add --cells random")
+    keys = calibration_keys(n)
+    ops, inputs = keys_to_arrays(keys)
+    return keys, ops, inputs
+
+
 def coverage(keys: list[str]) -> float:
     """Share of the 98 (edge, non-none operation) pairs the cells of `keys` cover."""
     from lpm_zoo.predictors.zoo import keys_to_arrays

@@ -75,6 +75,19 @@ def genotype_to_arrays(genotype: Genotype) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([on, o_r]), np.concatenate([i_n, i_r])
 
 
+def genotypes_to_arrays(genotypes: Iterable[Genotype]) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, inputs) of shape (N, 16) for many whole genotypes."""
+    rows = [genotype_to_arrays(g) for g in genotypes]
+    if not rows:
+        return np.zeros((0, 16), np.int8), np.zeros((0, 16), np.int8)
+    return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+
+def encoding_name(cells: int) -> str:
+    """What predictors record as their input: lpm-112 (the normal cell, the paper's) or lpm-224 (both cells)."""
+    return f"lpm-{N_BITS * cells}"
+
+
 def arrays_to_genotype(ops: np.ndarray, inputs: np.ndarray) -> Genotype:
     """The genotype of (16,) arrays (normal cell, then reduction cell), validated."""
     return Genotype(normal=arrays_to_cell(ops[:8], inputs[:8]), reduce=arrays_to_cell(ops[8:], inputs[8:]))

@@ -43,7 +43,9 @@ class Profile:
     @property
     def encoding(self) -> str:
         """The encoding name predictors of this profile record: lpm-112 (normal cell) or lpm-224 (both)."""
-        return f"lpm-{112 * self.cells}"
+        from lpm_zoo.encoding import encoding_name
+
+        return encoding_name(self.cells)
 
     def genotype(self, cell: CellOrGenotype) -> Genotype:
         """The genotype measured for `cell`: its normal cell with the profile's fixed reduction cell,
@@ -58,14 +60,11 @@ class Profile:
 
     def arrays(self, items: list[CellOrGenotype]) -> tuple[np.ndarray, np.ndarray]:
         """(ops, inputs) of what this profile encodes: (N, 8) normal cells, or (N, 16) both cells."""
-        from lpm_zoo.encoding import cells_to_arrays, genotype_to_arrays
+        from lpm_zoo.encoding import cells_to_arrays, genotypes_to_arrays
 
         if self.cells == 1:
             return cells_to_arrays(items)
-        rows = [genotype_to_arrays(self.genotype(g)) for g in items]
-        if not rows:
-            return np.zeros((0, 16), np.int8), np.zeros((0, 16), np.int8)
-        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+        return genotypes_to_arrays([self.genotype(g) for g in items])
 
     def from_arrays(self, ops: np.ndarray, inputs: np.ndarray) -> Genotype:
         """The genotype measured for one row of this profile's arrays."""

@@ -26,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from lpm_zoo.encoding import cell_key, cells_to_arrays, encode, genotype_key
+from lpm_zoo.encoding import (
+    cell_to_arrays,
+    cells_to_arrays,
+    encode_arrays,
+    genotype_key,
+    genotype_to_arrays,
+    keys_from_arrays,
+)
 from lpm_zoo.errors import LpmError
 from lpm_zoo.paths import cache_dir
 from lpm_zoo.space import Genotype
@@ -332,8 +339,9 @@ class MeasurementStore:
     # --- writing ----------------------------------------------------------------------
     @staticmethod
     def _row(m: Measurement) -> tuple:
-        both = _cells_of(m.profile) == 2
-        key = genotype_key(m.genotype) if both else cell_key(m.genotype)
+        g = m.genotype  # what the profile encodes: the normal cell, or both cells on a -both profile
+        ops, inputs = genotype_to_arrays(g) if _cells_of(m.profile) == 2 else cell_to_arrays(g)
+        key = keys_from_arrays(ops[None], inputs[None])[0]
         ok = (_number(m.latency_ms) and 0 < m.latency_ms <= MAX_LATENCY_MS and _number(m.spread_ms)
               and m.spread_ms >= 0 and all(_number(t) and t >= 0 for t in m.runs_ms))
         try:
@@ -343,8 +351,7 @@ class MeasurementStore:
         if not ok:
             raise LpmError(f"refusing to store a measurement of {key} with a latency, spread or run time that is "
                            f"not a finite positive number (latency {m.latency_ms!r}); the earlier ones are stored")
-        enc = np.concatenate([encode(m.genotype.normal), encode(m.genotype.reduce)]) if both else encode(m.genotype)
-        bits = "".join("1" if b else "0" for b in enc)
+        bits = "".join("1" if b else "0" for b in encode_arrays(ops[None], inputs[None])[0])
         return (
             m.backend, m.device, m.profile, key, genotype_key(m.genotype), bits,
             m.genotype.to_json(), float(m.latency_ms), float(m.spread_ms),

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpm_zoo.encoding import N_EDGES, N_OPS, NODE_OFFSET
+from lpm_zoo.encoding import N_EDGES, N_OPS, NODE_OFFSET, encoding_name
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import N_INPUTS, N_NODES
 
@@ -162,7 +162,7 @@ class LatencyTerm:
             raise LpmError("the pathwise estimator needs a differentiable predictor (predict_torch); "
                            "use --estimator score or auto")
         self.predictor = predictor
-        self.both = getattr(predictor, "meta", {}).get("encoding") == "lpm-224"  # whole-network predictor
+        self.both = getattr(predictor, "meta", {}).get("encoding") == encoding_name(2)  # whole-network predictor
         self.lam = float(lam)
         self.samples = int(samples)
         self.estimator = estimator

@@ -402,6 +402,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     from lpm_zoo.encoding import cells_to_arrays
     from lpm_zoo.predictors import get_predictor
+    from lpm_zoo.predictors.base import ENCODING_BOTH
     from lpm_zoo.predictors.zoo import hardware_note
     from lpm_zoo.profiles import PROFILES
     from lpm_zoo.space import parse_genotype
@@ -411,7 +412,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     if note:
         print(f"lpm predict: note: {note}", file=sys.stderr)
     prof = PROFILES.get(p.meta.get("profile", ""))
-    both = p.meta.get("encoding") == "lpm-224"  # whole genotypes: a missing reduction cell is an error
+    both = p.meta.get("encoding") == ENCODING_BOTH  # whole genotypes: a missing reduction cell is an error
     reduce = prof.reduce if prof and not both else None
     if args.input:
         items = _read_inputs(args.input, reduce)

@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from lpm_zoo.commands.predictors import _int_list
     from lpm_zoo.errors import LpmError, clip
-    from lpm_zoo.predictors.transfer import devices_in, goal_check, transfer_benchmark
+    from lpm_zoo.predictors.transfer import devices_in, goal_check, transfer_benchmark, transferable
     from lpm_zoo.store import BUNDLED_PREFIX, list_bundled
 
     sizes = _int_list(args.sizes, "--sizes", 3, 10_000)
@@ -155,10 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         raise LpmError(f"--min-cells must be from 1 to 1000000, got {args.min_cells}")
     dbs = args.db or [BUNDLED_PREFIX + n for n in list_bundled()]
     devices = devices_in(dbs, args.min_cells)
-    if not args.target:  # by default every device that has another of its encoding to learn from
-        from lpm_zoo.predictors.transfer import cells_of
-
-        args.target = [d.name for d in devices if sum(cells_of(o) == cells_of(d) for o in devices) >= 2]
+    targets = args.target or transferable(devices)  # by default every device with another of its encoding
     out = Path(args.out) if args.out else None
     done: dict[str, list[dict[str, Any]]] = {}
     if out:
@@ -173,10 +170,9 @@ def _run(args: argparse.Namespace) -> int:
             with open(out / "rows.jsonl", "a", encoding="utf-8") as f:
                 f.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
 
-    new = transfer_benchmark(devices, sizes, args.draws, args.source_type, scratch, args.target, args.test_size,
+    new = transfer_benchmark(devices, sizes, args.draws, args.source_type, scratch, targets, args.test_size,
                              args.seed, set(done), save, progress=not args.no_progress)
-    wanted = set(args.target or [d.name for d in devices])
-    rows = [r for t, rs in done.items() if t in wanted for r in rs] + new
+    rows = [r for t, rs in done.items() if t in targets for r in rs] + new
     if args.json:
         for r in rows:
             print(json.dumps(r, allow_nan=False))

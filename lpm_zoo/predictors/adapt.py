@@ -156,13 +156,13 @@ class AdaptedPredictor(Predictor):
         if not self.sources:
             raise LpmError("this adapted predictor has no source predictors attached")
         S = np.stack([s.predict((ops, inputs)) for s in self.sources], 1)
-        madds = self._madds(ops) if self.method == "stack" and self.madds_profile else None
+        madds = self._madds(ops, inputs) if self.method == "stack" and self.madds_profile else None
         return S, madds, _op_counts(ops)
 
-    def _madds(self, ops: np.ndarray) -> np.ndarray:
+    def _madds(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         from lpm_zoo.predictors.linear import FlopsPredictor
 
-        return FlopsPredictor(self.madds_profile).madds(ops)
+        return FlopsPredictor(self.madds_profile).madds(ops, inputs)
 
     def _fit(self, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> None:
         S, madds, counts = self._columns(ops, inputs)

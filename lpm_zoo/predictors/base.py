@@ -23,7 +23,8 @@ from lpm_zoo.encoding import (
     cells_to_arrays,
     decode_arrays,
     encode_arrays,
-    genotype_to_arrays,
+    encoding_name,
+    genotypes_to_arrays,
     keys_from_arrays,
 )
 from lpm_zoo.errors import LpmError, clip
@@ -34,8 +35,8 @@ from lpm_zoo.space import Genotype
 if TYPE_CHECKING:
     import torch
 
-ENCODING = "lpm-112"  # the paper's 112-bit normal-cell encoding, bit = 8 * edge + op
-ENCODING_BOTH = "lpm-224"  # both cells: the normal cell's 112 bits, then the reduction cell's
+ENCODING = encoding_name(1)  # the paper's 112-bit normal-cell encoding, bit = 8 * edge + op
+ENCODING_BOTH = encoding_name(2)  # both cells: the normal cell's 112 bits, then the reduction cell's
 
 P = TypeVar("P", bound=type["Predictor"])
 
@@ -139,7 +140,7 @@ def check_params(name: str, params: dict[str, Any]) -> None:
 
 def encoding_of(width: int) -> str:
     """The encoding name of (N, width) cell arrays: lpm-112 (normal cell) or lpm-224 (both cells)."""
-    return ENCODING if width == 8 else ENCODING_BOTH
+    return encoding_name(width // 8)
 
 
 def as_arrays(X: Any, cells: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -163,10 +164,7 @@ def as_arrays(X: Any, cells: int = 1) -> tuple[np.ndarray, np.ndarray]:
     if cells == 2:
         if not all(isinstance(g, Genotype) for g in X):
             raise LpmError("a both-cell (lpm-224) predictor needs whole genotypes, not single cells")
-        rows = [genotype_to_arrays(g) for g in X]
-        if not rows:
-            return np.zeros((0, 16), np.int8), np.zeros((0, 16), np.int8)
-        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+        return genotypes_to_arrays(X)
     return cells_to_arrays(X)
 
 

@@ -56,28 +56,23 @@ def finetune(source: Any, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray, mo
     trainable = [p for pair in params for p in pair if p.requires_grad]
     X = torch.from_numpy(source._dense(ops, inputs))
     t = torch.from_numpy(y)
-    mean, std = out._y_mean, out._y_std
-    act = torch.sigmoid if source.activation == "sigmoid" else torch.relu
+    pulled = [(p, p0) for pair, pair0 in zip(params, start) for p, p0 in zip(pair, pair0) if p.requires_grad]
     n_params = sum(p.numel() for p in trainable)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matmuls: one thread is fastest
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        opt = torch.optim.Adam(trainable, lr=LR)
-        for _ in range(steps):
-            opt.zero_grad(set_to_none=True)
-            h = X
-            for k, (W, b) in enumerate(params):
-                h = h @ W + b
-                if k < len(params) - 1:
-                    h = act(h)
-            pred = h.squeeze(1).double() * std + mean
-            loss = (((pred - t) / t) ** 2).mean()
-            drift = sum(((p - p0) ** 2).sum() for (p, p0) in
-                        zip([p for pair in params for p in pair], [p for pair in start for p in pair]) if p.requires_grad)
-            (loss + lam * drift / n_params).backward()
-            opt.step()
-    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            opt = torch.optim.Adam(trainable, lr=LR)
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                pred = out.forward(X, params).double() * out._y_std + out._y_mean
+                loss = (((pred - t) / t) ** 2).mean()
+                drift = sum(((p - p0) ** 2).sum() for p, p0 in pulled)
+                (loss + lam * drift / n_params).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
     out._weights = [(W.detach().numpy().copy(), b.detach().numpy().copy()) for W, b in params]
     out._tcache = None
     return out
@@ -86,11 +81,11 @@ def finetune(source: Any, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray, mo
 def _retrained(out: Any, source: Any, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray) -> Any:
     """`out` recorded as trained on these cells (its train.json and hash), not on the source's data."""
     from lpm_zoo.encoding import keys_from_arrays
-    from lpm_zoo.predictors.base import ENCODING, training_hash
+    from lpm_zoo.predictors.base import encoding_of, training_hash
 
     out._train_keys = keys_from_arrays(ops, inputs)
     out._train_y = np.asarray(y, np.float64).copy()
-    out.meta = {"type": source.type_name, "params": source.get_params(), "encoding": ENCODING,
+    out.meta = {"type": source.type_name, "params": source.get_params(), "encoding": encoding_of(ops.shape[1]),
                 "train_size": int(len(y)), "train_hash": training_hash(out._train_keys, out._train_y),
                 "finetuned_from": source.meta.get("name")}
     return out

@@ -217,18 +217,21 @@ class MLPPredictor(Predictor):
 
     def predict_torch(self, enc: torch.Tensor) -> torch.Tensor:
         """Latency (ms) of (M, 112) encodings, relaxed ones included; gradients flow to `enc`."""
-        import torch
 
         self._check_fitted()
+        layers = [(W.to(enc.device, enc.dtype), b.to(enc.device, enc.dtype)) for W, b in self._tensors()]
+        return self.forward(enc, layers) * self._y_std + self._y_mean
+
+    def forward(self, h: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """The network on (M, bits) inputs with the given (W (in, out), b) layers: standardised latency, (M,)."""
+        import torch
+
         act = torch.sigmoid if self.activation == "sigmoid" else torch.relu
-        h = enc
-        layers = self._tensors()
         for k, (W, b) in enumerate(layers):
-            W, b = W.to(enc.device, enc.dtype), b.to(enc.device, enc.dtype)
             h = h @ W + b
             if k < len(layers) - 1:
                 h = act(h)
-        return h.squeeze(-1) * self._y_std + self._y_mean
+        return h.squeeze(-1)
 
     # --- persistence --------------------------------------------------------------------------
     def _state(self) -> dict[str, np.ndarray]:

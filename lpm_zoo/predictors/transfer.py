@@ -77,6 +77,11 @@ def cells_of(dev: Device) -> int:
     return get_profile(dev.profile).cells
 
 
+def transferable(devices: Sequence[Device]) -> list[str]:
+    """Names of the devices that have another device of their encoding to transfer from."""
+    return [d.name for d in devices if sum(cells_of(o) == cells_of(d) for o in devices) >= 2]
+
+
 def relation(source: Device, target: Device) -> str:
     """How a source relates to the target: same runtime and profile, another runtime, or another profile."""
     if source.profile != target.profile:
@@ -120,11 +125,16 @@ class _Target:
         pool, test = split_indices(len(rest), n_test, seed)
         self.pool, self.test = rest[pool], rest[test]
         self.y = d.latency_ms
-        self.madds = FlopsPredictor(dev.profile).madds(d.ops)
+        self.madds = FlopsPredictor(dev.profile).madds(d.ops, d.inputs)
         self.counts = _op_counts(d.ops)
 
     def X(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.data.ops[idx], self.data.inputs[idx]
+
+    def scored(self, draws: list[np.ndarray], fit: Callable[[tuple, np.ndarray], Any]) -> dict[str, float]:
+        """Metrics on the held-out cells, over draws, of the predictor `fit(X, y)` makes from each draw's cells."""
+        y = self.y[self.test]
+        return _summary([_scores(y, fit(self.X(idx), self.y[idx]).predict(self.X(self.test))) for idx in draws])
 
 
 def transfer_benchmark(
@@ -165,7 +175,7 @@ def transfer_benchmark(
     unknown = [t for t in chosen if t not in names]
     if unknown:
         raise LpmError(f"unknown target {unknown[0][:100]!r}; devices: {', '.join(names)}")
-    lonely = [d.name for d in devices if d.name in chosen and sum(cells_of(o) == cells_of(d) for o in devices) < 2]
+    lonely = [t for t in chosen if t not in transferable(devices)]
     if lonely:
         raise LpmError(f"{', '.join(lonely)}: no other device with the same encoding (112 or 224 bits) to transfer "
                        "from; leave it out with --target or add a store of another device")
@@ -187,6 +197,7 @@ def transfer_benchmark(
         rng = np.random.default_rng(seed + 1)
         sets = {n: [rng.choice(tgt.pool, n, replace=False) for _ in range(draws)] for n in sizes}
         yt = tgt.y[tgt.test]
+
         base = {"target": dev.name, "target_n": len(tgt.data), "test_n": len(tgt.test)}
         rows: list[dict[str, Any]] = []
         native = create_predictor(source_type).fit(tgt.X(tgt.pool), tgt.y[tgt.pool])
@@ -225,21 +236,17 @@ def transfer_benchmark(
             if not can_finetune(src):
                 continue
             for n in sizes:
-                scores = []
-                for idx in sets[n][:SCRATCH_MAX_DRAWS]:
-                    p = finetune(src, *tgt.X(idx), tgt.y[idx], FINETUNE_RECIPE[0], FINETUNE_RECIPE[1])
-                    scores.append(_scores(yt, p.predict(tgt.X(tgt.test))))
+                summary = tgt.scored(sets[n][:SCRATCH_MAX_DRAWS],
+                                     lambda X, y, src=src: finetune(src, *X, y, *FINETUNE_RECIPE))
                 rows.append({**base, "sources": o.name, "relation": relation(o, dev), "method": "finetune", "n": n,
                              "cells": "random", "chosen": f"finetune-{FINETUNE_RECIPE[0]} lambda {FINETUNE_RECIPE[1]}",
-                             **_summary(scores)})
+                             **summary})
         for t in scratch_types:
             for n in sizes:
-                scores = []
-                for idx in sets[n][: SCRATCH_MAX_DRAWS if t.startswith("mlp") else draws]:
-                    p = create_predictor(t).fit(tgt.X(idx), tgt.y[idx])
-                    scores.append(_scores(yt, p.predict(tgt.X(tgt.test))))
+                summary = tgt.scored(sets[n][: SCRATCH_MAX_DRAWS if t.startswith("mlp") else draws],
+                                     lambda X, y, t=t: create_predictor(t).fit(X, y))
                 rows.append({**base, "sources": "-", "relation": "scratch", "method": f"scratch {t}", "n": n,
-                             "cells": "random", **_summary(scores)})
+                             "cells": "random", **summary})
         bar.update(1)
         if on_target:
             on_target(dev.name, rows)

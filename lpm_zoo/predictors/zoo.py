@@ -30,7 +30,14 @@ import numpy as np
 from lpm_zoo.encoding import decode_arrays
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.paths import cache_dir
-from lpm_zoo.predictors.base import Predictor, create_predictor, predictor_class, training_hash
+from lpm_zoo.predictors.base import (
+    ENCODING,
+    ENCODING_BOTH,
+    Predictor,
+    create_predictor,
+    predictor_class,
+    training_hash,
+)
 
 FORMAT_VERSION = 1
 META = "meta.json"
@@ -71,7 +78,7 @@ def _versions() -> dict[str, str]:
 
 # --- training data -------------------------------------------------------------------------
 def _write_train(path: Path, keys: list[str], y: np.ndarray) -> None:
-    data = {"encoding": "lpm-224" if keys and ":" in keys[0] else "lpm-112", "keys": keys,
+    data = {"encoding": ENCODING_BOTH if keys and ":" in keys[0] else ENCODING, "keys": keys,
             "latency_ms": [float(v) for v in y]}
     with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as f:
         json.dump(data, f, separators=(",", ":"))
@@ -196,9 +203,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
                        ) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("type"), str):
         raise LpmError(f"{file} is not a predictor's metadata (an object with a 'type' string)")
-    if meta.get("encoding", "lpm-112") not in ("lpm-112", "lpm-224"):
+    if meta.get("encoding", ENCODING) not in (ENCODING, ENCODING_BOTH):
         raise LpmError(f"{file} names an encoding this version does not read ({clip(meta.get('encoding'))}); "
-                       "it reads lpm-112 and lpm-224")
+                       f"it reads {ENCODING} and {ENCODING_BOTH}")
     fmt = meta.get("format", 1)
     if not isinstance(fmt, int) or isinstance(fmt, bool):
         raise LpmError(f"{file}: 'format' must be an integer")
