@@ -12,15 +12,19 @@ import sys
 from lpm_zoo.cli import Command
 
 _METHODS = ("darts", "darts-2nd", "pc-darts")
-_DATASETS = ("digits", "cifar10")
+_DATASETS = ("digits", "textures", "cifar10")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=_DATASETS, default="digits",
                    help="digits: scikit-learn's built-in 8x8 digits, upsampled (default; no download); "
+                        "textures: the orientation of the boundary between two real textures (photographs "
+                        "bundled with scikit-image; built in, needs stacked convolutions); "
                         "cifar10: the binary CIFAR-10 archive in --data-dir")
     p.add_argument("--data-dir", metavar="DIR", help="folder holding cifar-10-batches-bin/ (for --dataset cifar10)")
-    p.add_argument("--resolution", type=int, metavar="PX", help="digits image size, a multiple of 8 (default 16)")
+    p.add_argument("--resolution", type=int, metavar="PX",
+                   help="image size: digits a multiple of 8 (default 16); textures 16 (default), 32 or 8 "
+                        "(the same 32-pixel field of view)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--max-steps", type=int, metavar="N",

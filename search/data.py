@@ -1,4 +1,4 @@
-"""Image data for search and evaluation: CIFAR-10 from a local binary archive, or scikit-learn's digits.
+"""Image data for search and evaluation: CIFAR-10 from a local binary archive, scikit-learn's digits, or textures.
 
 Everything is held in memory as float tensors (normalised, NCHW); batches come from seeded
 permutations and augmentation draws from an explicit `torch.Generator`, so a run resumed from a
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError
 
-DATASETS = ("digits", "cifar10")
+DATASETS = ("digits", "textures", "cifar10")
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
 _CIFAR_RECORD = 1 + 3 * 32 * 32
@@ -45,9 +45,13 @@ class ImageData:
 
 
 def load_data(name: str, data_dir: str | Path | None = None, resolution: int | None = None) -> ImageData:
-    """The named dataset: `digits` (built in) or `cifar10` (from `data_dir`)."""
+    """The named dataset: `digits` or `textures` (built in) or `cifar10` (from `data_dir`)."""
     if name == "digits":
         return load_digits(resolution or 16)
+    if name == "textures":
+        from search.textures import load_textures  # imports this module: loaded on demand
+
+        return load_textures(resolution or 16)
     if name == "cifar10":
         if data_dir is None:
             raise LpmError("--dataset cifar10 needs --data-dir DIR holding cifar-10-batches-bin/ "
