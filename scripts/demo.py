@@ -90,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmeasured latency, λ={args.lam:g} vs λ=0: {100 * (aware - base) / base:+.1f}% for the normal cell "
           f"(DARTS_V2's reduction cell), {100 * (waware - wbase) / wbase:+.1f}% for the whole found network "
           f"(its own reduction cell, which {PREDICTOR} does not see)  (cells and pictures in {out}/)")
+    print("\nwhat digits can show: latency. What it cannot: accuracy; an all-skip_connect normal cell still "
+          "scores ~93-96% here, so the val acc column says nothing about a cell's quality. The textures task "
+          "(--dataset textures) does: DARTS_V2 85.1% against 62.3% for all-skip_connect; its λ sweep takes an hour "
+          "(scripts/lambda_sweep.sh, BENCHMARKS.md).")
     return 0
 
 
