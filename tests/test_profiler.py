@@ -188,7 +188,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     _wait_for_rows(db, 1, proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=240)
     assert proc.returncode == 130
     assert "run the same command again to resume" in err and "Traceback" not in err
     with MeasurementStore(db) as s:
