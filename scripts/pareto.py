@@ -21,7 +21,8 @@ def _last_json(path: Path) -> dict:
 def load_runs(out: Path) -> dict[str, list[dict]]:
     """Finished runs by spec, in the order specs first appear (λ = 0 first when present)."""
     runs: dict[str, list[dict]] = {}
-    for d in sorted(p for p in out.iterdir() if p.is_dir() and (p / "train.json").is_file()):
+    done = ("train.json", "measure.json", "measure_whole.json")
+    for d in sorted(p for p in out.iterdir() if p.is_dir() and all((p / f).is_file() for f in done)):
         spec, seed = d.name.rsplit("-s", 1)
         train = _last_json(d / "train.json")
         search = _last_json(d / "search.json") if (d / "search.json").is_file() else {}

@@ -31,7 +31,9 @@ def test_table_claim_and_picture(tmp_path):
         _run(tmp_path, "rel0.5", seed, 80.2 + seed, 7.0, 16.0)  # 30% / 20% faster, +0.2 points
         _run(tmp_path, "rel1", seed, 70.0, 5.0, 12.0)  # much faster, 10.5 points worse
         _run(tmp_path, "ref:DARTS_V2", seed, 85.0, 9.0, 18.0, search=False)
-    (tmp_path / "rel2-s0").mkdir()  # a run still going (no train.json) is left out
+    (tmp_path / "rel2-s0").mkdir()  # runs still going are left out: no training yet, or not measured yet
+    (tmp_path / "rel3-s0").mkdir()
+    (tmp_path / "rel3-s0" / "train.json").write_text(json.dumps({"test_acc": 0.5}))
     runs = pareto.load_runs(tmp_path)
     assert list(runs) == ["0", "rel0.5", "rel1", "ref:DARTS_V2"]
     rows = pareto.table(runs)
