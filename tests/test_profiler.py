@@ -183,9 +183,12 @@ def test_kill_9_loses_at_most_the_group_in_flight_and_resumes(tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     db = str(tmp_path / "m.db")
+    # Ctrl-C as a terminal sends it, whatever this process inherited: a suite started in the background
+    # (`make test &`) runs with SIGINT ignored, and a child then ignores it too unless it is reset.
     proc = subprocess.Popen(_lpm("profile", "--backend", "ort", "--samples", "400", "--db", db, "--interleave", "1",
                                  "--no-progress", "--statistic", "ref_ratio", *FAST_ARGS), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_rows(db, 1, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=240)
