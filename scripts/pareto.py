@@ -85,18 +85,21 @@ def plot(runs: dict[str, list[dict]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for k, (spec, rs) in enumerate(runs.items()):
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
+    searched = [spec for spec in runs if not spec.startswith("ref:")]
+    ref_markers = iter("*DPX^v")
+    for spec, rs in runs.items():
         ref = spec.startswith("ref:")
-        ax.scatter([r["whole_ms"] for r in rs], [r["acc"] for r in rs], s=60 if ref else 36,
-                   marker="*" if ref else "o", color="black" if ref else plt.cm.viridis(k / max(1, len(runs) - 1)),
+        color = "black" if ref else plt.cm.viridis(searched.index(spec) / max(1, len(searched) - 1))
+        ax.scatter([r["whole_ms"] for r in rs], [r["acc"] for r in rs], s=70 if ref else 36,
+                   marker=next(ref_markers, "s") if ref else "o", color=color,
                    label=spec.removeprefix("ref:") if ref else f"λ = {spec.replace('rel', 'relative ')}",
                    edgecolors="white", linewidths=0.5, zorder=3 if ref else 2)
     ax.set_xlabel("measured latency of the whole network, ms (lpm measure, ort/cpu, cifar-b1-both)")
     ax.set_ylabel("test accuracy, % (lpm train)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: it hides no point
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
