@@ -18,20 +18,28 @@ def _last_json(path: Path) -> dict:
     return json.loads(path.read_text().strip().splitlines()[-1])
 
 
+def _read_run(d: Path) -> dict:
+    """One finished run of the sweep: its seed, test accuracy, measured and predicted ms, skip count."""
+    seed = d.name.rsplit("-s", 1)[1]
+    train = _last_json(d / "train.json")
+    search = _last_json(d / "search.json") if (d / "search.json").is_file() else {}
+    geno = json.loads((d / "genotype.json").read_text()) if (d / "genotype.json").is_file() else None
+    return dict(seed=int(seed), acc=100 * train["test_acc"], normal_ms=_last_json(d / "measure.json")["latency_ms"],
+                whole_ms=_last_json(d / "measure_whole.json")["latency_ms"],
+                predicted_ms=search.get("predicted_latency_ms"),
+                skips=sum(op == "skip_connect" for op, _ in geno["normal"]) if geno else None)
+
+
 def load_runs(out: Path) -> dict[str, list[dict]]:
     """Finished runs by spec, in the order specs first appear (λ = 0 first when present)."""
     runs: dict[str, list[dict]] = {}
     done = ("train.json", "measure.json", "measure_whole.json")
     for d in sorted(p for p in out.iterdir() if p.is_dir() and all((p / f).is_file() for f in done)):
-        spec, seed = d.name.rsplit("-s", 1)
-        train = _last_json(d / "train.json")
-        search = _last_json(d / "search.json") if (d / "search.json").is_file() else {}
-        geno = json.loads((d / "genotype.json").read_text()) if (d / "genotype.json").is_file() else None
-        runs.setdefault(spec, []).append(dict(
-            seed=int(seed), acc=100 * train["test_acc"], normal_ms=_last_json(d / "measure.json")["latency_ms"],
-            whole_ms=_last_json(d / "measure_whole.json")["latency_ms"],
-            predicted_ms=search.get("predicted_latency_ms"),
-            skips=sum(op == "skip_connect" for op, _ in geno["normal"]) if geno else None))
+        try:
+            runs.setdefault(d.name.rsplit("-s", 1)[0], []).append(_read_run(d))
+        except (ValueError, KeyError, TypeError, IndexError) as e:  # a torn or foreign file: one line, not a traceback
+            raise SystemExit(f"pareto.py: {d} does not hold a finished sweep run ({type(e).__name__}: "
+                             f"{str(e)[:120]}); delete it or rerun the sweep") from None
     return dict(sorted(runs.items(), key=lambda kv: (kv[0].startswith("ref:"), kv[0] != "0", kv[0])))
 
 
@@ -111,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, help="where to draw the picture (default OUT/pareto.png)")
     ap.add_argument("--title", default="λ sweep: one point per seed")
     args = ap.parse_args(argv)
+    if not args.out.is_dir():
+        raise SystemExit(f"pareto.py: {str(args.out)[:200]} is not a folder of scripts/lambda_sweep.sh runs")
     runs = load_runs(args.out)
     if not runs:
         raise SystemExit(f"pareto.py: no finished runs in {args.out}")

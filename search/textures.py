@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 from search.data import ImageData
 
 TEXTURE_IMAGES: tuple[str, ...] = (
@@ -134,7 +134,7 @@ def load_textures(resolution: int = 16, seed: int = 0, train_images: int = TRAIN
                   test_images: int = TEST_IMAGES) -> ImageData:
     """The textures task: 4 boundary orientations, balanced in expectation; grey repeated to 3 channels."""
     if resolution not in RESOLUTIONS:
-        raise LpmError(f"the textures task cuts {PATCH}x{PATCH} patches; --resolution {resolution} is not one "
+        raise LpmError(f"the textures task cuts {PATCH}x{PATCH} patches; --resolution {clip(resolution)} is not one "
                        f"of {', '.join(map(str, RESOLUTIONS))}")
     folder = skimage_data_dir()
     pools: dict[str, list[np.ndarray]] = {"train": [], "test": []}

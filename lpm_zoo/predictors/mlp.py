@@ -217,7 +217,6 @@ class MLPPredictor(Predictor):
 
     def predict_torch(self, enc: torch.Tensor) -> torch.Tensor:
         """Latency (ms) of (M, 112) encodings, relaxed ones included; gradients flow to `enc`."""
-
         self._check_fitted()
         layers = [(W.to(enc.device, enc.dtype), b.to(enc.device, enc.dtype)) for W, b in self._tensors()]
         return self.forward(enc, layers) * self._y_std + self._y_mean

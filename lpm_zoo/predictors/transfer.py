@@ -175,7 +175,8 @@ def transfer_benchmark(
     unknown = [t for t in chosen if t not in names]
     if unknown:
         raise LpmError(f"unknown target {unknown[0][:100]!r}; devices: {', '.join(names)}")
-    lonely = [t for t in chosen if t not in transferable(devices)]
+    movable = set(transferable(devices))
+    lonely = [t for t in chosen if t not in movable]
     if lonely:
         raise LpmError(f"{', '.join(lonely)}: no other device with the same encoding (112 or 224 bits) to transfer "
                        "from; leave it out with --target or add a store of another device")
