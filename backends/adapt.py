@@ -46,7 +46,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     import json
 
-    from backends.device import device_name
+    from backends.device import store_device_name
     from backends.profiler import Measurer, _drive, choose_statistic, get_backend
     from backends.protocol import Protocol
     from lpm_zoo.calibration import calibration_cells
@@ -92,8 +92,8 @@ def _run(args: argparse.Namespace) -> int:
         sources.append(p)
         dirs.append(predictor_path(name))
     get_backend(args.backend).check(args.device)
-    dev = device_name(args.device, args.device_name)
     with MeasurementStore(args.db) as store:
+        dev = args.device_name = store_device_name(store, args.backend, args.device, args.profile, args.device_name)
         others = [f"{r['backend']}/{r['device']}/{r['profile']}" for r in store.summary()
                   if (r["backend"], r["device"], r["profile"]) != (args.backend, dev, args.profile)]
         if others:

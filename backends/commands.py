@@ -48,7 +48,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="where to run: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--profile", default="cifar-b1", help="cifar-b1 (default), small-b1, cifar-b8, cifar-b32 or imagenet-b32")
     p.add_argument("--device-name", default=None,
-                   help="name to file the measurements under (default: detected, 'cpu' or the GPU model, e.g. p100)")
+                   help="name to file the measurements under (default: a slug of the hardware, e.g. xeon, epyc or "
+                        "p100; a store filed under another name on this same hardware, such as 'cpu', keeps it)")
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -126,12 +127,14 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
 
 
 def _run_profile(args: argparse.Namespace) -> int:
-    from backends.device import device_name
+    from backends.device import store_device_name
     from backends.profiler import run_profile
     from lpm_zoo.store import MeasurementStore
 
     shard = _shard(args.shard)
     protocol = _protocol(args, args.interleave)
+    if not args.ray:
+        args.device_name = _store_name(args)  # a store measured here under another name resumes under it
     if args.workers is not None and not args.ray:
         from backends.workers import run_local_workers
 
@@ -142,13 +145,25 @@ def _run_profile(args: argparse.Namespace) -> int:
                             workers=args.workers, progress=not args.no_progress, log=_log_for("profile"),
                             shard=shard, cells=args.cells)
     with MeasurementStore(args.db, readonly=True) as store:
-        dev = device_name(args.device, args.device_name)
+        dev = store_device_name(store, args.backend, args.device, args.profile, args.device_name)
         rows = [r for r in store.summary()
                 if r["backend"] == args.backend and r["profile"] == args.profile and r["device"] == dev]
     for r in rows:
         print(f"{args.db}: {r['backend']}/{r['device']}/{r['profile']}: {r['n_unique']} unique architectures "
               f"({r['n']} measurements; {added} added now)")
     return 0
+
+
+def _store_name(args: argparse.Namespace, reading: bool = False) -> str:
+    """The device name `args` files under (or, `reading`, reads) in the store at `args.db` (see
+    `backends.device.store_device_name`); the detected one when the store does not exist yet."""
+    from backends.device import device_name, store_device_name
+    from lpm_zoo.store import MeasurementStore, resolve_db
+
+    if args.device_name or not resolve_db(args.db).is_file():
+        return device_name(args.device, args.device_name)
+    with MeasurementStore(args.db, readonly=True) as store:
+        return store_device_name(store, args.backend, args.device, args.profile, reading=reading)
 
 
 def _shard(spec: str | None) -> tuple[int, int] | None:
@@ -187,7 +202,6 @@ def _run_recheck(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from backends.device import device_name
     from backends.profiler import run_recheck
     from lpm_zoo.errors import LpmError
     from lpm_zoo.store import MeasurementStore, json_safe
@@ -197,10 +211,9 @@ def _run_recheck(args: argparse.Namespace) -> int:
                        f"{args.db}`); recheck a store of your own")
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; fill one with `lpm profile ... --db {args.db}`")
+    dev = args.device_name = _store_name(args)
     added = run_recheck(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
-                        name=args.device_name, progress=not args.no_progress, log=_log_for("recheck"),
-                        again=args.again)
-    dev = device_name(args.device, args.device_name)
+                        name=dev, progress=not args.no_progress, log=_log_for("recheck"), again=args.again)
     with MeasurementStore(args.db, readonly=True) as store:
         reports = [r for k in range(1, args.again + 1)
                    if (r := store.pass_report(args.backend, dev, args.profile, k)) is not None]
@@ -291,7 +304,6 @@ def _store_protocol(args: argparse.Namespace, protocol):
     """`protocol` with the statistic of the store at `args.db`, and the store's reference baseline (ms)."""
     from dataclasses import replace
 
-    from backends.device import device_name
     from backends.profiler import baseline_of
     from backends.protocol import AUTO
     from lpm_zoo.errors import LpmError
@@ -300,7 +312,7 @@ def _store_protocol(args: argparse.Namespace, protocol):
 
     if not resolve_db(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}")
-    dev = device_name(args.device, args.device_name)
+    dev = args.device_name = _store_name(args, reading=True)  # the store's scale, whichever machine it came from
     with MeasurementStore(args.db, readonly=True) as store:  # nothing is written to it
         base = baseline_of(store, args.backend, dev, args.profile)
         kept = store.meta(statistic_key(args.backend, dev, args.profile))

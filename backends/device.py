@@ -1,12 +1,16 @@
-"""Device names: `cpu` for CPUs, a GPU's short model name (`p100`); specs are parsed by `lpm_zoo.device`."""
+"""Device names: a slug of the hardware (`xeon`, `epyc`, `p100`); specs are parsed by `lpm_zoo.device`."""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from lpm_zoo.device import cuda_missing, parse_device  # noqa: F401 - re-exported for the backends
-from lpm_zoo.errors import LpmError
-from lpm_zoo.hardware import cpu_fingerprint, cpu_model
+from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.hardware import cpu_fingerprint, cpu_model, cpu_slug, same_hardware
+
+if TYPE_CHECKING:
+    from lpm_zoo.store import MeasurementStore
 
 _VENDOR_WORDS = {"nvidia", "tesla", "geforce", "quadro", "amd", "radeon", "instinct", "intel"}
 _FAMILY_WORDS = {"rtx", "gtx", "titan", "jetson"}
@@ -45,13 +49,34 @@ def device_model(device: str) -> str:
 
 
 def device_name(device: str, override: str | None = None) -> str:
-    """The name measurements are filed under: `override`, else 'cpu' or the GPU's short model name."""
+    """The name measurements are filed under: `override`, else a slug of the hardware: the CPU's
+    (`xeon`, `epyc`, `ryzen`, ...) or the GPU's short model name (`p100`)."""
     if override:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", override):
-            raise LpmError(f"--device-name {override!r}: use letters, digits, '.', '_' or '-'")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", override):
+            raise LpmError(f"--device-name {clip(override)}: use up to 64 letters, digits, '.', '_' or '-'")
         return override
     kind, _ = parse_device(device)
-    return "cpu" if kind == "cpu" else short_gpu_name(device_model(device))
+    return cpu_slug(cpu_model()) if kind == "cpu" else short_gpu_name(device_model(device))
+
+
+def store_device_name(store: MeasurementStore, backend: str, device: str, profile: str,
+                      override: str | None = None, *, reading: bool = False) -> str:
+    """The name to file under, or read from, in `store`: `override`; else the detected name
+    (`device_name`) when the store has it or nothing; else the name the store already uses for this
+    very hardware (stores written before names were slugs say `cpu`), so they resume where they
+    stopped; and, when `reading` (a store's scale, not new rows), the store's only name.
+    """
+    if override:
+        return device_name(device, override)
+    default = device_name(device)
+    names = store.devices(backend, profile)
+    if not names or default in names:
+        return default
+    if reading and len(names) == 1:
+        return next(iter(names))
+    here = device_fingerprint(device)
+    same = [n for n, hw in names.items() if same_hardware(hw, here)]
+    return same[0] if len(same) == 1 else default
 
 
 def device_fingerprint(device: str) -> dict:

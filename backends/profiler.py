@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from backends.device import cpu_model, device_fingerprint, device_model, device_name, parse_device
+from backends.device import (
+    cpu_model,
+    device_fingerprint,
+    device_model,
+    device_name,
+    parse_device,
+    store_device_name,
+)
 from backends.protocol import AUTO, Protocol, spread_of, statistic_of, time_interleaved
 from backends.registry import Backend, get_backend
 from lpm_zoo.errors import LpmError
@@ -237,7 +244,7 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
                               db, samples, progress, log)
             finally:
                 pool.shutdown()
-        dev_name = device_name(device, name)
+        name = dev_name = store_device_name(store, backend, device, profile, name)
         todo = plan(store, backend, dev_name, profile, samples, seed, cells)
         before = store.count(backend, dev_name, profile)
         if todo:
@@ -475,8 +482,8 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
     Returns how many were measured now; resumable like `run_profile`.
     """
     get_profile(profile)
-    dev_name = device_name(device, name)
     with MeasurementStore(db) as store:
+        name = dev_name = store_device_name(store, backend, device, profile, name)
         todo, twice = recheck_plan(store, backend, dev_name, profile, samples, seed, again)
         baseline_of(store, backend, dev_name, profile)  # a damaged baseline stops the recheck before any timing
         by_protocol: dict[tuple[Protocol, int], list[dict[str, Any]]] = {}

@@ -40,7 +40,7 @@ def run_local_workers(args: argparse.Namespace, protocol, log: Callable[[str], N
     """Fill `args.db` with `args.workers` local profiler processes; returns how many architectures were added."""
     from tqdm import tqdm
 
-    from backends.device import device_name, parse_device
+    from backends.device import parse_device, store_device_name
     from backends.profiler import choose_statistic, plan
     from backends.registry import get_backend
     from lpm_zoo.profiles import get_profile
@@ -57,8 +57,8 @@ def run_local_workers(args: argparse.Namespace, protocol, log: Callable[[str], N
         raise LpmError("local --workers is for CPU backends; on GPUs use one process per device (or --ray)")
     get_backend(args.backend).check(args.device)
     get_profile(args.profile)
-    dev = device_name(args.device, args.device_name)
     with MeasurementStore(args.db) as store:
+        dev = args.device_name = store_device_name(store, args.backend, args.device, args.profile, args.device_name)
         todo = plan(store, args.backend, dev, args.profile, args.samples, args.seed)
         before = store.count(args.backend, dev, args.profile)
         if todo:

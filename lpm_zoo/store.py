@@ -433,6 +433,23 @@ class MeasurementStore:
                                " GROUP BY cell_key", (backend, device, profile))
         return {k: int(n) for k, n in cur}
 
+    def devices(self, backend: str, profile: str) -> dict[str, dict[str, Any] | None]:
+        """The device names this backend/profile's rows are filed under, each with its first row's hardware.
+
+        What lets a store written under one name (`cpu`, before names were hardware slugs) be
+        resumed under that name on the same machine, and a reader pick a store's only device.
+        """
+        cur = self._db.execute(
+            "SELECT device, protocol FROM measurements WHERE id IN (SELECT MIN(id) FROM measurements "
+            "WHERE backend=? AND profile=? GROUP BY device) ORDER BY device", (backend, profile))
+        out: dict[str, dict[str, Any] | None] = {}
+        for device, proto in cur:
+            try:
+                out[str(device)] = _hardware_of(_json({"protocol": proto}, "protocol", dict))
+            except BadRow:  # a damaged first row: the name is still there, its hardware unknown
+                out[str(device)] = None
+        return out
+
     def summary(self, repeatability: bool = False) -> list[dict[str, Any]]:
         """One row per backend/device/profile over the good rows: measurements, unique architectures, time span.
 

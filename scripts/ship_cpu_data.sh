@@ -10,15 +10,16 @@ set -euo pipefail
 WORK=${1:?WORKDIR}
 LPM=${LPM:-.venv/bin/lpm}
 LIGHT=(--warmup 3 --rounds 6 --reps 5 --interleave 8)
+NAME=(--device-name cpu)  # the shipped data's device name, from before names defaulted to the hardware slug
 mkdir -p "$WORK"
 
-$LPM profile --backend ort --device cpu --profile cifar-b1 --samples 10000 --db "$WORK/ort-cpu.db" --seed 0 "${LIGHT[@]}" &
-$LPM profile --backend torch --device cpu --profile cifar-b1 --samples 3000 --db "$WORK/torch-cpu.db" --seed 1 "${LIGHT[@]}" &
+$LPM profile --backend ort --device cpu "${NAME[@]}" --profile cifar-b1 --samples 10000 --db "$WORK/ort-cpu.db" --seed 0 "${LIGHT[@]}" &
+$LPM profile --backend torch --device cpu "${NAME[@]}" --profile cifar-b1 --samples 3000 --db "$WORK/torch-cpu.db" --seed 1 "${LIGHT[@]}" &
 wait
 
 # The data's noise floor: a seeded random subset measured again, with the protocol each was taken with.
-$LPM recheck --backend ort --device cpu --profile cifar-b1 --samples 400 --db "$WORK/ort-cpu.db"
-$LPM recheck --backend torch --device cpu --profile cifar-b1 --samples 150 --db "$WORK/torch-cpu.db"
+$LPM recheck --backend ort --device cpu "${NAME[@]}" --profile cifar-b1 --samples 400 --db "$WORK/ort-cpu.db"
+$LPM recheck --backend torch --device cpu "${NAME[@]}" --profile cifar-b1 --samples 150 --db "$WORK/torch-cpu.db"
 
 for b in ort torch; do
   $LPM fit --db "$WORK/$b-cpu.db" --backend $b --device cpu --profile cifar-b1 --predictor mlp-plus --zoo-dir lpm_zoo/zoo

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from backends.device import device_name
 from lpm_zoo.calibration import calibration_keys, coverage
 from lpm_zoo.cli import main
 from lpm_zoo.predictors import create_predictor, get_predictor, load_predictor
@@ -16,6 +17,8 @@ from lpm_zoo.predictors.adapt import AdaptedPredictor, _op_counts, choose_method
 from lpm_zoo.predictors.zoo import keys_to_arrays
 from lpm_zoo.sampler import sample_arrays
 from lpm_zoo.synthetic import OP_COST
+
+HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +172,7 @@ def test_lpm_adapt_tries_finetuning_an_mlp_source(tmp_path, monkeypatch, capsys,
     from lpm_zoo.encoding import arrays_to_cell
 
     with MeasurementStore(db) as s:
-        s.add_many([Measurement(prof.genotype(arrays_to_cell(o, i)), "ort", "cpu", "cifar-b1", float(v), 0.01,
+        s.add_many([Measurement(prof.genotype(arrays_to_cell(o, i)), "ort", HERE, "cifar-b1", float(v), 0.01,
                                 [float(v)] * 3, {"statistic": "min_ratio"}) for o, i, v in zip(ops, inputs, y)])
     argv = ["adapt", "--from", "ort-cpu", "--backend", "ort", "--profile", "cifar-b1", "--samples", "12", "--db",
             str(db), "--name", "ft", "--no-progress", "--json", *flag]

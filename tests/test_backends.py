@@ -16,6 +16,7 @@ from backends.protocol import Protocol, spread_of, statistic_of, time_interleave
 from backends.registry import Backend, Prepared, get_backend, host_times, list_backends, register_backend
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
+from lpm_zoo.hardware import cpu_model, cpu_slug
 
 HAS_CUDA = torch.cuda.is_available()
 try:
@@ -121,7 +122,7 @@ def test_device_specs_and_names():
     for bad in ("gpu", "cpu:1", "cuda:x", ""):
         with pytest.raises(LpmError, match="unknown device"):
             parse_device(bad)
-    assert device_name("cpu") == "cpu" and device_name("cpu", "xeon-8c") == "xeon-8c"
+    assert device_name("cpu") == cpu_slug(cpu_model()) and device_name("cpu", "xeon-8c") == "xeon-8c"
     with pytest.raises(LpmError, match="--device-name"):
         device_name("cpu", "bad name/../x")
     if not HAS_CUDA:
@@ -298,7 +299,7 @@ def test_measure_command_prints_latency_and_json(capsys):
             "--warmup", "1", "--rounds", "2", "--reps", "2"]
     assert main(args + ["--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
-    assert rec["backend"] == "ort" and rec["device"] == "cpu" and rec["latency_ms"] > 0
+    assert rec["backend"] == "ort" and rec["device"] == cpu_slug(cpu_model()) and rec["latency_ms"] > 0
     assert len(rec["runs_ms"]) == 4 and rec["protocol"]["threads"] == 1 and rec["protocol"]["clock"] == "thread"
     assert main(args) == 0
     assert " ms  (IQR " in capsys.readouterr().out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from backends.device import device_name
 from lpm_zoo.cli import main
 from lpm_zoo.encoding import (
     arrays_to_genotype,
@@ -24,6 +25,8 @@ from lpm_zoo.published import DARTS_V2, PC_DARTS_cifar
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.store import MeasurementStore, load_dataset
 from lpm_zoo.synthetic import OP_COST, make_synthetic_store
+
+HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
 
 BOTH = get_profile("cifar-b1-both")
 
@@ -70,7 +73,8 @@ def test_a_store_keeps_both_cells(both_store):
         assert len(row["encoding"]) == 224 and row["cell_key"] == genotype_key(g[0])
 
 
-@pytest.mark.parametrize("kind,params", [("ridge", {}), ("lut", {}), ("mlp-plus", {"epochs": 60}), ("knn", {})])
+@pytest.mark.parametrize("kind,params", [("ridge", {}), ("lut", {}), ("mlp-plus", {"epochs": 60}),
+                                         ("mlp-split", {"epochs": 60}), ("knn", {})])
 def test_every_predictor_type_reads_224_bits_and_round_trips(both_store, kind, params, tmp_path):
     data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
     X, y = (data.ops[:300], data.inputs[:300]), data.latency_ms[:300]
@@ -86,8 +90,26 @@ def test_every_predictor_type_reads_224_bits_and_round_trips(both_store, kind, p
         back.predict((data.ops[:3, :8], data.inputs[:3, :8]))
     if p.differentiable:
         enc = torch.tensor(encode_arrays(data.ops[:4], data.inputs[:4]), requires_grad=True)
-        p.predict_torch(enc).sum().backward()
+        out = p.predict_torch(enc)
+        assert np.allclose(out.detach().numpy(), p.predict((data.ops[:4], data.inputs[:4])), rtol=1e-4, atol=1e-4)
+        out.sum().backward()
         assert enc.grad.shape == (4, 224) and enc.grad[:, 112:].abs().sum() > 0
+
+
+def test_mlp_split_prices_the_reduction_cell_linearly_and_is_mlp_plus_on_normal_cells(both_store):
+    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    p = create_predictor("mlp-split", epochs=30).fit((data.ops, data.inputs), data.latency_ms)
+    a, b = (PC_DARTS_cifar.__class__(normal=DARTS_V2.normal, reduce=r) for r in
+            ([("skip_connect", 0), ("skip_connect", 1)] * 4, [("sep_conv_5x5", 0), ("sep_conv_5x5", 1)] * 4))
+    ops, inputs = BOTH.arrays([a, b])
+    diff = p.predict((ops, inputs))[1] - p.predict((ops, inputs))[0]
+    dense = encode_arrays(ops, inputs)[:, 112:].astype(np.float64)
+    assert diff == pytest.approx((dense[1] - dense[0]) @ p._state()["reduce.weight"], rel=1e-4)  # the linear term
+    normal = create_predictor("mlp-split", epochs=30).fit((data.ops[:, :8], data.inputs[:, :8]), data.latency_ms)
+    plus = create_predictor("mlp-plus", epochs=30, weight_decay=1e-2).fit((data.ops[:, :8], data.inputs[:, :8]),
+                                                                        data.latency_ms)
+    assert "reduce.weight" not in normal._state() and normal.meta["encoding"] == "lpm-112"
+    assert np.allclose(normal.predict([DARTS_V2.normal]), plus.predict([DARTS_V2.normal]))
 
 
 def test_the_reduction_cell_changes_the_prediction(both_store):
@@ -130,7 +152,7 @@ def test_profile_and_measure_on_a_both_cell_profile(tmp_path, capsys):
     db = str(tmp_path / "m.db")
     fast = ["--warmup", "1", "--rounds", "2", "--reps", "2", "--statistic", "ref_ratio", "--no-progress"]
     assert main(["profile", "--backend", "ort", "--profile", "small-b1-both", "--samples", "3", "--db", db, *fast]) == 0
-    data = load_dataset(db, "ort", "cpu", "small-b1-both")
+    data = load_dataset(db, "ort", HERE, "small-b1-both")
     assert data.ops.shape == (3, 16) and any(g.reduce != DARTS_V2.reduce for g in data.genotypes())
     capsys.readouterr()
     g = json.dumps(PC_DARTS_cifar.to_dict())

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from backends.device import device_name
 from backends.profiler import adopt_baseline, baseline_of, recheck_plan, run_profile, run_recheck
 from backends.protocol import Protocol
 from lpm_zoo.cli import main
@@ -18,6 +19,8 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.store import SCHEMA_VERSION, BadRow, Measurement, MeasurementStore, json_safe, load_dataset, validate_row
 from lpm_zoo.synthetic import make_synthetic_store
+
+HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
 
 FAST = Protocol(warmup=1, rounds=2, reps=1, interleave=2)
 DB = ["--backend", "synth", "--device", "cpu", "--profile", "cifar-b1"]
@@ -254,7 +257,7 @@ def test_recheck_never_runs_a_stored_protocol_out_of_bounds_nor_a_bad_baseline(t
     assert run_recheck("ort", "cpu", "cifar-b1", 2, db, progress=False, log=logged.append) == 1
     assert any(line.startswith("warning: skipped 1 bad row (ids 1;") for line in logged)
     with MeasurementStore(db, readonly=True) as s:
-        assert recheck_plan(s, "ort", "cpu", "cifar-b1", 2, seed=0) == ([], 1)
+        assert recheck_plan(s, "ort", HERE, "cifar-b1", 2, seed=0) == ([], 1)
     for value in ("-737.8", "NaN", "0"):
         with sqlite3.connect(db) as c:
             c.execute("UPDATE meta SET value=? WHERE key LIKE 'baseline_ms/%'", (value,))

@@ -8,14 +8,17 @@ import sqlite3
 import numpy as np
 import pytest
 
+from backends.device import device_name
 from lpm_zoo.cli import main
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.sampler import sample_cells
 from lpm_zoo.statistics import STATISTICS, statistic_of
 from lpm_zoo.store import Measurement, MeasurementStore, baseline_key, statistic_key
 
+HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
+
 TINY = ["--warmup", "1", "--rounds", "3", "--reps", "2", "--interleave", "4", "--no-progress"]
-WHERE = ("ort", "cpu", "cifar-b1")
+WHERE = ("ort", HERE, "cifar-b1")
 
 
 def _profile(db, *extra: str) -> int:
@@ -29,7 +32,7 @@ def test_auto_runs_a_pilot_once_and_the_store_keeps_its_choice(tmp_path, capsys)
     assert "pilot: measuring 6 architectures twice" in err
     with MeasurementStore(db, readonly=True) as s:
         chosen = s.meta(statistic_key(*WHERE))
-        pilot = json.loads(s.meta("pilot/ort/cpu/cifar-b1"))
+        pilot = json.loads(s.meta(f"pilot/ort/{HERE}/cifar-b1"))
         rows = list(s.measurements())
     assert chosen.endswith("_ratio") and f"pilot: {chosen} repeats best here" in err  # the reference is timed
     assert {r["statistic"] for r in pilot["ranking"]} == {x for x in STATISTICS if x.endswith("_ratio")}
@@ -43,7 +46,7 @@ def test_auto_runs_a_pilot_once_and_the_store_keeps_its_choice(tmp_path, capsys)
     assert r["latency_ms"] == pytest.approx(want * base if ratio else want, rel=1e-6)
     other = next(s for s in ("min", "median") if s != chosen)
     assert main(["profile", "--backend", "ort", "--samples", "7", "--db", str(db), *TINY, "--statistic", other]) == 2
-    assert f"keeps ort/cpu/cifar-b1 as {chosen}" in capsys.readouterr().err
+    assert f"keeps ort/{HERE}/cifar-b1 as {chosen}" in capsys.readouterr().err
     assert main(["profile", "--backend", "ort", "--samples", "7", "--db", str(db), *TINY, "--target-pct", "0"]) == 0
     assert "pilot:" not in capsys.readouterr().err  # the store keeps its statistic: no second pilot
     with MeasurementStore(db, readonly=True) as s:
@@ -89,7 +92,7 @@ def _store_with_raw_runs(path, n=5):
                      "ratio": ratio, "reference_baseline_ms": 6.0}
             s.add(Measurement(genotype=DARTS_V2.with_reduce(DARTS_V2.reduce).__class__(normal=cell,
                                                                                      reduce=DARTS_V2.reduce),
-                              backend="ort", device="cpu", profile="cifar-b1", latency_ms=ratio * 6.0, spread_ms=0.1,
+                              backend="ort", device=HERE, profile="cifar-b1", latency_ms=ratio * 6.0, spread_ms=0.1,
                               runs_ms=runs, protocol=proto))
 
 

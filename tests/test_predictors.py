@@ -29,7 +29,7 @@ from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.space import PRIMITIVES, Genotype
 from lpm_zoo.synthetic import OP_COST, make_synthetic_store, synthetic_latency
 
-FAST = {"mlp": {"epochs": 150}, "mlp-plus": {"epochs": 150}, "rf": {"n_estimators": 30},
+FAST = {"mlp": {"epochs": 150}, "mlp-plus": {"epochs": 150}, "mlp-split": {"epochs": 150}, "rf": {"n_estimators": 30},
         "gbrt": {"max_iter": 40}}
 
 
@@ -109,7 +109,7 @@ def test_unknown_fitted_name_lists_and_says_how_to_make_it(tmp_path, monkeypatch
 
 
 # --- every type fits and beats a constant predictor ----------------------------------------------
-@pytest.mark.parametrize("name", ["mlp", "mlp-plus", "ridge", "rf", "gbrt", "knn", "lut", "flops"])
+@pytest.mark.parametrize("name", ["mlp", "mlp-plus", "mlp-split", "ridge", "rf", "gbrt", "knn", "lut", "flops"])
 def test_each_type_beats_a_constant_predictor(name, data):
     ops, inputs, y = data
     tr, te = slice(0, 1200), slice(1200, None)
@@ -180,7 +180,7 @@ def test_mlp_is_deterministic_given_a_seed(data):
     assert np.array_equal(a, b) and not np.allclose(a, c)
 
 
-@pytest.mark.parametrize("name", ["mlp", "mlp-plus", "ridge", "lut", "flops"])
+@pytest.mark.parametrize("name", ["mlp", "mlp-plus", "mlp-split", "ridge", "lut", "flops"])
 def test_predict_torch_matches_predict_and_has_gradients(name, data):
     ops, inputs, y = data
     p = create_predictor(name, **{k: 2 for k in ("epochs",) if "epochs" in FAST.get(name, {})})

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from backends.device import device_name
 from backends.profiler import Measurer, normalize, plan, recheck_plan, run_profile, run_recheck
 from backends.protocol import Protocol
 from lpm_zoo.cli import main
@@ -18,6 +19,8 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.store import MeasurementStore, load_dataset
+
+HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
 
 FAST = Protocol(warmup=1, rounds=2, reps=2, interleave=2)
 FAST_ARGS = ["--warmup", "1", "--rounds", "2", "--reps", "2"]
@@ -30,7 +33,7 @@ def test_measurer_records_protocol_raw_runs_and_reference():
     finally:
         m.close()
     assert a.genotype == DARTS_V2 and cell_key(b.genotype) == cell_key(DARTS_V2)
-    assert a.backend == "ort" and a.device == "cpu" and a.profile == "cifar-b1"
+    assert a.backend == "ort" and a.device == HERE and a.profile == "cifar-b1"
     assert len(a.runs_ms) == 4 and all(t > 0 for t in a.runs_ms)
     p = a.protocol
     for key in ("warmup", "rounds", "reps", "threads", "statistic", "clock", "spread", "device_model", "cpu_model",
@@ -59,7 +62,7 @@ def test_profile_fills_resumes_and_skips_present(tmp_path):
     db = str(tmp_path / "m.db")
     assert run_profile("ort", "cpu", "cifar-b1", 3, db, seed=5, protocol=FAST, progress=False) == 3
     with MeasurementStore(db) as s:
-        first = s.keys("ort", "cpu", "cifar-b1")
+        first = s.keys("ort", HERE, "cifar-b1")
         base = {r["protocol"]["reference_baseline_ms"] for r in s.measurements()}
     _, _, keys = sample_unique_arrays(5, 5)
     assert first == set(keys[:3])  # the seed's sequence, in order
@@ -67,9 +70,9 @@ def test_profile_fills_resumes_and_skips_present(tmp_path):
     assert run_profile("ort", "cpu", "cifar-b1", 3, db, seed=5, protocol=FAST, progress=False) == 0
     assert run_profile("ort", "cpu", "cifar-b1", 5, db, seed=5, protocol=FAST, progress=False) == 2
     with MeasurementStore(db) as s:
-        assert s.keys("ort", "cpu", "cifar-b1") == set(keys) and s.count("ort", "cpu", "cifar-b1", unique=False) == 5
+        assert s.keys("ort", HERE, "cifar-b1") == set(keys) and s.count("ort", HERE, "cifar-b1", unique=False) == 5
         assert {r["protocol"]["reference_baseline_ms"] for r in s.measurements()} == base
-    data = load_dataset(db, "ort", "cpu", "cifar-b1")
+    data = load_dataset(db, "ort", HERE, "cifar-b1")
     assert len(data) == 5 and (data.latency_ms > 0).all()
 
 
@@ -77,10 +80,10 @@ def test_plan_fills_up_past_cells_from_another_seed(tmp_path):
     db = str(tmp_path / "m.db")
     run_profile("ort", "cpu", "cifar-b1", 2, db, seed=1, protocol=FAST, progress=False)
     with MeasurementStore(db) as s:
-        todo = plan(s, "ort", "cpu", "cifar-b1", 5, seed=2)
-        assert len(todo) == 3 and not {cell_key(c) for c in todo} & s.keys("ort", "cpu", "cifar-b1")
+        todo = plan(s, "ort", HERE, "cifar-b1", 5, seed=2)
+        assert len(todo) == 3 and not {cell_key(c) for c in todo} & s.keys("ort", HERE, "cifar-b1")
         with pytest.raises(LpmError, match="--samples"):
-            plan(s, "ort", "cpu", "cifar-b1", 0, seed=2)
+            plan(s, "ort", HERE, "cifar-b1", 0, seed=2)
 
 
 def test_profile_calibration_cells_then_random_ones_in_one_store(tmp_path, capsys):
@@ -90,7 +93,7 @@ def test_profile_calibration_cells_then_random_ones_in_one_store(tmp_path, capsy
     assert run_profile("ort", "cpu", "small-b1", 2, db, seed=5, protocol=FAST, progress=False,
                        cells="calibration") == 2
     with MeasurementStore(db) as s:
-        assert s.keys("ort", "cpu", "small-b1") == set(calibration_keys(2))
+        assert s.keys("ort", HERE, "small-b1") == set(calibration_keys(2))
     assert run_profile("ort", "cpu", "small-b1", 2, db, protocol=FAST, progress=False, cells="calibration") == 0
     assert main(["profile", "--backend", "ort", "--profile", "small-b1", "--samples", "101", "--db", db,
                  "--cells", "calibration"]) == 2
@@ -104,20 +107,20 @@ def test_recheck_remeasures_a_seeded_subset_with_the_recorded_protocol_and_resum
     db = str(tmp_path / "m.db")
     run_profile("ort", "cpu", "cifar-b1", 4, db, seed=3, protocol=FAST, progress=False)
     with MeasurementStore(db) as s:
-        chosen, twice = recheck_plan(s, "ort", "cpu", "cifar-b1", 2, seed=0)
+        chosen, twice = recheck_plan(s, "ort", HERE, "cifar-b1", 2, seed=0)
         assert twice == 0 and len({r["cell_key"] for r in chosen}) == 2
     assert run_recheck("ort", "cpu", "cifar-b1", 1, db, progress=False) == 1
     assert run_recheck("ort", "cpu", "cifar-b1", 2, db, progress=False) == 1  # resumes the same seeded subset
     assert run_recheck("ort", "cpu", "cifar-b1", 2, db, progress=False) == 0
     with MeasurementStore(db) as s:
         rows = list(s.measurements())
-        assert s.count("ort", "cpu", "cifar-b1") == 4 and len(rows) == 6
+        assert s.count("ort", HERE, "cifar-b1") == 4 and len(rows) == 6
         assert {r["cell_key"] for r in rows[4:]} == {r["cell_key"] for r in chosen}
         assert {r["protocol"]["reference_baseline_ms"] for r in rows} == {rows[0]["protocol"]["reference_baseline_ms"]}
         assert all((r["protocol"]["rounds"], r["protocol"]["reps"], len(r["runs_ms"])) == (2, 2, 4) for r in rows[4:])
-        rep = s.repeatability("ort", "cpu", "cifar-b1")
+        rep = s.repeatability("ort", HERE, "cifar-b1")
     assert rep["n"] == 2 and rep["mean_pct"] >= 0
-    assert len(load_dataset(db, "ort", "cpu", "cifar-b1")) == 4
+    assert len(load_dataset(db, "ort", HERE, "cifar-b1")) == 4
 
 
 def test_recheck_command_reports_repeatability_and_errors_are_one_line(tmp_path, capsys):
@@ -135,7 +138,7 @@ def test_recheck_command_reports_repeatability_and_errors_are_one_line(tmp_path,
     assert main(["data", "info", "--db", db]) == 0
     assert "(1 twice)" in capsys.readouterr().out
     assert main(["recheck", "--backend", "torch", "--samples", "1", "--db", db, "--no-progress"]) == 2
-    assert "no torch/cpu/cifar-b1 measurements to recheck" in capsys.readouterr().err
+    assert f"no torch/{HERE}/cifar-b1 measurements to recheck" in capsys.readouterr().err
 
 
 def _lpm(*args):
@@ -177,7 +180,7 @@ def test_kill_9_loses_at_most_the_group_in_flight_and_resumes(tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"{target} unique architectures" in out.stdout and "2 added now" in out.stdout
     with MeasurementStore(db) as s:
-        assert s.count("ort", "cpu", "cifar-b1") == target == s.count("ort", "cpu", "cifar-b1", unique=False)
+        assert s.count("ort", HERE, "cifar-b1") == target == s.count("ort", HERE, "cifar-b1", unique=False)
 
 
 @pytest.mark.slow
@@ -195,7 +198,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130
     assert "run the same command again to resume" in err and "Traceback" not in err
     with MeasurementStore(db) as s:
-        assert 1 <= s.count("ort", "cpu", "cifar-b1") < 400
+        assert 1 <= s.count("ort", HERE, "cifar-b1") < 400
 
 
 def test_profile_command_and_data_info_export(tmp_path, capsys):
@@ -256,7 +259,7 @@ def test_ray_workers_stream_results_to_the_drivers_store(tmp_path):
     assert added == 4
     with MeasurementStore(db) as s:
         rows = list(s.measurements())
-        assert s.count("ort", "cpu", "cifar-b1") == 4
+        assert s.count("ort", HERE, "cifar-b1") == 4
     _, _, keys = sample_unique_arrays(4, 3)
     assert {r["cell_key"] for r in rows} == set(keys)
     assert len({r["protocol"]["reference_baseline_ms"] for r in rows}) == 1

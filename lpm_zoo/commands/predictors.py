@@ -18,8 +18,9 @@ MAX_LINE_BYTES = 64 * 1024
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", required=True, metavar="PATH", help="measurement database (written by lpm profile)")
     p.add_argument("--backend", required=True, help="backend the latencies were measured on (e.g. ort, torch, trt)")
-    p.add_argument("--device-name", "--device", dest="device", required=True,
-                   help="the device name the data is filed under, as `lpm data info` shows it (e.g. cpu, p100)")
+    p.add_argument("--device-name", "--device", dest="device", default=None,
+                   help="the device name the data is filed under, as `lpm data info` shows it (e.g. xeon, p100; "
+                        "default: the store's only one for this backend and profile)")
     p.add_argument("--profile", required=True, help="measurement profile (e.g. cifar-b1)")
     p.add_argument("--test-size", type=int, default=None, metavar="N",
                    help="held-out architectures (fixed seeded split; default: a fifth of the data, at most 2000)")
@@ -87,12 +88,28 @@ def _params_for(args: argparse.Namespace):
     return params
 
 
+def _resolve_device(args: argparse.Namespace) -> str:
+    """`args.device`, or the one device name the store files this backend/profile under (set on `args`)."""
+    from lpm_zoo.store import MeasurementStore, resolve_db
+
+    if args.device is None:
+        names: list[str] = []
+        if resolve_db(args.db).is_file():
+            with MeasurementStore(args.db, readonly=True) as store:
+                names = list(store.devices(args.backend, args.profile))
+        if len(names) > 1:
+            raise LpmError(f"{clip(args.db)} holds {args.backend}/{args.profile} measurements of several devices "
+                           f"({', '.join(clip(n, 40) for n in names[:8])}); choose one with --device-name")
+        args.device = names[0] if names else "cpu"  # none: load_dataset says what the store holds
+    return args.device
+
+
 def _load(args: argparse.Namespace):
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.store import load_dataset, skipped_note
 
     get_profile(args.profile)
-    data = load_dataset(args.db, args.backend, args.device, args.profile)  # read-only; bad rows left out
+    data = load_dataset(args.db, args.backend, _resolve_device(args), args.profile)  # read-only; bad rows left out
     if data.skipped:
         print(f"lpm {getattr(args, 'command', 'fit')}: warning: {skipped_note(data.skipped)}", file=sys.stderr)
     return data
@@ -119,7 +136,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from lpm_zoo.predictors.evaluate import default_test_size, metrics, relative_spread_pct, split_indices
 
     predictor_class(args.predictor)
-    name = args.name or f"{args.backend}-{args.device}"
+    name = args.name or f"{args.backend}-{_resolve_device(args)}"
     if not name or "/" in name or name.startswith("."):
         raise LpmError(f"--name {clip(name)}: a predictor name is a plain word like ort-cpu")
     params = _params_for(args)(args.predictor)

@@ -1,0 +1,76 @@
+"""Device names are hardware slugs; a store filed under another name on the same hardware keeps it."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends.device import device_name, store_device_name
+from lpm_zoo.cli import main
+from lpm_zoo.hardware import cpu_fingerprint, cpu_model, cpu_slug
+from lpm_zoo.published import DARTS_V2, get_genotype
+from lpm_zoo.store import Measurement, MeasurementStore
+
+HERE = cpu_slug(cpu_model())
+PC_DARTS = get_genotype("PC_DARTS_cifar")
+OTHER_CPU = {"kind": "cpu", "model": "AMD EPYC 7763 64-Core Processor", "logical_cores": 2, "isa": ["avx2"]}
+
+
+def _row(name: str, hardware: dict, g=DARTS_V2, backend: str = "ort") -> Measurement:
+    return Measurement(g, backend, name, "cifar-b1", 5.0, 0.1, [5.0], {"statistic": "min", "hardware": hardware})
+
+
+@pytest.mark.parametrize(("model", "slug"), [
+    ("Intel(R) Xeon(R) Platinum 8488C", "xeon"), ("AMD EPYC 7763 64-Core Processor", "epyc"),
+    ("Intel(R) Core(TM) i7-12700H", "i7"), ("AMD Ryzen 9 7950X 16-Core Processor", "ryzen"),
+    ("Apple M2 Pro", "m2"), ("Intel(R) Xeon(R) Processor", "xeon"), ("Neoverse-N1", "neoverse-n1"),
+])
+def test_cpu_slugs(model, slug):
+    assert cpu_slug(model) == slug
+
+
+def test_the_default_name_is_this_cpus_slug():
+    assert device_name("cpu") == HERE and HERE != "" and "/" not in HERE
+    assert device_name("cpu", "lab-box_2") == "lab-box_2"
+    with pytest.raises(Exception, match="--device-name"):
+        device_name("cpu", "x" * 65)
+
+
+def test_a_store_resumes_under_the_name_it_has_for_this_hardware(tmp_path):
+    db = tmp_path / "s.db"
+    with MeasurementStore(db) as s:
+        assert store_device_name(s, "ort", "cpu", "cifar-b1") == HERE  # a new store: the slug
+        s.add(_row("cpu", cpu_fingerprint()))  # filed as `cpu` before names were slugs, on this machine
+        assert s.devices("ort", "cifar-b1") == {"cpu": cpu_fingerprint()}
+        assert store_device_name(s, "ort", "cpu", "cifar-b1") == "cpu"
+        assert store_device_name(s, "ort", "cpu", "cifar-b1", "mine") == "mine"  # --device-name wins
+        assert store_device_name(s, "torch", "cpu", "cifar-b1") == HERE  # another backend: its own rows
+        s.add(_row("old-amd", OTHER_CPU, PC_DARTS))  # another machine's rows are never continued
+        assert store_device_name(s, "ort", "cpu", "cifar-b1") == "cpu"
+
+
+def test_another_machines_store_is_read_but_not_continued(tmp_path):
+    db = tmp_path / "s.db"
+    with MeasurementStore(db) as s:
+        s.add(_row("epyc-lab", OTHER_CPU))
+        assert store_device_name(s, "ort", "cpu", "cifar-b1") == HERE
+        assert store_device_name(s, "ort", "cpu", "cifar-b1", reading=True) == "epyc-lab"  # its scale: its only name
+        s.add(_row("other", OTHER_CPU, PC_DARTS))
+        assert store_device_name(s, "ort", "cpu", "cifar-b1", reading=True) == HERE  # two: none is guessed
+
+
+def test_fit_takes_the_stores_only_device_and_refuses_to_guess_between_two(tmp_path, capsys):
+    from lpm_zoo.synthetic import make_synthetic_store
+
+    db = tmp_path / "s.db"
+    make_synthetic_store(str(db), 60, device="lab1")
+    zoo = tmp_path / "zoo"
+    argv = ["fit", "--db", str(db), "--backend", "synth", "--profile", "cifar-b1", "--predictor", "lut",
+            "--zoo-dir", str(zoo)]
+    assert main(argv) == 0
+    assert (zoo / "synth-lab1").is_dir()  # named <backend>-<the store's device>
+    make_synthetic_store(str(db), 60, device="lab2", seed=3)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "several devices ('lab1', 'lab2')" in err and "--device-name" in err and len(err.splitlines()) == 1
+    assert main([*argv, "--device-name", "lab2", "--name", "b"]) == 0 and (zoo / "b").is_dir()
