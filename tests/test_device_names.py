@@ -74,3 +74,15 @@ def test_fit_takes_the_stores_only_device_and_refuses_to_guess_between_two(tmp_p
     err = capsys.readouterr().err.strip()
     assert "several devices ('lab1', 'lab2')" in err and "--device-name" in err and len(err.splitlines()) == 1
     assert main([*argv, "--device-name", "lab2", "--name", "b"]) == 0 and (zoo / "b").is_dir()
+
+
+def test_a_stores_odd_device_name_never_becomes_a_zoo_directory(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    with MeasurementStore(db) as s:
+        s.add(Measurement(DARTS_V2, "ort", "../../evil\n", "cifar-b1", 5.0, 0.1, [5.0], {"statistic": "min"}))
+        s.add(Measurement(PC_DARTS, "ort", "../../evil\n", "cifar-b1", 6.0, 0.1, [6.0], {"statistic": "min"}))
+    zoo = tmp_path / "zoo"
+    assert main(["fit", "--db", str(db), "--backend", "ort", "--profile", "cifar-b1", "--predictor", "lut",
+                 "--zoo-dir", str(zoo)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a plain word" in err and len(err.splitlines()) == 1 and not zoo.exists()
