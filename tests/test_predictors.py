@@ -106,6 +106,11 @@ def test_unknown_fitted_name_lists_and_says_how_to_make_it(tmp_path, monkeypatch
     assert "no fitted predictor named 'trt-p100'" in msg and "have:" in msg
     assert "lpm profile --backend trt --device cuda --device-name p100" in msg
     assert "lpm fit --db lpm.db --backend trt --device p100" in msg
+    from lpm_zoo.hardware import cpu_model, cpu_slug
+
+    here = cpu_slug(cpu_model())  # this CPU's own name is profiled on the CPU
+    with pytest.raises(LpmError, match=f"lpm profile --backend ort --device cpu --device-name {here} "):
+        get_predictor(f"ort-{here}")
 
 
 # --- every type fits and beats a constant predictor ----------------------------------------------

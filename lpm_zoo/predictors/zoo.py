@@ -381,7 +381,11 @@ def predictor_path(name: str) -> Path:
     backend, _, device = name.partition("-")
     if not device:
         backend, device = "BACKEND", "DEVICE"
-    where = "--device cpu" if device == "cpu" else f"--device cuda --device-name {device}"
+    from lpm_zoo.hardware import cpu_model, cpu_slug
+
+    # this CPU's name (or the older `cpu`) is measured on the CPU; any other name is taken for a GPU's
+    where = (f"--device cpu --device-name {device}" if device in ("cpu", cpu_slug(cpu_model()))
+             else f"--device cuda --device-name {device}")
     raise LpmError(
         f"no fitted predictor named {name!r} (have: {', '.join(have) or 'none'}; looked in "
         f"{', '.join(str(d) for _, d in zoo_dirs())}); make it with: lpm profile --backend {backend} {where}"
