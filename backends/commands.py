@@ -127,7 +127,6 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
 
 
 def _run_profile(args: argparse.Namespace) -> int:
-    from backends.device import store_device_name
     from backends.profiler import run_profile
     from lpm_zoo.store import MeasurementStore
 
@@ -145,9 +144,10 @@ def _run_profile(args: argparse.Namespace) -> int:
                             workers=args.workers, progress=not args.no_progress, log=_log_for("profile"),
                             shard=shard, cells=args.cells)
     with MeasurementStore(args.db, readonly=True) as store:
-        dev = store_device_name(store, args.backend, args.device, args.profile, args.device_name)
-        rows = [r for r in store.summary()
-                if r["backend"] == args.backend and r["profile"] == args.profile and r["device"] == dev]
+        # Ray workers name their own hardware: without --device-name, every device of the store is shown
+        dev = None if args.ray and not args.device_name else args.device_name
+        rows = [r for r in store.summary() if r["backend"] == args.backend and r["profile"] == args.profile
+                and dev in (None, r["device"])]
     for r in rows:
         print(f"{args.db}: {r['backend']}/{r['device']}/{r['profile']}: {r['n_unique']} unique architectures "
               f"({r['n']} measurements; {added} added now)")
@@ -312,7 +312,7 @@ def _store_protocol(args: argparse.Namespace, protocol):
 
     if not resolve_db(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}")
-    dev = args.device_name = _store_name(args, reading=True)  # the store's scale, whichever machine it came from
+    dev = _store_name(args, reading=True)  # the store's scale, whichever machine it came from; not this run's name
     with MeasurementStore(args.db, readonly=True) as store:  # nothing is written to it
         base = baseline_of(store, args.backend, dev, args.profile)
         kept = store.meta(statistic_key(args.backend, dev, args.profile))

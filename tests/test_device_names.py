@@ -86,3 +86,38 @@ def test_a_stores_odd_device_name_never_becomes_a_zoo_directory(tmp_path, capsys
                  "--zoo-dir", str(zoo)]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a plain word" in err and len(err.splitlines()) == 1 and not zoo.exists()
+
+
+def test_a_stores_odd_names_are_never_adopted_and_measure_keeps_this_machines_name(tmp_path):
+    db = tmp_path / "s.db"
+    with MeasurementStore(db) as s:
+        s.add(_row("Tesla P100\n../x", cpu_fingerprint()))  # this hardware, but not a plain word
+        assert store_device_name(s, "ort", "cpu", "cifar-b1") == HERE
+        assert store_device_name(s, "ort", "cpu", "cifar-b1", reading=True) == HERE
+
+
+def test_an_mlp_split_of_whole_genotypes_is_not_fine_tuned_and_a_mismatched_file_is_refused(tmp_path):
+    import numpy as np
+
+    from lpm_zoo.errors import LpmError
+    from lpm_zoo.predictors import create_predictor, load_predictor
+    from lpm_zoo.predictors.finetune import can_finetune, finetune
+    from lpm_zoo.profiles import get_profile
+    from lpm_zoo.sampler import sample_unique_arrays
+
+    ops, inputs, _ = sample_unique_arrays(60, seed=2, cells=2)
+    y = 5 + ops.sum(1) * 0.01
+    p = create_predictor("mlp-split", epochs=2).fit((ops, inputs), y)
+    assert not can_finetune(p)
+    with pytest.raises(LpmError, match="fine-tuning needs"):
+        finetune(p, ops[:10], inputs[:10], y[:10])
+    assert can_finetune(create_predictor("mlp-split", epochs=2).fit((ops[:, :8], inputs[:, :8]), y))
+    p.save(str(tmp_path / "m"))
+    from safetensors.numpy import load_file, save_file
+
+    state = load_file(str(tmp_path / "m" / "model.safetensors"))
+    state["layer0.weight"] = np.zeros((224, 256), np.float32)  # a first layer that reads all 224 bits
+    save_file(state, str(tmp_path / "m" / "model.safetensors"))
+    with pytest.raises(LpmError, match="cannot read the model"):
+        load_predictor(tmp_path / "m")
+    assert get_profile("cifar-b1-both").cells == 2

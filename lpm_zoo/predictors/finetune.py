@@ -29,7 +29,8 @@ def can_finetune(p: Any) -> bool:
     """Whether `p` is an MLP predictor this module can fine-tune."""
     from lpm_zoo.predictors.mlp import MLPPredictor
 
-    return isinstance(p, MLPPredictor) and p.fitted
+    # an `mlp-split` of whole genotypes adds a linear reduction-cell term this module does not retrain
+    return isinstance(p, MLPPredictor) and p.fitted and getattr(p, "_reduce", None) is None
 
 
 def finetune(source: Any, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray, mode: str = "all",
@@ -40,7 +41,7 @@ def finetune(source: Any, ops: np.ndarray, inputs: np.ndarray, y: np.ndarray, mo
     if mode not in MODES:
         raise LpmError(f"fine-tune mode must be one of {', '.join(MODES)}, got {str(mode)[:40]!r}")
     if not can_finetune(source):
-        raise LpmError("fine-tuning needs a fitted mlp or mlp-plus source")
+        raise LpmError("fine-tuning needs a fitted mlp or mlp-plus source (or an mlp-split of normal cells)")
     y = np.asarray(y, np.float64)
     s = source.predict((ops, inputs))
     scale = float(np.median(y / s)) if (s > 0).all() else 1.0

@@ -356,3 +356,5 @@ class MLPSplitPredictor(MLPPlusPredictor):
         red = state.pop("reduce.weight", None)
         self._reduce = None if red is None else np.ascontiguousarray(red, np.float32).reshape(112)
         super()._load_state(state)
+        if self._reduce is not None and self._n_in != 112:
+            raise ValueError(f"a reduction-cell term beside a {self._n_in}-input network: the file does not fit mlp-split")
