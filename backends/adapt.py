@@ -13,7 +13,6 @@ every candidate's LOO error.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -46,7 +45,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     import json
 
-    from backends.device import store_device_name
+    from backends.device import plain_name, store_device_name
     from backends.profiler import Measurer, _drive, choose_statistic, get_backend
     from backends.protocol import Protocol
     from lpm_zoo.calibration import calibration_cells
@@ -71,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
         raise LpmError(f"--samples {args.samples}: at most 1000 (with more, fit a predictor from scratch: lpm fit)")
     if len(args.sources) > MAX_SOURCES:
         raise LpmError(f"--from: at most {MAX_SOURCES} source predictors")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.name):
+    if not plain_name(args.name):
         raise LpmError(f"--name {clip(args.name)}: use letters, digits, '.', '_' or '-' (at most 64)")
     prof = get_profile(args.profile)
     if args.cells == "calibration":  # checked (a -both profile, N past the set) before anything is loaded

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from lpm_zoo.device import cuda_missing, parse_device  # noqa: F401 - re-exported for the backends
+from lpm_zoo.device import cuda_missing, parse_device, plain_name  # noqa: F401 - re-exported for the backends
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.hardware import cpu_fingerprint, cpu_model, cpu_slug, same_hardware
 
 if TYPE_CHECKING:
     from lpm_zoo.store import MeasurementStore
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a device name: a plain word, it names files and zoo entries
 _VENDOR_WORDS = {"nvidia", "tesla", "geforce", "quadro", "amd", "radeon", "instinct", "intel"}
 _FAMILY_WORDS = {"rtx", "gtx", "titan", "jetson"}
 
@@ -53,7 +52,7 @@ def device_name(device: str, override: str | None = None) -> str:
     """The name measurements are filed under: `override`, else a slug of the hardware: the CPU's
     (`xeon`, `epyc`, `ryzen`, ...) or the GPU's short model name (`p100`)."""
     if override:
-        if not _NAME.fullmatch(override):
+        if not plain_name(override):
             raise LpmError(f"--device-name {clip(override)}: use up to 64 letters, digits, '.', '_' or '-'")
         return override
     kind, _ = parse_device(device)
@@ -73,7 +72,7 @@ def store_device_name(store: MeasurementStore, backend: str, device: str, profil
     names = store.devices(backend, profile)
     if not names or default in names:
         return default
-    names = {n: hw for n, hw in names.items() if _NAME.fullmatch(n)}  # a store's odd text is never adopted
+    names = {n: hw for n, hw in names.items() if plain_name(n)}  # a store's odd text is never adopted
     if not names:
         return default
     if reading and len(names) == 1:

@@ -11,6 +11,13 @@ import re
 from lpm_zoo.errors import LpmError
 
 _SPEC = re.compile(r"(cpu|cuda)(?::(\d+))?")
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def plain_name(text: str) -> bool:
+    """Whether `text` is a plain word (letters, digits, '.', '_', '-'; at most 64): what may name a
+    device or a zoo entry, and so a file or directory."""
+    return isinstance(text, str) and _PLAIN.fullmatch(text) is not None
 
 
 def parse_device(device: str) -> tuple[str, int]:

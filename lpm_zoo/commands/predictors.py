@@ -90,8 +90,7 @@ def _params_for(args: argparse.Namespace):
 
 def _resolve_device(args: argparse.Namespace) -> str:
     """`args.device`, or the one device name the store files this backend/profile under (set on `args`)."""
-    import re
-
+    from lpm_zoo.device import plain_name
     from lpm_zoo.store import MeasurementStore, resolve_db
 
     if args.device is None:
@@ -103,7 +102,7 @@ def _resolve_device(args: argparse.Namespace) -> str:
             raise LpmError(f"{clip(args.db)} holds {args.backend}/{args.profile} measurements of several devices "
                            f"({', '.join(clip(n, 40) for n in names[:8])}); choose one with --device-name")
         args.device = names[0] if names else "cpu"  # none: load_dataset says what the store holds
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", args.device):  # a store's text names no directory
+        if not plain_name(args.device):  # a store's text names no directory
             raise LpmError(f"{clip(args.db)} files its data under the device name {clip(args.device, 40)}, which is not "
                            "a plain word; give --device-name and --name")
     return args.device

@@ -333,7 +333,7 @@ class MLPSplitPredictor(MLPPlusPredictor):
     def _predict(self, ops: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         if self._reduce is None:
             return super()._predict(ops, inputs)
-        red = self._dense(ops, inputs)[:, 112:].astype(np.float64) @ self._reduce
+        red = self._dense(ops[:, 8:], inputs[:, 8:]).astype(np.float64) @ self._reduce  # the reduction cell's 112 bits
         return super()._predict(ops[:, :8], inputs[:, :8]) + red
 
     def predict_torch(self, enc: torch.Tensor) -> torch.Tensor:
