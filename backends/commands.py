@@ -187,8 +187,15 @@ profile_command = Command(help="time sampled cells on a backend/device into a re
 # --- lpm recheck -------------------------------------------------------------------------
 def _configure_recheck(p: argparse.ArgumentParser) -> None:
     _add_target(p)
-    p.add_argument("--samples", type=int, required=True,
-                   help="measure again until this many stored architectures were measured twice")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--samples", type=int,
+                       help="measure again until this many stored architectures (a seeded random subset) were "
+                            "measured twice")
+    which.add_argument("--held-out", type=int, metavar="N",
+                       help="measure again exactly the N architectures `lpm fit` / `lpm compare --test-size N` "
+                            "hold out (split --split-seed), so predictors are scored against two measurements")
+    p.add_argument("--split-seed", type=int, default=0,
+                   help="the --seed of the lpm fit / lpm compare split that --held-out follows (default 0)")
     p.add_argument("--db", required=True, help="the SQLite measurement store to recheck (repeats are added to it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random subset rechecked (default 0)")
     p.add_argument("--pass", dest="again", type=int, default=1, metavar="K",
@@ -212,8 +219,9 @@ def _run_recheck(args: argparse.Namespace) -> int:
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; fill one with `lpm profile ... --db {args.db}`")
     dev = args.device_name = _store_name(args)
-    added = run_recheck(args.backend, args.device, args.profile, args.samples, args.db, seed=args.seed,
-                        name=dev, progress=not args.no_progress, log=_log_for("recheck"), again=args.again)
+    added = run_recheck(args.backend, args.device, args.profile, args.samples or 0, args.db, seed=args.seed,
+                        name=dev, progress=not args.no_progress, log=_log_for("recheck"), again=args.again,
+                        held_out=args.held_out, split_seed=args.split_seed)
     with MeasurementStore(args.db, readonly=True) as store:
         reports = [r for k in range(1, args.again + 1)
                    if (r := store.pass_report(args.backend, dev, args.profile, k)) is not None]

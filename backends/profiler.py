@@ -437,12 +437,13 @@ def _recorded_protocol(rec: dict[str, Any]) -> tuple[Protocol, int]:
 
 
 def recheck_plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, samples: int,
-                 seed: int, again: int = 1) -> tuple[list[dict[str, Any]], int]:
+                 seed: int, again: int = 1, only: list[str] | None = None) -> tuple[list[dict[str, Any]], int]:
     """Stored measurements to take again so `samples` architectures hold `again` + 1 measurements; how many do.
 
     The architectures are taken in a seeded random order of those stored, among those measured
     exactly `again` times, so a resumed recheck continues the same sequence, and a later pass
-    (`again` = 2, 3, ...) measures the same architectures again, hours or days later.
+    (`again` = 2, 3, ...) measures the same architectures again, hours or days later. `only`
+    (cell keys) restricts the recheck to those architectures, in that order (`held_out_keys`).
     """
     import numpy as np
 
@@ -460,31 +461,59 @@ def recheck_plan(store: MeasurementStore, backend: str, dev_name: str, profile: 
     if not first:
         raise LpmError(f"the store holds no usable {backend}/{dev_name}/{profile} measurements to recheck "
                        f"({skipped_note(store.skipped)})")
+    if only is not None:
+        count = {k: count[k] for k in only if k in count}
+        keys = list(count)
+        order = range(len(keys))
+    else:
+        keys = sorted(count)
+        order = np.random.default_rng(seed).permutation(len(keys))
     done = sum(1 for n in count.values() if n > again)
-    keys = sorted(count)
     need = max(0, samples - done)
-    todo = [keys[i] for i in np.random.default_rng(seed).permutation(len(keys))
-            if count[keys[i]] == again and keys[i] in first]
+    todo = [keys[i] for i in order if count[keys[i]] == again and keys[i] in first]
     if again > 1 and not todo and not done:
         raise LpmError(f"no architecture of {backend}/{dev_name}/{profile} is measured {again} times yet; "
                        f"run pass {again - 1} first (lpm recheck ... --pass {again - 1})")
     return [first[k] for k in todo[:need]], done
 
 
+def held_out_keys(store: MeasurementStore, backend: str, dev_name: str, profile: str, test_size: int,
+                  split_seed: int = 0) -> list[str]:
+    """The cell keys `lpm fit` / `lpm compare --test-size N --seed S` hold out of this store, in split order.
+
+    Rechecking them scores predictors against the mean of two measurements (the dataset's
+    median of repeats), which halves the label noise a held-out figure carries.
+    """
+    from lpm_zoo.predictors.evaluate import split_indices
+
+    keys = store.dataset(backend, dev_name, profile).keys
+    if not keys:
+        raise LpmError(f"the store holds no usable {backend}/{dev_name}/{profile} measurements to recheck")
+    if not 1 <= test_size < len(keys):
+        raise LpmError(f"--held-out must be from 1 to {len(keys) - 1} (the store holds {len(keys)} architectures "
+                       f"of {backend}/{dev_name}/{profile}), got {test_size}")
+    return [keys[i] for i in split_indices(len(keys), test_size, split_seed)[1]]
+
+
 def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, seed: int = 0,
                 name: str | None = None, progress: bool = True, log: Callable[[str], None] = print,
-                again: int = 1) -> int:
+                again: int = 1, held_out: int | None = None, split_seed: int = 0) -> int:
     """Measure again, each with its recorded protocol, stored architectures until `samples` were measured twice.
 
     The repeats go into the store (its dataset takes the median of an architecture's
     measurements), expressed in the store's baseline like every group; the store's
     `repeatability` then reads how far two measurements of one architecture fall apart.
-    Returns how many were measured now; resumable like `run_profile`.
+    `held_out` = N rechecks exactly the N architectures `lpm fit --test-size N --seed split_seed`
+    holds out (`samples` is then N). Returns how many were measured now; resumable like `run_profile`.
     """
     get_profile(profile)
     with MeasurementStore(db) as store:
         name = dev_name = store_device_name(store, backend, device, profile, name)
-        todo, twice = recheck_plan(store, backend, dev_name, profile, samples, seed, again)
+        only = None
+        if held_out is not None:
+            only = held_out_keys(store, backend, dev_name, profile, held_out, split_seed)
+            samples = held_out
+        todo, twice = recheck_plan(store, backend, dev_name, profile, samples, seed, again, only)
         baseline_of(store, backend, dev_name, profile)  # a damaged baseline stops the recheck before any timing
         by_protocol: dict[tuple[Protocol, int], list[dict[str, Any]]] = {}
         for rec in todo:

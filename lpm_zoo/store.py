@@ -204,6 +204,14 @@ class LatencyDataset:
     skipped: dict[int, str] = field(default_factory=dict)  # ids of the store's bad rows left out, with why
     statistic: str | None = None  # the statistic the latencies are (e.g. p10_ratio); "mixed: a, b" if several
     hardware: dict[str, Any] | None = None  # lpm_zoo.hardware fingerprint of the machine that measured them
+    measured: np.ndarray | None = None  # (N,) how many measurements each latency is the median of
+
+    def held_out_note(self, index: np.ndarray) -> str:
+        """How many of the architectures at `index` have a label that is the median of repeats (for reports)."""
+        n = len(index)
+        twice = 0 if self.measured is None else int(np.sum(self.measured[index] >= 2))
+        return (f"{twice} of {n} labels are the median of two or more measurements (lpm recheck --held-out {n})"
+                if twice else f"labels measured once each (lpm recheck --held-out {n} measures them again)")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -536,6 +544,7 @@ class MeasurementStore:
             skipped=dict(self.skipped),
             statistic=_one_statistic(stats),
             hardware=hardware,
+            measured=np.array([len(by_key[k][1]) for k in keys], dtype=np.int64),
         )
 
 

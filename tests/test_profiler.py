@@ -103,6 +103,33 @@ def test_profile_calibration_cells_then_random_ones_in_one_store(tmp_path, capsy
     assert "with one process" in capsys.readouterr().err
 
 
+def test_recheck_held_out_measures_exactly_the_split_lpm_fit_holds_out(tmp_path, capsys):
+    from lpm_zoo.predictors.evaluate import split_indices
+
+    db = str(tmp_path / "h.db")
+    run_profile("ort", "cpu", "small-b1", 6, db, seed=4, protocol=FAST, progress=False)
+    keys = load_dataset(db, "ort", HERE, "small-b1").keys
+    want = {keys[i] for i in split_indices(len(keys), 2, 1)[1]}
+    assert run_recheck("ort", "cpu", "small-b1", 0, db, progress=False, held_out=2, split_seed=1) == 2
+    assert run_recheck("ort", "cpu", "small-b1", 0, db, progress=False, held_out=2, split_seed=1) == 0  # resumed: done
+    with MeasurementStore(db) as s:
+        rows = list(s.measurements())
+    assert len(rows) == 8 and {r["cell_key"] for r in rows[6:]} == want
+    data = load_dataset(db, "ort", HERE, "small-b1")
+    assert data.keys == keys  # repeats keep the split stable: the same architectures stay held out
+    held = split_indices(len(keys), 2, 1)[1]
+    assert sorted(data.measured) == [1, 1, 1, 1, 2, 2] and set(data.measured[held]) == {2}
+    assert data.held_out_note(held).startswith("2 of 2 labels are the median of two or more measurements")
+    assert main(["fit", "--db", db, "--backend", "ort", "--profile", "small-b1", "--predictor", "ridge",
+                 "--test-size", "2", "--seed", "1", "--zoo-dir", str(tmp_path / "zoo"), "--name", "h"]) == 0
+    assert "2 of 2 labels are the median" in capsys.readouterr().out
+    for bad in (["--held-out", "6"], ["--held-out", "0"]):
+        assert main(["recheck", "--backend", "ort", "--profile", "small-b1", "--db", db, *bad]) == 2
+        assert "--held-out must be from 1 to 5" in capsys.readouterr().err
+    with MeasurementStore(db) as s:
+        assert len(list(s.measurements())) == 8  # a refused recheck measures nothing
+
+
 def test_recheck_remeasures_a_seeded_subset_with_the_recorded_protocol_and_resumes(tmp_path):
     db = str(tmp_path / "m.db")
     run_profile("ort", "cpu", "cifar-b1", 4, db, seed=3, protocol=FAST, progress=False)

@@ -168,6 +168,7 @@ def _run_fit(args: argparse.Namespace) -> int:
                             "hardware": data.hardware}
     if test_size:
         meta["metrics"] = metrics(data.latency_ms[test], p.predict((data.ops[test], data.inputs[test])))
+        meta["metrics"]["labels_measured_twice"] = int((data.measured[test] >= 2).sum())
     if "progress" in p.get_params():
         p.progress = False  # stored parameters describe the model, not this terminal
     zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
@@ -178,7 +179,8 @@ def _run_fit(args: argparse.Namespace) -> int:
         m = meta.get("metrics")
         if m:
             print(f"held-out ({m['n']}): MAE {m['mae_ms']:.4f} ms, MRE {m['mre_pct']:.2f}%, within ±10% "
-                  f"{m['within10_pct']:.1f}%, Kendall tau {m['kendall_tau']:.3f}, Spearman rho {m['spearman_rho']:.3f}")
+                  f"{m['within10_pct']:.1f}%, Kendall tau {m['kendall_tau']:.3f}, Spearman rho {m['spearman_rho']:.3f}"
+                  f"; {data.held_out_note(test)}")
         print(f"saved {name} ({args.predictor}, fit {fit_s:.1f} s) to {path}")
     return 0
 
@@ -276,6 +278,10 @@ def _run_compare(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"# {title}; spread of the raw runs (mean IQR / latency) {rep:.2f}%")
         print(f"# {_repeatability_line(data)}")
+        if test_size:
+            from lpm_zoo.predictors.evaluate import split_indices
+
+            print(f"# held out: {data.held_out_note(split_indices(len(data), test_size, args.seed)[1])}")
         if done:
             print(f"# reusing {len(done)} result(s) from {state_path}")
         print(HEADER, flush=True)
