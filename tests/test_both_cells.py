@@ -106,8 +106,8 @@ def test_mlp_split_prices_the_reduction_cell_linearly_and_is_mlp_plus_on_normal_
     dense = encode_arrays(ops, inputs)[:, 112:].astype(np.float64)
     assert diff == pytest.approx((dense[1] - dense[0]) @ p._state()["reduce.weight"], rel=1e-4)  # the linear term
     normal = create_predictor("mlp-split", epochs=30).fit((data.ops[:, :8], data.inputs[:, :8]), data.latency_ms)
-    plus = create_predictor("mlp-plus", epochs=30, weight_decay=1e-2).fit((data.ops[:, :8], data.inputs[:, :8]),
-                                                                        data.latency_ms)
+    plus = create_predictor("mlp-plus", epochs=30, weight_decay=0.05, loss="huber", members=5).fit(
+        (data.ops[:, :8], data.inputs[:, :8]), data.latency_ms)
     assert "reduce.weight" not in normal._state() and normal.meta["encoding"] == "lpm-112"
     assert np.allclose(normal.predict([DARTS_V2.normal]), plus.predict([DARTS_V2.normal]))
 
@@ -183,3 +183,77 @@ def test_lpm_adapt_on_a_whole_network_profile(tmp_path, monkeypatch, capsys):
     assert main(["adapt", "--from", "ort-cpu", "--backend", "ort", "--profile", "small-b1-both", "--cells", "random",
                  "--samples", "5", "--db", str(tmp_path / "other.db"), "--name", "x"]) == 2
     assert "(lpm-224)" in capsys.readouterr().err
+
+
+def test_an_ensemble_is_one_network_whose_output_is_the_members_mean(both_store, tmp_path):
+    from safetensors.numpy import load_file
+
+    from lpm_zoo.predictors.finetune import finetune
+
+    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    X, y = (data.ops[:, :8], data.inputs[:, :8]), data.latency_ms
+    ens = create_predictor("mlp-plus", epochs=15, members=3, seed=4).fit(X, y)
+    alone = [create_predictor("mlp-plus", epochs=15, seed=s).fit(X, y).predict(X) for s in (4, 5, 6)]
+    assert np.allclose(ens.predict(X), np.mean(alone, axis=0), rtol=1e-5, atol=1e-5)
+    enc = torch.tensor(encode_arrays(*X)[:5])
+    assert np.allclose(ens.predict_torch(enc).numpy(), ens.predict((X[0][:5], X[1][:5])), rtol=1e-4, atol=1e-4)
+    ens.save(str(tmp_path / "ens"))
+    stored = load_file(str(tmp_path / "ens" / "model.safetensors"))
+    assert {k for k in stored if k.startswith("member")} == {f"member{j}.layer{i}.{part}" for j in range(3)
+                                                             for i in range(3) for part in ("weight", "bias")}
+    assert np.array_equal(load_predictor(tmp_path / "ens").predict(X), ens.predict(X))
+    tuned = finetune(ens, X[0][:10], X[1][:10], 1.3 * y[:10], mode="all")  # an ensemble fine-tunes as one network
+    tuned.save(str(tmp_path / "tuned"))
+    assert not any(k.startswith("member") for k in load_file(str(tmp_path / "tuned" / "model.safetensors")))
+    assert np.allclose(load_predictor(tmp_path / "tuned").predict(X), tuned.predict(X))
+    assert not np.allclose(tuned.predict(X), ens.predict(X))
+
+
+def test_huber_loss_and_members_are_checked_and_change_the_fit(both_store):
+    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    X, y = (data.ops[:, :8], data.inputs[:, :8]), data.latency_ms.copy()
+    y[:20] *= 3.0  # twenty cells measured far off
+    mse = create_predictor("mlp-plus", epochs=30).fit(X, y)
+    huber = create_predictor("mlp-plus", epochs=30, loss="huber", huber_delta=0.2).fit(X, y)
+    clean = data.latency_ms[20:]
+    err = {k: np.mean(np.abs(p.predict((X[0][20:], X[1][20:])) - clean) / clean) for k, p in
+           (("mse", mse), ("huber", huber))}
+    assert err["huber"] < err["mse"]  # the outliers pull a Huber fit less
+    for bad, match in (({"loss": "l1"}, "loss must be one of mse, huber"), ({"huber_delta": 0}, "huber_delta must be > 0"),
+                       ({"members": 17}, "members must be from 1 to 16")):
+        with pytest.raises((LpmError, ValueError), match=match):
+            create_predictor("mlp-split", **bad)
+
+
+@pytest.mark.parametrize("case", ["too many", "a gap", "other shapes", "too big"])
+def test_a_tampered_ensemble_file_is_refused_in_one_line(both_store, tmp_path, case):
+    from safetensors.numpy import load_file, save_file
+
+    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    p = create_predictor("mlp-plus", epochs=2, members=2, hidden=(8, 4)).fit((data.ops[:, :8], data.inputs[:, :8]),
+                                                                             data.latency_ms)
+    p.save(str(tmp_path / "e"))
+    f = tmp_path / "e" / "model.safetensors"
+    state = load_file(str(f))
+    one = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("member0.")}
+    if case == "too many":
+        state.update({f"member{j}.{k}": v for j in range(2, 17) for k, v in one.items()})
+    elif case == "a gap":
+        state.update({f"member3.{k}": v for k, v in one.items()})
+    elif case == "other shapes":
+        state["member1.layer1.weight"] = np.zeros((8, 5), np.float32)
+    else:  # small on disk, a 16-member block-diagonal stack of 72M weights once built
+        state = {"target.mean_std": state["target.mean_std"]}
+        for j in range(16):
+            state.update({f"member{j}.layer0.weight": np.zeros((112, 1), np.float32),
+                          f"member{j}.layer0.bias": np.zeros(1, np.float32),
+                          f"member{j}.layer1.weight": np.zeros((1, 14000), np.float32),
+                          f"member{j}.layer1.bias": np.zeros(14000, np.float32),
+                          f"member{j}.layer2.weight": np.zeros((14000, 20), np.float32),
+                          f"member{j}.layer2.bias": np.zeros(20, np.float32),
+                          f"member{j}.layer3.weight": np.zeros((20, 1), np.float32),
+                          f"member{j}.layer3.bias": np.zeros(1, np.float32)})
+    save_file(state, str(f))
+    with pytest.raises(LpmError) as e:
+        load_predictor(tmp_path / "e")
+    assert "\n" not in str(e.value) and ("ensemble" in str(e.value) or "member" in str(e.value))

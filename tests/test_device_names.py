@@ -112,11 +112,20 @@ def test_an_mlp_split_of_whole_genotypes_is_not_fine_tuned_and_a_mismatched_file
     with pytest.raises(LpmError, match="fine-tuning needs"):
         finetune(p, ops[:10], inputs[:10], y[:10])
     assert can_finetune(create_predictor("mlp-split", epochs=2).fit((ops[:, :8], inputs[:, :8]), y))
-    p.save(str(tmp_path / "m"))
     from safetensors.numpy import load_file, save_file
 
+    one = create_predictor("mlp-split", epochs=2, members=1).fit((ops, inputs), y)
+    for model, prefixes in ((one, [""]), (p, [f"member{j}." for j in range(5)])):
+        model.save(str(tmp_path / "m"))
+        state = load_file(str(tmp_path / "m" / "model.safetensors"))
+        for pre in prefixes:  # a first layer that reads all 224 bits, beside a reduction-cell term
+            state[f"{pre}layer0.weight"] = np.zeros((224, 256), np.float32)
+        save_file(state, str(tmp_path / "m" / "model.safetensors"))
+        with pytest.raises(LpmError, match="cannot read the model"):
+            load_predictor(tmp_path / "m")
+    p.save(str(tmp_path / "m"))
     state = load_file(str(tmp_path / "m" / "model.safetensors"))
-    state["layer0.weight"] = np.zeros((224, 256), np.float32)  # a first layer that reads all 224 bits
+    state["layer0.weight"] = state["member0.layer0.weight"]  # a stray single-network key beside the members
     save_file(state, str(tmp_path / "m" / "model.safetensors"))
     with pytest.raises(LpmError, match="cannot read the model"):
         load_predictor(tmp_path / "m")
