@@ -4,7 +4,7 @@
 # λ = 0, λ with a normal-only predictor (reduction cell unseen) and λ with a whole-network one, two at
 # a time; then every found genotype's whole network is measured on the whole-network predictor's
 # profile, in its bundled store's scale. Resumable (searches checkpoint).
-#   usage: scripts/whole_network_sweep.sh OUTDIR [LAMBDA]
+#   usage: scripts/whole_network_sweep.sh OUTDIR [LAMBDA]   (SEEDS="0 1 2" by default)
 # The search-size network (default): NORMAL=ort-xeon-small (small-b1), BOTH=ort-cpu-small-both.
 # The deployed C=36 network: NORMAL=ort-cpu BOTH=ort-cpu-both PROFILE=cifar-b1-both \
 #   DATA=bundled:ort-cpu-cifar-b1-both scripts/whole_network_sweep.sh OUTDIR 0.5
@@ -19,7 +19,7 @@ DATA=${DATA:-bundled:ort-cpu-small-b1-both}
 FLAGS=(--dataset digits --method darts --relative --epochs 6 --channels 4 --layers 5 --batch-size 32
        --arch-lr 3e-3 --threads 1 --no-progress --json)
 runs=()
-for seed in 0 1 2; do
+for seed in ${SEEDS:-0 1 2}; do
   runs+=("none 0 $seed" "$NORMAL $LAM $seed" "$BOTH $LAM $seed")
 done
 run_one() {
@@ -28,9 +28,14 @@ run_one() {
   if [ "$pred" = none ]; then p=(--predictor "$BOTH" --lambda 0); else p=(--predictor "$pred" --lambda "$lam"); fi
   $LPM search "${p[@]}" --seed "$seed" --out "$d" "${FLAGS[@]}" > "$d.json" 2> "$d.log"
 }
-for ((k = 0; k < ${#runs[@]}; k += 2)); do
-  run_one "${runs[k]}" &
-  if ((k + 1 < ${#runs[@]})); then run_one "${runs[k + 1]}" & fi
+todo=()  # the searches not finished yet (a finished one has its result.json), two at a time
+for r in "${runs[@]}"; do
+  read -r pred lam seed <<<"$r"
+  [ -f "$OUT/$pred-l$lam-s$seed/result.json" ] || todo+=("$r")
+done
+for ((k = 0; k < ${#todo[@]}; k += 2)); do
+  run_one "${todo[k]}" &
+  if ((k + 1 < ${#todo[@]})); then run_one "${todo[k + 1]}" & fi
   wait
 done
 echo "predictor lambda seed skip_normal measured_whole_ms"
