@@ -210,7 +210,7 @@ def _run_recheck(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from backends.profiler import run_recheck
-    from lpm_zoo.errors import LpmError
+    from lpm_zoo.errors import LpmError, clip
     from lpm_zoo.store import MeasurementStore, json_safe
 
     if args.db.startswith("bundled:"):
@@ -218,6 +218,8 @@ def _run_recheck(args: argparse.Namespace) -> int:
                        f"{args.db}`); recheck a store of your own")
     if not Path(args.db).is_file():
         raise LpmError(f"no measurement database at {args.db}; fill one with `lpm profile ... --db {args.db}`")
+    if not 0 <= args.split_seed < 2**32:  # the range of lpm fit / compare --seed, whose split it follows
+        raise LpmError(f"--split-seed must be in [0, 2^32) like lpm fit's --seed, got {clip(args.split_seed)}")
     dev = args.device_name = _store_name(args)
     added = run_recheck(args.backend, args.device, args.profile, args.samples or 0, args.db, seed=args.seed,
                         name=dev, progress=not args.no_progress, log=_log_for("recheck"), again=args.again,

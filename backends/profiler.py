@@ -24,7 +24,7 @@ from backends.device import (
 )
 from backends.protocol import AUTO, Protocol, spread_of, statistic_of, time_interleaved
 from backends.registry import Backend, get_backend
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.space import Cell, Genotype
 from lpm_zoo.statistics import STATISTICS, check_statistic, compare_statistics, is_ratio
@@ -491,7 +491,7 @@ def held_out_keys(store: MeasurementStore, backend: str, dev_name: str, profile:
         raise LpmError(f"the store holds no usable {backend}/{dev_name}/{profile} measurements to recheck")
     if not 1 <= test_size < len(keys):
         raise LpmError(f"--held-out must be from 1 to {len(keys) - 1} (the store holds {len(keys)} architectures "
-                       f"of {backend}/{dev_name}/{profile}), got {test_size}")
+                       f"of {backend}/{dev_name}/{profile}), got {clip(test_size)}")
     return [keys[i] for i in split_indices(len(keys), test_size, split_seed)[1]]
 
 

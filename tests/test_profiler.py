@@ -123,9 +123,12 @@ def test_recheck_held_out_measures_exactly_the_split_lpm_fit_holds_out(tmp_path,
     assert main(["fit", "--db", db, "--backend", "ort", "--profile", "small-b1", "--predictor", "ridge",
                  "--test-size", "2", "--seed", "1", "--zoo-dir", str(tmp_path / "zoo"), "--name", "h"]) == 0
     assert "2 of 2 labels are the median" in capsys.readouterr().out
-    for bad in (["--held-out", "6"], ["--held-out", "0"]):
+    for bad, said in ((["--held-out", "6"], "--held-out must be from 1 to 5"),
+                      (["--held-out", "0"], "--held-out must be from 1 to 5"),
+                      (["--held-out", "2", "--split-seed", "-1"], "--split-seed must be in [0, 2^32)"),
+                      (["--held-out", "2", "--split-seed", str(2**32)], "--split-seed must be in [0, 2^32)")):
         assert main(["recheck", "--backend", "ort", "--profile", "small-b1", "--db", db, *bad]) == 2
-        assert "--held-out must be from 1 to 5" in capsys.readouterr().err
+        assert said in capsys.readouterr().err
     with MeasurementStore(db) as s:
         assert len(list(s.measurements())) == 8  # a refused recheck measures nothing
 
