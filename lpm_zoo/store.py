@@ -206,10 +206,13 @@ class LatencyDataset:
     hardware: dict[str, Any] | None = None  # lpm_zoo.hardware fingerprint of the machine that measured them
     measured: np.ndarray | None = None  # (N,) how many measurements each latency is the median of
 
+    def repeated(self, index: np.ndarray) -> int:
+        """How many of the architectures at `index` have a label that is the median of two or more measurements."""
+        return 0 if self.measured is None else int(np.sum(self.measured[index] >= 2))
+
     def held_out_note(self, index: np.ndarray) -> str:
-        """How many of the architectures at `index` have a label that is the median of repeats (for reports)."""
-        n = len(index)
-        twice = 0 if self.measured is None else int(np.sum(self.measured[index] >= 2))
+        """`repeated` of a held-out set, as a sentence for reports."""
+        n, twice = len(index), self.repeated(index)
         return (f"{twice} of {n} labels are the median of two or more measurements (lpm recheck --held-out {n})"
                 if twice else f"labels measured once each (lpm recheck --held-out {n} measures them again)")
 

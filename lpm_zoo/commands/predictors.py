@@ -168,7 +168,7 @@ def _run_fit(args: argparse.Namespace) -> int:
                             "hardware": data.hardware}
     if test_size:
         meta["metrics"] = metrics(data.latency_ms[test], p.predict((data.ops[test], data.inputs[test])))
-        meta["metrics"]["labels_measured_twice"] = int((data.measured[test] >= 2).sum())
+        meta["metrics"]["labels_measured_twice"] = data.repeated(test)
     if "progress" in p.get_params():
         p.progress = False  # stored parameters describe the model, not this terminal
     zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()

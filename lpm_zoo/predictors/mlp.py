@@ -42,12 +42,9 @@ def stack_members(nets: list[list[tuple[np.ndarray, np.ndarray]]]) -> list[tuple
         elif i == 0:
             W, b = np.hstack(Ws), np.concatenate(bs)
         else:
-            W = np.zeros((sum(w.shape[0] for w in Ws), sum(w.shape[1] for w in Ws)), np.float32)
-            r = c = 0
-            for w in Ws:
-                W[r : r + w.shape[0], c : c + w.shape[1]] = w
-                r, c = r + w.shape[0], c + w.shape[1]
-            b = np.concatenate(bs)
+            from scipy.linalg import block_diag
+
+            W, b = block_diag(*Ws), np.concatenate(bs)
         out.append((np.ascontiguousarray(W, np.float32), np.ascontiguousarray(b, np.float32)))
     return out
 
@@ -350,6 +347,7 @@ class MLPPlusPredictor(MLPPredictor):
         if not 1 <= self.members <= MAX_MEMBERS:
             raise ValueError(f"members must be from 1 to {MAX_MEMBERS}, got {self.members}")
         self._member_weights: list | None = None  # each member's layers, while `_weights` is their stack
+        self._stack_of_members: list | None = None  # the stack made of them (fine-tuning replaces `_weights`)
 
     def loss_function(self) -> Any:
         """MSE, or Huber with `huber_delta` (in standard deviations of the training latencies), which
@@ -384,7 +382,7 @@ class MLPPlusPredictor(MLPPredictor):
         self._tcache = None
 
     def _state(self) -> dict[str, np.ndarray]:
-        if self._member_weights is None or self._weights is not self._stacked_from():
+        if self._member_weights is None or self._weights is not self._stack_of_members:
             return super()._state()  # one network (or a stack that was fine-tuned since: saved as it is)
         state = {}
         for j, net in enumerate(self._member_weights):
@@ -393,9 +391,6 @@ class MLPPlusPredictor(MLPPredictor):
                 state[f"member{j}.layer{k}.bias"] = b
         state["target.mean_std"] = np.array([self._y_mean, self._y_std], np.float64)
         return state
-
-    def _stacked_from(self) -> Any:
-        return getattr(self, "_stack_of_members", None)
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         if not any(k.startswith("member") for k in state):
