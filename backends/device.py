@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from lpm_zoo.device import cuda_missing, parse_device, plain_name  # noqa: F401 - re-exported for the backends
 from lpm_zoo.errors import LpmError, clip
-from lpm_zoo.hardware import cpu_fingerprint, cpu_model, cpu_slug, same_hardware
+from lpm_zoo.hardware import cpu_fingerprint, cpu_model, host_slug, same_hardware
 
 if TYPE_CHECKING:
     from lpm_zoo.store import MeasurementStore
@@ -56,7 +56,7 @@ def device_name(device: str, override: str | None = None) -> str:
             raise LpmError(f"--device-name {clip(override)}: use up to 64 letters, digits, '.', '_' or '-'")
         return override
     kind, _ = parse_device(device)
-    return cpu_slug(cpu_model()) if kind == "cpu" else short_gpu_name(device_model(device))
+    return host_slug() if kind == "cpu" else short_gpu_name(device_model(device))
 
 
 def store_device_name(store: MeasurementStore, backend: str, device: str, profile: str,

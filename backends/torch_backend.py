@@ -86,7 +86,8 @@ class TorchBackend(Backend):
     def runtime_info(self, device: str = "cpu") -> dict[str, Any]:
         import torch
 
-        info: dict[str, Any] = {"torch": torch.__version__, "intra_op_threads": torch.get_num_threads()}
+        info: dict[str, Any] = {"torch": torch.__version__, "intra_op_threads": torch.get_num_threads(),
+                                "cpu_capability": torch.backends.cpu.get_cpu_capability()}
         if parse_device(device)[0] == "cuda" and torch.cuda.is_available():
             info.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
         return info

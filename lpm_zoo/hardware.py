@@ -26,6 +26,9 @@ _CPU_SLUGS = (
     (r"graviton\s*(\d*)", r"graviton\1"), (r"neoverse[- ]?(\w+)", r"neoverse-\1"), (r"\batom\b", "atom"),
     (r"\bcortex-?(\w+)", r"cortex-\1"),
 )
+# Environment variables that cap the ISA a runtime's kernels use (ATen's vectorised ops, oneDNN's
+# convolutions, MKL): set, they make the same chip time like one without the capped extensions.
+ISA_LIMIT_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def cpu_model() -> str:
@@ -53,10 +56,20 @@ def cpu_isa() -> list[str]:
     return []
 
 
+def isa_limit() -> dict[str, str]:
+    """The ISA caps set in this process's environment (`ISA_LIMIT_VARS`), values clipped."""
+    return {v: os.environ[v].strip()[:32] for v in ISA_LIMIT_VARS if os.environ.get(v, "").strip()}
+
+
 def cpu_fingerprint() -> dict[str, Any]:
-    """This host's CPU: model string, logical cores, key ISA extensions, OS and architecture."""
-    return {"kind": "cpu", "model": cpu_model(), "logical_cores": os.cpu_count() or 1, "isa": cpu_isa(),
-            "os": f"{platform.system()} {platform.release()}"[:80], "machine": platform.machine()}
+    """This host's CPU: model string, logical cores, key ISA extensions (and any cap on them), OS."""
+    fp: dict[str, Any] = {"kind": "cpu", "model": cpu_model(), "logical_cores": os.cpu_count() or 1,
+                          "isa": cpu_isa(), "os": f"{platform.system()} {platform.release()}"[:80],
+                          "machine": platform.machine()}
+    limit = isa_limit()
+    if limit:
+        fp["isa_limit"] = limit
+    return fp
 
 
 def cpu_slug(model: str) -> str:
@@ -71,14 +84,25 @@ def cpu_slug(model: str) -> str:
     return words[0][:16] if words else "cpu"
 
 
+def host_slug() -> str:
+    """This host's CPU slug, with the ISA cap when one is set ('xeon', or 'xeon-avx2' under
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2), so capped measurements file apart."""
+    caps = []
+    for value in isa_limit().values():
+        v = re.sub(r"[^a-z0-9]+", "", value.lower())[:16]
+        if v and v not in caps:
+            caps.append(v)
+    return "-".join([cpu_slug(cpu_model()), *caps])
+
+
 def same_hardware(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool | None:
-    """Whether two fingerprints name the same hardware (model and ISA); None when either is unknown."""
+    """Whether two fingerprints name the same hardware (model, ISA and any ISA cap); None if unknown."""
     if not isinstance(a, dict) or not isinstance(b, dict) or not a.get("model") or not b.get("model"):
         return None
     same = a.get("kind") == b.get("kind") and a["model"] == b["model"]
     if same and a.get("isa") and b.get("isa"):
         same = a["isa"] == b["isa"]
-    return same
+    return same and (a.get("isa_limit") or {}) == (b.get("isa_limit") or {})
 
 
 def describe(fp: dict[str, Any] | None) -> str:
@@ -89,4 +113,6 @@ def describe(fp: dict[str, Any] | None) -> str:
         return str(fp["model"])[:40]
     isa = [f for f in ("amx_tile", "avx512f", "avx2", "sve", "asimd") if f in (fp.get("isa") or [])]
     cores = f", {fp['logical_cores']} cores" if fp.get("logical_cores") else ""
-    return f"{str(fp['model'])[:40]}{cores}{', ' + isa[0] if isa else ''}"
+    limit = fp.get("isa_limit")
+    capped = f", capped {','.join(str(v)[:12] for v in limit.values())}" if isinstance(limit, dict) and limit else ""
+    return f"{str(fp['model'])[:40]}{cores}{', ' + isa[0] if isa else ''}{capped}"

@@ -130,3 +130,23 @@ def test_an_mlp_split_of_whole_genotypes_is_not_fine_tuned_and_a_mismatched_file
     with pytest.raises(LpmError, match="cannot read the model"):
         load_predictor(tmp_path / "m")
     assert get_profile("cifar-b1-both").cells == 2
+
+
+def test_an_isa_cap_is_other_hardware_it_is_recorded_named_and_not_mixed_with_uncapped_rows(tmp_path, monkeypatch):
+    from lpm_zoo.hardware import describe, same_hardware
+
+    plain = cpu_fingerprint()
+    assert "isa_limit" not in plain
+    db = tmp_path / "s.db"
+    with MeasurementStore(db) as s:
+        s.add(_row("cpu", plain))  # uncapped rows of this machine, filed under the old name
+        monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+        capped = cpu_fingerprint()
+        assert capped["isa_limit"] == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+        assert same_hardware(plain, capped) is False and same_hardware(capped, cpu_fingerprint()) is True
+        assert describe(capped).endswith("capped avx2,AVX2")
+        assert device_name("cpu") == HERE + "-avx2"  # kernels capped to AVX2 time like another chip
+        assert store_device_name(s, "ort", "cpu", "cifar-b1") == HERE + "-avx2"  # the uncapped `cpu` is not continued
+        monkeypatch.setenv("ATEN_CPU_CAPABILITY", "x" * 500)
+        assert len(cpu_fingerprint()["isa_limit"]["ATEN_CPU_CAPABILITY"]) == 32  # a stray value is clipped
