@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     adapted = AdaptedPredictor(n_sources=len(sources), madds_profile=args.profile).with_sources(sources, dirs)
     S, madds, counts = adapted._columns(data.ops[rows], data.inputs[rows])
     design, table = choose_method(S, madds, counts, y)
-    best = min(r["loo_mre_pct"] for r in table)
+    best = next(r["loo_mre_pct"] for r in table if r["chosen"])  # the chosen design's own cross-validated error
     method, lam = design.method, design.lam
     X = (data.ops[rows], data.inputs[rows])
     if args.finetune and can_finetune(sources[0]) and len(keys) >= FT_MIN_CELLS:

@@ -46,6 +46,7 @@ def test_the_method_is_chosen_by_leave_one_out(source, case, expected):
     design, table = choose_method(S, None, _op_counts(ops), y)
     assert design.method in expected
     assert {r["method"] for r in table} >= {"scale", "affine", "residual"}
+    assert [(r["method"], r["lambda"]) for r in table if r["chosen"]] == [(design.method, design.lam)]
     if case == "op-change":  # what the source cannot see, only the richer methods fit
         assert min(r["loo_mre_pct"] for r in table if r["method"] in expected) < 0.5 * min(
             r["loo_mre_pct"] for r in table if r["method"] not in expected)
@@ -95,6 +96,8 @@ def test_lpm_adapt_end_to_end_then_predict_and_zoo_list(tmp_path, monkeypatch, c
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 3 and out["method"] in ("scale", "affine") and out["loo_mre_pct"] >= 0
     assert out["hardware"]["model"]
+    chosen = [r for r in out["candidates"] if r.get("chosen")]  # the error reported is the chosen method's own
+    assert len(chosen) == 1 and chosen[0]["method"] == out["method"] and chosen[0]["loo_mre_pct"] == out["loo_mre_pct"]
     p = get_predictor("ort-here")
     assert p.meta["adapted"]["sources"] == ["ort-cpu"] and p.meta["hardware"] == out["hardware"]
     assert main(["predict", "--predictor", "ort-here", "--genotype", "DARTS_V2", "--json"]) == 0
