@@ -334,6 +334,9 @@ def _configure_zoo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per predictor")
 
 
+_ZOO_COLUMN_MAX = 40  # a longer name or device is clipped in the table (--json has it whole)
+
+
 def _run_zoo(args: argparse.Namespace) -> int:
     import json
 
@@ -349,19 +352,24 @@ def _run_zoo(args: argparse.Namespace) -> int:
         print(f"no fitted predictors (looked in {', '.join(str(d) for _, d in zoo_dirs())}); "
               "make one with lpm profile ... then lpm fit ...")
         return 0
-    print(f"{'name':<16} {'type':<9} {'backend':<8} {'device':<8} {'profile':<13} {'train':>6} {'MRE %':>6} "
-          f"{'tau':>6}  {'where':<8} hardware")
+    head = ("name", "type", "backend", "device", "profile", "train", "MRE %", "tau")
+    table, broken = [], []
     for r in rows:
         if "error" in r:
-            print(f"{r['name']:<16} unusable: {r['error']}  {r['where']}")
+            broken.append(f"{r['name']} unusable: {r['error']}  {r['where']}")
             continue
         m = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
         mre, tau = (f"{m[k]:{f}}" if isinstance(m.get(k), (int, float)) else "-"
                     for k, f in (("mre_pct", ".2f"), ("kendall_tau", ".3f")))
-        cols = [str(r.get(k))[:w] for k, w in (("type", 9), ("backend", 8), ("device", 8), ("profile", 13),
-                                                 ("train_size", 6))]
-        print(f"{r['name']:<16} {cols[0]:<9} {cols[1]:<8} {cols[2]:<8} {cols[3]:<13} {cols[4]:>6} {mre:>6} "
-              f"{tau:>6}  {r['where']:<8} {describe(r.get('hardware'))}")
+        cols = [str(r.get(k))[:_ZOO_COLUMN_MAX] for k in ("name", "type", "backend", "device", "profile", "train_size")]
+        table.append((*cols, mre, tau, f"{r['where']:<8} {describe(r.get('hardware'))}"))
+    widths = [max([len(h)] + [len(t[i]) for t in table]) for i, h in enumerate(head)]  # columns fit their text
+    right = {5, 6, 7}  # numbers align right
+    for line in [(*head, "where    hardware"), *table]:
+        cells = [f"{c:>{w}}" if i in right else f"{c:<{w}}" for i, (c, w) in enumerate(zip(line, widths))]
+        print(" ".join(cells) + "  " + line[-1])
+    for line in broken:
+        print(line)
     return 0
 
 
