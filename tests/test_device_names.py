@@ -150,3 +150,16 @@ def test_an_isa_cap_is_other_hardware_it_is_recorded_named_and_not_mixed_with_un
         assert store_device_name(s, "ort", "cpu", "cifar-b1") == HERE + "-avx2"  # the uncapped `cpu` is not continued
         monkeypatch.setenv("ATEN_CPU_CAPABILITY", "x" * 500)
         assert len(cpu_fingerprint()["isa_limit"]["ATEN_CPU_CAPABILITY"]) == 32  # a stray value is clipped
+
+
+def test_a_capped_predictor_used_uncapped_is_noted_and_not_when_the_cap_matches(monkeypatch):
+    from types import SimpleNamespace
+
+    from lpm_zoo.predictors.zoo import hardware_note
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    p = SimpleNamespace(meta={"hardware": cpu_fingerprint(), "backend": "torch", "profile": "cifar-b1"})
+    assert hardware_note(p, "torch-here-avx2") is None  # the same cap: this machine's own kind
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    note = hardware_note(p, "torch-here-avx2")
+    assert note and "capped avx2" in note and "lpm adapt --from torch-here-avx2 --backend torch" in note
