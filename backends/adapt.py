@@ -52,10 +52,9 @@ def _run(args: argparse.Namespace) -> int:
     from lpm_zoo.errors import LpmError, clip
     from lpm_zoo.hardware import cpu_fingerprint
     from lpm_zoo.predictors import get_predictor, user_zoo_dir
-    from lpm_zoo.predictors.adapt import MAX_SOURCES, MIN_CELLS, AdaptedPredictor, choose_method
+    from lpm_zoo.predictors.adapt import MAX_SOURCES, MIN_CELLS, AdaptedPredictor, choose_adaptation
     from lpm_zoo.predictors.base import ENCODING
-    from lpm_zoo.predictors.finetune import MIN_CELLS as FT_MIN_CELLS
-    from lpm_zoo.predictors.finetune import can_finetune, choose_recipe, finetune
+    from lpm_zoo.predictors.finetune import finetune
     from lpm_zoo.predictors.zoo import predictor_path, save_predictor
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.sampler import sample_unique_arrays
@@ -124,16 +123,10 @@ def _run(args: argparse.Namespace) -> int:
     y = data.latency_ms[rows]
     adapted = AdaptedPredictor(n_sources=len(sources), madds_profile=args.profile).with_sources(sources, dirs)
     S, madds, counts = adapted._columns(data.ops[rows], data.inputs[rows])
-    design, table = choose_method(S, madds, counts, y)
-    best = next(r["loo_mre_pct"] for r in table if r["chosen"])  # the chosen design's own cross-validated error
-    method, lam = design.method, design.lam
     X = (data.ops[rows], data.inputs[rows])
-    if args.finetune and can_finetune(sources[0]) and len(keys) >= FT_MIN_CELLS:
-        recipe, ft_rows = choose_recipe(sources[0], *X, y)
-        table += ft_rows
-        if recipe["loo_mre_pct"] < 0.95 * best:  # the linear maps unless fine-tuning is clearly better
-            best, method, lam = recipe["loo_mre_pct"], recipe["method"], recipe["lambda"]
-    if method.startswith("finetune-"):
+    design, pick, table = choose_adaptation(sources[0], S, madds, counts, X, y, args.finetune)
+    method, lam, best = pick["method"], pick["lambda"], pick["loo_mre_pct"]  # the chosen candidate's own CV error
+    if design is None:
         adapted = finetune(sources[0], *X, y, method.split("-", 1)[1], lam)
     else:
         adapted.method, adapted.lam = method, lam

@@ -51,6 +51,19 @@ def test_a_scaled_device_is_recovered_from_ten_cells(stores):
     assert goal["cross_tau"] is None  # no other-runtime row at N=20 in this run
 
 
+def test_the_lpm_adapt_row_is_the_commands_own_choice_and_the_goal_check_reads_it(stores):
+    devs = devices_in([stores["base"], stores["slow"]], min_cells=100)
+    rows = transfer_benchmark(devs, sizes=(10,), draws=2, source_type="mlp-plus", scratch_types=(),
+                              targets=["synth/slow/cifar-b1"], progress=False)
+    own = [r for r in rows if r["method"] == "lpm adapt"]
+    assert [(r["sources"], r["n"], r["cells"], r["draws"]) for r in own] == [("synth/cpu/cifar-b1", 10, "random", 2)]
+    method = own[0]["chosen"].split(" (")[0]  # a linear map or a fine-tuning recipe, chosen by CV on the cells
+    assert method in ("scale", "affine", "stack", "residual", "finetune-head", "finetune-all")
+    assert own[0]["mre_pct"] < 5  # a 1.4x slower copy of the source device
+    goal = goal_check(rows)[0]
+    assert goal["same_runtime_source"] == "synth/cpu/cifar-b1 (lpm adapt)" and goal["same_mre_pct"] == own[0]["mre_pct"]
+
+
 def test_the_command_writes_resumes_and_plots(stores, tmp_path, capsys):
     out = tmp_path / "tr"
     argv = ["transfer", "--db", stores["base"], "--db", stores["slow"], "--db", stores["other"], "--min-cells", "100",

@@ -8,7 +8,9 @@ from typing import Any
 from lpm_zoo.cli import Command
 
 SUMMARY = (("all", "random"), ("all", "calibration"), ("best same-runtime", "random"), ("other-runtime", "random"),
-           ("best finetune", "random"))
+           ("best finetune", "random"), ("best lpm adapt", "random"), ("best lpm adapt", "calibration"))
+_BEST = {"best same-runtime": ("adapted", "adapted"), "best finetune": ("finetune", "fine-tuned"),
+         "best lpm adapt": ("lpm adapt", "lpm adapt")}  # summary row -> (rows' method, label)
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -49,12 +51,12 @@ def summary_table(rows: list[dict[str, Any]]) -> list[str]:
         for n in sorted({r["n"] for r in rs if r["relation"] != "native"}):
             at = [r for r in rs if r["n"] == n]
             for sources, cells in SUMMARY:
-                if sources.startswith("best "):
-                    kind = "finetune" if sources == "best finetune" else "adapted"
+                if sources in _BEST:
+                    kind, verb = _BEST[sources]
                     cand = [r for r in at if r["method"] == kind and r["cells"] == cells
-                            and (kind == "finetune" or r["relation"] == "same-runtime")]
+                            and (kind != "adapted" or r["relation"] == "same-runtime")]
                     pick = min(cand, key=lambda r: r["mre_pct"]) if cand else None
-                    label = f"{'fine-tuned' if kind == 'finetune' else 'adapted'} from {pick['sources']}" if pick else ""
+                    label = f"{verb} from {pick['sources']}" if pick else ""
                 else:
                     pick = next((r for r in at if r["sources"] == sources and r["cells"] == cells), None)
                     label = f"adapted from {sources}"

@@ -36,6 +36,7 @@ METHODS = ("scale", "affine", "stack", "residual")
 MIN_CELLS = {"scale": 3, "affine": 3, "stack": 5, "residual": 8}  # fewer: the LOO choice means nothing
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # shrinkage tried (on standardised columns) by LOO
 MAX_SOURCES = 8
+FINETUNE_MARGIN = 0.95  # fine-tuning (slower, more freedom) is chosen only when clearly better than the linear maps
 
 
 def _op_counts(ops: np.ndarray) -> np.ndarray:
@@ -114,11 +115,38 @@ def choose_method(S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray, y
 
 
 def adapt_fit(S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray, y: np.ndarray,
-              methods: tuple[str, ...] = METHODS) -> tuple[_Design, np.ndarray, list[dict[str, Any]]]:
-    """The `lpm adapt` fit on precomputed columns: (chosen design, its coefficients, every candidate's LOO score)."""
-    design, table = choose_method(S, madds, counts, y, methods)
+              methods: tuple[str, ...] = METHODS, design: _Design | None = None,
+              ) -> tuple[_Design, np.ndarray, list[dict[str, Any]]]:
+    """The linear fit on precomputed columns: (the design, chosen by LOO unless given, its coefficients,
+    every candidate's LOO score)."""
+    table: list[dict[str, Any]] = []
+    if design is None:
+        design, table = choose_method(S, madds, counts, y, methods)
     X, pen = design.columns(S, madds, counts)
     return design, _solve(X, y, pen), table
+
+
+def choose_adaptation(first_source: Any, S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray,
+                      X: tuple[np.ndarray, np.ndarray], y: np.ndarray, try_finetune: bool = True,
+                      ) -> tuple[_Design | None, dict[str, Any], list[dict[str, Any]]]:
+    """`lpm adapt`'s whole choice on the N cells: the linear design by leave-one-out, then fine-tuning
+    the first source (an MLP, N ≥ 5) only when its cross-validated error is `FINETUNE_MARGIN` of the
+    linear one's or lower. Returns (the linear design, or None when fine-tuning won; the chosen
+    candidate's row; every candidate's row, the chosen one marked)."""
+    from lpm_zoo.predictors.finetune import MIN_CELLS as FT_MIN_CELLS
+    from lpm_zoo.predictors.finetune import can_finetune, choose_recipe
+
+    design, table = choose_method(S, madds, counts, y)
+    chosen = next(r for r in table if r["chosen"])
+    if try_finetune and can_finetune(first_source) and len(y) >= FT_MIN_CELLS:
+        recipe, ft_rows = choose_recipe(first_source, *X, y)
+        won = recipe["loo_mre_pct"] < FINETUNE_MARGIN * chosen["loo_mre_pct"]
+        for r in ft_rows:
+            r["chosen"] = won and r is recipe
+        if won:
+            chosen["chosen"], chosen, design = False, recipe, None
+        table = table + ft_rows
+    return design, chosen, table
 
 
 def adapt_predict(fit: tuple[_Design, np.ndarray, Any], S: np.ndarray, madds: np.ndarray | None,
