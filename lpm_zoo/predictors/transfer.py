@@ -12,8 +12,9 @@ others are its sources. For each target:
   sources are each other device alone, every other device together (`all`), and only the
   devices of other runtimes together (`other-runtime`);
 - `finetune`: each MLP source fine-tuned on the N cells (`lpm_zoo.predictors.finetune`, one recipe);
-- `lpm adapt`: what `lpm adapt --from SOURCE` does with each MLP source alone: the linear map or a
-  fine-tuning recipe, whichever its own cross-validation on the N cells picks (the goal check's figure);
+- `lpm adapt`: what `lpm adapt --from SOURCE` does with each MLP source of the target's runtime
+  alone: the linear map or a fine-tuning recipe, whichever its own cross-validation on the N
+  cells picks (the goal check's figure);
 - `scratch`: predictors of `scratch_types` fitted on the same N cells alone.
 
 Each row is one (target, sources, method, N, cells) with the mean and spread of the metrics over
@@ -257,6 +258,8 @@ def transfer_benchmark(
                 rows.append({**base, "sources": o.name, "relation": relation(o, dev), "method": "finetune", "n": n,
                              "cells": "random", "chosen": f"finetune-{FINETUNE_RECIPE[0]} lambda {FINETUNE_RECIPE[1]}",
                              **summary})
+            if o.backend != dev.backend:
+                continue  # the goal it serves is same-runtime (and each row costs 15 fine-tunings per draw)
             for n in sizes:  # what `lpm adapt --from SOURCE` itself picks: linear map or fine-tuning, by CV on the N cells
                 for kind, idx_list in [("random", sets[n][:SCRATCH_MAX_DRAWS])] + (
                         [("calibration", [np.array(tgt.calibration[:n])])] if len(tgt.calibration) >= n else []):
