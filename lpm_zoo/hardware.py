@@ -114,5 +114,6 @@ def describe(fp: dict[str, Any] | None) -> str:
     isa = [f for f in ("amx_tile", "avx512f", "avx2", "sve", "asimd") if f in (fp.get("isa") or [])]
     cores = f", {fp['logical_cores']} cores" if fp.get("logical_cores") else ""
     limit = fp.get("isa_limit")
-    capped = f", capped {','.join(str(v)[:12] for v in limit.values())}" if isinstance(limit, dict) and limit else ""
+    caps = [str(v)[:12] for v in list(limit.values())[:len(ISA_LIMIT_VARS)]] if isinstance(limit, dict) else []
+    capped = f", capped {','.join(caps)}" if caps else ""  # a file's fingerprint is data: clipped, bounded
     return f"{str(fp['model'])[:40]}{cores}{', ' + isa[0] if isa else ''}{capped}"

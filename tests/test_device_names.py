@@ -150,6 +150,8 @@ def test_an_isa_cap_is_other_hardware_it_is_recorded_named_and_not_mixed_with_un
         assert store_device_name(s, "ort", "cpu", "cifar-b1") == HERE + "-avx2"  # the uncapped `cpu` is not continued
         monkeypatch.setenv("ATEN_CPU_CAPABILITY", "x" * 500)
         assert len(cpu_fingerprint()["isa_limit"]["ATEN_CPU_CAPABILITY"]) == 32  # a stray value is clipped
+    hostile = {**plain, "isa_limit": {str(i): "y" * 999 for i in range(10_000)}}  # a fingerprint read from a file
+    assert len(describe(hostile)) < 200 and same_hardware(plain, hostile) is False
 
 
 def test_a_capped_predictor_used_uncapped_is_noted_and_not_when_the_cap_matches(monkeypatch):
