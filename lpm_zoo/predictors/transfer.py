@@ -14,7 +14,7 @@ others are its sources. For each target:
 - `finetune`: each MLP source fine-tuned on the N cells (`lpm_zoo.predictors.finetune`, one recipe);
 - `lpm adapt`: what `lpm adapt --from SOURCE` does with each MLP source of the target's runtime
   alone: the linear map or a fine-tuning recipe, whichever its own cross-validation on the N
-  cells picks (the goal check's figure);
+  cells picks (the goal check's figure; N ≤ 20, the goals' sizes);
 - `scratch`: predictors of `scratch_types` fitted on the same N cells alone.
 
 Each row is one (target, sources, method, N, cells) with the mean and spread of the metrics over
@@ -34,6 +34,7 @@ from lpm_zoo.predictors.evaluate import default_test_size, metrics, split_indice
 
 METRICS = ("mre_pct", "kendall_tau", "spearman_rho", "within5_pct", "within10_pct")
 SCRATCH_MAX_DRAWS = 5  # the MLP from scratch is the slow one; its mean over 5 draws is enough to place it
+LPM_ADAPT_MAX_N = 20  # 'lpm adapt' rows up to the goals' N (each draw cross-validates 3 fine-tuning recipes 5-fold)
 FINETUNE_RECIPE = ("head", 1.0)  # fine-tuning in the benchmark: one recipe (lpm adapt chooses it by cross-validation)
 
 
@@ -260,7 +261,7 @@ def transfer_benchmark(
                              **summary})
             if o.backend != dev.backend:
                 continue  # the goal it serves is same-runtime (and each row costs 15 fine-tunings per draw)
-            for n in sizes:  # what `lpm adapt --from SOURCE` itself picks: linear map or fine-tuning, by CV on the N cells
+            for n in [n for n in sizes if n <= LPM_ADAPT_MAX_N]:  # what `lpm adapt --from SOURCE` itself picks
                 for kind, idx_list in [("random", sets[n][:SCRATCH_MAX_DRAWS])] + (
                         [("calibration", [np.array(tgt.calibration[:n])])] if len(tgt.calibration) >= n else []):
                     scores, methods = [], []
