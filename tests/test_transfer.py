@@ -126,3 +126,19 @@ def test_saved_rows_survive_a_torn_line_and_refuse_garbage(stores, tmp_path, cap
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "line 1 is not a row of lpm transfer" in err and len(err.splitlines()) == 1
+
+
+def test_the_goal_check_reports_random_and_calibration_cells_apart():
+    def row(method, sources, cells, mre, tau=0.9, n=10):
+        return {"target": "t/x/cifar-b1", "relation": "native" if method.startswith("native") else "same-runtime",
+                "method": method, "sources": sources, "cells": cells, "n": n, "mre_pct": mre, "kendall_tau": tau,
+                "within10_pct": 99.0}
+    rows = [row("native mlp-plus", "-", "all", 2.0, 0.92, n=800),
+            row("lpm adapt", "t/a/cifar-b1", "random", 3.0), row("lpm adapt", "t/b/cifar-b1", "random", 2.6),
+            row("lpm adapt", "t/a/cifar-b1", "calibration", 2.2, 0.91),
+            row("adapted", "t/b/cifar-b1", "random", 1.0)]  # another method's row is not what lpm adapt picks
+    g = goal_check(rows)[0]
+    assert g["same_runtime_source"] == "t/b/cifar-b1 (lpm adapt)" and g["same_mre_ratio"] == pytest.approx(1.3)
+    assert g["calib_source"] == "t/a/cifar-b1 (lpm adapt)" and g["calib_mre_ratio"] == pytest.approx(1.1)
+    assert g["calib_tau_gap"] == pytest.approx(0.01)
+    assert goal_check([r for r in rows if r["cells"] != "calibration"])[0]["calib_mre_pct"] is None

@@ -291,9 +291,11 @@ def goal_check(rows: Sequence[dict[str, Any]], n: int = 10, cross_n: int = 20) -
     """Per target: the issue's goals (same runtime at N=n vs native; other runtime at N=cross_n), from `rows`.
 
     "Same runtime" is any single source of the target's backend (other hardware, threads, batch or
-    network size) on N random cells, through what `lpm adapt --from SOURCE` itself chooses (rows
-    "lpm adapt"; older rows without them: the better of the adapted and fine-tuned rows, which
-    picks the method after seeing the held-out error); the best source is reported.
+    network size) through what `lpm adapt --from SOURCE` itself chooses (rows "lpm adapt"; older
+    rows without them: the better of the adapted and fine-tuned rows, which picks the method after
+    seeing the held-out error); the best source is reported, on N random cells (`same_*`) and on
+    the first N calibration cells, what `lpm adapt` measures by default (`calib_*`, None when the
+    target's store has no calibration cells).
     """
     out = []
     for target in dict.fromkeys(r["target"] for r in rows):
@@ -301,20 +303,23 @@ def goal_check(rows: Sequence[dict[str, Any]], n: int = 10, cross_n: int = 20) -
         native = next(r for r in rs if r["relation"] == "native")
         backend = target.split("/")[0]
         adapted = [r for r in rs if r["method"] == "adapted" and r["cells"] == "random"]
-        single = [r for r in rs if r["cells"] == "random" and r["n"] == n
-                  and r["sources"].split("/")[0] == backend and r["sources"].count("/") == 2]
-        same = [r for r in single if r["method"] == "lpm adapt"] or [
-            r for r in single if r["method"] in ("adapted", "finetune")]
-        best = min(same, key=lambda r: r["mre_pct"]) if same else None
         cross = next((r for r in adapted if r["sources"] == "other-runtime" and r["n"] == cross_n), None)
-        out.append({
-            "target": target, "native_mre_pct": native["mre_pct"], "native_tau": native["kendall_tau"],
-            "same_runtime_source": f"{best['sources']} ({best['method']})" if best else None,
-            "same_mre_pct": best["mre_pct"] if best else None,
-            "same_mre_ratio": best["mre_pct"] / native["mre_pct"] if best else None,
-            "same_tau_gap": native["kendall_tau"] - best["kendall_tau"] if best else None,
-            "same_within10_pct": best["within10_pct"] if best else None,
-            "cross_tau": cross["kendall_tau"] if cross else None,
-            "cross_mre_pct": cross["mre_pct"] if cross else None,
-        })
+        g: dict[str, Any] = {"target": target, "native_mre_pct": native["mre_pct"], "native_tau": native["kendall_tau"],
+                             "cross_tau": cross["kendall_tau"] if cross else None,
+                             "cross_mre_pct": cross["mre_pct"] if cross else None}
+        for prefix, cells in (("same", "random"), ("calib", "calibration")):
+            single = [r for r in rs if r["cells"] == cells and r["n"] == n
+                      and r["sources"].split("/")[0] == backend and r["sources"].count("/") == 2]
+            same = [r for r in single if r["method"] == "lpm adapt"] or [
+                r for r in single if r["method"] in ("adapted", "finetune")]
+            best = min(same, key=lambda r: r["mre_pct"]) if same else None
+            g.update({
+                f"{prefix}_runtime_source" if prefix == "same" else "calib_source":
+                    f"{best['sources']} ({best['method']})" if best else None,
+                f"{prefix}_mre_pct": best["mre_pct"] if best else None,
+                f"{prefix}_mre_ratio": best["mre_pct"] / native["mre_pct"] if best else None,
+                f"{prefix}_tau_gap": native["kendall_tau"] - best["kendall_tau"] if best else None,
+                f"{prefix}_within10_pct": best["within10_pct"] if best else None,
+            })
+        out.append(g)
     return out
