@@ -107,7 +107,7 @@ def choose_method(S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray, y
     if not rows:
         raise LpmError(f"adaptation needs at least {min(MIN_CELLS.values())} measured cells; got {n}")
     # the simplest within 5% of the best: a wider margin (one standard error of the LOO mean) was
-    # tried over the device zoo and shrank the per-operation residual too far at N = 10 (BENCHMARKS.md)
+    # tried on the AVX2 target and shrank the per-operation residual too far at N = 10 (BENCHMARKS.md)
     floor = min(r["loo_mre_pct"] for r in rows)
     best = min((r for r in rows if r["loo_mre_pct"] <= floor * 1.05 + 1e-9),
                key=lambda r: (METHODS.index(r["method"]), -r["lambda"]))
