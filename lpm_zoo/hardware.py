@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,6 @@ def describe(fp: dict[str, Any] | None) -> str:
     isa = [f for f in ("amx_tile", "avx512f", "avx2", "sve", "asimd") if f in (fp.get("isa") or [])]
     cores = f", {fp['logical_cores']} cores" if fp.get("logical_cores") else ""
     limit = fp.get("isa_limit")
-    caps = [str(v)[:12] for v in list(limit.values())[:len(ISA_LIMIT_VARS)]] if isinstance(limit, dict) else []
+    caps = [str(v)[:12] for v in islice(limit.values(), len(ISA_LIMIT_VARS))] if isinstance(limit, dict) else []
     capped = f", capped {','.join(caps)}" if caps else ""  # a file's fingerprint is data: clipped, bounded
     return f"{str(fp['model'])[:40]}{cores}{', ' + isa[0] if isa else ''}{capped}"

@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from lpm_zoo.commands.predictors import _int_list
     from lpm_zoo.errors import LpmError, clip
-    from lpm_zoo.predictors.transfer import devices_in, goal_check, transfer_benchmark, transferable
+    from lpm_zoo.predictors.transfer import GOAL_CELLS, devices_in, goal_check, transfer_benchmark, transferable
     from lpm_zoo.store import BUNDLED_PREFIX, list_bundled
 
     sizes = _int_list(args.sizes, "--sizes", 3, 10_000)
@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
         same, calib = (("-" if g[f"{p}_mre_pct"] is None else
                         f"{g[f'{p}_mre_pct']:.2f} ({g[f'{p}_mre_ratio']:.2f}×) / {g[f'{p}_tau_gap']:+.3f} / "
                         f"{g[f'{p}_within10_pct']:.1f} (from {g[src]})")
-                       for p, src in (("same", "same_runtime_source"), ("calib", "calib_source")))
+                       for p, _, src in GOAL_CELLS)
         cross = "-" if g["cross_tau"] is None else f"{g['cross_tau']:.3f} / {g['cross_mre_pct']:.2f}"
         lines.append(f"| {g['target']} | {g['native_mre_pct']:.2f} / {g['native_tau']:.3f} | {same} | {calib} | {cross} |")
     print("\n".join(lines))

@@ -80,16 +80,14 @@ class _Design:
         return X, pen
 
 
-def _loo_errors(design: _Design, S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray,
-                y: np.ndarray) -> np.ndarray:
-    """Each cell's relative error (%) when the design is fitted on the other N−1 cells."""
+def _loo_mre(design: _Design, S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray, y: np.ndarray) -> float:
     X, pen = design.columns(S, madds, counts)
     errs = []
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
         beta = _solve(X[keep], y[keep], pen)
         errs.append(abs(X[i] @ beta - y[i]) / y[i])
-    return np.asarray(errs) * 100
+    return float(np.mean(errs) * 100)
 
 
 def choose_method(S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray, y: np.ndarray,
@@ -102,8 +100,7 @@ def choose_method(S: np.ndarray, madds: np.ndarray | None, counts: np.ndarray, y
             continue
         for lam in (RIDGE_GRID if m in ("stack", "residual") else (0.0,)):
             d = _Design(m, lam)
-            errs = _loo_errors(d, S, madds, counts, y)
-            rows.append({"method": m, "lambda": lam, "loo_mre_pct": float(errs.mean()), "design": d})
+            rows.append({"method": m, "lambda": lam, "loo_mre_pct": _loo_mre(d, S, madds, counts, y), "design": d})
     if not rows:
         raise LpmError(f"adaptation needs at least {min(MIN_CELLS.values())} measured cells; got {n}")
     # the simplest within 5% of the best: a wider margin (one standard error of the LOO mean) was

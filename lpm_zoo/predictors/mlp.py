@@ -176,7 +176,6 @@ class MLPPredictor(Predictor):
     def _train_autograd(self, net: nn.Sequential, X: torch.Tensor, T: torch.Tensor,
                         gen: torch.Generator) -> None:
         """Plain torch training: any activation, optimiser or schedule."""
-
         opt = self.make_optimizer(net.parameters())
         sched = self.make_scheduler(opt, len(T))
         loss_fn = self.loss_function()

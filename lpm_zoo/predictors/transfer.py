@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ from lpm_zoo.predictors.evaluate import default_test_size, metrics, split_indice
 METRICS = ("mre_pct", "kendall_tau", "spearman_rho", "within5_pct", "within10_pct")
 SCRATCH_MAX_DRAWS = 5  # the MLP from scratch is the slow one; its mean over 5 draws is enough to place it
 LPM_ADAPT_MAX_N = 20  # 'lpm adapt' rows up to the goals' N (each draw cross-validates 3 fine-tuning recipes 5-fold)
+# the goal check's same-runtime figures: (key prefix, cells the N are, key naming the source)
+GOAL_CELLS = (("same", "random", "same_runtime_source"), ("calib", "calibration", "calib_source"))
 FINETUNE_RECIPE = ("head", 1.0)  # fine-tuning in the benchmark: one recipe (lpm adapt chooses it by cross-validation)
 
 
@@ -135,10 +138,36 @@ class _Target:
     def X(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.data.ops[idx], self.data.inputs[idx]
 
+    def cell_sets(self, draws: list[np.ndarray]) -> list[tuple[str, list[np.ndarray]]]:
+        """The random draws of N cells, then the first N calibration cells when the store has that many."""
+        n = len(draws[0])
+        calibration = [("calibration", [np.array(self.calibration[:n])])] if len(self.calibration) >= n else []
+        return [("random", draws), *calibration]
+
+    def choices(self, draws: list[np.ndarray],
+                fit_predict: Callable[[np.ndarray], tuple[np.ndarray, str]]) -> dict[str, Any]:
+        """Metrics on the held-out cells over draws of `fit_predict(cells)` -> (predictions, method chosen),
+        and the method chosen most often ("residual (4/5)")."""
+        scores, methods = [], []
+        for idx in draws:
+            pred, method = fit_predict(idx)
+            scores.append(_scores(self.y[self.test], pred))
+            methods.append(method)
+        top = max(set(methods), key=methods.count)
+        return {"chosen": f"{top} ({methods.count(top)}/{len(methods)})", **_summary(scores)}
+
     def scored(self, draws: list[np.ndarray], fit: Callable[[tuple, np.ndarray], Any]) -> dict[str, float]:
         """Metrics on the held-out cells, over draws, of the predictor `fit(X, y)` makes from each draw's cells."""
         y = self.y[self.test]
         return _summary([_scores(y, fit(self.X(idx), self.y[idx]).predict(self.X(self.test))) for idx in draws])
+
+
+def _linear_adapt(tgt: _Target, S: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, str]:
+    """Held-out predictions of the linear `adapt` fit on the sources' columns `S` at the target's cells `idx`."""
+    from lpm_zoo.predictors.adapt import adapt_fit, adapt_predict
+
+    fit = adapt_fit(S[idx], tgt.madds[idx], tgt.counts[idx], tgt.y[idx])
+    return adapt_predict(fit, S[tgt.test], tgt.madds[tgt.test], tgt.counts[tgt.test]), fit[0].method
 
 
 def _lpm_adapt(tgt: _Target, src: Any, S: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, str]:
@@ -173,7 +202,6 @@ def transfer_benchmark(
     """
     from tqdm.auto import tqdm
 
-    from lpm_zoo.predictors.adapt import adapt_fit, adapt_predict
     from lpm_zoo.predictors.base import create_predictor, predictor_class
     from lpm_zoo.predictors.finetune import can_finetune, finetune
 
@@ -235,20 +263,9 @@ def transfer_benchmark(
         for label, rel, members in groups:
             S = np.stack([S_all[m] for m in members], 1)
             for n in sizes:
-                cell_sets = [("random", sets[n])]
-                if len(tgt.calibration) >= n:
-                    cell_sets.append(("calibration", [np.array(tgt.calibration[:n])]))
-                for kind, idx_list in cell_sets:
-                    scores, methods = [], []
-                    for idx in idx_list:
-                        fit = adapt_fit(S[idx], tgt.madds[idx], tgt.counts[idx], tgt.y[idx])
-                        pred = adapt_predict(fit, S[tgt.test], tgt.madds[tgt.test], tgt.counts[tgt.test])
-                        scores.append(_scores(yt, pred))
-                        methods.append(fit[0].method)
-                    top = max(set(methods), key=methods.count)
-                    rows.append({**base, "sources": label, "relation": rel, "method": "adapted", "n": n,
-                                 "cells": kind, "chosen": f"{top} ({methods.count(top)}/{len(methods)})",
-                                 **_summary(scores)})
+                for kind, idx_list in tgt.cell_sets(sets[n]):
+                    rows.append({**base, "sources": label, "relation": rel, "method": "adapted", "n": n, "cells": kind,
+                                 **tgt.choices(idx_list, partial(_linear_adapt, tgt, S))})
         for o in others:  # fine-tuning each MLP source (a fixed recipe; the slow method, so fewer draws)
             src = source(o)
             if not can_finetune(src):
@@ -261,18 +278,12 @@ def transfer_benchmark(
                              **summary})
             if o.backend != dev.backend:
                 continue  # the goal it serves is same-runtime (and each row costs 15 fine-tunings per draw)
+            S1 = S_all[o.name][:, None]
             for n in [n for n in sizes if n <= LPM_ADAPT_MAX_N]:  # what `lpm adapt --from SOURCE` itself picks
-                for kind, idx_list in [("random", sets[n][:SCRATCH_MAX_DRAWS])] + (
-                        [("calibration", [np.array(tgt.calibration[:n])])] if len(tgt.calibration) >= n else []):
-                    scores, methods = [], []
-                    for idx in idx_list:
-                        pred, method = _lpm_adapt(tgt, src, S_all[o.name][:, None], idx)
-                        scores.append(_scores(yt, pred))
-                        methods.append(method)
-                    top = max(set(methods), key=methods.count)
+                for kind, idx_list in tgt.cell_sets(sets[n][:SCRATCH_MAX_DRAWS]):
                     rows.append({**base, "sources": o.name, "relation": relation(o, dev), "method": "lpm adapt",
-                                 "n": n, "cells": kind, "chosen": f"{top} ({methods.count(top)}/{len(methods)})",
-                                 **_summary(scores)})
+                                 "n": n, "cells": kind,
+                                 **tgt.choices(idx_list, partial(_lpm_adapt, tgt, src, S1))})
         for t in scratch_types:
             for n in sizes:
                 summary = tgt.scored(sets[n][: SCRATCH_MAX_DRAWS if t.startswith("mlp") else draws],
@@ -307,15 +318,14 @@ def goal_check(rows: Sequence[dict[str, Any]], n: int = 10, cross_n: int = 20) -
         g: dict[str, Any] = {"target": target, "native_mre_pct": native["mre_pct"], "native_tau": native["kendall_tau"],
                              "cross_tau": cross["kendall_tau"] if cross else None,
                              "cross_mre_pct": cross["mre_pct"] if cross else None}
-        for prefix, cells in (("same", "random"), ("calib", "calibration")):
+        for prefix, cells, source_key in GOAL_CELLS:
             single = [r for r in rs if r["cells"] == cells and r["n"] == n
                       and r["sources"].split("/")[0] == backend and r["sources"].count("/") == 2]
             same = [r for r in single if r["method"] == "lpm adapt"] or [
                 r for r in single if r["method"] in ("adapted", "finetune")]
             best = min(same, key=lambda r: r["mre_pct"]) if same else None
             g.update({
-                f"{prefix}_runtime_source" if prefix == "same" else "calib_source":
-                    f"{best['sources']} ({best['method']})" if best else None,
+                source_key: f"{best['sources']} ({best['method']})" if best else None,
                 f"{prefix}_mre_pct": best["mre_pct"] if best else None,
                 f"{prefix}_mre_ratio": best["mre_pct"] / native["mre_pct"] if best else None,
                 f"{prefix}_tau_gap": native["kendall_tau"] - best["kendall_tau"] if best else None,
