@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lpm_zoo.errors import LpmError
+from lpm_zoo.notes import NOTES
 from lpm_zoo.registry import Registry
 
 GROUP = "lpm_zoo.commands"
@@ -79,13 +80,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    NOTES.hold(args.command)  # notes wait until the command's input is valid: a failure prints one line
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
     except LpmError as e:
+        NOTES.discard()
         print(f"lpm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        NOTES.release()
         print(f"lpm {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    NOTES.release()
+    return code

@@ -6,16 +6,24 @@ change kernels, OS; a GPU backend adds the GPU's), so `lpm zoo list` can say whi
 predictor is for and `lpm predict` / `lpm search` can warn when it is used on another CPU. The
 slug (`xeon`, `epyc`, `p100`) names devices by default: `ort-xeon`, `trt-p100`. Reading the
 host's facts needs no runtime, so it lives in the core; GPU facts come from `backends.device`.
+
+A host identity can be *stated* instead of read (`LPM_HOST_IDENTITY`, see `HOST_IDENTITIES`), so
+that what depends on "which CPU is this" can be tried, and tested, for CPUs one does not have; a
+stated fingerprint says so (`"stated": true`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
+
+from lpm_zoo.errors import LpmError, clip
 
 # ISA extensions that decide which kernels a runtime picks (x86: AVX generations, VNNI, AMX; Arm: SVE)
 KEY_ISA = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
@@ -32,12 +40,76 @@ _CPU_SLUGS = (
 ISA_LIMIT_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
+#: The environment variable that states the host identity: a name in `HOST_IDENTITIES`, or a JSON object
+#: with the same fields (`model`; optional `isa`, `logical_cores`, `machine`).
+HOST_IDENTITY_VAR = "LPM_HOST_IDENTITY"
+_X86_512 = ["avx", "avx2", "avx512_bf16", "avx512_vnni", "avx512f", "fma", "sse4_2"]
+#: Named host identities: the CPUs the test suite runs as (tests pin one; CI runs the host-sensitive tests
+#: as each). `xeon` is the dev machine the shipped data came from, as its /proc/cpuinfo reads.
+HOST_IDENTITIES: dict[str, dict[str, Any]] = {
+    "xeon": {"model": "Intel(R) Xeon(R) Processor", "machine": "x86_64", "logical_cores": 2,
+             "isa": sorted([*_X86_512, "avx512_fp16", "avx_vnni"])},
+    "epyc": {"model": "AMD EPYC 9R14 96-Core Processor", "machine": "x86_64", "logical_cores": 2, "isa": _X86_512},
+    "graviton3": {"model": "Neoverse-V1", "machine": "aarch64", "logical_cores": 2, "isa": ["asimd", "sve"]},
+}
+# Arm's /proc/cpuinfo has no model name: (implementer, part) as the kernel prints them, to the core's name
+_ARM_PARTS = {("0x41", "0xd0c"): "Neoverse-N1", ("0x41", "0xd40"): "Neoverse-V1", ("0x41", "0xd49"): "Neoverse-N2",
+              ("0x41", "0xd4f"): "Neoverse-V2", ("0x41", "0xd84"): "Neoverse-V3", ("0x41", "0xd8e"): "Neoverse-N3",
+              ("0x41", "0xd0b"): "Cortex-A76", ("0x41", "0xd41"): "Cortex-A78", ("0xc0", "0xac3"): "Ampere-1",
+              ("0x46", "0x001"): "A64FX"}
+
+
+def stated_identity() -> dict[str, Any] | None:
+    """The host identity stated in `LPM_HOST_IDENTITY` (checked), or None to read this host's own."""
+    text = os.environ.get(HOST_IDENTITY_VAR, "").strip()
+    return _parse_identity(text) if text else None
+
+
+@lru_cache(maxsize=8)
+def _parse_identity(text: str) -> dict[str, Any]:
+    if text in HOST_IDENTITIES:
+        return HOST_IDENTITIES[text]
+    how = f"use one of {', '.join(HOST_IDENTITIES)} or a JSON object with 'model' (and 'isa', 'logical_cores', 'machine')"
+    if not text.startswith("{"):
+        raise LpmError(f"{HOST_IDENTITY_VAR}={clip(text, 40)} is not a known host identity; {how}")
+    try:
+        obj = json.loads(text[:4096])
+    except ValueError:
+        raise LpmError(f"{HOST_IDENTITY_VAR} is not valid JSON (at most 4096 characters); {how}") from None
+    ok = (isinstance(obj, dict) and set(obj) <= {"model", "isa", "logical_cores", "machine"}
+          and isinstance(obj.get("model"), str) and 0 < len(obj["model"]) <= 200 and obj["model"].isprintable()
+          and isinstance(obj.get("isa", []), list) and all(i in KEY_ISA for i in obj.get("isa", []))
+          and type(obj.get("logical_cores", 1)) is int and 1 <= obj.get("logical_cores", 1) <= 4096
+          and obj.get("machine", "x86_64") in ("x86_64", "aarch64", "arm64", "ppc64le", "s390x", "riscv64"))
+    if not ok:
+        raise LpmError(f"{HOST_IDENTITY_VAR} holds fields out of range (model: printable text up to 200 characters; "
+                       f"isa: names from {', '.join(KEY_ISA)}; logical_cores: 1 to 4096); {how}")
+    return {"machine": "x86_64", "logical_cores": 1, "isa": [], **obj}
+
+
 def cpu_model() -> str:
-    """The CPU's model string (from /proc/cpuinfo where there is one)."""
-    for line in _cpuinfo_lines():
-        if line.lower().startswith(("model name", "hardware")):
-            return line.split(":", 1)[1].strip()[:200]
-    return (platform.processor() or platform.machine() or "unknown cpu")[:200]
+    """The CPU's model string (from /proc/cpuinfo where there is one; the stated identity's, if set)."""
+    stated = stated_identity()
+    if stated:
+        return stated["model"]
+    return model_from_cpuinfo(_cpuinfo_lines()) or (platform.processor() or platform.machine() or "unknown cpu")[:200]
+
+
+def model_from_cpuinfo(lines: list[str]) -> str:
+    """The model string in /proc/cpuinfo's lines: x86's `model name`, or an Arm core named by its
+    implementer and part (Arm kernels print no model name); "" when the lines name none."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware") and value.strip():
+            return value.strip()[:200]
+        if key in ("cpu implementer", "cpu part"):
+            fields.setdefault(key, value.strip().lower())
+    if "cpu implementer" in fields and "cpu part" in fields:
+        impl, part = fields["cpu implementer"][:8], fields["cpu part"][:8]
+        return _ARM_PARTS.get((impl, part), f"Arm implementer {impl} part {part}")
+    return ""
 
 
 def _cpuinfo_lines() -> list[str]:
@@ -49,7 +121,10 @@ def _cpuinfo_lines() -> list[str]:
 
 
 def cpu_isa() -> list[str]:
-    """The key ISA extensions of this CPU (`KEY_ISA` present in its flags), sorted."""
+    """The key ISA extensions of this CPU (`KEY_ISA` present in its flags; the stated identity's), sorted."""
+    stated = stated_identity()
+    if stated:
+        return sorted(stated["isa"])
     for line in _cpuinfo_lines():
         if line.lower().startswith(("flags", "features")):
             have = set(line.split(":", 1)[1].split())
@@ -63,10 +138,14 @@ def isa_limit() -> dict[str, str]:
 
 
 def cpu_fingerprint() -> dict[str, Any]:
-    """This host's CPU: model string, logical cores, key ISA extensions (and any cap on them), OS."""
+    """This host's CPU: model string, logical cores, key ISA extensions (and any cap on them), OS;
+    a stated identity (`LPM_HOST_IDENTITY`) replaces the first three and the machine, and says so."""
+    stated = stated_identity()
     fp: dict[str, Any] = {"kind": "cpu", "model": cpu_model(), "logical_cores": os.cpu_count() or 1,
                           "isa": cpu_isa(), "os": f"{platform.system()} {platform.release()}"[:80],
                           "machine": platform.machine()}
+    if stated:
+        fp.update(logical_cores=stated["logical_cores"], machine=stated["machine"], stated=True)
     limit = isa_limit()
     if limit:
         fp["isa_limit"] = limit

@@ -10,6 +10,7 @@ import json
 import sys
 
 from lpm_zoo.cli import Command
+from lpm_zoo.notes import release as release_notes
 
 _METHODS = ("darts", "darts-2nd", "pc-darts")
 _DATASETS = ("digits", "textures", "cifar10")
@@ -108,6 +109,7 @@ def _run_search(args: argparse.Namespace) -> int:
         search.checkpoint_path.unlink(missing_ok=True)
     elif search.try_resume():
         log(f"resuming from {search.checkpoint_path} at epoch {search.state.epoch + 1}, step {search.state.step}")
+    release_notes()  # the input, checkpoint included, is valid: notes may now be printed
     lt = search.latency
     if lt is not None:
         unit = (f"λ={cfg.lam:g} × LAT/{lt.reference_ms:.3f} ms (relative)" if cfg.relative

@@ -22,6 +22,7 @@ import torch
 
 from lpm_zoo.encoding import N_EDGES
 from lpm_zoo.errors import LpmError
+from lpm_zoo.notes import note
 from search.architect import Architect
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
 from search.data import ImageData, iterate, load_data, split_halves
@@ -196,9 +197,9 @@ class Search:
             from lpm_zoo.predictors.zoo import hardware_note
 
             self.predictor = get_predictor(self.cfg.predictor)
-            note = hardware_note(self.predictor, self.cfg.predictor)
-            if note:
-                self.log(f"note: {note}")
+            hw_note = hardware_note(self.predictor, self.cfg.predictor)
+            if hw_note:
+                note(hw_note)  # held by the CLI until the whole input (checkpoint included) is valid
             self.latency = LatencyTerm(self.predictor, self.cfg.lam, self.cfg.samples, self.cfg.estimator,
                                        self.cfg.relative, self.cfg.noise_ms)
         torch.manual_seed(self.cfg.seed)

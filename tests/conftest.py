@@ -1,7 +1,38 @@
-"""Shared test fixtures."""
+"""Shared test fixtures, and the host identity every test runs as.
+
+Nothing a test asserts may depend on the CPU it runs on. So the suite states a host identity
+(`LPM_HOST_IDENTITY`, read by `lpm_zoo.hardware` in this process and in every `lpm` subprocess,
+which inherits the environment): `xeon` unless the environment names another, as in
+`LPM_HOST_IDENTITY=epyc make test`. Tests about the host itself use the `any_host` fixture (each
+named identity in turn) or `real_host` (the identity unset). `make test` then runs the tests marked
+`host` once more as each other identity.
+"""
+
+import os
 
 import pytest
 import torch
+
+from lpm_zoo.hardware import HOST_IDENTITIES, HOST_IDENTITY_VAR
+
+DEFAULT_HOST = "xeon"
+
+
+def pytest_configure(config):
+    os.environ.setdefault(HOST_IDENTITY_VAR, DEFAULT_HOST)  # before collection: module-level names read it too
+
+
+@pytest.fixture(params=sorted(HOST_IDENTITIES))
+def any_host(request, monkeypatch):
+    """Each named host identity in turn (for this process and its subprocesses)."""
+    monkeypatch.setenv(HOST_IDENTITY_VAR, request.param)
+    return request.param
+
+
+@pytest.fixture
+def real_host(monkeypatch):
+    """No stated identity: the fingerprint code reads this machine's own CPU."""
+    monkeypatch.delenv(HOST_IDENTITY_VAR, raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,8 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import GenotypeError, parse_genotype
 
+pytestmark = pytest.mark.host  # lpm predict loads the shipped Xeon predictor: on another CPU it has a note to print
+
 CANARY = "SECRET-CANARY-123"
 PREDICT = ["predict", "--predictor", "ort-cpu"]  # a bundled predictor: loads in a fraction of a second
 DATA = ["--db", "no-such.db", "--backend", "ort", "--device", "cpu", "--profile", "cifar-b1"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from lpm_zoo.cli import Command
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.notes import note
 
 MAX_LINE_BYTES = 64 * 1024
 """Longest line of `lpm predict --input` (a genotype line is ~600 bytes): a longer one is refused unread."""
@@ -443,9 +444,6 @@ def _run_predict(args: argparse.Namespace) -> int:
     from lpm_zoo.space import parse_genotype
 
     p = get_predictor(args.predictor)
-    note = hardware_note(p, args.predictor)
-    if note:
-        print(f"lpm predict: note: {note}", file=sys.stderr)
     prof = PROFILES.get(p.meta.get("profile", ""))
     both = p.meta.get("encoding") == ENCODING_BOTH  # whole genotypes: a missing reduction cell is an error
     reduce = prof.reduce if prof and not both else None
@@ -458,9 +456,12 @@ def _run_predict(args: argparse.Namespace) -> int:
                 items.append((spec, parse_genotype(spec, reduce)))
             except LpmError as e:
                 raise LpmError(f"--genotype {clip(spec, 60)}: {e}") from None
+    hw_note = hardware_note(p, args.predictor)  # notes come once every input is valid: an error is one line
+    if hw_note:
+        note(hw_note)
     if prof and not both and any(g.reduce != prof.reduce for _, g in items):
-        print(f"lpm predict: note: {args.predictor} predicts the normal cell with the {prof.name} profile's fixed"
-              " reduction cell; the given reduction cells are not part of the prediction", file=sys.stderr)
+        note(f"{args.predictor} predicts the normal cell with the {prof.name} profile's fixed"
+             " reduction cell; the given reduction cells are not part of the prediction")
     genotypes = [g for _, g in items]
     lat = (p.predict(genotypes) if both else p.predict(cells_to_arrays(genotypes))) if items else []
     for (src, g), ms in zip(items, lat):

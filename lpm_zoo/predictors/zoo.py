@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -29,6 +28,7 @@ import numpy as np
 
 from lpm_zoo.encoding import decode_arrays
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir
 from lpm_zoo.predictors.base import (
     ENCODING,
@@ -321,7 +321,7 @@ def _refit(p: Predictor, path: Path, meta: dict[str, Any], reason: str) -> None:
     if not (path / TRAIN).is_file():
         raise LpmError(f"the model of {path} does not load ({reason}) and no training set is stored to refit it;"
                        " fit it again with lpm fit")
-    print(f"lpm: note: refitting predictor {path.name} from its stored training set ({reason})", file=sys.stderr)
+    note(f"refitting predictor {path.name} from its stored training set ({reason})")
     keys, y = read_train(path)
     if meta.get("train_hash") and training_hash(keys, y) != meta["train_hash"]:
         raise LpmError(f"the stored training set of {path} does not match its recorded hash; fit it again with lpm fit")
