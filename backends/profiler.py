@@ -182,7 +182,6 @@ def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, sam
 
     `cells="calibration"`: the shipped calibration set's first `samples` cells, minus those present.
     """
-    from lpm_zoo.encoding import arrays_to_cell
     from lpm_zoo.sampler import sample_unique_arrays
 
     if samples < 1:
@@ -193,7 +192,7 @@ def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, sam
         from lpm_zoo.calibration import calibration_cells
 
         keys, ops, inputs = calibration_cells(profile, samples)
-        return [arrays_to_cell(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
+        return [prof.from_arrays(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
     if cells != "random":
         raise LpmError(f"--cells must be random or calibration, got {str(cells)[:40]!r}")
     need = samples - len(have)

@@ -6,6 +6,11 @@ octiles, ...) and, within that, covers the (edge, operation) pairs no earlier ce
 first 13 or so cells touch every operation on every edge. `make_calibration` builds it from a
 seeded pool and the bundled predictors; the result ships as `data/calibration.json`
 (`python scripts/make_calibration.py` remakes it) and `lpm adapt` measures its first N cells.
+
+A whole-network profile (`-both`) measures genotypes: its k-th calibration genotype has the k-th
+cell as its normal cell (which sets most of the network's latency, 18 of 20 cells) and the cell
+half the list further on as its reduction cell, so its first N genotypes cover the latency range
+and the operations of both cells with no second list to ship.
 """
 
 from __future__ import annotations
@@ -70,15 +75,16 @@ def calibration_keys(n: int | None = None) -> list[str]:
 
 
 def calibration_cells(profile: str, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The first `n` calibration cells to measure on `profile`: (keys, ops, inputs); a -both profile,
-    which measures whole genotypes, is refused (the set holds normal cells)."""
+    """The first `n` calibration cells to measure on `profile`: (keys, ops, inputs), with (N, 8) arrays;
+    for a -both profile the first `n` calibration genotypes ("normal:reduce" keys, (N, 16) arrays)."""
     from lpm_zoo.predictors.zoo import keys_to_arrays
     from lpm_zoo.profiles import get_profile
 
-    if get_profile(profile).cells == 2:
-        raise LpmError(f"the calibration set holds normal cells; {profile} measures whole genotypes: "
-                       "add --cells random")
     keys = calibration_keys(n)
+    if get_profile(profile).cells == 2:
+        every = calibration_keys()
+        half = len(every) // 2
+        keys = [f"{k}:{every[(i + half) % len(every)]}" for i, k in enumerate(keys)]
     ops, inputs = keys_to_arrays(keys)
     return keys, ops, inputs
 

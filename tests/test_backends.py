@@ -17,6 +17,7 @@ from backends.registry import Backend, Prepared, get_backend, host_times, list_b
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.hardware import cpu_model, cpu_slug
+from lpm_zoo.published import DARTS_V2, get_genotype
 
 HAS_CUDA = torch.cuda.is_available()
 try:
@@ -338,6 +339,25 @@ def test_single_thread_runs_on_the_calling_thread(backend):
     proc, thr = time.process_time() - proc0, time.thread_time() - thr0
     assert thread_ms / 1e3 <= thr * 1.01 + 1e-3
     assert proc <= thr * 1.15 + 0.01, (proc, thr)
+
+
+def test_measure_times_several_genotypes_together_in_order(capsys):
+    """Repeated --genotype: one group timed in turns, one JSON line per genotype in the order given."""
+    from lpm_zoo.profiles import get_profile
+
+    pc = get_genotype("PC_DARTS_cifar")
+    args = ["measure", "--backend", "ort", "--profile", "small-b1", "--warmup", "1", "--rounds", "2", "--reps", "1",
+            "--genotype", "PC_DARTS_cifar", "--genotype", "DARTS_V2", "--json"]
+    assert main(args) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    prof = get_profile("small-b1")
+    assert [r["key"] for r in recs] == [prof.key(pc), prof.key(DARTS_V2)]
+    assert all(r["latency_ms"] > 0 and len(r["runs_ms"]) == 2 for r in recs)
+    assert main(["measure", "--backend", "ort", *(a for _ in range(17) for a in ("--genotype", "DARTS_V2"))]) == 2
+    assert "at most 16" in capsys.readouterr().err
+    assert main(["measure", "--backend", "ort", "--genotype", "DARTS_V2", "--genotype", "NOT_A_CELL"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--genotype 'NOT_A_CELL'" in err
 
 
 def test_measure_db_rescales_to_the_stores_baseline(tmp_path, capsys):

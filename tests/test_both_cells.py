@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from backends.device import device_name
+from lpm_zoo.calibration import calibration_cells, calibration_keys
 from lpm_zoo.cli import main
 from lpm_zoo.encoding import (
     arrays_to_genotype,
@@ -164,17 +165,19 @@ def test_profile_and_measure_on_a_both_cell_profile(tmp_path, capsys):
     assert main(["measure", "--backend", "ort", "--profile", "small-b1-both", "--genotype", normal_only]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "reduce" in err
-    assert main(["profile", "--backend", "ort", "--profile", "small-b1-both", "--samples", "3", "--db", db,
-                 "--cells", "calibration"]) == 2
-    assert "whole genotypes" in capsys.readouterr().err
+    assert main(["profile", "--backend", "ort", "--profile", "small-b1-both", "--samples", "2", "--db", db,
+                 "--cells", "calibration", "--rounds", "2", "--reps", "1", "--no-progress"]) == 0
+    keys, _, _ = calibration_cells("small-b1-both", 2)  # whole genotypes: a calibration cell in each role
+    calib = calibration_keys()
+    assert keys == [f"{calib[0]}:{calib[50]}", f"{calib[1]}:{calib[51]}"]
+    with MeasurementStore(db) as s:
+        assert set(keys) <= s.keys("ort", HERE, "small-b1-both")
 
 
 def test_lpm_adapt_on_a_whole_network_profile(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LPM_ZOO_HOME", str(tmp_path / "zoo"))
     argv = ["adapt", "--from", "ort-cpu-small-both", "--backend", "ort", "--profile", "small-b1-both", "--samples",
             "5", "--db", str(tmp_path / "here.db"), "--name", "both-here", "--no-progress", "--json"]
-    assert main(argv) == 2  # the shipped calibration set is of normal cells
-    assert "add --cells random" in capsys.readouterr().err
     assert main([*argv, "--cells", "random"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 5 and out["profile"] == "small-b1-both"
