@@ -45,7 +45,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     import json
 
-    from backends.device import plain_name, store_device_name
+    from backends.device import check_same_machine, device_fingerprint, plain_name, store_device_name
     from backends.profiler import Measurer, _drive, choose_statistic, get_backend
     from backends.protocol import Protocol
     from lpm_zoo.calibration import calibration_cells
@@ -92,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     get_backend(args.backend).check(args.device)
     with MeasurementStore(args.db) as store:
         dev = args.device_name = store_device_name(store, args.backend, args.device, args.profile, args.device_name)
+        check_same_machine(store, args.backend, dev, args.profile, device_fingerprint(args.device), args.db)
         others = [f"{r['backend']}/{r['device']}/{r['profile']}" for r in store.summary()
                   if (r["backend"], r["device"], r["profile"]) != (args.backend, dev, args.profile)]
         if others:

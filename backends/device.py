@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from lpm_zoo.device import cuda_missing, parse_device, plain_name  # noqa: F401 - re-exported for the backends
 from lpm_zoo.errors import LpmError, clip
-from lpm_zoo.hardware import cpu_fingerprint, cpu_model, host_slug, same_hardware
+from lpm_zoo.hardware import cpu_fingerprint, cpu_model, describe, host_slug, same_hardware
 
 if TYPE_CHECKING:
     from lpm_zoo.store import MeasurementStore
@@ -94,3 +94,36 @@ def device_fingerprint(device: str) -> dict:
     return {"kind": "cuda", "model": torch.cuda.get_device_name(index),
             "capability": f"{props.major}.{props.minor}", "memory_gb": round(props.total_memory / 2**30, 1),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(), "host": cpu_fingerprint()}
+
+
+def store_hardware(store: MeasurementStore, backend: str, name: str, profile: str) -> list[dict | None]:
+    """What `store` says measured backend/name/profile: its recorded fingerprint and its first row's
+    hardware (rows of older stores have only a CPU or GPU model string); [] when it holds neither."""
+    import json
+
+    known: list[dict | None] = []
+    recorded = store.meta(f"hardware/{backend}/{name}/{profile}")
+    if recorded is not None:
+        try:
+            value = json.loads(recorded[:100_000])
+        except ValueError:
+            value = None
+        known.append(value if isinstance(value, dict) else None)
+    rows = store.devices(backend, profile)
+    if name in rows:
+        known.append(rows[name])
+    return known
+
+
+def check_same_machine(store: MeasurementStore, backend: str, name: str, profile: str, here: dict,
+                       db: str = "the store") -> None:
+    """Refuse, in one line, to add this machine's timings to a store whose backend/name/profile were measured
+    on other hardware (CPU model, ISA and any ISA cap, or GPU): name and fingerprint are checked, never the name
+    alone, so `--device-name` cannot file one machine's timings under another's."""
+    for theirs in store_hardware(store, backend, name, profile):
+        if same_hardware(theirs, here):
+            continue
+        what = describe(theirs) if isinstance(theirs, dict) else "hardware it does not record readably"
+        raise LpmError(f"{clip(db)} holds {backend}/{clip(name, 64)}/{profile} measured on {what}; this machine is "
+                       f"{describe(here)}: its timings would mix two machines. Use a new --db, or --device-name "
+                       f"{device_name('cpu') if here.get('kind') == 'cpu' else 'NAME'} (this machine's own)")

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from backends.device import (
+    check_same_machine,
     cpu_model,
     device_fingerprint,
     device_model,
@@ -244,6 +245,7 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
             finally:
                 pool.shutdown()
         name = dev_name = store_device_name(store, backend, device, profile, name)
+        check_same_machine(store, backend, dev_name, profile, device_fingerprint(device), db)
         todo = plan(store, backend, dev_name, profile, samples, seed, cells)
         before = store.count(backend, dev_name, profile)
         if todo:
@@ -315,6 +317,8 @@ def _store_group(store: MeasurementStore, ms: list[Measurement], baseline: float
     normalize(ms, baseline)
     if ms and "hardware" in ms[0].protocol:  # which machine the store's data of this triple comes from
         m0 = ms[0]
+        for m in ms:  # the last guard (Ray workers measure elsewhere): never a row of another machine
+            check_same_machine(store, m.backend, m.device, m.profile, m.protocol["hardware"], str(store.path))
         store.set_meta_once(f"hardware/{m0.backend}/{m0.device}/{m0.profile}",
                             json.dumps(m0.protocol["hardware"], sort_keys=True))
     return baseline, store.add_many(ms, repeat=repeat)  # one transaction: durable once this returns
@@ -508,6 +512,7 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
     get_profile(profile)
     with MeasurementStore(db) as store:
         name = dev_name = store_device_name(store, backend, device, profile, name)
+        check_same_machine(store, backend, dev_name, profile, device_fingerprint(device), db)
         only = None
         if held_out is not None:
             only = held_out_keys(store, backend, dev_name, profile, held_out, split_seed)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lpm_zoo.errors import LpmError
+from lpm_zoo.hardware import check_environment
 from lpm_zoo.notes import NOTES
 from lpm_zoo.registry import Registry
 
@@ -82,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     NOTES.hold(args.command)  # notes wait until the command's input is valid: a failure prints one line
     try:
+        check_environment()  # LPM_HOST_IDENTITY, ISA caps: before anything (torch) reads them
         code = int(args._run(args) or 0)
     except LpmError as e:
         NOTES.discard()

@@ -132,9 +132,39 @@ def cpu_isa() -> list[str]:
     return []
 
 
+# The values each cap takes (torch's DispatchStub, oneDNN's and MKL's documented lists); compared ignoring case
+_ONEDNN_ISA = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+               "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
+               "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "DEFAULT", "ALL")
+ISA_LIMIT_VALUES: dict[str, tuple[str, ...]] = {
+    "ATEN_CPU_CAPABILITY": ("default", "avx2", "avx512", "sve256", "vsx", "zvector"),
+    "ONEDNN_MAX_CPU_ISA": _ONEDNN_ISA,
+    "DNNL_MAX_CPU_ISA": _ONEDNN_ISA,
+    "MKL_ENABLE_INSTRUCTIONS": ("SSE4_2", "AVX", "AVX2", "AVX2_E1", "AVX512", "AVX512_E1", "AVX512_E2", "AVX512_E3",
+                                "AVX512_E4", "AVX512_E5", "AVX10"),
+}
+
+
 def isa_limit() -> dict[str, str]:
-    """The ISA caps set in this process's environment (`ISA_LIMIT_VARS`), values clipped."""
-    return {v: os.environ[v].strip()[:32] for v in ISA_LIMIT_VARS if os.environ.get(v, "").strip()}
+    """The ISA caps set in this process's environment (`ISA_LIMIT_VARS`); a value the runtime does not know
+    is an LpmError (it would be ignored by the runtime yet mark the fingerprint as capped)."""
+    caps = {}
+    for var in ISA_LIMIT_VARS:
+        value = os.environ.get(var, "").strip()
+        if not value:
+            continue
+        known = ISA_LIMIT_VALUES[var]
+        if value.lower() not in (k.lower() for k in known):
+            raise LpmError(f"{var}={clip(value, 40)} is not a value its runtime knows ({', '.join(known)}); "
+                           f"unset it or use one of those")
+        caps[var] = value
+    return caps
+
+
+def check_environment() -> None:
+    """Refuse, before any work, a malformed stated host identity or ISA cap in the environment."""
+    stated_identity()
+    isa_limit()
 
 
 def cpu_fingerprint() -> dict[str, Any]:
