@@ -11,6 +11,7 @@ from lpm_zoo.hardware import cpu_fingerprint, cpu_model, cpu_slug
 from lpm_zoo.published import DARTS_V2, get_genotype
 from lpm_zoo.store import Measurement, MeasurementStore
 
+pytestmark = pytest.mark.host  # names and fingerprints are this host's: rerun as each stated CPU
 HERE = cpu_slug(cpu_model())
 PC_DARTS = get_genotype("PC_DARTS_cifar")
 OTHER_CPU = {"kind": "cpu", "model": "AMD EPYC 7763 64-Core Processor", "logical_cores": 2, "isa": ["avx2"]}

@@ -17,7 +17,7 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.hardware import HOST_IDENTITIES, HOST_IDENTITY_VAR, cpu_fingerprint, host_slug, model_from_cpuinfo
 from lpm_zoo.notes import NoteBuffer
 
-pytestmark = pytest.mark.host
+# not marked `host`: every test here states the identities it runs as
 
 
 def _lpm(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ import pytest
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.store import Measurement, MeasurementStore
 
-pytestmark = pytest.mark.host
+# not marked `host`: every test here states the identities it runs as
 SMALL = ["--backend", "ort", "--profile", "small-b1", "--warmup", "0", "--rounds", "2", "--reps", "1",
          "--no-progress", "--target-pct", "0"]
 XEON_AVX2 = json.dumps({"model": "Intel(R) Xeon(R) Processor", "isa": ["avx", "avx2", "fma", "sse4_2"],
