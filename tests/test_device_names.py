@@ -151,7 +151,7 @@ def test_an_isa_cap_is_other_hardware_it_is_recorded_named_and_not_mixed_with_un
         assert device_name("cpu") == HERE + "-avx2"  # kernels capped to AVX2 time like another chip
         assert store_device_name(s, "ort", "cpu", "cifar-b1") == HERE + "-avx2"  # the uncapped `cpu` is not continued
         monkeypatch.setenv("ATEN_CPU_CAPABILITY", "x" * 500)
-        with pytest.raises(LpmError, match=r"ATEN_CPU_CAPABILITY='x+'…\(500 chars\) is not a value"):
+        with pytest.raises(LpmError, match=r"ATEN_CPU_CAPABILITY='x+…\(500 chars\) is not a value"):
             cpu_fingerprint()  # a stray value is refused (torch would ignore it), its echo clipped
     hostile = {**plain, "isa_limit": {str(i): "y" * 999 for i in range(10_000)}}  # a fingerprint read from a file
     assert len(describe(hostile)) < 200 and same_hardware(plain, hostile) is False
