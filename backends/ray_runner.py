@@ -2,12 +2,14 @@
 
 The driver never times anything: it samples, hands groups out (two in flight per worker) and
 writes each result as it arrives, so a lost worker or driver loses only the groups in flight.
-Messages are plain JSON-able dicts.
+Cells and measurements travel as plain data, field by field; the protocol as the frozen
+dataclass it is, so a new field reaches the workers without a list to update.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any
 
 from backends.device import parse_device
@@ -20,10 +22,10 @@ from lpm_zoo.store import Measurement
 class _Worker:
     """Holds one device; measures groups of cells or genotypes sent as plain data."""
 
-    def __init__(self, backend: str, device: str, profile: str, protocol: dict, name: str | None, seed: int):
+    def __init__(self, backend: str, device: str, profile: str, protocol: Protocol, name: str | None, seed: int):
         from backends.profiler import Measurer
 
-        self.m = Measurer(backend, device, profile, Protocol(**protocol), name, seed)
+        self.m = Measurer(backend, device, profile, protocol, name, seed)
 
     def device_name(self) -> str:
         return self.m.device_name
@@ -31,9 +33,17 @@ class _Worker:
     def measure(self, cells: list) -> list[dict]:
         """Cells as plain data: a list of [op, input] pairs, or a genotype's dict (both-cell profiles)."""
         cells_t = [Genotype.from_dict(c) if isinstance(c, dict) else tuple((op, int(i)) for op, i in c) for c in cells]
-        return [{"genotype": m.genotype.to_dict(), "backend": m.backend, "device": m.device, "profile": m.profile,
-                 "latency_ms": m.latency_ms, "spread_ms": m.spread_ms, "runs_ms": m.runs_ms, "protocol": m.protocol,
-                 "timestamp": m.timestamp} for m in self.m.measure(cells_t)]
+        return [_to_plain(m) for m in self.m.measure(cells_t)]
+
+
+def _to_plain(m: Measurement) -> dict[str, Any]:
+    """A measurement as plain data: every field, the genotype as its dict."""
+    return {f.name: m.genotype.to_dict() if f.name == "genotype" else getattr(m, f.name) for f in fields(Measurement)}
+
+
+def _from_plain(row: dict[str, Any]) -> Measurement:
+    """The measurement `_to_plain` wrote."""
+    return Measurement(**{**row, "genotype": Genotype.from_dict(row["genotype"])})
 
 
 def _ray():
@@ -76,8 +86,7 @@ class RayPool:
         if n < 1:
             raise LpmError(f"the Ray cluster at {address!r} has no {kind.upper()} to run on ({res})")
         actor = ray.remote(**opts)(_Worker)
-        env_proto = {k: v for k, v in protocol.to_dict().items() if k != "spread"}
-        self.workers = [actor.remote(backend, worker_device, profile, env_proto, name, seed) for _ in range(n)]
+        self.workers = [actor.remote(backend, worker_device, profile, protocol, name, seed) for _ in range(n)]
         try:
             names = set(ray.get([w.device_name.remote() for w in self.workers]))
         except Exception as e:  # noqa: BLE001 - an actor's LpmError arrives wrapped by Ray
@@ -105,9 +114,7 @@ class RayPool:
                 except Exception as e:  # noqa: BLE001
                     raise LpmError(f"a Ray worker failed: {_cause(e)}") from None
                 idle.append(w)
-                yield [Measurement(genotype=Genotype.from_dict(r["genotype"]), **{k: v for k, v in r.items()
-                                                                                   if k != "genotype"})
-                       for r in rows]
+                yield [_from_plain(r) for r in rows]
 
     def shutdown(self) -> None:
         for w in getattr(self, "workers", []):
