@@ -237,7 +237,7 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
             if protocol.statistic == AUTO:  # no pilot on a cluster: the store's statistic, else the default
                 protocol = replace(protocol, statistic=store.meta(statistic_key(backend, device_name(device, name),
                                                                                  profile)) or DEFAULT_STATISTIC)
-            pool = RayPool(ray_address, backend, device, profile, protocol, name, seed, workers)
+            pool = RayPool(ray_address, backend, device, profile, protocol, name, seed, workers, log)
             try:
                 dev_name = pool.device_name
                 todo = plan(store, backend, dev_name, profile, samples, seed, cells)

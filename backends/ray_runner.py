@@ -1,14 +1,17 @@
 """Scale-out with Ray: one actor per device measures groups of cells; results stream back to the driver's store.
 
 The driver never times anything: it samples, hands groups out (two in flight per worker) and
-writes each result as it arrives, so a lost worker or driver loses only the groups in flight.
+writes each result as it arrives, so a lost driver loses only the groups in flight, and a lost
+worker (its node died) loses nothing: its groups in flight run again on the workers left.
 Cells and measurements travel as plain data, field by field; the protocol as the frozen
 dataclass it is, so a new field reaches the workers without a list to update.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import Any
 
@@ -46,6 +49,10 @@ def _from_plain(row: dict[str, Any]) -> Measurement:
     return Measurement(**{**row, "genotype": Genotype.from_dict(row["genotype"])})
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _ray():
     try:
         import ray
@@ -58,9 +65,11 @@ class RayPool:
     """Ray actors, one per device, started on the cluster at `address` ('local' starts one on this machine)."""
 
     def __init__(self, address: str, backend: str, device: str, profile: str, protocol: Protocol,
-                 name: str | None, seed: int, workers: int | None = None):
+                 name: str | None, seed: int, workers: int | None = None,
+                 log: Callable[[str], None] = _stderr):
         ray = _ray()
         self.ray = ray
+        self.log = log
         self._own = False
         kind, _ = parse_device(device)
         if not ray.is_initialized():
@@ -97,26 +106,56 @@ class RayPool:
         self.device_name = names.pop()
 
     def measure_all(self, groups: list[list[Cell]]) -> Iterable[list[Measurement]]:
-        """Results group by group, as they finish (two groups in flight per worker)."""
+        """Results group by group, as they finish (two groups in flight per worker).
+
+        A worker that dies (its process or node lost) is dropped, and its groups in flight are
+        measured again by the workers left; with none left it is an LpmError. A group that
+        fails on a live worker (a measuring error) is an LpmError at once: it would fail again.
+        """
         ray = self.ray
-        queue = [[c.to_dict() if isinstance(c, Genotype) else [list(p) for p in c] for c in cells] for cells in groups]
-        pending: dict[Any, Any] = {}
+        queue = deque([c.to_dict() if isinstance(c, Genotype) else [list(p) for p in c] for c in cells]
+                      for cells in groups)
+        pending: dict[Any, tuple[Any, list]] = {}  # ref -> (worker, group)
         idle = list(self.workers) * 2
         while queue or pending:
             while queue and idle:
                 w = idle.pop()
-                pending[w.measure.remote(queue.pop(0))] = w
+                group = queue.popleft()
+                pending[w.measure.remote(group)] = (w, group)
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                w = pending.pop(ref)
+                w, group = pending.pop(ref)
                 try:
                     rows = ray.get(ref)
+                except ray.exceptions.RayActorError as e:
+                    queue.appendleft(group)  # measured again first, by a worker still alive
+                    idle = [x for x in idle if x is not w]
+                    self._lose(w, e, 1 + sum(1 for x, _ in pending.values() if x is w))
+                    continue
                 except Exception as e:  # noqa: BLE001
                     raise LpmError(f"a Ray worker failed: {_cause(e)}") from None
                 idle.append(w)
                 yield [_from_plain(r) for r in rows]
 
+    def _lose(self, w: Any, error: BaseException, in_flight: int) -> None:
+        """Drop worker `w` (once), saying so in one line; an LpmError when it was the last."""
+        if w not in self.workers:  # its other group in flight, already counted
+            return
+        self.workers.remove(w)
+        try:
+            self.ray.kill(w)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        why = f"{type(error).__name__}: its process or node is gone"
+        if not self.workers:
+            raise LpmError(f"every Ray worker was lost (the last: {why}); what was measured is kept: run the same "
+                           "command again to resume")
+        left = len(self.workers)
+        self.log(f"warning: lost a Ray worker ({why}); its {in_flight} group{'s' * (in_flight > 1)} in flight "
+                 f"run again on the {left} worker{'s' * (left > 1)} left")
+
     def shutdown(self) -> None:
+        """Stop the workers, and Ray where this pool started or joined it."""
         for w in getattr(self, "workers", []):
             self.ray.kill(w)
         if self._own:
@@ -126,5 +165,3 @@ class RayPool:
 def _cause(e: BaseException) -> str:
     cause = getattr(e, "cause", None) or e
     return str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
-
-

@@ -1,4 +1,4 @@
-"""Ray: the protocol reaches every worker whole.
+"""Ray: the protocol reaches every worker whole; a lost worker's groups are run again on the workers left.
 
 The protocol travels three ways: to Ray actors (the dataclass), to local worker processes (as
 `lpm profile` flags) and into the store (a row's recorded protocol, read back by `lpm recheck`).
@@ -8,17 +8,20 @@ that a transport forgets fails here.
 
 import sys
 from dataclasses import fields
+from types import SimpleNamespace
 
 import pytest
 
 from backends.commands import _protocol, protocol_flags
 from backends.profiler import _recorded_protocol
 from backends.protocol import Protocol
-from backends.ray_runner import RayPool
+from backends.ray_runner import RayPool, _to_plain
 from backends.workers import _child_argv
 from lpm_zoo.cli import build_parser, discover_commands
+from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile
 from lpm_zoo.sampler import sample_unique_arrays
+from lpm_zoo.store import Measurement
 
 #: a value other than the default for every Protocol field (valid together); a new field must be added here
 OTHER = {"warmup": 2, "rounds": 7, "reps": 3, "threads": 2, "statistic": "median", "interleave": 3, "clock": "wall",
@@ -68,3 +71,78 @@ def test_every_protocol_field_reaches_a_ray_actor_and_the_store(tmp_path):
     assert m.genotype == cell and m.protocol["reps"] == 3 and len(m.runs_ms) % 3 == 0
     proto, seed = _recorded_protocol({"protocol": m.protocol})  # what `lpm recheck` rebuilds from the row
     assert proto == p and seed == 0
+
+
+# --- a lost worker, without a cluster --------------------------------------------------------
+class _ActorGone(Exception):
+    """Stands for ray.exceptions.RayActorError."""
+
+
+class _Ref:
+    def __init__(self, worker, group):
+        self.worker, self.group = worker, group
+
+
+class _FakeWorker:
+    """An actor whose calls return refs; `dead` ones fail as Ray's do when the actor's node is gone."""
+
+    def __init__(self, name: str, dead: bool = False):
+        self.name, self.dead, self.calls = name, dead, 0
+        self.measure = SimpleNamespace(remote=self._remote)
+
+    def _remote(self, group):
+        self.calls += 1
+        return _Ref(self, group)
+
+
+class _FakeRay:
+    exceptions = SimpleNamespace(RayActorError=_ActorGone)
+
+    def __init__(self):
+        self.killed = []
+
+    def wait(self, refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        if ref.worker.dead:
+            raise _ActorGone(f"actor {ref.worker.name} died")
+        return [_to_plain(Measurement(genotype=get_profile("cifar-b1").genotype(tuple(map(tuple, c))), backend="ort",
+                                      device="box", profile="cifar-b1", latency_ms=1.0, spread_ms=0.0, runs_ms=[1.0],
+                                      protocol={"by": ref.worker.name})) for c in ref.group]
+
+    def kill(self, w):
+        self.killed.append(w)
+
+
+def _pool(*workers):
+    pool = RayPool.__new__(RayPool)  # no cluster: a fake ray module and fake actors
+    pool.ray, pool.workers, pool.lines = _FakeRay(), list(workers), []
+    pool.log = pool.lines.append
+    return pool
+
+
+def _cells(n):
+    ops, inputs, _ = sample_unique_arrays(n, 1)
+    return [get_profile("cifar-b1").from_arrays(o, i).normal for o, i in zip(ops, inputs)]
+
+
+def test_a_lost_workers_groups_run_again_on_the_workers_left():
+    a, b = _FakeWorker("a", dead=True), _FakeWorker("b")
+    pool = _pool(a, b)
+    cells = _cells(6)
+    got = [m for g in pool.measure_all([[c] for c in cells]) for m in g]
+    assert sorted(m.genotype.normal for m in got) == sorted(cells)  # each once: none lost, none twice
+    assert {m.protocol["by"] for m in got} == {"b"} and a.calls == 2  # a had two in flight, then none
+    assert pool.workers == [b] and pool.ray.killed == [a]
+    (line,) = pool.lines
+    assert line.startswith("warning: lost a Ray worker (_ActorGone") and "its 2 groups in flight run again on the 1 " \
+        "worker left" in line
+
+
+def test_no_worker_left_is_one_line_lpm_error():
+    pool = _pool(_FakeWorker("a", dead=True), _FakeWorker("b", dead=True))
+    with pytest.raises(LpmError) as e:
+        list(pool.measure_all([[c] for c in _cells(3)]))
+    assert str(e.value).startswith("every Ray worker was lost") and "\n" not in str(e.value)
+    assert len(pool.lines) == 1  # the first loss was said; the last is the error
