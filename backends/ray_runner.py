@@ -9,6 +9,7 @@ dataclass it is, so a new field reaches the workers without a list to update.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -20,6 +21,11 @@ from backends.protocol import Protocol
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Cell, Genotype
 from lpm_zoo.store import Measurement
+
+#: Ray reads this when it is imported: "0" makes it take 127.0.0.1 as this machine's address, so the GCS and
+#: raylet that `--ray local` starts listen on loopback only (else Ray resolves 127.0.0.1 to the machine's
+#: network address and they listen on every interface)
+ONE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 class _Worker:
@@ -53,12 +59,26 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _ray():
+def _ray(one_machine: bool) -> Any:
+    """The ray module; `one_machine`: told first that the cluster is this machine alone (ONE_MACHINE_ENV)."""
+    if one_machine:
+        os.environ[ONE_MACHINE_ENV] = "0"
     try:
         import ray
     except ImportError:
         raise LpmError("--ray needs Ray: pip install 'lpm-zoo[ray]' (or pip install ray)") from None
+    _reread_one_machine()  # where ray was imported before
     return ray
+
+
+def _reread_one_machine() -> None:
+    """Ray's flag as ONE_MACHINE_ENV now says (Ray reads it only when imported)."""
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(ONE_MACHINE_ENV, not ray_constants.IS_WINDOWS_OR_OSX)
+    except (ImportError, AttributeError):  # another Ray: its import read the variable, if it knows it
+        pass
 
 
 class RayPool:
@@ -67,13 +87,15 @@ class RayPool:
     def __init__(self, address: str, backend: str, device: str, profile: str, protocol: Protocol,
                  name: str | None, seed: int, workers: int | None = None,
                  log: Callable[[str], None] = _stderr):
-        ray = _ray()
+        self._local = address == "local"
+        self._saved_env = os.environ.get(ONE_MACHINE_ENV)
+        ray = _ray(self._local)
         self.ray = ray
         self.log = log
         self._own = False
         kind, _ = parse_device(device)
         if not ray.is_initialized():
-            if address == "local":
+            if self._local:
                 ray.init(num_cpus=workers * protocol.threads if workers and kind == "cpu" else None,
                          include_dashboard=False, log_to_driver=False, configure_logging=False)
             else:
@@ -160,6 +182,12 @@ class RayPool:
             self.ray.kill(w)
         if self._own:
             self.ray.shutdown()
+        if self._local:  # back as it was, for another Ray started by this process
+            if self._saved_env is None:
+                os.environ.pop(ONE_MACHINE_ENV, None)
+            else:
+                os.environ[ONE_MACHINE_ENV] = self._saved_env
+            _reread_one_machine()
 
 
 def _cause(e: BaseException) -> str:
