@@ -1,16 +1,22 @@
-"""Ray: the protocol reaches every worker whole, the CLI's defaults run, a lost worker's groups are run again.
+"""Ray: the protocol reaches every worker whole, the CLI's defaults run, a lost node's groups are run again elsewhere.
 
 The protocol travels three ways: to Ray actors (the dataclass), to local worker processes (as
 `lpm profile` flags) and into the store (a row's recorded protocol, read back by `lpm recheck`).
-Each test below round-trips a protocol whose every field differs from the default, so a new field
-that a transport forgets fails here.
+The transport tests round-trip a protocol whose every field differs from the default, so a new
+field that a transport forgets fails here. The cluster test starts two Ray nodes on loopback,
+each with its own raylet and one CPU, kills the worker node mid-run, and checks the store.
 """
 
 import ipaddress
 import os
+import select
+import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +37,9 @@ from lpm_zoo.store import Measurement, MeasurementStore
 #: a value other than the default for every Protocol field (valid together); a new field must be added here
 OTHER = {"warmup": 2, "rounds": 7, "reps": 3, "threads": 2, "statistic": "median", "interleave": 3, "clock": "wall",
          "reference": False, "target_pct": 5.0, "min_rounds": 4}
+
+
+NODE = Path(__file__).with_name("ray_node.py")
 
 
 def _other_protocol() -> Protocol:
@@ -224,17 +233,29 @@ def _loopback(addr: str) -> bool:
     return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
 
 
+def _kill_left(procs: dict[int, tuple[int, str]]) -> None:
+    """SIGKILL those of `procs` (pid: start time, command) still running: a failed test leaves no Ray behind."""
+    for pid, (start, _) in procs.items():
+        if _start_time(pid) == start:  # still that process, not a new one with its pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 class _Listeners(threading.Thread):
-    """Collects, until stopped, what the process trees of `roots` listen on."""
+    """Collects, until stopped, what the process trees of `roots` listen on, and their processes (`procs`)."""
 
     def __init__(self, *roots: int):
         super().__init__(daemon=True)
-        self.roots, self.seen, self.halt = roots, set(), threading.Event()
+        self.roots, self.seen, self.procs, self.halt = roots, set(), {}, threading.Event()
 
     def run(self):
         while not self.halt.wait(0.5):
             for root in self.roots:
-                self.seen |= _listening(_proc_tree(root))
+                tree = _proc_tree(root)
+                self.procs.update(tree)
+                self.seen |= _listening(tree)
 
     def stop(self) -> set[str]:
         self.halt.set()
@@ -257,6 +278,7 @@ def test_profile_ray_local_with_the_clis_defaults_binds_loopback_only(tmp_path):
     finally:
         proc.kill()
         seen = watch.stop()
+        _kill_left(watch.procs)  # the Ray it started, should it have been left
     assert proc.returncode == 0, err
     assert "8 unique architectures (8 measurements; 8 added now)" in out and "Traceback" not in err
     assert seen and all(_loopback(a) for a in seen), seen  # Ray's GCS and raylet, on 127.0.0.1 only
@@ -267,3 +289,111 @@ def test_profile_ray_local_with_the_clis_defaults_binds_loopback_only(tmp_path):
     assert (p["statistic"], p["target_pct"], p["max_rounds"], p["reps"], p["warmup"], p["interleave"], p["threads"],
             p["clock"]) == ("ref_ratio", 2.0, 10, 5, 5, 8, 1, "thread")
     assert len({r["protocol"]["reference_baseline_ms"] for r in rows}) == 1
+
+
+# --- two nodes, one lost mid-run ----------------------------------------------------------------
+def _start_node(temp_dir: str, env: dict, nodes: list, head: str | None = None, timeout: float = 90) -> str:
+    """Start tests/ray_node.py in a process group of its own (appended to `nodes`); its GCS address."""
+    log = open(os.path.join(temp_dir, f"node{len(nodes)}.log"), "w")
+    p = subprocess.Popen([sys.executable, str(NODE), temp_dir, *([head] if head else [])], stdout=subprocess.PIPE,
+                         stderr=log, text=True, env=env, start_new_session=True)
+    log.close()
+    nodes.append(p)
+    deadline = time.time() + timeout
+    while select.select([p.stdout], [], [], max(0.0, deadline - time.time()))[0]:
+        line = p.stdout.readline()
+        if line.startswith("ready "):
+            return line.split()[1]
+        if not line:  # it exited
+            break
+    raise AssertionError(f"a Ray node did not start in {timeout}s: "
+                         f"{Path(temp_dir, f'node{len(nodes) - 1}.log').read_text()[-2000:]}")
+
+
+def _stop_nodes(nodes: list, extra: dict[int, tuple[int, str]]) -> None:
+    """Stop each node's process group (SIGTERM, then SIGKILL), and what it started in groups of their own."""
+    tree = dict(extra)
+    for p in nodes:
+        tree.update(_proc_tree(p.pid))
+    for p in nodes:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 15
+    for p in nodes:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(10)
+    _kill_left(tree)  # actor processes sit in process groups of their own
+
+
+@pytest.fixture
+def two_nodes():
+    """A Ray head and a worker node on 127.0.0.1, one CPU each, with raylets of their own; stopped after the test."""
+    pytest.importorskip("ray", reason="Ray not installed (pip install 'lpm-zoo[ray]')")
+    temp_dir = tempfile.mkdtemp(prefix="lpmray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, ONE_MACHINE_ENV: "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    nodes: list = []
+    seen: dict[int, tuple[int, str]] = {}
+    try:
+        address = _start_node(temp_dir, env, nodes)
+        _start_node(temp_dir, env, nodes, address)
+        yield SimpleNamespace(address=address, head=nodes[0], worker=nodes[1], env=env, seen=seen)
+    finally:
+        _stop_nodes(nodes, seen)
+        import shutil
+
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _rows(db: str) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as c:
+            return c.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.mark.slow
+def test_a_lost_worker_node_loses_no_architecture(tmp_path, two_nodes):
+    db, n = str(tmp_path / "m.db"), 8
+    proc = subprocess.Popen(_lpm("profile", "--backend", "ort", "--samples", str(n), "--db", db, "--ray",
+                                 two_nodes.address, "--interleave", "1", "--no-progress", "--warmup", "1",
+                                 "--rounds", "3", "--reps", "3"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=two_nodes.env)
+    watch = _Listeners(two_nodes.head.pid, two_nodes.worker.pid, proc.pid)
+    watch.start()
+    try:
+        deadline = time.time() + 180
+        while _rows(db) < 1:
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "no row in 180 s"
+            time.sleep(0.1)
+        doomed = _proc_tree(two_nodes.worker.pid)  # the worker node: its raylet, agents and the actor it runs
+        two_nodes.seen.update(doomed)
+        os.killpg(two_nodes.worker.pid, signal.SIGKILL)  # the node dies: its raylet's whole process group
+        killed_at, stored_then = time.time(), _rows(db)
+        out, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+        seen = watch.stop()
+    assert any(cmd.startswith("ray::_Worker") for _, cmd in doomed.values()), doomed  # a worker ran on that node
+    assert stored_then < n
+    assert proc.returncode == 0, err
+    lost = [line for line in err.splitlines() if "lost a Ray worker" in line]
+    assert len(lost) == 1 and lost[0].startswith("lpm profile: warning: lost a Ray worker"), err
+    assert "Traceback" not in err
+    assert f"{n} unique architectures ({n} measurements; {n} added now)" in out
+    with MeasurementStore(db) as s:
+        rows = list(s.measurements())
+    _, _, keys = sample_unique_arrays(n, 0)
+    assert sorted(r["cell_key"] for r in rows) == sorted(keys)  # every planned architecture, each exactly once
+    assert sum(r["timestamp"] > killed_at for r in rows) >= 2  # the dead node's groups, measured on the head's node
+    assert seen and all(_loopback(a) for a in seen), seen  # nodes, actors and driver on 127.0.0.1 only
