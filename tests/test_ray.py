@@ -74,6 +74,7 @@ def test_every_protocol_field_survives_the_cli_flags_and_the_local_workers_comma
 def test_every_protocol_field_reaches_a_ray_actor_and_the_store(tmp_path):
     pytest.importorskip("ray", reason="Ray not installed (pip install 'lpm-zoo[ray]')")
     p = _other_protocol()
+    env_before = os.environ.get(ONE_MACHINE_ENV)
     pool = RayPool("local", "ort", "cpu", "cifar-b1", p, None, 0, workers=1)
     try:
         ops, inputs, _ = sample_unique_arrays(1, 0)
@@ -81,7 +82,7 @@ def test_every_protocol_field_reaches_a_ray_actor_and_the_store(tmp_path):
         (group,) = list(pool.measure_all([[cell]]))
     finally:
         pool.shutdown()
-    assert os.environ.get(ONE_MACHINE_ENV) is None  # put back as it was
+    assert os.environ.get(ONE_MACHINE_ENV) == env_before  # put back as it was
     (m,) = group
     assert m.genotype == cell and m.protocol["reps"] == 3 and len(m.runs_ms) % 3 == 0
     proto, seed = _recorded_protocol({"protocol": m.protocol})  # what `lpm recheck` rebuilds from the row
