@@ -89,10 +89,18 @@ class RayPool:
                  log: Callable[[str], None] = _stderr):
         self._local = address == "local"
         self._saved_env = os.environ.get(ONE_MACHINE_ENV)
-        ray = _ray(self._local)
-        self.ray = ray
         self.log = log
         self._own = False
+        self.workers: list[Any] = []
+        try:
+            self._start(address, backend, device, profile, protocol, name, seed, workers)
+        except BaseException:
+            self.shutdown()  # a pool that does not start leaves no Ray, and the variable as it was
+            raise
+
+    def _start(self, address: str, backend: str, device: str, profile: str, protocol: Protocol,
+               name: str | None, seed: int, workers: int | None) -> None:
+        ray = self.ray = _ray(self._local)
         kind, _ = parse_device(device)
         if not ray.is_initialized():
             if self._local:
@@ -178,7 +186,7 @@ class RayPool:
 
     def shutdown(self) -> None:
         """Stop the workers, and Ray where this pool started or joined it."""
-        for w in getattr(self, "workers", []):
+        for w in self.workers:
             self.ray.kill(w)
         if self._own:
             self.ray.shutdown()
