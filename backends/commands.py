@@ -96,6 +96,26 @@ def _protocol(args: argparse.Namespace, interleave: int = 1):
                     min_rounds=min(args.min_rounds, args.rounds) if args.target_pct else args.min_rounds)
 
 
+def protocol_flags(protocol) -> list[str]:
+    """The `lpm profile` flags from which `_protocol` builds `protocol` again: every field, so none is left behind.
+
+    A field is `--field-name VALUE`, except `reference` (`--no-reference` when off) and an unset
+    `target_pct` (0: fixed rounds); a field the CLI has no flag for fails to parse, not silently.
+    """
+    from dataclasses import fields
+
+    argv: list[str] = []
+    for f in fields(protocol):
+        value = getattr(protocol, f.name)
+        if f.name == "reference":
+            argv += [] if value else ["--no-reference"]
+        elif f.name == "target_pct":
+            argv += ["--target-pct", repr(float(value or 0))]
+        else:
+            argv += [f"--{f.name.replace('_', '-')}", str(value)]
+    return argv
+
+
 def _log_for(command: str):
     """Progress lines to stderr; a `warning: ...` line is prefixed with the command, like the CLI's errors."""
     import sys

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from typing import Any
 
@@ -236,7 +237,7 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
             if protocol.statistic == AUTO:  # no pilot on a cluster: the store's statistic, else the default
                 protocol = replace(protocol, statistic=store.meta(statistic_key(backend, device_name(device, name),
                                                                                  profile)) or DEFAULT_STATISTIC)
-            pool = RayPool(ray_address, backend, device, profile, protocol, name, seed, workers)
+            pool = RayPool(ray_address, backend, device, profile, protocol, name, seed, workers, log)
             try:
                 dev_name = pool.device_name
                 todo = plan(store, backend, dev_name, profile, samples, seed, cells)
@@ -409,10 +410,6 @@ def _resummarise(m: Measurement, statistic: str) -> None:
         m.latency_ms = statistic_of(m.runs_ms, p["rounds"], statistic)
 
 
-_PROTOCOL_FIELDS = ("warmup", "rounds", "reps", "threads", "statistic", "interleave", "clock", "reference",
-                    "target_pct", "min_rounds")
-
-
 MAX_RECHECK_RUNS = 100_000  # the most timed runs (rounds x reps) a recorded protocol may ask of a recheck
 
 
@@ -423,7 +420,7 @@ def _recorded_protocol(rec: dict[str, Any]) -> tuple[Protocol, int]:
     asking for more than MAX_RECHECK_RUNS timed runs, or one `Protocol` refuses, is an LpmError.
     """
     p = rec["protocol"]
-    fields = {f: p[f] for f in _PROTOCOL_FIELDS if f in p}
+    fields = {f.name: p[f.name] for f in dataclass_fields(Protocol) if f.name in p}
     if "max_rounds" in p:  # an adaptive measurement: `rounds` is what it used, the budget is max_rounds
         fields["rounds"] = p["max_rounds"]
     if fields.get("threads") is None:  # CUDA measurements record no host threads

@@ -23,16 +23,13 @@ from lpm_zoo.errors import LpmError
 
 def _child_argv(args: argparse.Namespace, protocol, i: int, n: int) -> list[str]:
     """The `lpm profile` command line of worker i of n, with the store's statistic settled."""
+    from backends.commands import protocol_flags
+
     argv = [sys.executable, "-m", "lpm_zoo", "profile", "--backend", args.backend, "--device", args.device,
             "--profile", args.profile, "--samples", str(args.samples), "--db", str(args.db), "--seed", str(args.seed),
-            "--threads", str(args.threads), "--warmup", str(protocol.warmup), "--rounds", str(protocol.rounds),
-            "--reps", str(protocol.reps), "--target-pct", str(protocol.target_pct or 0),
-            "--min-rounds", str(protocol.min_rounds), "--statistic", protocol.statistic,
-            "--interleave", str(protocol.interleave), "--clock", args.clock, "--shard", f"{i}/{n}", "--no-progress"]
+            *protocol_flags(protocol), "--shard", f"{i}/{n}", "--no-progress"]
     if args.device_name:
         argv += ["--device-name", args.device_name]
-    if args.no_reference:
-        argv.append("--no-reference")
     return argv
 
 
