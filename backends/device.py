@@ -97,8 +97,9 @@ def device_fingerprint(device: str) -> dict:
 
 
 def store_hardware(store: MeasurementStore, backend: str, name: str, profile: str) -> list[dict | None]:
-    """What `store` says measured backend/name/profile: its recorded fingerprint and its first row's
-    hardware (rows of older stores have only a CPU or GPU model string); [] when it holds neither."""
+    """What `store` says measured backend/name/profile: its recorded fingerprint (None when unreadable) and
+    its first row's hardware (rows of older stores have only a CPU or GPU model string; rows that record
+    none are left out); [] when it says nothing."""
     import json
 
     known: list[dict | None] = []
@@ -108,10 +109,10 @@ def store_hardware(store: MeasurementStore, backend: str, name: str, profile: st
             value = json.loads(recorded[:100_000])
         except ValueError:
             value = None
-        known.append(value if isinstance(value, dict) else None)
-    rows = store.devices(backend, profile)
-    if name in rows:
-        known.append(rows[name])
+        known.append(value if isinstance(value, dict) and value.get("model") else None)
+    row = store.devices(backend, profile).get(name)
+    if row is not None:
+        known.append(row)
     return known
 
 

@@ -35,8 +35,8 @@ SOURCE = "ort-cpu-both"  # the shipped whole-network predictor (both cells price
 TARGET = ["--backend", "ort", "--device", "cpu", "--profile", "cifar-b1-both"]  # the deployed C=36 network
 COMPARE = ["--db", "bundled:ort-xeon-small-b1", "--backend", "ort", "--device-name", "xeon", "--profile", "small-b1",
            "--predictors", "flops,lut,ridge,mlp", "--train-sizes", "100,800", "--test-size", "300"]
-SEARCH_FLAGS = [
-    "--dataset", "digits", "--method", "darts", "--relative", "--channels", "4", "--layers", "5",
+SEARCH_FLAGS = [  # digits at its native 8x8: a step costs the same small-op overhead at 16x16, and 6 minutes hold 4 searches
+    "--dataset", "digits", "--resolution", "8", "--method", "darts", "--relative", "--channels", "4", "--layers", "5",
     "--batch-size", "32", "--arch-lr", "3e-3", "--threads", "1", "--no-progress", "--json",
 ]
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__.splitlines()[0])
     ap.add_argument("--lambda", dest="lam", type=float, default=0.5, help="relative λ of the latency-aware runs")
     ap.add_argument("--seeds", default="0,1", help="search seeds (comma-separated; default 0,1)")
-    ap.add_argument("--epochs", type=int, default=4, help="search epochs (default 4)")
+    ap.add_argument("--epochs", type=int, default=3, help="search epochs (default 3)")
     ap.add_argument("--samples", type=int, default=10, help="calibration genotypes measured here (default 10)")
     ap.add_argument("--out", default="runs/demo", help="where the demo keeps its store, predictor and searches")
     args = ap.parse_args(argv)
@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"   {adapt['method']}: leave-one-out error {adapt['loo_mre_pct']:.2f}% on the {adapt['n']} genotypes "
           f"measured here" + (f" (a plain scale: {scale['loo_mre_pct']:.2f}%)" if scale and scale is not adapt else "")
           + f"; {time.time() - t0:.0f} s", flush=True)
-    stamp = hashlib.sha256((zoo / name / "model.safetensors").read_bytes()).hexdigest()[:12]
+    stamp = hashlib.sha256((zoo / name / "model.safetensors").read_bytes()  # a recalibrated predictor, or other
+                           + json.dumps([SEARCH_FLAGS, args.epochs]).encode()).hexdigest()[:12]  # settings: afresh
 
     print("\n== 2. compare predictor types on a bundled store (the dev Xeon's small-b1 cells) ==", flush=True)
     table = _run(_lpm("compare", *COMPARE, "--out", str(out / "compare")), "lpm compare")
