@@ -130,6 +130,20 @@ def cuda_event_times(run: Callable[[], Any], stream: Any, n: int) -> list[float]
     return [start.elapsed_time(end) for start, end in events]
 
 
+def installed_distributions(names: tuple[str, ...]) -> list[str]:
+    """Which of the distributions `names` are installed (several that ship one module overwrite each other's files)."""
+    from importlib import metadata
+
+    found = []
+    for name in names:
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
 def register_backend(name: str) -> Callable[[B], B]:
     """Class decorator: register a `Backend` subclass under `name`."""
     return _REGISTRY.register(name)
