@@ -409,7 +409,7 @@ def _resummarise(m: Measurement, statistic: str) -> None:
         m.latency_ms = statistic_of(m.runs_ms, p["rounds"], statistic)
 
 
-_PROTOCOL_FIELDS = ("warmup", "rounds", "reps", "threads", "statistic", "interleave", "clock", "reference",
+_PROTOCOL_FIELDS = ("warmup", "warmup_s", "rounds", "reps", "threads", "statistic", "interleave", "clock", "reference",
                     "target_pct", "min_rounds")
 
 

@@ -25,7 +25,8 @@ def _child_argv(args: argparse.Namespace, protocol, i: int, n: int) -> list[str]
     """The `lpm profile` command line of worker i of n, with the store's statistic settled."""
     argv = [sys.executable, "-m", "lpm_zoo", "profile", "--backend", args.backend, "--device", args.device,
             "--profile", args.profile, "--samples", str(args.samples), "--db", str(args.db), "--seed", str(args.seed),
-            "--threads", str(args.threads), "--warmup", str(protocol.warmup), "--rounds", str(protocol.rounds),
+            "--threads", str(args.threads), "--warmup", str(protocol.warmup),
+            "--warmup-s", str(protocol.warmup_s), "--rounds", str(protocol.rounds),
             "--reps", str(protocol.reps), "--target-pct", str(protocol.target_pct or 0),
             "--min-rounds", str(protocol.min_rounds), "--statistic", protocol.statistic,
             "--interleave", str(protocol.interleave), "--clock", args.clock, "--shard", f"{i}/{n}", "--no-progress"]
