@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.device import cuda_missing, parse_device, short_gpu_name
-from backends.registry import Backend, Prepared, cuda_event_times, register_backend
+from backends.registry import Backend, Prepared, cuda_event_times, installed_distributions, register_backend
 from lpm_zoo.errors import LpmError
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir
@@ -46,6 +46,19 @@ _INSTALL = {(8, 6): "pip install 'lpm-zoo[trt-pascal]' (TensorRT 8.6)",
             (10, 0): "pip install 'tensorrt-cu12>=10.0,<10.5'",
             (10, 5): "pip install 'tensorrt-cu12>=10.5,<10.8'",
             (10, 8): "pip install 'lpm-zoo[trt]' (TensorRT 10.8+ / 11)"}
+
+
+#: distributions that each install the `tensorrt` Python module (8.6's, and 10+'s per CUDA major)
+TRT_BINDINGS = ("tensorrt-bindings", "tensorrt-cu11-bindings", "tensorrt-cu12-bindings", "tensorrt-cu13-bindings")
+
+
+def trt_clash() -> str:
+    """Why the installed `tensorrt` module cannot be trusted ("" when one distribution provides it)."""
+    found = installed_distributions(TRT_BINDINGS)
+    if len(found) < 2:
+        return ""
+    return (f"{' and '.join(found)} are all installed and overwrite each other's tensorrt module; keep one: "
+            f"pip uninstall -y {' '.join(found)}, then install one TensorRT (README, Support)")
 
 
 def _trt() -> Any:
@@ -271,7 +284,7 @@ class TrtBackend(Backend):
             import torch
         except ImportError:
             return False, "torch not installed (used for CUDA memory and events)"
-        why = cuda_missing(index)
+        why = trt_clash() or cuda_missing(index)
         if not why:
             version = trt_version(trt.__version__)
             why = version_gap(version) or gpu_gap(version, tuple(torch.cuda.get_device_capability(index)))
