@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from backends.device import cuda_missing, parse_device
-from backends.registry import Backend, Prepared, cuda_event_times, host_times, installed_distributions, register_backend
+from backends.registry import (
+    Backend,
+    Prepared,
+    cuda_event_times,
+    host_times,
+    installed_distributions,
+    register_backend,
+    side_stream,
+)
 from lpm_zoo.errors import LpmError
 
 #: distributions that each install the `onnxruntime` module; two of them in one environment break it
@@ -185,7 +193,7 @@ def _torch_stream(index: int) -> Any:
     try:
         import torch
 
-        return torch.cuda.Stream(torch.device("cuda", index)) if torch.cuda.is_available() else None
+        return side_stream(torch.device("cuda", index)) if torch.cuda.is_available() else None
     except ImportError:
         return None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends.device import cuda_missing, parse_device
-from backends.registry import Backend, Prepared, cuda_event_times, host_times, register_backend
+from backends.registry import Backend, Prepared, cuda_event_times, host_times, register_backend, side_stream
 from lpm_zoo.errors import LpmError
 
 
@@ -53,8 +53,7 @@ class TorchBackend(Backend):
         set_tf32(False)
         model = model.to(dev)
         x = example_input.to(dev)
-        stream = torch.cuda.Stream(dev)
-        stream.wait_stream(torch.cuda.current_stream(dev))  # the weights' and input's copies were queued there
+        stream = side_stream(dev)  # waits for the copies of the weights and the input
         info = {"device_kind": "cuda", "cudnn_benchmark": True, "cuda_graph": bool(cuda_graph), "stream": "side",
                 "precision": "fp32", "tf32": False}
         if cuda_graph:

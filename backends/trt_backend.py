@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.device import cuda_missing, parse_device, short_gpu_name
-from backends.registry import Backend, Prepared, cuda_event_times, installed_distributions, register_backend
+from backends.registry import Backend, Prepared, cuda_event_times, installed_distributions, register_backend, side_stream
 from lpm_zoo.errors import LpmError
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir
@@ -57,7 +57,7 @@ def trt_clash() -> str:
     found = installed_distributions(TRT_BINDINGS)
     if len(found) < 2:
         return ""
-    return (f"{' and '.join(found)} are all installed and overwrite each other's tensorrt module; keep one: "
+    return (f"{' and '.join(found)} are installed together and overwrite each other's tensorrt module; keep one: "
             f"pip uninstall -y {' '.join(found)}, then install one TensorRT (README, Support)")
 
 
@@ -310,8 +310,7 @@ class TrtBackend(Backend):
                                         workspace_mb=workspace_mb, cache_path=cache_path)
         runtime, engine, context = load_engine(trt, serialized)
         buffers, out_name = bind_io(trt, engine, context, example_input, dev)
-        stream = torch.cuda.Stream(dev)
-        stream.wait_stream(torch.cuda.current_stream(dev))  # the input's copy was queued on the default stream
+        stream = side_stream(dev)  # waits for the input's copy, queued on the current stream
 
         def run() -> None:
             if not context.execute_async_v3(stream.cuda_stream):
