@@ -31,7 +31,7 @@ def ort_clash() -> str:
     found = installed_distributions(ORT_DISTRIBUTIONS)
     if len(found) < 2:
         return ""
-    return (f"{' and '.join(found)} are both installed and overwrite each other's onnxruntime module; keep one: "
+    return (f"{' and '.join(found)} are installed together and overwrite each other's onnxruntime module; keep one: "
             f"pip uninstall -y {' '.join(found)} && pip install 'lpm-zoo[gpu]' (CUDA) or 'lpm-zoo[cpu]'")
 
 
@@ -56,9 +56,12 @@ class OrtBackend(Backend):
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:
-            ort = _ort()
-        except LpmError as e:
-            return False, "onnxruntime not installed" if "not installed" in str(e) else str(e)
+            import onnxruntime as ort
+        except ImportError:
+            return False, "onnxruntime not installed"
+        clash = ort_clash()
+        if clash:
+            return False, clash
         kind, index = parse_device(device)
         if kind == "cpu":
             return True, ""
