@@ -5,6 +5,9 @@ BIN    := $(VENV)/bin
 # torch is installed first and pinned, so pip takes the CPU wheel on this machine's disk
 # instead of resolving a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
+# `cpu` installs the CPU onnxruntime; on a CUDA machine `make venv EXTRAS=test,gpu` takes onnxruntime-gpu
+# instead (never both: they overwrite each other's module).
+EXTRAS ?= test,cpu
 # The suite runs as a stated CPU (LPM_HOST_IDENTITY, default xeon; tests/conftest.py); the tests marked
 # `host` run once more as each other identity, so none of them holds on one CPU model only.
 HOSTS  := xeon epyc graviton3
@@ -18,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 test: venv

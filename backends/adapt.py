@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from backends.device import check_same_machine, device_fingerprint, plain_name, store_device_name
     from backends.profiler import Measurer, _drive, choose_statistic, get_backend
-    from backends.protocol import Protocol
+    from backends.protocol import Protocol, default_warmup_s
     from lpm_zoo.calibration import calibration_cells
     from lpm_zoo.errors import LpmError, clip
     from lpm_zoo.hardware import cpu_fingerprint
@@ -100,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
                            f"{args.profile} measurements only (or a new path)")
         have = store.keys(args.backend, dev, args.profile)
         todo = [prof.from_arrays(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
-        protocol = Protocol(warmup=5, rounds=10, reps=5, interleave=8, target_pct=2.0, statistic="auto")
+        protocol = Protocol(warmup=5, warmup_s=default_warmup_s(args.device), rounds=10, reps=5, interleave=8,
+                            target_pct=2.0, statistic="auto")
         if todo:
             protocol = choose_statistic(store, args.backend, args.device, args.profile, protocol, args.device_name,
                                         args.seed, todo, args.db, lambda m: print(m, file=sys.stderr))

@@ -59,6 +59,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled cells and random weights (default 0)")
     g = p.add_argument_group("protocol")
     g.add_argument("--warmup", type=int, default=5, help="untimed runs of each model first (default 5)")
+    g.add_argument("--warmup-s", type=float, default=None, metavar="S",
+                   help="then untimed runs in turns until S seconds have passed, so a GPU's clocks have settled "
+                        "(default 2 on CUDA, 0 on CPUs)")
     g.add_argument("--rounds", type=int, default=10,
                    help="timed rounds, the most with --target-pct (default 10)")
     g.add_argument("--reps", type=int, default=5, help="timed runs per round (default 5)")
@@ -83,14 +86,16 @@ _STATS = ("ref_ratio, round_min_ratio, min_ratio, p10_ratio, p25_ratio (against 
 def _protocol(args: argparse.Namespace, interleave: int = 1):
     import math
 
-    from backends.protocol import Protocol
+    from backends.protocol import Protocol, default_warmup_s
     from lpm_zoo.cli import check_threads
     from lpm_zoo.errors import LpmError
 
     check_threads(args.threads)
     if not math.isfinite(args.target_pct) or args.target_pct < 0:
         raise LpmError(f"--target-pct must be a finite number >= 0 (0: fixed rounds), got {args.target_pct}")
-    return Protocol(warmup=args.warmup, rounds=args.rounds, reps=args.reps, threads=args.threads,
+    if args.warmup_s is None:
+        args.warmup_s = default_warmup_s(args.device)
+    return Protocol(warmup=args.warmup, warmup_s=args.warmup_s, rounds=args.rounds, reps=args.reps, threads=args.threads,
                     statistic=args.statistic, interleave=interleave, clock=args.clock,
                     reference=not args.no_reference, target_pct=args.target_pct or None,
                     min_rounds=min(args.min_rounds, args.rounds) if args.target_pct else args.min_rounds)

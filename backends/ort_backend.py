@@ -1,19 +1,49 @@
-"""ONNX Runtime: CPU EP with fixed threads, CUDA EP with IO binding on the device; the providers really obtained are checked."""
+"""ONNX Runtime: CPU EP with fixed threads, CUDA EP with IO binding on the device; the providers really obtained
+are checked, and on CUDA no node may fall back to the CPU (`session.disable_cpu_ep_fallback`), TF32 is off.
+
+`onnxruntime` (CPU, extra `cpu`) and `onnxruntime-gpu` (CUDA, extra `gpu`) install the same module and
+overwrite each other's files, so finding both installed is an error that says how to keep one.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from backends.device import cuda_missing, parse_device
-from backends.registry import Backend, Prepared, cuda_event_times, host_times, register_backend
+from backends.registry import (
+    Backend,
+    Prepared,
+    cuda_event_times,
+    host_times,
+    installed_distributions,
+    register_backend,
+    side_stream,
+)
 from lpm_zoo.errors import LpmError
+
+#: distributions that each install the `onnxruntime` module; two of them in one environment break it
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino",
+                     "onnxruntime-training")
+
+
+def ort_clash() -> str:
+    """Why the installed onnxruntime cannot be trusted ("" when one distribution provides it)."""
+    found = installed_distributions(ORT_DISTRIBUTIONS)
+    if len(found) < 2:
+        return ""
+    return (f"{' and '.join(found)} are installed together and overwrite each other's onnxruntime module; keep one: "
+            f"pip uninstall -y {' '.join(found)} && pip install 'lpm-zoo[gpu]' (CUDA) or 'lpm-zoo[cpu]'")
 
 
 def _ort():
     try:
         import onnxruntime as ort
     except ImportError:
-        raise LpmError("onnxruntime is not installed; pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA)") from None
+        raise LpmError("onnxruntime is not installed; pip install 'lpm-zoo[cpu]' (CPU) or 'lpm-zoo[gpu]' (CUDA 12: "
+                       "onnxruntime-gpu)") from None
+    clash = ort_clash()
+    if clash:
+        raise LpmError(clash)
     return ort
 
 
@@ -26,14 +56,17 @@ class OrtBackend(Backend):
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:
-            ort = _ort()
-        except LpmError:
+            import onnxruntime as ort
+        except ImportError:
             return False, "onnxruntime not installed"
+        clash = ort_clash()
+        if clash:
+            return False, clash
         kind, index = parse_device(device)
         if kind == "cpu":
             return True, ""
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            return False, f"onnxruntime {ort.__version__} has no CUDA EP (install onnxruntime-gpu)"
+            return False, f"onnxruntime {ort.__version__} has no CUDA EP (pip install 'lpm-zoo[gpu]': onnxruntime-gpu, CUDA 12)"
         why = cuda_missing(index)
         return not why, why
 
@@ -46,27 +79,9 @@ class OrtBackend(Backend):
         self.check(device)
         kind, index = parse_device(device)
         data = _model_bytes(model, example_input)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.add_session_config_entry("session.set_denormal_as_zero", "1")
         x = np.ascontiguousarray(_to_numpy(example_input), dtype=np.float32)
-        stream = None
-        if kind == "cpu":
-            providers: list[Any] = ["CPUExecutionProvider"]
-        else:
-            cuda_opts: dict[str, str] = {"device_id": str(index)}
-            stream = _torch_stream(index)
-            if stream is not None:  # ORT computes on our stream, so CUDA events recorded on it time the run
-                cuda_opts.update(has_user_compute_stream="1", user_compute_stream=str(stream.cuda_stream))
-            providers = [("CUDAExecutionProvider", cuda_opts), "CPUExecutionProvider"]
-        sess = ort.InferenceSession(data, so, providers=providers)
-        got = sess.get_providers()
-        if kind == "cuda" and (not got or got[0] != "CUDAExecutionProvider"):
-            raise LpmError(f"asked onnxruntime for CUDA on {device} but the session got {got}: refusing to time "
-                           "a CPU run as a CUDA one; check the onnxruntime-gpu, CUDA and cuDNN versions")
+        stream = None if kind == "cpu" else _torch_stream(index)
+        sess = _session(ort, data, kind, index, threads, stream)
         if kind == "cuda" and stream is None:  # never time a CUDA session with a host clock
             raise LpmError("ort on CUDA times with CUDA events on a torch stream: it needs torch built with CUDA")
         inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
@@ -94,8 +109,11 @@ class OrtBackend(Backend):
             sess.run_with_iobinding(binding)
             return binding.copy_outputs_to_cpu()[0]
 
-        return Prepared(run, output=output, info={"providers": got, "device_kind": kind, "threads": threads,
-                                                  "io_binding": True, "denormal_as_zero": True},
+        info = {"providers": sess.get_providers(), "device_kind": kind, "threads": threads, "io_binding": True,
+                "denormal_as_zero": True}
+        if kind == "cuda":
+            info.update(cpu_ep_fallback=False, precision="fp32", tf32=False)
+        return Prepared(run, output=output, info=info,
                         stream=stream, keep=(sess, x_val, binding))
 
     def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
@@ -109,11 +127,76 @@ class OrtBackend(Backend):
                 "ort_available_providers": ort.get_available_providers()}
 
 
+def _session(ort: Any, data: bytes, kind: str, index: int, threads: int, stream: Any = None,
+             profile_prefix: str | None = None) -> Any:
+    """An InferenceSession of `data` on `kind`/`index`: sequential, all graph optimisations, denormals as zero; on
+    CUDA the EP computes on `stream` with TF32 off, and a node the CUDA EP cannot run is an error, not a CPU node."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    if kind == "cpu":
+        providers: list[Any] = ["CPUExecutionProvider"]
+    else:
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+        cuda_opts = {"device_id": str(index), "use_tf32": "0"}
+        if stream is not None:  # ORT computes on our stream, so CUDA events recorded on it time the run
+            cuda_opts.update(has_user_compute_stream="1", user_compute_stream=str(stream.cuda_stream))
+        providers = [("CUDAExecutionProvider", cuda_opts)]  # listing the CPU EP too is refused with the fallback off
+    try:
+        sess = ort.InferenceSession(data, so, providers=providers)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        text = str(e)
+        if "fallback to CPU EP has been explicitly disabled" in text or "disable_cpu_ep_fallback" in text:
+            raise LpmError(f"onnxruntime would run nodes of this graph on the CPU instead of cuda:{index} (its CUDA EP "
+                           "is missing or cannot run them): refusing to time a CPU run as a CUDA one; check the "
+                           "onnxruntime-gpu, CUDA and cuDNN versions (README, Support)") from None
+        raise
+    got = sess.get_providers()
+    if kind == "cuda" and (not got or got[0] != "CUDAExecutionProvider"):
+        raise LpmError(f"asked onnxruntime for CUDA on cuda:{index} but the session got {got}: refusing to time "
+                       "a CPU run as a CUDA one; check the onnxruntime-gpu, CUDA and cuDNN versions (README, Support)")
+    return sess
+
+
+def node_providers(model: Any, example_input: Any, device: str = "cpu") -> dict[str, int]:
+    """How many of the graph's nodes each execution provider ran in one profiled run (the session as `prepare`
+    makes it, Memcpy nodes included): on CUDA, any CPUExecutionProvider count is a node that left the GPU."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    ort = _ort()
+    kind, index = parse_device(device)
+    x = np.ascontiguousarray(_to_numpy(example_input), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = _session(ort, _model_bytes(model, example_input), kind, index, 1,
+                        profile_prefix=str(Path(tmp) / "ort-profile"))
+        sess.run(None, {sess.get_inputs()[0].name: x})
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    nodes: dict[str, str] = {}
+    for ev in events:
+        args = ev.get("args") or {}
+        if ev.get("cat") == "Node" and "provider" in args:
+            nodes[str(args.get("node_index", ev.get("name")))] = args["provider"]
+    counts: dict[str, int] = {}
+    for provider in nodes.values():
+        counts[provider] = counts.get(provider, 0) + 1
+    return counts
+
+
 def _torch_stream(index: int) -> Any:
     try:
         import torch
 
-        return torch.cuda.Stream(torch.device("cuda", index)) if torch.cuda.is_available() else None
+        return side_stream(torch.device("cuda", index)) if torch.cuda.is_available() else None
     except ImportError:
         return None
 

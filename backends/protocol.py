@@ -15,6 +15,8 @@ computed later without measuring again (`statistic_of`).
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,6 +30,9 @@ __all__ = ["STATISTICS", "Protocol", "spread_of", "statistic_of", "time_interlea
 
 #: `--statistic auto`: the profiler measures a pilot and keeps the statistic that repeats best here
 AUTO = "auto"
+#: `--warmup-s` by default on a GPU: untimed turns until this many seconds have passed, so its clocks have
+#: ramped up from idle (a few runs of a small network can end before they have); 0 on CPUs
+GPU_WARMUP_S = 2.0
 #: the smallest relative uncertainty a target may ask for: below it the clock's resolution and
 #: the bootstrap's own noise decide, not the measurement
 MIN_TARGET_PCT = 0.05
@@ -43,6 +48,7 @@ class Protocol:
     """
 
     warmup: int = 10
+    warmup_s: float = 0.0  # then untimed turns of the group until this many seconds have passed since warm-up began
     rounds: int = 10
     reps: int = 10
     threads: int = 1
@@ -62,6 +68,9 @@ class Protocol:
                 raise LpmError(f"protocol {field} must be an integer from 1 to 100000, got {str(value)[:40]}")
         if not isinstance(self.warmup, int) or not 0 <= self.warmup <= 100_000:
             raise LpmError(f"protocol warmup must be an integer from 0 to 100000, got {str(self.warmup)[:40]}")
+        if (not isinstance(self.warmup_s, (int, float)) or isinstance(self.warmup_s, bool)
+                or not math.isfinite(self.warmup_s) or not 0 <= self.warmup_s <= 600):
+            raise LpmError(f"--warmup-s must be a number of seconds from 0 to 600, got {str(self.warmup_s)[:40]}")
         if is_ratio(self.statistic) and not self.reference:
             raise LpmError(f"the {self.statistic} statistic needs the reference network; choose another statistic "
                            "without it")
@@ -93,6 +102,13 @@ class Protocol:
         return d
 
 
+def default_warmup_s(device: str) -> float:
+    """The time-based warm-up a device gets unless told: GPU_WARMUP_S on CUDA, none on CPUs."""
+    from lpm_zoo.device import parse_device
+
+    return GPU_WARMUP_S if parse_device(device)[0] == "cuda" else 0.0
+
+
 def spread_of(runs_ms: Sequence[float]) -> float:
     """Interquartile range of the runs (ms)."""
     q1, q3 = np.percentile(np.asarray(runs_ms, dtype=np.float64), [25, 75])
@@ -100,7 +116,8 @@ def spread_of(runs_ms: Sequence[float]) -> float:
 
 
 def time_interleaved(backend: Any, prepared: Sequence[Any], protocol: Protocol) -> list[list[float]]:
-    """Raw times (ms, round-major) of each prepared model, timed in turns as the protocol says.
+    """Raw times (ms, round-major) of each prepared model, timed in turns as the protocol says, after
+    `protocol.warmup` untimed runs of each and untimed turns until `protocol.warmup_s` have passed.
 
     With `protocol.reference` the first prepared model is the reference network, timed in every
     round. With `protocol.target_pct`, a model leaves the turns once its statistic is known to the
@@ -109,9 +126,13 @@ def time_interleaved(backend: Any, prepared: Sequence[Any], protocol: Protocol) 
     those same rounds are the first as many of its runs.
     """
     clock = protocol.host_clock()
+    warm_until = time.perf_counter() + protocol.warmup_s
     for p in prepared:
         if protocol.warmup:
             backend.run_timed(p, protocol.warmup, clock)
+    while time.perf_counter() < warm_until:  # a time-based warm-up: runs in turns until the clocks have settled
+        for p in prepared:
+            backend.run_timed(p, 1, clock)
     runs: list[list[float]] = [[] for _ in prepared]
     active = list(range(len(prepared)))
     first = 1 if protocol.reference else 0  # models from here on may settle; the reference never does

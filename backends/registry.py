@@ -116,6 +116,16 @@ def host_times(run: Callable[[], Any], n: int, clock: str = "wall") -> list[floa
     return times
 
 
+def side_stream(device: Any) -> Any:
+    """A new CUDA stream on `device` that first waits for the work queued on the device's current stream (the
+    copies of weights and inputs made there), so nothing run on it can read them half-copied."""
+    import torch
+
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    return stream
+
+
 def cuda_event_times(run: Callable[[], Any], stream: Any, n: int) -> list[float]:
     """Per-run milliseconds between CUDA events recorded on `stream` around each of `n` calls of `run`."""
     import torch
@@ -128,6 +138,20 @@ def cuda_event_times(run: Callable[[], Any], stream: Any, n: int) -> list[float]
             end.record(stream)
     stream.synchronize()
     return [start.elapsed_time(end) for start, end in events]
+
+
+def installed_distributions(names: tuple[str, ...]) -> list[str]:
+    """Which of the distributions `names` are installed (several that ship one module overwrite each other's files)."""
+    from importlib import metadata
+
+    found = []
+    for name in names:
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
 
 
 def register_backend(name: str) -> Callable[[B], B]:

@@ -1,11 +1,12 @@
-"""Eager PyTorch: CPU with a fixed thread count; CUDA with CUDA events on a side stream (opt-in CUDA graphs)."""
+"""Eager PyTorch: CPU with a fixed thread count; CUDA with CUDA events on a side stream (opt-in CUDA graphs),
+TF32 off so fp32 is fp32 on Ampere and newer too."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from backends.device import cuda_missing, parse_device
-from backends.registry import Backend, Prepared, cuda_event_times, host_times, register_backend
+from backends.registry import Backend, Prepared, cuda_event_times, host_times, register_backend, side_stream
 from lpm_zoo.errors import LpmError
 
 
@@ -49,10 +50,12 @@ class TorchBackend(Backend):
                             info={"device_kind": "cpu", "threads": threads, "flush_denormal": True})
         dev = torch.device("cuda", index)
         torch.backends.cudnn.benchmark = True
+        set_tf32(False)
         model = model.to(dev)
         x = example_input.to(dev)
-        stream = torch.cuda.Stream(dev)
-        info = {"device_kind": "cuda", "cudnn_benchmark": True, "cuda_graph": bool(cuda_graph), "stream": "side"}
+        stream = side_stream(dev)  # waits for the copies of the weights and the input
+        info = {"device_kind": "cuda", "cudnn_benchmark": True, "cuda_graph": bool(cuda_graph), "stream": "side",
+                "precision": "fp32", "tf32": False}
         if cuda_graph:
             with torch.inference_mode(), torch.cuda.stream(stream):
                 for _ in range(3):  # warm-up on the side stream before capture, as CUDA graphs require
@@ -91,3 +94,16 @@ class TorchBackend(Backend):
         if parse_device(device)[0] == "cuda" and torch.cuda.is_available():
             info.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
         return info
+
+
+def set_tf32(enabled: bool) -> None:
+    """Allow or forbid TF32 in cuDNN convolutions and cuBLAS matmuls (process-wide; on by default for cuDNN),
+    through torch's `fp32_precision` settings where it has them (2.9+), else `allow_tf32`."""
+    import torch
+
+    cudnn = torch.backends.cudnn
+    if hasattr(cudnn, "fp32_precision"):  # all of them: torch refuses to read a mix of the two APIs' settings
+        for setting in (cudnn, cudnn.conv, cudnn.rnn, torch.backends.cuda.matmul):
+            setting.fp32_precision = "tf32" if enabled else "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled

@@ -34,12 +34,47 @@ def canonical_device(device: str) -> str:
     return device.strip().lower()
 
 
+_ARCH = re.compile(r"(sm|compute)_(\d+)([af]?)")
+
+
+def _arch_capability(digits: str) -> tuple[int, int]:
+    """'60' -> (6, 0), '120' -> (12, 0): the last digit is the minor version."""
+    return int(digits[:-1]), int(digits[-1])
+
+
+def arch_runs_on(arch: str, capability: tuple[int, int]) -> bool:
+    """Whether code built for `arch` (torch's `get_arch_list()` entry: sm_60, sm_90a, sm_100f, compute_90) runs
+    on a device of `capability`: a cubin (sm_XY) on the same major at minor >= Y, PTX (compute_XY) on any
+    capability >= X.Y (JIT-compiled), an arch-specific target (suffix a) on X.Y exactly."""
+    m = _ARCH.fullmatch(arch.strip().lower())
+    if not m:
+        return False
+    built = _arch_capability(m.group(2))
+    if m.group(3) == "a":
+        return built == capability
+    if m.group(1) == "compute":
+        return capability >= built
+    return built[0] == capability[0] and capability[1] >= built[1]
+
+
+def kernel_gap(capability: tuple[int, int], arch_list: list[str]) -> str:
+    """Why a torch build with kernels for `arch_list` cannot run on a device of `capability` ("" when it can)."""
+    if not arch_list or any(arch_runs_on(a, capability) for a in arch_list):
+        return ""
+    sm = f"sm_{capability[0]}{capability[1]}"
+    return (f"compute capability {capability[0]}.{capability[1]} ({sm}) and this torch build has kernels for "
+            f"{' '.join(arch_list)} only (every kernel would fail with \"no kernel image\"): it needs a torch "
+            f"build whose torch.cuda.get_arch_list() names {sm} (README, Support)")
+
+
 def cuda_missing(index: int = 0) -> str:
-    """Why CUDA device `index` cannot be used here ("" when it can); imports torch only when called."""
+    """Why CUDA device `index` cannot be used here ("" when it can), its compute capability checked against
+    the kernels torch was built with; imports torch only when called."""
     import torch
 
     if not torch.cuda.is_available():
         return f"no CUDA device (torch {torch.__version__})"
     if index >= torch.cuda.device_count():
         return f"only {torch.cuda.device_count()} CUDA device(s)"
-    return ""
+    gap = kernel_gap(tuple(torch.cuda.get_device_capability(index)), list(torch.cuda.get_arch_list()))
+    return f"cuda:{index} ({torch.cuda.get_device_name(index)}) is {gap}; torch {torch.__version__}" if gap else ""

@@ -30,8 +30,9 @@ def cosine_schedule(optimizer: Optimizer, epochs: int, lr_min: float) -> CosineA
 
 def checkpoint_state(model: torch.nn.Module, optimizers: Mapping[str, Optimizer], scheduler: CosineAnnealingLR,
                      gen: torch.Generator) -> dict[str, Any]:
-    """The entries every checkpoint holds: format, model, optimisers (by key), LR schedule, both RNG states."""
-    return {
+    """The entries every checkpoint holds: format, model, optimisers (by key), LR schedule, the RNG states (the
+    data generator's, torch's CPU one and, once CUDA is in use, each CUDA device's: drop path draws from those)."""
+    state = {
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         **{key: opt.state_dict() for key, opt in optimizers.items()},
@@ -39,6 +40,9 @@ def checkpoint_state(model: torch.nn.Module, optimizers: Mapping[str, Optimizer]
         "gen": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
+    if torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def restore_state(ck: Mapping[str, Any], model: torch.nn.Module, optimizers: Mapping[str, Optimizer],
@@ -57,6 +61,16 @@ def restore_state(ck: Mapping[str, Any], model: torch.nn.Module, optimizers: Map
         _replay(scheduler, epoch)
     gen.set_state(ck["gen"].cpu())  # map_location moved them; RNG states are CPU tensors
     torch.set_rng_state(ck["torch_rng"].cpu())
+    if "cuda_rng" in ck and torch.cuda.is_available():  # a CPU run resumed on CPU has none to restore
+        for index, cuda_state in enumerate(ck["cuda_rng"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
+
+
+def sync_device(device: torch.device) -> None:
+    """Wait for the work queued on a CUDA `device` (nothing on CPUs), so a host timer started next counts only
+    what follows, not GPU work queued before it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _replay(scheduler: CosineAnnealingLR, epoch: int) -> None:

@@ -27,7 +27,7 @@ from search.architect import Architect
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
 from search.data import ImageData, iterate, load_data, split_halves
 from search.latency import LatencyTerm
-from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
+from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs, sync_device
 from search.model_search import SearchNetwork
 
 
@@ -300,6 +300,7 @@ class Search:
         timed_latency = None
         if latency_fn is not None:
             def timed_latency():
+                sync_device(self.device)  # latency_s is the latency term's time, not the GPU's queued steps
                 t0 = time.perf_counter()
                 est = latency_fn()
                 st.timing["latency_s"] = st.timing.get("latency_s", 0.0) + time.perf_counter() - t0
