@@ -24,7 +24,7 @@ from lpm_zoo.encoding import N_EDGES
 from lpm_zoo.errors import LpmError
 from search.architect import Architect
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
-from search.data import ImageData, iterate, load_data, split_halves
+from search.data import ImageData, check_resolution, iterate, load_data, split_halves
 from search.latency import LatencyTerm
 from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 from search.model_search import SearchNetwork
@@ -150,6 +150,7 @@ def _check(cfg: ResolvedSearch) -> ResolvedSearch:
         raise LpmError(f"--samples must be in [2, 10000] (sub-networks per step), got {cfg.samples}")
     if cfg.lam > 0 and not cfg.predictor:
         raise LpmError("--lambda > 0 needs --predictor NAME (a fitted predictor from `lpm zoo` or a directory)")
+    check_resolution(cfg.dataset, cfg.resolution)
     cfg = replace(cfg, device=check_device(cfg.device))
     if cfg.max_steps is not None and cfg.max_steps < 1:
         raise LpmError(f"--max-steps must be at least 1, got {cfg.max_steps}")

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
-from search.data import iterate, load_data
+from search.data import check_resolution, iterate, load_data
 from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -66,6 +66,7 @@ class TrainConfig:
         for k, v in TRAIN_DEFAULTS[self.dataset].items():
             if out[k] is None:
                 out[k] = v
+        check_resolution(self.dataset, self.resolution)
         if out["epochs"] < 1 or out["batch_size"] < 2:
             raise LpmError("--epochs must be >= 1 and --batch-size >= 2")
         for key, flag, above in (("lr", "--lr", True), ("lr_min", "lr_min", False), ("drop_path", "--drop-path", False),
