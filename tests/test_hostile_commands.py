@@ -172,3 +172,78 @@ def test_a_checkpoint_that_is_not_this_runs_is_one_line_and_left_alone(finished_
     assert tree(out) == before  # the checkpoint is kept as it was, nothing else written
     assert not (tmp_path / "PWNED").exists()
 
+
+# --- 6, 7, 8. lpm transfer: --test-size bounded, --out that cannot be written, resumed with other --sizes -----------
+@pytest.fixture(scope="module")
+def two_devices(tmp_path_factory) -> list[str]:
+    """Two synthetic devices of 300 cells (the same runtime, one 1.4x slower): transfer's arguments for them."""
+    from lpm_zoo.synthetic import make_synthetic_store
+
+    d = tmp_path_factory.mktemp("devices")
+    make_synthetic_store(str(d / "base.db"), 300)
+    make_synthetic_store(str(d / "slow.db"), 300, device="slow", scale=1.4)
+    return ["transfer", "--db", str(d / "base.db"), "--db", str(d / "slow.db"), "--min-cells", "100", "--draws", "2",
+            "--source-type", "ridge", "--scratch", "lut", "--no-progress"]
+
+
+@pytest.mark.parametrize("extra, says", [
+    (["--test-size", "0"], "--test-size must be at least 10"),  # was ValueError: zero-size array
+    (["--test-size", "1"], "--test-size must be at least 10"),  # was 8 numpy warnings and tau nan
+    (["--test-size", "9"], "--test-size must be at least 10"),
+    (["--test-size", "296"], "has 300 architectures outside the calibration set and N up to 5 are drawn from the "
+                             "rest, so at most 295"),  # was silently cut to 295
+    (["--seed", "-1"], "--seed must be in [0, 2^32)"),  # was ValueError: expected non-negative integer
+    (["--out", "/proc/lpm-x"], "cannot create the --out folder '/proc/lpm-x' (No such file or directory)"),
+    (["--out", "{afile}/sub"], "(Not a directory); choose another --out"),
+    (["--out", "{rowsdir}"], "rows.jsonl' is not a regular file"),
+])
+def test_transfer_arguments_it_cannot_use_are_one_line_before_any_work(two_devices, tmp_path, extra, says):
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    (tmp_path / "rowsdir" / "rows.jsonl").mkdir(parents=True)
+    extra = [a.replace("{afile}", str(tmp_path / "afile")).replace("{rowsdir}", str(tmp_path / "rowsdir"))
+             for a in extra]
+    has_out = "--out" in extra
+    before = tree(tmp_path)
+    r = lpm(*two_devices, "--sizes", "5", *extra, *([] if has_out else ["--out", str(tmp_path / "new")]),
+            cwd=tmp_path)
+    refused(r, says)
+    assert tree(tmp_path) == before  # no --out folder made, nothing written
+
+
+def test_transfer_resumed_with_other_sizes_computes_only_the_new_rows(two_devices, tmp_path):
+    import json
+
+    def run(out: str, sizes: str) -> list[dict]:
+        r = lpm(*two_devices, "--sizes", sizes, "--out", str(tmp_path / out), "--json", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return [json.loads(x) for x in r.stdout.splitlines()]
+
+    def key(r: dict) -> tuple:
+        return r["target"], r["sources"], r["method"], r["n"], r["cells"]
+
+    assert {r["n"] for r in run("a", "5,10") if r["relation"] != "native"} == {5, 10}
+    saved = (tmp_path / "a" / "rows.jsonl").read_text()
+    resumed = run("a", "5,20,10")
+    fresh = run("b", "5,10,20")
+    assert {r["n"] for r in resumed if r["relation"] != "native"} == {5, 10, 20}  # the old run printed 5 and 10 only
+    assert (tmp_path / "a" / "rows.jsonl").read_text().startswith(saved)  # the saved rows are kept as they were
+    rows = [json.loads(x) for x in (tmp_path / "a" / "rows.jsonl").read_text().splitlines()]
+    assert sorted(map(key, rows)) == sorted(map(key, resumed)) and len(rows) == len(fresh)  # nothing made twice
+    made_now = rows[len(saved.splitlines()):]
+    assert made_now and {r["n"] for r in made_now} == {20}  # only the new N was computed, no second native row
+    by_key = {key(r): r for r in fresh}  # the same held-out set and draws as a run of all three N
+    assert all(r["mre_pct"] == by_key[key(r)]["mre_pct"] for r in resumed)
+    assert {r["n"] for r in run("a", "10") if r["relation"] != "native"} == {10}  # prints the N asked for
+    assert len((tmp_path / "a" / "rows.jsonl").read_text().splitlines()) == len(rows)
+
+
+@pytest.mark.parametrize("extra, says", [(["--draws", "3"], "other --draws"), (["--seed", "4"], "other --seed"),
+                                         (["--scratch", ""], "other --scratch"),
+                                         (["--test-size", "50"], "other --test-size")])
+def test_transfer_resumed_with_other_settings_is_refused(two_devices, tmp_path, extra, says):
+    out = tmp_path / "a"
+    assert lpm(*two_devices, "--sizes", "5", "--out", str(out), "--target", "synth/cpu/cifar-b1",
+               cwd=tmp_path).returncode == 0
+    before = tree(out)
+    refused(lpm(*two_devices, "--sizes", "5", "--out", str(out), *extra, cwd=tmp_path), says)
+    assert tree(out) == before
