@@ -247,3 +247,63 @@ def test_transfer_resumed_with_other_settings_is_refused(two_devices, tmp_path, 
     before = tree(out)
     refused(lpm(*two_devices, "--sizes", "5", "--out", str(out), *extra, cwd=tmp_path), says)
     assert tree(out) == before
+
+
+# --- 15. an interrupted pilot keeps the groups it timed -----------------------------------------------------------
+ADAPT = ["adapt", "--from", "ort-xeon-small", "--backend", "ort", "--device", "cpu", "--profile", "small-b1",
+         "--name", "here", "--no-progress"]  # a bundled source of the small search-size network: quick to time
+
+
+def _rows(db: Path) -> list[tuple]:
+    """(id, cell key, timestamp) of every row, read without taking a lock ([] before the store exists)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            return con.execute("SELECT id, cell_key, timestamp FROM measurements ORDER BY id").fetchall()
+    except sqlite3.Error:
+        return []
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_pilot_keeps_the_groups_it_timed_and_the_next_run_uses_them(tmp_path, sig):
+    import signal
+    import time
+
+    from lpm_zoo.store import MeasurementStore, statistic_key
+
+    db = tmp_path / "here.db"
+    env = {**os.environ, "LPM_ZOO_HOME": str(tmp_path / "zoo")}
+    p = subprocess.Popen([sys.executable, "-m", "lpm_zoo", *ADAPT, "--samples", "40", "--db", str(db)], env=env,
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while p.poll() is None and time.monotonic() < deadline and not _rows(db):
+            time.sleep(0.2)
+        assert p.poll() is None, p.communicate()[1][-3000:]
+        assert _rows(db), "the pilot stored nothing within 240 s"
+        p.send_signal(getattr(signal, sig))  # in the pilot: 40 cells need 16 pilot cells twice, then 24 more
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    kept = _rows(db)
+    assert "Traceback" not in err
+    if sig == "SIGINT":
+        assert p.returncode == 130 and f"interrupted during the pilot: {len(kept)} architectures" in err, err
+    else:
+        assert p.returncode == -signal.SIGTERM
+    assert len(kept) in (8, 16) and len({k for _, k, _ in kept}) == len(kept)  # whole groups of 8, each cell once
+    with MeasurementStore(db, readonly=True) as store:
+        dev = store.summary()[0]["device"]
+        assert store.meta(statistic_key("ort", dev, "small-b1")) is None  # its statistic is not chosen yet
+    # the next run reuses them: the first 10 calibration cells need 2 (or 0) more, too few for a pilot
+    r = lpm(*ADAPT, "--samples", "10", "--db", str(db), "--json", cwd=tmp_path, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    now = _rows(db)
+    assert now[:len(kept)] == kept and len(now) == max(10, len(kept))  # kept as they were, nothing measured twice
+    with MeasurementStore(db, readonly=True) as store:
+        statistics = {m["protocol"]["statistic"] for m in store.measurements()}
+        recorded = store.meta(statistic_key("ort", dev, "small-b1"))
+    assert len(statistics) == 1 and recorded in (None, *statistics)  # one statistic for every row
+
