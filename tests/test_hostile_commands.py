@@ -307,3 +307,16 @@ def test_an_interrupted_pilot_keeps_the_groups_it_timed_and_the_next_run_uses_th
         recorded = store.meta(statistic_key("ort", dev, "small-b1"))
     assert len(statistics) == 1 and recorded in (None, *statistics)  # one statistic for every row
 
+
+@pytest.mark.parametrize("extra, says", [
+    (["--seed", "-1", "--cells", "random"], "--seed must be in [0, 2^32)"),  # was a numpy traceback
+    (["--seed", "99999999999999999999"], "--seed must be in [0, 2^32)"),  # was an overflow traceback
+    (["--zoo-dir", "{afile}/sub"], "cannot create the zoo folder"),  # was a traceback after the measuring
+    (["--zoo-dir", "/proc/lpm-zoo"], "cannot create the zoo folder"),
+])
+def test_adapt_arguments_it_cannot_use_are_one_line_before_any_measuring(tmp_path, extra, says):
+    (tmp_path / "afile").write_text("a file, not a folder\n")
+    extra = [a.replace("{afile}", str(tmp_path / "afile")) for a in extra]
+    before = tree(tmp_path)
+    refused(lpm(*ADAPT, "--samples", "5", "--db", str(tmp_path / "here.db"), *extra, cwd=tmp_path), says)
+    assert tree(tmp_path) == before  # no store made, nothing measured
