@@ -28,7 +28,7 @@ from search.architect import Architect
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
 from search.data import ImageData, check_resolution, iterate, load_data, split_halves
 from search.latency import LatencyTerm, check_finite
-from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
+from search.loop import StopFlag, allocated, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 from search.model_search import SearchNetwork
 
 
@@ -222,8 +222,10 @@ class Search:
             self.latency = LatencyTerm(self.predictor, self.cfg.lam, self.cfg.samples, self.cfg.estimator,
                                        self.cfg.relative, self.cfg.noise_ms)
         torch.manual_seed(self.cfg.seed)
-        self.model = SearchNetwork(self.cfg.channels, self.data.num_classes, self.cfg.layers,
-                                   partial_k=self.cfg.partial_k, edge_norm=self.cfg.edge_norm).to(self.device)
+        self.model = allocated(lambda: SearchNetwork(self.cfg.channels, self.data.num_classes, self.cfg.layers,
+                                                     partial_k=self.cfg.partial_k,
+                                                     edge_norm=self.cfg.edge_norm).to(self.device),
+                               f"a search network of C={self.cfg.channels} and {self.cfg.layers} cells")
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                                      weight_decay=self.cfg.weight_decay)
         self.scheduler = cosine_schedule(self.w_opt, self.cfg.epochs, self.cfg.lr_min)

@@ -23,7 +23,7 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
 from search.data import check_resolution, iterate, load_data
-from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
+from search.loop import StopFlag, allocated, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar10": dict(epochs=600, batch_size=128, channels=36, layers=20, cutout=16, resolution=32,
@@ -98,7 +98,8 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
     data = load_data(cfg.dataset, cfg.data_dir, cfg.resolution)
     torch.manual_seed(cfg.seed)
     aux = cfg.auxiliary_weight > 0
-    model = NetworkCIFAR(cfg.channels, data.num_classes, cfg.layers, aux, genotype).to(device)
+    model = allocated(lambda: NetworkCIFAR(cfg.channels, data.num_classes, cfg.layers, aux, genotype).to(device),
+                      f"a network of C={cfg.channels} and {cfg.layers} cells")
     params_m = count_params(model) / 1e6
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = cosine_schedule(opt, cfg.epochs, cfg.lr_min)

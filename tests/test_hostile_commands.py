@@ -320,3 +320,18 @@ def test_adapt_arguments_it_cannot_use_are_one_line_before_any_measuring(tmp_pat
     before = tree(tmp_path)
     refused(lpm(*ADAPT, "--samples", "5", "--db", str(tmp_path / "here.db"), *extra, cwd=tmp_path), says)
     assert tree(tmp_path) == before  # no store made, nothing measured
+
+
+@pytest.mark.parametrize("command", ["search", "train"])
+def test_a_network_too_large_for_memory_is_one_line(tmp_path, command):
+    """--channels 100000 asks for a 120 GB weight tensor: one line, where it was the allocator's traceback."""
+    import resource
+
+    def cap_memory() -> None:  # the same answer on any machine: at most 8 GB of address space
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    args = [*(SEARCH if command == "search" else TRAIN), "--channels", "100000", "--out", str(tmp_path / "out")]
+    r = subprocess.run([sys.executable, "-m", "lpm_zoo", *args], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=120, preexec_fn=cap_memory, env={**os.environ, "LPM_ZOO_HOME": str(tmp_path / "zoo")})
+    refused(r, "not enough memory for a")
+    assert "lower --channels or --layers" in r.stderr
