@@ -372,7 +372,8 @@ def _keep(store: MeasurementStore, backend: str, dev_name: str, profile: str, st
     The rows to convert are an interrupted pilot's first pass, stored before its statistic was chosen.
     """
     chosen = store.set_meta_once(statistic_key(backend, dev_name, profile), statistic)
-    store.restat(chosen, backend, dev_name, profile)
+    if any(r["protocol"].get("statistic") != chosen for r in store.measurements(backend, dev_name, profile)):
+        store.restat(chosen, backend, dev_name, profile)
     return chosen
 
 

@@ -71,8 +71,8 @@ def test_search_numbers_out_of_range_are_refused_before_any_work(tmp_path, extra
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("extra", [["--lambda", "1000", "--relative"], ["--lambda", "1e6"],
-                                   ["--lambda", "1000", "--relative", "--estimator", "score", "--noise", "1e7"]])
+@pytest.mark.parametrize("extra", [["--lambda", "1000", "--relative"],
+                                   ["--lambda", "1e6", "--estimator", "score", "--noise", "1e7"]])
 def test_the_largest_lambda_allowed_keeps_the_search_finite(tmp_path, extra):
     import json
 
@@ -237,16 +237,22 @@ def test_transfer_resumed_with_other_sizes_computes_only_the_new_rows(two_device
     assert len((tmp_path / "a" / "rows.jsonl").read_text().splitlines()) == len(rows)
 
 
+@pytest.fixture(scope="module")
+def transfer_out(two_devices, tmp_path_factory) -> Path:
+    """An --out of lpm transfer holding one target's rows at N = 5."""
+    folder = tmp_path_factory.mktemp("transfer")
+    r = lpm(*two_devices, "--sizes", "5", "--out", str(folder / "a"), "--target", "synth/cpu/cifar-b1", cwd=folder)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return folder / "a"
+
+
 @pytest.mark.parametrize("extra, says", [(["--draws", "3"], "other --draws"), (["--seed", "4"], "other --seed"),
                                          (["--scratch", ""], "other --scratch"),
                                          (["--test-size", "50"], "other --test-size")])
-def test_transfer_resumed_with_other_settings_is_refused(two_devices, tmp_path, extra, says):
-    out = tmp_path / "a"
-    assert lpm(*two_devices, "--sizes", "5", "--out", str(out), "--target", "synth/cpu/cifar-b1",
-               cwd=tmp_path).returncode == 0
-    before = tree(out)
-    refused(lpm(*two_devices, "--sizes", "5", "--out", str(out), *extra, cwd=tmp_path), says)
-    assert tree(out) == before
+def test_transfer_resumed_with_other_settings_is_refused(two_devices, transfer_out, tmp_path, extra, says):
+    before = tree(transfer_out)
+    refused(lpm(*two_devices, "--sizes", "5,10", "--out", str(transfer_out), *extra, cwd=tmp_path), says)
+    assert tree(transfer_out) == before
 
 
 # --- 15. an interrupted pilot keeps the groups it timed -----------------------------------------------------------

@@ -223,7 +223,8 @@ def _run(args: argparse.Namespace) -> int:
                 raise LpmError(f"cannot write {clip(str(out / 'rows.jsonl'))} ({e.strerror or type(e).__name__}); "
                                "the targets finished before are saved: run the same command again") from None
 
-    made = {t: {r["n"] for r in rs if r["relation"] != "native"} for t, rs in done.items()}
+    made = {t: {r["n"] for r in rs if r["relation"] != "native"} for t, rs in done.items()
+            if any(r["relation"] == "native" for r in rs)}  # a target's rows are saved with its native row
     new = transfer_benchmark(devices, sizes, args.draws, args.source_type, scratch, targets, args.test_size,
                              args.seed, made, save, progress=not args.no_progress,
                              on_start=(lambda: _make_out(out)) if out else None)
