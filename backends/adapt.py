@@ -49,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     from backends.profiler import Measurer, _drive, choose_statistic, get_backend
     from backends.protocol import Protocol, default_warmup_s
     from lpm_zoo.calibration import calibration_cells
+    from lpm_zoo.cli import check_seed
     from lpm_zoo.errors import LpmError, clip
     from lpm_zoo.hardware import cpu_fingerprint
     from lpm_zoo.predictors import get_predictor, user_zoo_dir
@@ -61,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     from lpm_zoo.store import MeasurementStore
 
     t0 = time.time()
+    check_seed(args.seed)
     need = min(MIN_CELLS.values())
     if args.samples < need:
         raise LpmError(f"--samples {args.samples}: adaptation needs at least {need} measured cells (scale and affine; "
@@ -90,6 +92,11 @@ def _run(args: argparse.Namespace) -> int:
         sources.append(p)
         dirs.append(predictor_path(name))
     get_backend(args.backend).check(args.device)
+    try:  # found now, not after the measuring
+        zoo.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LpmError(f"cannot create the zoo folder {clip(str(zoo))} ({e.strerror or type(e).__name__}); "
+                       "choose another --zoo-dir") from None
     with MeasurementStore(args.db) as store:
         dev = args.device_name = store_device_name(store, args.backend, args.device, args.profile, args.device_name)
         check_same_machine(store, args.backend, dev, args.profile, device_fingerprint(args.device), args.db)

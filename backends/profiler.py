@@ -343,7 +343,8 @@ def choose_statistic(store: MeasurementStore, backend: str, device: str, profile
     ratio ones when the reference is timed (they cancel drift over hours, which two passes a
     minute apart cannot show), the absolute ones otherwise; it keeps the best and records the
     choice and the pilot's figures in the store; the pilot's first pass is stored as ordinary
-    measurements.
+    measurements, group by group as it is timed (so an interrupted pilot keeps them; its
+    statistic is chosen by the next run, which converts them).
     """
     dev_name = device_name(device, name)
     where = f"{backend}/{dev_name}/{profile}"
@@ -351,7 +352,7 @@ def choose_statistic(store: MeasurementStore, backend: str, device: str, profile
     recorded = store.meta(key)
     if recorded is None:
         first = next(iter(store.measurements(backend, dev_name, profile)), None)
-        if first is not None and first["protocol"].get("statistic") in STATISTICS:
+        if first is not None and first["protocol"].get("statistic") in STATISTICS and not first["protocol"].get("pilot"):
             recorded = store.set_meta_once(key, first["protocol"]["statistic"])
     if recorded is not None:
         check_statistic(recorded)
@@ -360,13 +361,24 @@ def choose_statistic(store: MeasurementStore, backend: str, device: str, profile
                            f"re-express the store first: lpm data restat --db {db} --statistic {protocol.statistic}")
         return replace(protocol, statistic=recorded)
     if protocol.statistic != AUTO:
-        return replace(protocol, statistic=store.set_meta_once(key, protocol.statistic))
+        return replace(protocol, statistic=_keep(store, backend, dev_name, profile, protocol.statistic))
     default = DEFAULT_STATISTIC if protocol.reference else "min_round_median"
     cells = todo[:PILOT]
     if len(cells) < MIN_PILOT:
         log(f"pilot: fewer than {MIN_PILOT} architectures to measure; {where} keeps the default statistic {default}")
-        return replace(protocol, statistic=store.set_meta_once(key, default))
+        return replace(protocol, statistic=_keep(store, backend, dev_name, profile, default))
     return _pilot(store, backend, device, profile, protocol, name, seed, cells, key, default, log)
+
+
+def _keep(store: MeasurementStore, backend: str, dev_name: str, profile: str, statistic: str) -> str:
+    """Record `statistic` as the store's (unless another writer recorded one first) and express every row in it.
+
+    The rows to convert are an interrupted pilot's first pass, stored before its statistic was chosen.
+    """
+    chosen = store.set_meta_once(statistic_key(backend, dev_name, profile), statistic)
+    if any(r["protocol"].get("statistic") != chosen for r in store.measurements(backend, dev_name, profile)):
+        store.restat(chosen, backend, dev_name, profile)
+    return chosen
 
 
 def _pilot(store: MeasurementStore, backend: str, device: str, profile: str, protocol: Protocol, name: str | None,
@@ -374,8 +386,22 @@ def _pilot(store: MeasurementStore, backend: str, device: str, profile: str, pro
     trial = replace(protocol, statistic=default, target_pct=None)  # fixed rounds: every statistic gets the same runs
     log(f"pilot: measuring {len(cells)} architectures twice to choose the most repeatable statistic on this machine")
     measurer = Measurer(backend, device, profile, trial, name, seed)
+    dev_name = measurer.device_name
+    passes: list[list[Measurement]] = [[], []]
     try:
-        passes = [[m for g in _groups(cells, trial.interleave) for m in measurer.measure(g)] for _ in range(2)]
+        baseline = baseline_of(store, backend, dev_name, profile)
+        for g in _groups(cells, trial.interleave):  # the first pass is a real measurement: committed as it is timed
+            ms = measurer.measure(g)
+            for m in ms:
+                m.protocol["pilot"] = True  # stored before the statistic is chosen: the next run knows to choose it
+            baseline, _ = _store_group(store, ms, baseline, 0)
+            passes[0] += ms
+        for g in _groups(cells, trial.interleave):
+            passes[1] += measurer.measure(g)
+    except KeyboardInterrupt:
+        log(f"interrupted during the pilot: {len(passes[0])} architectures of its first pass are stored in "
+            f"{store.path}; run the same command again to resume")
+        raise
     finally:
         measurer.close()
     raw = [[{"runs_ms": m.runs_ms, "rounds": m.protocol["rounds"],
@@ -384,30 +410,16 @@ def _pilot(store: MeasurementStore, backend: str, device: str, profile: str, pro
     # drift over hours that a ratio cancels and an absolute statistic keeps (BENCHMARKS.md, "Measurement").
     ranked = compare_statistics(list(zip(*raw)), [s for s in STATISTICS if is_ratio(s) == protocol.reference])
     best = ranked[0]["statistic"] if ranked else default
-    chosen = store.set_meta_once(key, best)  # another profiler's pilot may have won: use its choice
     store.set_meta_once(f"pilot/{key.split('/', 1)[1]}", json.dumps(json_safe(
         {"architectures": len(cells), "rounds": trial.rounds, "reps": trial.reps, "at": time.time(),
          "ranking": ranked}), allow_nan=False))
+    chosen = _keep(store, backend, dev_name, profile, best)  # another profiler's pilot may have won: its choice
     default_row = next((r for r in ranked if r["statistic"] == default), None)
     log(f"pilot: {chosen} repeats best here ({ranked[0]['mean_pct']:.2f}% mean |a-b|/mean over {len(cells)} pairs"
         + (f"; {default} {default_row['mean_pct']:.2f}%" if default_row and best != default else "") + ")")
-    for m in passes[0]:  # the first pass is a real measurement: keep it, in the chosen statistic
-        _resummarise(m, chosen)
-    baseline = baseline_of(store, passes[0][0].backend, passes[0][0].device, profile)
-    _store_group(store, passes[0], baseline, 0)
     return replace(protocol, statistic=chosen)
 
 
-def _resummarise(m: Measurement, statistic: str) -> None:
-    """Express a fresh measurement with `statistic` (in its group's reference units, as `measure` does)."""
-    p = m.protocol
-    p["statistic"] = statistic
-    p.pop("ratio", None)
-    if is_ratio(statistic):
-        p["ratio"] = statistic_of(m.runs_ms, p["rounds"], statistic, p["reference_runs_ms"])
-        m.latency_ms = p["ratio"] * p["reference_ms"]
-    else:
-        m.latency_ms = statistic_of(m.runs_ms, p["rounds"], statistic)
 
 
 MAX_RECHECK_RUNS = 100_000  # the most timed runs (rounds x reps) a recorded protocol may ask of a recheck

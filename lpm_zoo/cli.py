@@ -54,6 +54,14 @@ def check_threads(threads: int, flag: str = "--threads") -> None:
         raise LpmError(f"{flag} must be between 1 and {cpus} (os.cpu_count(), the CPUs here), got {threads}")
 
 
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    """Refuse a seed outside [0, 2^32) (what numpy's and torch's generators all take), before any work."""
+    from lpm_zoo.errors import clip
+
+    if not 0 <= seed < 2**32:
+        raise LpmError(f"{flag} must be in [0, 2^32), got {clip(seed)}")
+
+
 def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
     parser = _Parser(

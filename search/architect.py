@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 
+from search.latency import check_finite
 from search.model_search import SearchNetwork
 
 LatencyFn = Callable[[], torch.Tensor]
@@ -49,6 +50,7 @@ class Architect:
                 if g is not None:
                     p.grad = g.clone() if p.grad is None else p.grad + g
         self.optimizer.step()
+        check_finite(*self.model.arch_parameters())  # a diverged step stops the search in one line
         return val_loss.detach()
 
     def _set_grads(self, grads) -> None:

@@ -64,18 +64,48 @@ def check_number(flag: str, value: float | None, lo: float = 0.0, above: bool = 
         raise LpmError(f"{flag} must be a finite number {'>' if above else '>='} {lo:g}, got {clip(value)}")
 
 
+AFRESH = "remove it (or pass --restart, which deletes it) or use another --out to start afresh"
+
+
+def _plain(value: Any) -> str | None:
+    """`value` as JSON for comparing settings; None when it is not plain data (a tensor planted in a checkpoint)."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
 def load_checkpoint(path: Path, device: torch.device | str, config: dict[str, Any]) -> dict[str, Any]:
-    """Read a checkpoint (no code executed) and check it was made with the same `config`."""
+    """Read a checkpoint (no code executed) and check it was made with the same `config`; refusals are one line."""
     try:
         ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - a damaged file is a user-facing condition
-        raise LpmError(f"cannot read checkpoint {path} ({e}); delete it or pass --restart") from None
-    theirs = ck.get("config", {})
-    diff = sorted(k for k in config if json.dumps(config[k]) != json.dumps(theirs.get(k)))
+        why = ("it holds objects other than tensors and plain data, which lpm never unpickles"
+               if "weights only" in str(e).lower() else f"not a torch checkpoint, or a damaged one: {type(e).__name__}")
+        raise LpmError(f"cannot read the checkpoint {clip(str(path))} ({why}); {AFRESH}") from None
+    if not isinstance(ck, dict) or not isinstance(ck.get("config"), dict):
+        raise LpmError(f"{clip(str(path))} is not a checkpoint of this command (no settings in it); {AFRESH}")
+    theirs = ck["config"]
+    diff = sorted(k for k in config if _plain(config[k]) != _plain(theirs.get(k)))
     if diff:
-        raise LpmError(f"the checkpoint {path} was made with other settings ({', '.join(diff)}); "
-                       "use another --out, the same flags, or --restart")
+        raise LpmError(f"the checkpoint {clip(str(path))} was made with other settings ({', '.join(diff)}); "
+                       "use the same flags, or another --out, or --restart")
     return ck
+
+
+@contextlib.contextmanager
+def restoring(path: Path) -> Iterator[None]:
+    """Turn any failure to restore a checkpoint that was read (wrong shapes, missing entries) into one line."""
+    try:
+        yield
+    except LpmError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a checkpoint is data from disk; its content is never echoed
+        text = str(e)
+        why = ("its tensors have other shapes than this run's network" if "size mismatch" in text else
+               "its tensors are not this run's network" if "key(s) in state_dict" in text else
+               f"an entry is missing or of the wrong kind: {type(e).__name__}")
+        raise LpmError(f"the checkpoint {clip(str(path))} does not fit this run ({why}); {AFRESH}") from None
 
 
 @contextlib.contextmanager

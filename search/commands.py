@@ -24,7 +24,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                         "cifar10: the binary CIFAR-10 archive in --data-dir")
     p.add_argument("--data-dir", metavar="DIR", help="folder holding cifar-10-batches-bin/ (for --dataset cifar10)")
     p.add_argument("--resolution", type=int, metavar="PX",
-                   help="image size: digits a multiple of 8 (default 16); textures 16 (default), 32 or 8 "
+                   help="image size: digits a multiple of 8 up to 64 (default 16); textures 16 (default), 32 or 8 "
                         "(the same 32-pixel field of view)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")

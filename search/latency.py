@@ -69,6 +69,16 @@ class LatencyEstimate:
     samples_ms: np.ndarray  # (M,) predictions
 
 
+DIVERGED = ("the architecture weights are no longer finite numbers: the search diverged; lower --lr, --arch-lr or "
+            "--lambda and start afresh (--restart or another --out)")
+
+
+def check_finite(*weights: torch.Tensor | None) -> None:
+    """Refuse in one line architecture weights or their probabilities that are NaN or infinite (a diverged search)."""
+    if any(w is not None and not bool(torch.isfinite(w).all()) for w in weights):
+        raise LpmError(DIVERGED)
+
+
 def edge_distribution(beta: torch.Tensor | None) -> torch.Tensor:
     """Per-node edge probabilities q as a (4, 5) tensor (padding 0): uniform, or softmax(β_j) per node."""
     idx = torch.as_tensor(_NODE_EDGES)
@@ -102,11 +112,12 @@ def sample_subnetworks(alpha: torch.Tensor, beta: torch.Tensor | None, m: int,
     """M cells from S(α, β): kept-edge pairs (M, 4, 2) as edge indices in draw order, and ops (M, 14)."""
     with torch.no_grad():
         q = edge_distribution(None if beta is None else beta.detach())
+        p = op_distribution(alpha.detach())
+        check_finite(p, q)  # multinomial would fail with a traceback on NaN probabilities
         gumbel = -torch.log(-torch.log(torch.rand(m, N_NODES, _MAXIN, generator=generator).clamp(1e-20, 1.0)))
         keys = torch.log(q).unsqueeze(0) + gumbel  # -inf on padding
         slot = keys.topk(2, dim=-1).indices  # (M, 4, 2): position within the node's edges
         edges = torch.as_tensor(_NODE_EDGES)[torch.arange(N_NODES)[None, :, None], slot]
-        p = op_distribution(alpha.detach())
         ops = torch.multinomial(p, m, replacement=True, generator=generator).T  # (M, 14)
     return edges, ops
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch.optim import Optimizer
@@ -19,6 +19,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from lpm_zoo.errors import LpmError
 from search.checkpoint import sigint_flag
 
+T = TypeVar("T")
 CHECKPOINT_FORMAT = 2
 """2: the LR schedule is saved. 1 (or none, train checkpoints): it is replayed to the saved epoch on resume."""
 
@@ -26,6 +27,16 @@ CHECKPOINT_FORMAT = 2
 def cosine_schedule(optimizer: Optimizer, epochs: int, lr_min: float) -> CosineAnnealingLR:
     """Cosine annealing from the optimiser's lr to `lr_min` over `epochs` (no restart), as DARTS' scheduler."""
     return CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr_min)
+
+
+def allocated(build: Callable[[], T], what: str) -> T:
+    """`build()`, or one line when memory runs out building `what` (a network too large for this machine)."""
+    try:
+        return build()
+    except (MemoryError, RuntimeError) as e:
+        if isinstance(e, MemoryError) or "allocate" in str(e) or "out of memory" in str(e):
+            raise LpmError(f"not enough memory for {what}; lower --channels or --layers") from None
+        raise
 
 
 def checkpoint_state(model: torch.nn.Module, optimizers: Mapping[str, Optimizer], scheduler: CosineAnnealingLR,

@@ -20,14 +20,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from lpm_zoo.cli import check_seed
 from lpm_zoo.encoding import N_EDGES
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.notes import note
+from lpm_zoo.store import MAX_LATENCY_MS
 from search.architect import Architect
-from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
-from search.data import ImageData, iterate, load_data, split_halves
-from search.latency import LatencyTerm
-from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs, sync_device
+from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
+from search.data import ImageData, check_resolution, iterate, load_data, split_halves
+from search.latency import LatencyTerm, check_finite
+from search.loop import (
+    StopFlag,
+    allocated,
+    checkpoint_state,
+    cosine_schedule,
+    evaluate,
+    restore_state,
+    run_epochs,
+    sync_device,
+)
 from search.model_search import SearchNetwork
 
 
@@ -60,6 +71,13 @@ METHODS: dict[str, Method] = {
                        warmup_epochs=15),
 }
 """The paper's §4.1: SGD momentum 0.9, wd 3e-4, cosine to 0 over 50 epochs; α by Adam, betas (0.5, 0.999), wd 1e-3."""
+
+
+MAX_LAMBDA = {True: 1e3, False: 1e6}
+"""The largest --lambda with and without --relative. Adam's step does not grow with the gradient, so once λ·LAT
+dwarfs the cross-entropy (about 2.3 at the start, below 1 later) a larger λ steers α the same way: relative 1,000
+is a latency term a thousand times the reference cell's, and 10^6 s⁻¹ weighs a 1 ms cell at 1,000 in the loss.
+Far below where float32 overflows (a gradient of inf makes α NaN)."""
 
 
 @dataclass(frozen=True)
@@ -145,12 +163,23 @@ def _check(cfg: ResolvedSearch) -> ResolvedSearch:
                              ("arch_lr", "--arch-lr", False), ("noise_ms", "--noise", False),
                              ("grad_clip", "grad_clip", True), ("train_portion", "train_portion", True)):
         check_number(flag, getattr(cfg, key), 0.0, above)
+    if cfg.lam > MAX_LAMBDA[cfg.relative]:
+        raise LpmError(f"--lambda must be at most {MAX_LAMBDA[cfg.relative]:g}{'' if cfg.relative else ' s⁻¹'} "
+                       f"{'with' if cfg.relative else 'without'} --relative (a larger one steers α the same way), "
+                       f"got {clip(cfg.lam)}")
+    if cfg.noise_ms > MAX_LATENCY_MS:
+        raise LpmError(f"--noise must be at most {MAX_LATENCY_MS:g} ms (the largest latency a store accepts), "
+                       f"got {clip(cfg.noise_ms)}")
+    if cfg.lr_min > cfg.lr:
+        raise LpmError(f"--lr-min {clip(cfg.lr_min)} must not exceed --lr {clip(cfg.lr)} (the schedule decays to it)")
+    check_seed(cfg.seed)
     if cfg.warmup_epochs < 0:
         raise LpmError(f"--warmup-epochs must be >= 0, got {cfg.warmup_epochs}")
     if cfg.predictor and not 2 <= cfg.samples <= 10_000:
         raise LpmError(f"--samples must be in [2, 10000] (sub-networks per step), got {cfg.samples}")
     if cfg.lam > 0 and not cfg.predictor:
         raise LpmError("--lambda > 0 needs --predictor NAME (a fitted predictor from `lpm zoo` or a directory)")
+    check_resolution(cfg.dataset, cfg.resolution)
     cfg = replace(cfg, device=check_device(cfg.device))
     if cfg.max_steps is not None and cfg.max_steps < 1:
         raise LpmError(f"--max-steps must be at least 1, got {cfg.max_steps}")
@@ -203,8 +232,10 @@ class Search:
             self.latency = LatencyTerm(self.predictor, self.cfg.lam, self.cfg.samples, self.cfg.estimator,
                                        self.cfg.relative, self.cfg.noise_ms)
         torch.manual_seed(self.cfg.seed)
-        self.model = SearchNetwork(self.cfg.channels, self.data.num_classes, self.cfg.layers,
-                                   partial_k=self.cfg.partial_k, edge_norm=self.cfg.edge_norm).to(self.device)
+        self.model = allocated(lambda: SearchNetwork(self.cfg.channels, self.data.num_classes, self.cfg.layers,
+                                                     partial_k=self.cfg.partial_k,
+                                                     edge_norm=self.cfg.edge_norm).to(self.device),
+                               f"a search network of C={self.cfg.channels} and {self.cfg.layers} cells")
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                                      weight_decay=self.cfg.weight_decay)
         self.scheduler = cosine_schedule(self.w_opt, self.cfg.epochs, self.cfg.lr_min)
@@ -250,9 +281,16 @@ class Search:
         if not self.checkpoint_path.is_file():
             return False
         ck = load_checkpoint(self.checkpoint_path, self.device, self._resume_config())
-        restore_state(ck, self.model, self._optimizers(), self.scheduler, self.gen, int(ck["epoch"]))
-        self.state = SearchState(int(ck["epoch"]), int(ck["step"]), json.loads(ck["history_json"]),
-                                 json.loads(ck["sums_json"]), json.loads(ck["timing_json"]))
+        with restoring(self.checkpoint_path):
+            restore_state(ck, self.model, self._optimizers(), self.scheduler, self.gen, int(ck["epoch"]))
+            state = SearchState(int(ck["epoch"]), int(ck["step"]), json.loads(ck["history_json"]),
+                                json.loads(ck["sums_json"]), json.loads(ck["timing_json"]))
+            if not (0 <= state.epoch <= self.cfg.epochs and 0 <= state.step <= self.steps_per_epoch()
+                    and isinstance(state.history, list) and isinstance(state.sums, dict)
+                    and isinstance(state.timing, dict)):
+                raise ValueError("the epoch, step or log is out of range")
+            check_finite(*self.model.arch_parameters())  # a diverged run's checkpoint: one line, not a traceback later
+            self.state = state
         return True
 
     # --- the loop -----------------------------------------------------------------------------

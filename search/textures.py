@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpm_zoo.errors import LpmError, clip
-from search.data import ImageData
+from lpm_zoo.errors import LpmError
+from search.data import ImageData, check_resolution
 
 TEXTURE_IMAGES: tuple[str, ...] = (
     "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "coffee.png", "coins.png",
@@ -133,9 +133,7 @@ def compose(pools: list[np.ndarray], count: int, rng: np.random.Generator) -> tu
 def load_textures(resolution: int = 16, seed: int = 0, train_images: int = TRAIN_IMAGES,
                   test_images: int = TEST_IMAGES) -> ImageData:
     """The textures task: 4 boundary orientations, balanced in expectation; grey repeated to 3 channels."""
-    if resolution not in RESOLUTIONS:
-        raise LpmError(f"the textures task cuts {PATCH}x{PATCH} patches; --resolution {clip(resolution)} is not one "
-                       f"of {', '.join(map(str, RESOLUTIONS))}")
+    check_resolution("textures", resolution)
     folder = skimage_data_dir()
     pools: dict[str, list[np.ndarray]] = {"train": [], "test": []}
     for k, name in enumerate(TEXTURE_IMAGES):

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lpm_zoo.cli import check_seed
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
-from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, save_checkpoint
-from search.data import iterate, load_data
-from search.loop import StopFlag, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
+from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
+from search.data import check_resolution, iterate, load_data
+from search.loop import StopFlag, allocated, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar10": dict(epochs=600, batch_size=128, channels=36, layers=20, cutout=16, resolution=32,
@@ -66,6 +67,8 @@ class TrainConfig:
         for k, v in TRAIN_DEFAULTS[self.dataset].items():
             if out[k] is None:
                 out[k] = v
+        check_resolution(self.dataset, self.resolution)
+        check_seed(self.seed)
         if out["epochs"] < 1 or out["batch_size"] < 2:
             raise LpmError("--epochs must be >= 1 and --batch-size >= 2")
         for key, flag, above in (("lr", "--lr", True), ("lr_min", "lr_min", False), ("drop_path", "--drop-path", False),
@@ -95,7 +98,8 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
     data = load_data(cfg.dataset, cfg.data_dir, cfg.resolution)
     torch.manual_seed(cfg.seed)
     aux = cfg.auxiliary_weight > 0
-    model = NetworkCIFAR(cfg.channels, data.num_classes, cfg.layers, aux, genotype).to(device)
+    model = allocated(lambda: NetworkCIFAR(cfg.channels, data.num_classes, cfg.layers, aux, genotype).to(device),
+                      f"a network of C={cfg.channels} and {cfg.layers} cells")
     params_m = count_params(model) / 1e6
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = cosine_schedule(opt, cfg.epochs, cfg.lr_min)
@@ -109,8 +113,9 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
     epoch, history = 0, []
     if ck_path and ck_path.is_file() and not restart:
         ck = load_checkpoint(ck_path, device, ck_config)
-        epoch, history = int(ck["epoch"]), json.loads(ck["history_json"])
-        restore_state(ck, model, {"opt": opt}, scheduler, gen, epoch)
+        with restoring(ck_path):
+            epoch, history = int(ck["epoch"]), json.loads(ck["history_json"])
+            restore_state(ck, model, {"opt": opt}, scheduler, gen, epoch)
         log(f"resuming training from {ck_path} at epoch {epoch + 1}")
     stop = StopFlag()
 

@@ -7,7 +7,7 @@ import itertools
 import sys
 from typing import Any
 
-from lpm_zoo.cli import Command
+from lpm_zoo.cli import Command, check_seed
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.notes import note
 
@@ -61,8 +61,7 @@ def _params_for(args: argparse.Namespace):
     get_profile(args.profile)
     if args.epochs is not None and args.epochs < 1:
         raise LpmError(f"--epochs must be at least 1, got {args.epochs}")
-    if not 0 <= args.seed < 2**32:
-        raise LpmError(f"--seed must be in [0, 2^32), got {clip(args.seed)}")
+    check_seed(args.seed)
     if args.test_size is not None and args.test_size < 0:
         raise LpmError(f"--test-size must be >= 0, got {clip(args.test_size)}")
 

@@ -26,11 +26,12 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scratch", default="ridge,lut,mlp-plus", metavar="T1,T2,...",
                    help="types fitted from scratch on the same N cells (default ridge,lut,mlp-plus; '' for none)")
     p.add_argument("--test-size", type=int, default=None, metavar="N",
-                   help="held-out cells per target (default a fifth, at most 2,000)")
+                   help="held-out cells per target (default a fifth, at most 2,000; at least 10)")
     p.add_argument("--min-cells", type=int, default=200, help="smallest device taken from the stores (default 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the splits and draws (default 0)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="write rows.jsonl (resumed: finished targets are kept), table.md and error_vs_n.png here")
+                   help="write rows.jsonl (resumed: rows made are kept, only new targets and N are computed), "
+                        "table.md and error_vs_n.png here")
     p.add_argument("--json", action="store_true", help="print every row as one JSON object per line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -142,39 +143,94 @@ def _read_rows(path: Any) -> list[dict[str, Any]]:
     return rows
 
 
+OUT_FILES = ("rows.jsonl", "table.md", "error_vs_n.png")
+
+
+def _make_out(out: Any) -> None:
+    """Make the --out folder, or say in one line why it cannot be; its files must be regular files or absent."""
+    import os
+
+    from lpm_zoo.errors import LpmError, clip
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise LpmError(f"cannot create the --out folder {clip(str(out))} ({e.strerror or type(e).__name__}); "
+                       "choose another --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise LpmError(f"the --out folder {clip(str(out))} is not writable; choose another --out")
+    for name in OUT_FILES:
+        f = out / name
+        if (f.exists() or f.is_symlink()) and not f.is_file():
+            raise LpmError(f"{clip(str(f))} is not a regular file (a folder or a device?); remove it or choose "
+                           "another --out")
+
+
+def _other_settings(rows: list[dict[str, Any]], settings: dict[str, Any]) -> list[str]:
+    """The settings (flags) the saved `rows` were made with that differ from this run's (rows of older lpm: none)."""
+    flags = {"source_type": "--source-type", "scratch": "--scratch", "draws": "--draws", "test_size": "--test-size",
+             "seed": "--seed"}
+    differ = {k for r in rows if isinstance(r.get("settings"), dict) for k in flags
+              if r["settings"].get(k) != settings[k]}
+    return [flags[k] for k in flags if k in differ]
+
+
 def _run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
     from lpm_zoo.commands.predictors import _int_list
     from lpm_zoo.errors import LpmError, clip
-    from lpm_zoo.predictors.transfer import GOAL_CELLS, devices_in, goal_check, transfer_benchmark, transferable
+    from lpm_zoo.predictors.transfer import (
+        GOAL_CELLS,
+        check_settings,
+        devices_in,
+        goal_check,
+        transfer_benchmark,
+        transferable,
+    )
     from lpm_zoo.store import BUNDLED_PREFIX, list_bundled
 
-    sizes = _int_list(args.sizes, "--sizes", 3, 10_000)
+    sizes = check_settings(_int_list(args.sizes, "--sizes", 3, 10_000), args.draws, args.test_size, args.seed)
     scratch = [t for t in args.scratch.split(",") if t]
     if not 1 <= args.min_cells <= 1_000_000:
         raise LpmError(f"--min-cells must be from 1 to 1000000, got {args.min_cells}")
-    dbs = args.db or [BUNDLED_PREFIX + n for n in list_bundled()]
-    devices = devices_in(dbs, args.min_cells)
-    targets = args.target or transferable(devices)  # by default every device with another of its encoding
+    settings = {"source_type": args.source_type, "scratch": scratch, "draws": args.draws, "test_size": args.test_size,
+                "seed": args.seed}
     out = Path(args.out) if args.out else None
     done: dict[str, list[dict[str, Any]]] = {}
     if out:
         if out.exists() and not out.is_dir():
             raise LpmError(f"--out {clip(str(out))} is a file; give a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        for r in _read_rows(out / "rows.jsonl"):
-            done.setdefault(r["target"], []).append(r)
+        if out.is_dir():
+            for r in _read_rows(out / "rows.jsonl"):
+                done.setdefault(r["target"], []).append(r)
+        differ = _other_settings([r for rs in done.values() for r in rs], settings)
+        if differ:
+            raise LpmError(f"{clip(str(out / 'rows.jsonl'))} holds rows made with other {', '.join(differ)}: give "
+                           "the same flags (other --sizes and --target are fine: only what is new is computed), "
+                           "or another --out")
+    dbs = args.db or [BUNDLED_PREFIX + n for n in list_bundled()]
+    devices = devices_in(dbs, args.min_cells)
+    targets = args.target or transferable(devices)  # by default every device with another of its encoding
 
     def save(target: str, rows: list[dict[str, Any]]) -> None:
         if out:  # one write per target: a kill leaves at most a torn last line, which the next run drops
-            with open(out / "rows.jsonl", "a", encoding="utf-8") as f:
-                f.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
+            try:
+                with open(out / "rows.jsonl", "a", encoding="utf-8") as f:
+                    f.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
+            except OSError as e:
+                raise LpmError(f"cannot write {clip(str(out / 'rows.jsonl'))} ({e.strerror or type(e).__name__}); "
+                               "the targets finished before are saved: run the same command again") from None
 
+    made = {t: {r["n"] for r in rs if r["relation"] != "native"} for t, rs in done.items()
+            if any(r["relation"] == "native" for r in rs)}  # a target's rows are saved with its native row
     new = transfer_benchmark(devices, sizes, args.draws, args.source_type, scratch, targets, args.test_size,
-                             args.seed, set(done), save, progress=not args.no_progress)
-    rows = [r for t, rs in done.items() if t in targets for r in rs] + new
+                             args.seed, made, save, progress=not args.no_progress,
+                             on_start=(lambda: _make_out(out)) if out else None)
+    # this run's --sizes only (other N saved before stay in rows.jsonl)
+    rows = [r for t, rs in done.items() if t in targets for r in rs if r["relation"] == "native" or r["n"] in sizes]
+    rows += new
     if args.json:
         for r in rows:
             print(json.dumps(r, allow_nan=False))
@@ -193,8 +249,12 @@ def _run(args: argparse.Namespace) -> int:
         lines.append(f"| {g['target']} | {g['native_mre_pct']:.2f} / {g['native_tau']:.3f} | {same} | {calib} | {cross} |")
     print("\n".join(lines))
     if out:
-        (out / "table.md").write_text("\n".join(lines) + "\n")
-        plot_error_vs_n(rows, out / "error_vs_n.png")
+        try:
+            (out / "table.md").write_text("\n".join(lines) + "\n")
+            plot_error_vs_n(rows, out / "error_vs_n.png")
+        except OSError as e:
+            raise LpmError(f"cannot write the table or the plot in {clip(str(out))} ({e.strerror or type(e).__name__})"
+                           f"; every row is saved in {clip(str(out / 'rows.jsonl'))}") from None
         print(f"\nwrote {out / 'rows.jsonl'}, {out / 'table.md'} and {out / 'error_vs_n.png'}")
     return 0
 

@@ -18,19 +18,22 @@ others are its sources. For each target:
 - `scratch`: predictors of `scratch_types` fitted on the same N cells alone.
 
 Each row is one (target, sources, method, N, cells) with the mean and spread of the metrics over
-draws. Nothing is measured: it reads stores only, so it runs anywhere the stores are.
+draws, and the settings it was made with. Nothing is measured: it reads stores only, so it runs
+anywhere the stores are. A target's rows already made at some N are not made again: a resumed run
+with other N makes only the rows of the N that are new, on the same held-out set, with the draws a
+run of all those N would make.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.predictors.evaluate import default_test_size, metrics, split_indices
 
 METRICS = ("mre_pct", "kendall_tau", "spearman_rho", "within5_pct", "within10_pct")
@@ -39,6 +42,7 @@ LPM_ADAPT_MAX_N = 20  # 'lpm adapt' rows up to the goals' N (each draw cross-val
 # the goal check's same-runtime figures: (key prefix, cells the N are, key naming the source)
 GOAL_CELLS = (("same", "random", "same_runtime_source"), ("calib", "calibration", "calib_source"))
 FINETUNE_RECIPE = ("head", 1.0)  # fine-tuning in the benchmark: one recipe (lpm adapt chooses it by cross-validation)
+MIN_TEST_SIZE = 10  # held-out cells: Kendall tau over fewer moves in steps of 0.044 or more (2/45 at 10), noise only
 
 
 @dataclass(frozen=True)
@@ -126,9 +130,13 @@ class _Target:
         self.calibration = [index[k] for k in calib if k in index]
         calib_set = set(self.calibration)
         rest = np.array([i for i in range(len(d)) if i not in calib_set])
-        n_test = default_test_size(len(rest)) if test_size is None else min(test_size, len(rest) - max_n)
+        n_test = default_test_size(len(rest)) if test_size is None else test_size
         if len(rest) - n_test < max_n:
-            raise LpmError(f"{dev.name} has {len(d)} architectures: too few for N up to {max_n} and a held-out set")
+            if test_size is None or len(rest) - max_n < MIN_TEST_SIZE:
+                raise LpmError(f"{dev.name} has {len(d)} architectures: too few for N up to {max_n} and a held-out set "
+                               f"of at least {MIN_TEST_SIZE}")
+            raise LpmError(f"--test-size {test_size}: {dev.name} has {len(rest)} architectures outside the calibration "
+                           f"set and N up to {max_n} are drawn from the rest, so at most {len(rest) - max_n}")
         pool, test = split_indices(len(rest), n_test, seed)
         self.pool, self.test = rest[pool], rest[test]
         self.y = d.latency_ms
@@ -183,6 +191,22 @@ def _lpm_adapt(tgt: _Target, src: Any, S: np.ndarray, idx: np.ndarray) -> tuple[
     return adapt_predict(fit, S[tgt.test], tgt.madds[tgt.test], tgt.counts[tgt.test]), pick["method"]
 
 
+def check_settings(sizes: Sequence[int], draws: int, test_size: int | None, seed: int) -> list[int]:
+    """The sizes sorted and deduplicated, or a one-line refusal of a setting no store can satisfy."""
+    from lpm_zoo.cli import check_seed
+
+    out = sorted({int(n) for n in sizes})
+    if not out or out[0] < 3:
+        raise LpmError("--sizes must be at least 3 (the fewest cells an adaptation can choose its method from)")
+    if not 1 <= draws <= 1000:
+        raise LpmError(f"--draws must be from 1 to 1000, got {draws}")
+    if test_size is not None and test_size < MIN_TEST_SIZE:
+        raise LpmError(f"--test-size must be at least {MIN_TEST_SIZE} (Kendall tau over fewer held-out cells is noise), "
+                       f"got {clip(test_size)}")
+    check_seed(seed)
+    return out
+
+
 def transfer_benchmark(
     devices: Sequence[Device],
     sizes: Sequence[int] = (5, 10, 20, 50, 100),
@@ -192,13 +216,17 @@ def transfer_benchmark(
     targets: Sequence[str] | None = None,
     test_size: int | None = None,
     seed: int = 0,
-    done: set[str] | None = None,
+    done: Mapping[str, Collection[int]] | None = None,
     on_target: Callable[[str, list[dict[str, Any]]], None] | None = None,
     progress: bool = True,
+    on_start: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of the leave-one-device-out benchmark (see the module docstring); `done` names targets to skip.
+    """Rows of the leave-one-device-out benchmark (see the module docstring).
 
-    `on_target(name, rows)` is called when a target is finished (to save, so an interrupted run resumes).
+    `done` maps a target to the N its saved rows cover (its native row is saved too): only the rows of
+    the other N are made. `on_start()` is called once every setting was checked against the stores,
+    before any fitting; `on_target(name, rows)` when a target is finished (to save, so an interrupted
+    run resumes).
     """
     from tqdm.auto import tqdm
 
@@ -207,11 +235,7 @@ def transfer_benchmark(
 
     for t in (source_type, *scratch_types):
         predictor_class(t)  # unknown names fail before any work
-    sizes = sorted({int(n) for n in sizes})
-    if not sizes or sizes[0] < 3:
-        raise LpmError("--sizes must be at least 3 (the fewest cells an adaptation can choose its method from)")
-    if not 1 <= draws <= 1000:
-        raise LpmError(f"--draws must be from 1 to 1000, got {draws}")
+    sizes = check_settings(sizes, draws, test_size, seed)
     if len(devices) < 2:
         raise LpmError(f"leave-one-device-out needs at least 2 devices; found {len(devices)} "
                        "(a device is a backend/device/profile with enough measurements in the stores given)")
@@ -225,7 +249,15 @@ def transfer_benchmark(
     if lonely:
         raise LpmError(f"{', '.join(lonely)}: no other device with the same encoding (112 or 224 bits) to transfer "
                        "from; leave it out with --target or add a store of another device")
-    todo = [d for d in devices if d.name in chosen and d.name not in (done or set())]
+    done = done or {}
+    plan = []  # (target, its split, the N to make rows for, every N of its rows: the draws follow all of them)
+    for dev in devices:
+        missing = [n for n in sizes if n not in done.get(dev.name, ())]
+        if dev.name in chosen and missing:
+            every = sorted(set(sizes) | set(done.get(dev.name, ())))
+            plan.append((dev, _Target(dev, test_size, seed, every[-1]), missing, every))  # every split checked now
+    if on_start:
+        on_start()
     fitted: dict[str, Any] = {}  # source predictors, fitted once on a device's full data
 
     def source(dev: Device):
@@ -237,18 +269,22 @@ def transfer_benchmark(
         return fitted[dev.name]
 
     all_rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(todo) * (len(devices) + 2), desc="transfer", unit="step", disable=not progress)
-    for dev in todo:
-        tgt = _Target(dev, test_size, seed, sizes[-1])
+    settings = {"source_type": source_type, "scratch": list(scratch_types), "draws": draws, "test_size": test_size,
+                "seed": seed}
+    bar = tqdm(total=len(plan) * (len(devices) + 2), desc="transfer", unit="step", disable=not progress)
+    for dev, tgt, new, every in plan:  # `new`: the N this run makes rows for
         rng = np.random.default_rng(seed + 1)
-        sets = {n: [rng.choice(tgt.pool, n, replace=False) for _ in range(draws)] for n in sizes}
+        drawn = {n: [rng.choice(tgt.pool, n, replace=False) for _ in range(draws)] for n in every}
+        sets = {n: drawn[n] for n in new}
         yt = tgt.y[tgt.test]
 
-        base = {"target": dev.name, "target_n": len(tgt.data), "test_n": len(tgt.test)}
+        base = {"target": dev.name, "target_n": len(tgt.data), "test_n": len(tgt.test), "settings": settings}
         rows: list[dict[str, Any]] = []
-        native = create_predictor(source_type).fit(tgt.X(tgt.pool), tgt.y[tgt.pool])
-        rows.append({**base, "sources": "-", "relation": "native", "method": f"native {source_type}",
-                     "n": len(tgt.pool), "cells": "all", **_summary([_scores(yt, native.predict(tgt.X(tgt.test)))])})
+        if dev.name not in done:
+            native = create_predictor(source_type).fit(tgt.X(tgt.pool), tgt.y[tgt.pool])
+            rows.append({**base, "sources": "-", "relation": "native", "method": f"native {source_type}",
+                         "n": len(tgt.pool), "cells": "all",
+                         **_summary([_scores(yt, native.predict(tgt.X(tgt.test)))])})
         bar.update(1)
         others = [o for o in devices if o.name != dev.name and cells_of(o) == cells_of(dev)]  # same encoding only
         S_all = {}
@@ -262,7 +298,7 @@ def transfer_benchmark(
             groups.append(("other-runtime", "other-runtime", cross))
         for label, rel, members in groups:
             S = np.stack([S_all[m] for m in members], 1)
-            for n in sizes:
+            for n in new:
                 for kind, idx_list in tgt.cell_sets(sets[n]):
                     rows.append({**base, "sources": label, "relation": rel, "method": "adapted", "n": n, "cells": kind,
                                  **tgt.choices(idx_list, partial(_linear_adapt, tgt, S))})
@@ -270,7 +306,7 @@ def transfer_benchmark(
             src = source(o)
             if not can_finetune(src):
                 continue
-            for n in sizes:
+            for n in new:
                 summary = tgt.scored(sets[n][:SCRATCH_MAX_DRAWS],
                                      lambda X, y, src=src: finetune(src, *X, y, *FINETUNE_RECIPE))
                 rows.append({**base, "sources": o.name, "relation": relation(o, dev), "method": "finetune", "n": n,
@@ -279,13 +315,13 @@ def transfer_benchmark(
             if o.backend != dev.backend:
                 continue  # the goal it serves is same-runtime (and each row costs 15 fine-tunings per draw)
             S1 = S_all[o.name][:, None]
-            for n in [n for n in sizes if n <= LPM_ADAPT_MAX_N]:  # what `lpm adapt --from SOURCE` itself picks
+            for n in [n for n in new if n <= LPM_ADAPT_MAX_N]:  # what `lpm adapt --from SOURCE` itself picks
                 for kind, idx_list in tgt.cell_sets(sets[n][:SCRATCH_MAX_DRAWS]):
                     rows.append({**base, "sources": o.name, "relation": relation(o, dev), "method": "lpm adapt",
                                  "n": n, "cells": kind,
                                  **tgt.choices(idx_list, partial(_lpm_adapt, tgt, src, S1))})
         for t in scratch_types:
-            for n in sizes:
+            for n in new:
                 summary = tgt.scored(sets[n][: SCRATCH_MAX_DRAWS if t.startswith("mlp") else draws],
                                      lambda X, y, t=t: create_predictor(t).fit(X, y))
                 rows.append({**base, "sources": "-", "relation": "scratch", "method": f"scratch {t}", "n": n,
