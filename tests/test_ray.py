@@ -7,6 +7,7 @@ field that a transport forgets fails here. The cluster test starts two Ray nodes
 each with its own raylet and one CPU, kills the worker node mid-run, and checks the store.
 """
 
+import contextlib
 import ipaddress
 import os
 import select
@@ -379,7 +380,11 @@ def test_a_lost_worker_node_loses_no_architecture(tmp_path, two_nodes):
             time.sleep(0.1)
         doomed = _proc_tree(two_nodes.worker.pid)  # the worker node: its raylet, agents and the actor it runs
         two_nodes.seen.update(doomed)
-        os.killpg(two_nodes.worker.pid, signal.SIGKILL)  # the node dies: its raylet's whole process group
+        os.killpg(two_nodes.worker.pid, signal.SIGKILL)  # the node dies: its raylet's whole process group,
+        for pid, (start, _) in doomed.items():  # and every process it started, also one in a group of its own (an
+            if _proc_tree(pid).get(pid, (None,))[0] == start:  # actor left alive would finish its groups unnoticed)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         killed_at, stored_then = time.time(), _rows(db)
         out, err = proc.communicate(timeout=240)
     finally:
