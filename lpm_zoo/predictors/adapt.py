@@ -158,6 +158,8 @@ def adapt_predict(fit: tuple[_Design, np.ndarray, Any], S: np.ndarray, madds: np
 class AdaptedPredictor(Predictor):
     """Source predictors' latencies, re-mapped to this device by a method chosen on a few measurements."""
 
+    state_spec = {"beta": ("float64", (None,))}
+
     def __init__(self, method: str = "affine", lam: float = 0.0, madds_profile: str | None = None,
                  n_sources: int = 1):
         super().__init__()

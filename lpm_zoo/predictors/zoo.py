@@ -13,6 +13,7 @@ stored training-set hash. Names are looked up in `$LPM_ZOO_HOME` (default
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import platform
@@ -28,12 +29,14 @@ import numpy as np
 
 from lpm_zoo.encoding import decode_arrays
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.files import open_regular, read_regular
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir
 from lpm_zoo.predictors.base import (
     ENCODING,
     ENCODING_BOTH,
     Predictor,
+    check_state,
     create_predictor,
     predictor_class,
     training_hash,
@@ -106,7 +109,7 @@ def read_train(path: str | Path) -> tuple[list[str], np.ndarray]:
     """The stored training set of a predictor directory: (keys, latencies in ms), checked."""
     file = Path(path) / TRAIN
     try:
-        with gzip.open(file, "rb") as f:
+        with open_regular(file) as packed, gzip.GzipFile(fileobj=packed, mode="rb") as f:
             raw = f.read(MAX_TRAIN_BYTES + 1)
         if len(raw) > MAX_TRAIN_BYTES:
             raise LpmError(f"{file} unpacks to over {MAX_TRAIN_BYTES >> 20} MB; it is not a training set")
@@ -193,9 +196,10 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """The checked `meta.json` of predictor directory `path`: a JSON object with a string `type`."""
     file = Path(path) / META
     try:
-        if file.stat().st_size > MAX_META_BYTES:
+        raw = read_regular(file, MAX_META_BYTES)
+        if len(raw) > MAX_META_BYTES:
             raise LpmError(f"{file} is larger than {MAX_META_BYTES // 1024} KB; it is not a predictor's metadata")
-        meta = json.loads(file.read_bytes())
+        meta = json.loads(raw)
     except FileNotFoundError:
         raise LpmError(f"{path} holds no fitted predictor ({META} is missing)") from None
     except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -232,27 +236,38 @@ def load_predictor(path: str | Path) -> Predictor:
         if reason is not None:
             _refit(p, path, meta, reason)
     else:
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
-        _check_size(model)
         try:
-            p._load_state(load_file(str(model)))
+            state = load(_read_model(model))
+        except LpmError:
+            raise
         except Exception as e:  # a damaged or foreign file: say which and how to fix
             raise LpmError(f"cannot read the model of {path} ({type(e).__name__}); fit it again with lpm fit") from None
+        problem = check_state(type(p), state)
+        if problem:
+            raise LpmError(f"cannot read the model of {path}: {problem}; fit it again with lpm fit")
+        try:
+            p._load_state(state)
+        except Exception as e:  # shapes that do not fit together
+            raise LpmError(f"cannot read the model of {path} ({type(e).__name__}); fit it again with lpm fit") from None
         if hasattr(p, "_load_parts"):
+            p.meta = meta  # what it records of its parts (the sources' hashes)
             p._load_parts(path)
     p.meta = meta  # its encoding says what it reads (lpm-112 or lpm-224)
     _check_answers(p, path)
     return p
 
 
-def _check_size(file: Path) -> None:
+def _read_model(file: Path) -> bytes:
+    """The bytes of a model file: a regular file of at most MAX_MODEL_BYTES, else a one-line LpmError."""
     try:
-        size = file.stat().st_size
+        data = read_regular(file, MAX_MODEL_BYTES)
     except OSError:
         raise LpmError(f"{file} is missing or unreadable; fit the predictor again with lpm fit") from None
-    if size > MAX_MODEL_BYTES:
-        raise LpmError(f"{file} is {size / 2**20:.0f} MB, over the {MAX_MODEL_BYTES >> 20} MB a predictor may have")
+    if len(data) > MAX_MODEL_BYTES:
+        raise LpmError(f"{file} is over the {MAX_MODEL_BYTES >> 20} MB a predictor may have")
+    return data
 
 
 def _check_answers(p: Predictor, path: Path) -> None:
@@ -277,11 +292,16 @@ def check_skops_types(cls: type[Predictor], file: Path) -> list[str]:
 
     Reads only the file's schema (no object is built), so it is safe on any file.
     """
+    return _skops_types(cls, _read_model(file), file)
+
+
+def _skops_types(cls: type[Predictor], data: bytes, file: Path) -> list[str]:
+    """`check_skops_types` of a skops file's bytes (read once, so the file checked is the file loaded)."""
     import skops.io as sio
 
     allowed = getattr(cls, "skops_types", frozenset())
     try:
-        untrusted = sio.get_untrusted_types(file=file)
+        untrusted = sio.get_untrusted_types(data=data)
     except Exception as e:
         raise _Unreadable(f"unreadable ({type(e).__name__})") from None
     bad = sorted(set(untrusted) - allowed)
@@ -300,9 +320,9 @@ def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
     import sklearn
     import skops.io as sio
 
-    _check_size(file)
+    data = _read_model(file)
     try:
-        allowed = check_skops_types(type(p), file)  # a hostile file is refused even when it would be refitted
+        allowed = _skops_types(type(p), data, file)  # a hostile file is refused even when it would be refitted
     except _Unreadable as e:  # not a zip, no schema: a damaged file, refit from the training set
         return str(e)
     saved = meta.get("versions", {}).get("scikit-learn") if isinstance(meta.get("versions"), dict) else None
@@ -311,7 +331,7 @@ def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", getattr(sklearn.exceptions, "InconsistentVersionWarning", UserWarning))
-            p._estimator = sio.load(file, trusted=allowed)
+            p._estimator = sio.load(io.BytesIO(data), trusted=allowed)
     except Exception as e:  # any other load failure falls back to the refit
         return f"{type(e).__name__}"
     return None
