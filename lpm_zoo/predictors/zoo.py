@@ -13,6 +13,7 @@ stored training-set hash. Names are looked up in `$LPM_ZOO_HOME` (default
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -171,6 +172,27 @@ def save_predictor(p: Predictor, path: str | Path, **meta: Any) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def content_hash(path: str | Path) -> str:
+    """SHA-256 over a predictor directory's own files (meta.json, model file, train.json.gz, by name): what it is.
+
+    Files that are absent are left out; each present one must be a regular file.
+    """
+    total = hashlib.sha256()
+    for name in (META, *MODEL_FILES.values(), TRAIN):
+        try:
+            f = open_regular(Path(path) / name)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise LpmError(f"cannot read {Path(path) / name}: {e.strerror or e}") from None
+        one = hashlib.sha256()
+        with f:
+            while chunk := f.read(1 << 20):
+                one.update(chunk)
+        total.update(f"{name}\0{one.hexdigest()}\n".encode())
+    return total.hexdigest()
 
 
 def _jsonable(x: Any) -> Any:
