@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lpm_zoo.encoding import decode_arrays
-from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.errors import LpmError, clip, printable
 from lpm_zoo.files import open_regular, read_regular
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir
@@ -452,9 +452,9 @@ def hardware_note(p: Predictor, name: str, backend_hint: str = "") -> str | None
         return None
     backend = str(p.meta.get("backend", "BACKEND"))[:20]
     profile = str(p.meta.get("profile", "cifar-b1"))[:20]
-    return (f"{name} was fitted on {describe(hw)}; this machine is {describe(here)}: its latencies may be off by a "
-            f"machine-wide factor; adapt it here with: lpm adapt --from {name} --backend {backend} --device cpu "
-            f"--profile {profile} --samples 10 --db here.db --name {backend}-here")
+    return printable(f"{name} was fitted on {describe(hw)}; this machine is {describe(here)}: its latencies may be "
+                     f"off by a machine-wide factor; adapt it here with: lpm adapt --from {name} --backend {backend} "
+                     f"--device cpu --profile {profile} --samples 10 --db here.db --name {backend}-here")
 
 
 def get_predictor(name: str) -> Predictor:
