@@ -138,11 +138,14 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     from lpm_zoo.predictors import create_predictor, predictor_class, save_predictor, user_zoo_dir
     from lpm_zoo.predictors.evaluate import default_test_size, metrics, relative_spread_pct, split_indices
+    from lpm_zoo.predictors.zoo import check_new_name
 
     predictor_class(args.predictor)
     name = args.name or f"{args.backend}-{_resolve_device(args)}"
     if not name or "/" in name or name.startswith("."):
         raise LpmError(f"--name {clip(name)}: a predictor name is a plain word like ort-cpu")
+    zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
+    check_new_name(name, zoo)
     params = _params_for(args)(args.predictor)
     data = _load(args)
     n = len(data)
@@ -171,7 +174,6 @@ def _run_fit(args: argparse.Namespace) -> int:
         meta["metrics"]["labels_measured_twice"] = data.repeated(test)
     if "progress" in p.get_params():
         p.progress = False  # stored parameters describe the model, not this terminal
-    zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
     path = save_predictor(p, zoo / name, **meta)
     if args.json:
         print(json.dumps(p.meta, sort_keys=True))

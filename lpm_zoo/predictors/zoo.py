@@ -7,7 +7,9 @@ pickle) and `train.json.gz` (the training set as canonical cell keys and latenci
 scikit-learn model that no longer loads, or was saved by another scikit-learn version, is
 refitted from `train.json.gz` with its stored parameters and seed, and checked against the
 stored training-set hash. Names are looked up in `$LPM_ZOO_HOME` (default
-`~/.cache/lpm_zoo/zoo`) first, then in the zoo bundled with the package.
+`~/.cache/lpm_zoo/zoo`) first, then in the zoo bundled with the package; a bundled predictor's
+name is taken (never saved, nor looked up, in the user's zoo). Every file is opened only when it
+is a regular file (`lpm_zoo.files`).
 """
 
 from __future__ import annotations
@@ -372,29 +374,57 @@ def _refit(p: Predictor, path: Path, meta: dict[str, Any], reason: str) -> None:
 
 
 # --- the zoo ---------------------------------------------------------------------------------
-def _entries() -> list[tuple[str, str, Path]]:
-    seen: set[str] = set()
-    out = []
-    for where, d in zoo_dirs():
-        if not d.is_dir():
-            continue
-        for sub in sorted(d.iterdir()):
-            if sub.name.startswith(".") or not (sub / META).is_file() or sub.name in seen:
-                continue
-            seen.add(sub.name)
-            out.append((sub.name, where, sub))
-    return out
+TAKEN = "taken"  # `_entries`' "where" of a user entry named like a bundled one: never looked up
+
+
+def _folder(d: Path) -> list[Path]:
+    """The predictor directories of zoo folder `d` (each with a meta.json), by name."""
+    if not d.is_dir():
+        return []
+    return [sub for sub in sorted(d.iterdir()) if not sub.name.startswith(".") and (sub / META).is_file()]
+
+
+def _entries(with_taken: bool = False) -> list[tuple[str, str, Path]]:
+    """(name, where, directory) of every predictor that a name finds: the user's, then the bundled ones.
+
+    A bundled predictor's name always means the bundled predictor: a user entry of that name (made by
+    hand, or by an lpm-zoo before names were checked) is never looked up; `with_taken` lists it as TAKEN.
+    """
+    (user_where, user), (bundled_where, bundled) = zoo_dirs()
+    shipped = _folder(bundled)
+    names = {sub.name for sub in shipped}
+    out = [(sub.name, user_where if sub.name not in names else TAKEN, sub) for sub in _folder(user)
+           if with_taken or sub.name not in names]
+    return out + [(sub.name, bundled_where, sub) for sub in shipped]
+
+
+def check_new_name(name: str, zoo: str | Path) -> None:
+    """Refuse saving a predictor named like a bundled one in any zoo but the bundled one: bundled names are taken.
+
+    `--force` does not lift it (replacing a user predictor is what --force is for; shadowing a bundled
+    one is never done). The bundled zoo itself is exempt: it is where its predictors are made.
+    """
+    if Path(zoo).expanduser().resolve() == bundled_zoo_dir().resolve():
+        return
+    if name in {sub.name for sub in _folder(bundled_zoo_dir())}:
+        raise LpmError(f"--name {clip(name)} is taken by a bundled predictor (also with --force: a bundled "
+                       f"predictor is never shadowed); pick another name, e.g. {clip(name + '-mine')}")
 
 
 def list_predictors() -> list[str]:
-    """Names of the fitted predictors in the user's zoo and the bundled one (user's first wins)."""
+    """Names of the fitted predictors in the user's zoo and the bundled one (a bundled name is never a user's)."""
     return [name for name, _, _ in _entries()]
 
 
 def zoo_table() -> list[dict[str, Any]]:
     """One summary row per fitted predictor: name, where, type, backend, device, profile, size, metrics."""
     rows = []
-    for name, where, sub in _entries():
+    for name, where, sub in _entries(with_taken=True):
+        if where == TAKEN:
+            rows.append({"name": name, "where": "user", "path": str(sub),
+                         "error": f"the name is taken by a bundled predictor, so {sub} is never used; rename "
+                                  "this folder to use it"})
+            continue
         try:
             meta = read_meta(sub)
             cls = predictor_class(meta["type"])
