@@ -94,10 +94,13 @@ def _file_digest(path: Path) -> tuple[str, int]:
 # --- 4: bundled names are taken ---------------------------------------------------------------------
 def test_a_bundled_name_is_never_taken_by_fit_or_adapt_even_with_force(env, tmp_path):
     zoo = Path(env["LPM_ZOO_HOME"])
-    db = _synthetic(tmp_path / "s.db", 20)
-    fit = ["fit", "--db", str(db), "--backend", "synth", "--device", "cpu", "--profile", "cifar-b1",
-           "--predictor", "ridge", "--test-size", "4", "--name", "ort-cpu"]
-    _refused(_lpm(env, *fit), "--name 'ort-cpu' is taken by a bundled predictor", "pick another name")
+    db = tmp_path / "s.db"
+    make_synthetic_store(str(db), 20, seed=3, backend="ort", device="cpu")  # filed under ort/cpu, like the bundled
+    fit = ["fit", "--db", str(db), "--backend", "ort", "--device", "cpu", "--profile", "cifar-b1",
+           "--predictor", "ridge", "--test-size", "4"]
+    _refused(_lpm(env, *fit, "--name", "ort-cpu"), "--name 'ort-cpu' is taken by a bundled predictor",
+             "pick another --name")
+    _refused(_lpm(env, *fit), "the default name (BACKEND-DEVICE) 'ort-cpu' is taken by a bundled predictor")
     adapt = ["adapt", "--from", "ort-cpu", "--backend", "ort", "--device", "cpu", "--profile", "cifar-b1",
              "--samples", "3", "--db", str(tmp_path / "here.db"), "--name", "ort-cpu", "--no-progress"]
     for extra in ([], ["--force"]):

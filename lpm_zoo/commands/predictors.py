@@ -144,9 +144,9 @@ def _run_fit(args: argparse.Namespace) -> int:
     name = args.name or f"{args.backend}-{_resolve_device(args)}"
     if not name or "/" in name or name.startswith("."):
         raise LpmError(f"--name {clip(name)}: a predictor name is a plain word like ort-cpu")
-    zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
-    check_new_name(name, zoo)
     params = _params_for(args)(args.predictor)
+    zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
+    check_new_name(name, zoo, "--name" if args.name else "the default name (BACKEND-DEVICE)")
     data = _load(args)
     n = len(data)
     test_size = default_test_size(n) if args.test_size is None else args.test_size

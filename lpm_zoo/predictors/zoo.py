@@ -398,8 +398,10 @@ def _entries(with_taken: bool = False) -> list[tuple[str, str, Path]]:
     return out + [(sub.name, bundled_where, sub) for sub in shipped]
 
 
-def check_new_name(name: str, zoo: str | Path) -> None:
+def check_new_name(name: str, zoo: str | Path, what: str = "--name") -> None:
     """Refuse saving a predictor named like a bundled one in any zoo but the bundled one: bundled names are taken.
+
+    `what` says where the name came from in the message (the flag, or "the default name").
 
     `--force` does not lift it (replacing a user predictor is what --force is for; shadowing a bundled
     one is never done). The bundled zoo itself is exempt: it is where its predictors are made.
@@ -407,8 +409,8 @@ def check_new_name(name: str, zoo: str | Path) -> None:
     if Path(zoo).expanduser().resolve() == bundled_zoo_dir().resolve():
         return
     if name in {sub.name for sub in _folder(bundled_zoo_dir())}:
-        raise LpmError(f"--name {clip(name)} is taken by a bundled predictor (also with --force: a bundled "
-                       f"predictor is never shadowed); pick another name, e.g. {clip(name + '-mine')}")
+        raise LpmError(f"{what} {clip(name)} is taken by a bundled predictor (also with --force: a bundled "
+                       f"predictor is never shadowed); pick another --name, e.g. {clip(name + '-mine')}")
 
 
 def list_predictors() -> list[str]:
