@@ -286,10 +286,11 @@ def load_predictor(path: str | Path) -> Predictor:
 def _read_model(file: Path) -> bytes:
     """The bytes of a model file: a regular file of at most MAX_MODEL_BYTES, else a one-line LpmError."""
     try:
-        data = read_regular(file, MAX_MODEL_BYTES)
+        too_big = file.stat().st_size > MAX_MODEL_BYTES  # refused unread; the read is capped too
+        data = b"" if too_big else read_regular(file, MAX_MODEL_BYTES)
     except OSError:
         raise LpmError(f"{file} is missing or unreadable; fit the predictor again with lpm fit") from None
-    if len(data) > MAX_MODEL_BYTES:
+    if too_big or len(data) > MAX_MODEL_BYTES:
         raise LpmError(f"{file} is over the {MAX_MODEL_BYTES >> 20} MB a predictor may have")
     return data
 
