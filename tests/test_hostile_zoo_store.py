@@ -212,6 +212,14 @@ def test_escape_sequences_from_a_zoo_entry_never_reach_the_terminal(env, tmp_pat
     assert "was fitted on Xeon \\x1b[2J" in r.stderr
     line = _refused(_lpm(env, "predict", "--predictor", "broken", "--genotype", "DARTS_V2"))
     assert not _raw_control(line)
+    ops, inputs = sample_arrays(60, seed=1)  # a note quoting meta.json: the refit names the scikit-learn it read
+    create_predictor("rf", n_estimators=2).fit((ops, inputs), 5 + OP_COST[ops].sum(1)).save(str(zoo / "old-rf"))
+    meta = json.loads((zoo / "old-rf" / "meta.json").read_text())
+    meta["versions"]["scikit-learn"] = f"0.1{HOSTILE_TEXT}"
+    (zoo / "old-rf" / "meta.json").write_text(json.dumps(meta))
+    r = _lpm(env, "predict", "--predictor", "old-rf", "--genotype", "DARTS_V2")
+    assert r.returncode == 0 and "note: refitting predictor old-rf" in r.stderr, r.stderr
+    assert not _raw_control(r.stdout + r.stderr) and "saved with scikit-learn 0.1\\x1b[2J" in r.stderr
 
 
 # --- 13: weights of another dtype or shape ---------------------------------------------------------------
@@ -285,7 +293,8 @@ def test_a_replaced_source_of_an_adapted_predictor_is_refused(env, tmp_path):
     (ad / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "source_sha256"}))
     r = _lpm(env, "predict", "--predictor", "ad", "--genotype", "DARTS_V2", "--json")  # saved by an older lpm-zoo
     assert r.returncode == 0 and json.loads(r.stdout)["latency_ms"] == good
-    assert r.stderr.startswith("lpm: note: ad records no hash of its source predictors") and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("lpm predict: note: ad records no hash of its source predictors")
+    assert r.stderr.count("\n") == 1
 
 
 # --- 16: edited stores ----------------------------------------------------------------------------------

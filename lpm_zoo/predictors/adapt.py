@@ -20,7 +20,6 @@ directory (`sources/0`, ...), so it loads anywhere, and it is differentiable whe
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -265,12 +264,13 @@ class AdaptedPredictor(Predictor):
     def _load_parts(self, folder: Path) -> None:
         """Load the sources copied beside the model, each checked against the hash recorded at save time
         (never another adapted predictor: no nesting)."""
+        from lpm_zoo.notes import note
         from lpm_zoo.predictors.zoo import content_hash, load_predictor, read_meta
 
         hashes = self.meta.get("source_sha256")
         if hashes is None:  # saved before the hashes were recorded: loaded, and said so
-            print(f"lpm: note: {folder.name} records no hash of its source predictors (saved by an older lpm-zoo), "
-                  "so a replaced source cannot be told apart; run lpm adapt again to record them", file=sys.stderr)
+            note(f"{folder.name} records no hash of its source predictors (saved by an older lpm-zoo), so a "
+                 "replaced source cannot be told apart; run lpm adapt again to record them")
         elif (not isinstance(hashes, list) or len(hashes) != self.n_sources
               or not all(isinstance(h, str) and _SHA256.fullmatch(h) for h in hashes)):
             raise LpmError(f"{folder}/meta.json: source_sha256 must be {self.n_sources} SHA-256 hex digests, one per "
