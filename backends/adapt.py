@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
     from lpm_zoo.predictors.adapt import MAX_SOURCES, MIN_CELLS, AdaptedPredictor, choose_adaptation
     from lpm_zoo.predictors.base import ENCODING
     from lpm_zoo.predictors.finetune import finetune
-    from lpm_zoo.predictors.zoo import predictor_path, save_predictor
+    from lpm_zoo.predictors.zoo import check_new_name, predictor_path, save_predictor
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.sampler import sample_unique_arrays
     from lpm_zoo.store import MeasurementStore
@@ -79,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         ops, inputs, keys = sample_unique_arrays(args.samples, seed=args.seed, cells=prof.cells)
     zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
+    check_new_name(args.name, zoo)  # a bundled predictor's name is taken, --force or not
     if (zoo / args.name).exists() and not args.force:
         raise LpmError(f"a predictor named {args.name!r} exists in {zoo}; choose another --name or add --force")
     sources, dirs = [], []

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, printable
 from lpm_zoo.hardware import check_environment
 from lpm_zoo.notes import NOTES
 from lpm_zoo.registry import Registry
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = int(args._run(args) or 0)
     except LpmError as e:
         NOTES.discard()
-        print(f"lpm {args.command}: error: {e}", file=sys.stderr)
+        print(f"lpm {args.command}: error: {printable(e)}", file=sys.stderr)  # file text in it is escaped
         return 2
     except KeyboardInterrupt:
         NOTES.release()

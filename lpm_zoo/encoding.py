@@ -41,7 +41,11 @@ CellLike = Genotype | Cell | Sequence[Sequence[object]]
 
 def cell_to_arrays(cell: CellLike) -> tuple[np.ndarray, np.ndarray]:
     """(ops, inputs) int8 arrays of shape (8,) for one normal cell (a Genotype gives its normal cell)."""
-    pairs = cell.normal if isinstance(cell, Genotype) else validate_cell(cell)
+    return _pairs_to_arrays(cell.normal if isinstance(cell, Genotype) else validate_cell(cell))
+
+
+def _pairs_to_arrays(pairs: Cell) -> tuple[np.ndarray, np.ndarray]:
+    """(ops, inputs) of a validated cell (a Genotype's cells are validated when it is made)."""
     ops = np.fromiter((OP_INDEX[o] for o, _ in pairs), dtype=np.int8, count=len(pairs))
     inputs = np.fromiter((i for _, i in pairs), dtype=np.int8, count=len(pairs))
     return ops, inputs
@@ -70,8 +74,8 @@ def n_cells(width: int) -> int:
 
 def genotype_to_arrays(genotype: Genotype) -> tuple[np.ndarray, np.ndarray]:
     """(ops, inputs) of shape (16,): the normal cell's arrays, then the reduction cell's."""
-    on, i_n = cell_to_arrays(genotype.normal)
-    o_r, i_r = cell_to_arrays(genotype.reduce)
+    on, i_n = _pairs_to_arrays(genotype.normal)
+    o_r, i_r = _pairs_to_arrays(genotype.reduce)
     return np.concatenate([on, o_r]), np.concatenate([i_n, i_r])
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+from lpm_zoo.errors import printable
+
 
 @dataclass
 class NoteBuffer:
@@ -22,6 +24,7 @@ class NoteBuffer:
 
     def note(self, text: str) -> None:
         """Print `text` as a note, or keep it for `release()` while notes are held."""
+        text = printable(text)  # a note may quote a file (a zoo entry's hardware): escaped like errors
         line = f"lpm {self.command}: note: {text}" if self.command else f"lpm: note: {text}"
         if self.held:
             if line not in self.pending:  # the same note twice (two loads of one predictor) is said once

@@ -26,15 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from lpm_zoo.encoding import (
-    cell_to_arrays,
-    cells_to_arrays,
-    encode_arrays,
-    genotype_key,
-    genotype_to_arrays,
-    keys_from_arrays,
-)
-from lpm_zoo.errors import LpmError
+from lpm_zoo.encoding import N_BITS, cells_to_arrays, encode_arrays, genotypes_to_arrays, keys_from_arrays
+from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.files import read_regular
 from lpm_zoo.paths import cache_dir
 from lpm_zoo.space import Genotype
 from lpm_zoo.statistics import check_statistic, is_ratio, latency_of, repeatability
@@ -66,14 +60,17 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '2');
 COMMIT;
 """
 
-# version 1 -> 2: number each architecture's measurements in the order they were taken, then make them unique
-_MIGRATE_1 = (
+# version 1 -> 2: number each architecture's measurements in the order they were taken (only where the
+# `repeat` column is missing: a store whose schema_version row was deleted already has it), then make them unique
+_ADD_REPEAT = (
     "ALTER TABLE measurements ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0",
     ("UPDATE measurements SET repeat = (SELECT COUNT(*) FROM measurements AS o WHERE o.backend = measurements.backend"
      " AND o.device = measurements.device AND o.profile = measurements.profile"
      " AND o.cell_key = measurements.cell_key AND o.id < measurements.id)"),
+)
+_INDEXES = (  # no-ops where they exist
+    "CREATE INDEX IF NOT EXISTS measurements_by_set ON measurements (backend, device, profile, cell_key)",
     "CREATE UNIQUE INDEX IF NOT EXISTS measurements_once ON measurements (backend, device, profile, cell_key, repeat)",
-    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')",
 )
 
 _COLUMNS = ("id", "backend", "device", "profile", "cell_key", "genotype_key", "encoding", "genotype", "latency_ms",
@@ -115,10 +112,51 @@ def validate_row(rec: dict[str, Any]) -> dict[str, Any]:
 
     Trusted only after these checks: names are short printable text, the latency is finite, positive
     and below MAX_LATENCY_MS, the spread is finite and >= 0 (or missing), the raw runs a JSON list of
-    finite times >= 0, the genotype a valid one, the protocol a JSON object whose warm-up, rounds,
+    finite times >= 0, the genotype a valid one whose canonical keys and encoding are the row's
+    `cell_key`, `genotype_key` and `encoding`, the protocol a JSON object whose warm-up, rounds,
     reps, threads and interleave (when present) are integers within MAX_PROTOCOL_COUNT and whose
     reference times are finite and positive.
     """
+    out, genotype = _checked(rec)
+    problem = _key_problems([out], [genotype])[0]
+    if problem:
+        raise BadRow(problem)
+    return out
+
+
+def stored_columns(genotypes: list[Genotype], cells: list[int]) -> list[tuple[str, str, str]]:
+    """The (cell_key, genotype_key, encoding) a row of each genotype holds, computed for many rows at once.
+
+    `cells` is 2 for a row of a -both profile (cell_key "normal:reduce", 224-bit encoding), else 1
+    (the normal cell's key and 112 bits).
+    """
+    if not genotypes:
+        return []
+    ops, inputs = genotypes_to_arrays(genotypes)  # (N, 16): the normal cell, then the reduction cell
+    out = []
+    for key, bits, c in zip(keys_from_arrays(ops, inputs), encode_arrays(ops, inputs, np.uint8) + ord("0"), cells):
+        text = bits.tobytes().decode()  # the 0/1 bits as '0'/'1'
+        out.append((key, key, text) if c == 2 else (key.partition(":")[0], key, text[:N_BITS]))
+    return out
+
+
+def _key_problems(recs: list[dict[str, Any]], genotypes: list[Genotype]) -> list[str | None]:
+    """For each checked row: why its keys or encoding are not those of its genotype, or None.
+
+    A profile this version does not know is taken to encode as many cells as its cell_key names.
+    """
+    from lpm_zoo.profiles import PROFILES
+
+    cells = [PROFILES[r["profile"]].cells if r["profile"] in PROFILES else 1 + (":" in r["cell_key"]) for r in recs]
+    out: list[str | None] = []
+    for rec, (key, gkey, bits) in zip(recs, stored_columns(genotypes, cells)):
+        wrong = [col for col, want in (("cell_key", key), ("genotype_key", gkey), ("encoding", bits)) if rec[col] != want]
+        out.append(f"{wrong[0]} is not the canonical one of the row's genotype (an edited row)" if wrong else None)
+    return out
+
+
+def _checked(rec: dict[str, Any]) -> tuple[dict[str, Any], Genotype]:
+    """`validate_row` up to the keys: the row with its JSON columns decoded, and its genotype."""
     for col in ("backend", "device", "profile", "cell_key", "genotype_key", "encoding"):
         v = rec.get(col)
         if not isinstance(v, str) or not v or len(v) > (224 if col == "encoding" else 200) or not v.isprintable():
@@ -136,7 +174,7 @@ def validate_row(rec: dict[str, Any]) -> dict[str, Any]:
         raise BadRow("runs_ms holds a value that is not a finite time >= 0")
     out["genotype"] = _json(rec, "genotype", dict)
     try:
-        Genotype.from_dict(out["genotype"])
+        genotype = Genotype.from_dict(out["genotype"])
     except (LpmError, TypeError, ValueError, KeyError, IndexError):
         raise BadRow("genotype is not a valid genotype") from None
     out["protocol"] = proto = _json(rec, "protocol", dict)
@@ -149,7 +187,7 @@ def validate_row(rec: dict[str, Any]) -> dict[str, Any]:
             raise BadRow(f"protocol {name} is not a positive finite number")
     if "weights_seed" in proto and not (isinstance(proto["weights_seed"], int) and 0 <= proto["weights_seed"] < 2**32):
         raise BadRow("protocol weights_seed is not an integer seed")
-    return out
+    return out, genotype
 
 
 def skipped_note(skipped: dict[int, str], limit: int = 10) -> str:
@@ -238,6 +276,27 @@ def list_bundled() -> list[str]:
     return sorted(f.name[: -len(".db.gz")] for f in folder.iterdir() if f.name.endswith(".db.gz"))
 
 
+def bundled_name(spec: str | Path) -> str | None:
+    """The name of the shipped store `spec` means (`bundled:NAME`, or the path of its unpacked copy), else None."""
+    text = str(spec)
+    if text.startswith(BUNDLED_PREFIX):
+        return text[len(BUNDLED_PREFIX):]
+    path = Path(text).expanduser()
+    if path.suffix != ".db" or path.stem not in list_bundled():
+        return None
+    try:
+        return path.stem if path.resolve().parent == (cache_dir() / "data").resolve() else None
+    except OSError:  # a link loop: not the cache's file
+        return None
+
+
+def _bundled_target(name: str) -> Path:
+    """Where the shipped store `name` is unpacked (without unpacking it); an unknown name is an LpmError."""
+    if name not in list_bundled():
+        raise LpmError(f"no bundled measurements {clip(name)}; bundled: {', '.join(list_bundled()) or 'none'}")
+    return cache_dir() / "data" / f"{name}.db"
+
+
 def resolve_db(spec: str | Path) -> Path:
     """A store path; `bundled:NAME` is a shipped store, unpacked once into the user's cache."""
     text = str(spec)
@@ -249,20 +308,22 @@ def resolve_db(spec: str | Path) -> Path:
     from importlib import resources
 
     name = text[len(BUNDLED_PREFIX):]
-    if name not in list_bundled():
-        raise LpmError(f"no bundled measurements {name!r}; bundled: {', '.join(list_bundled()) or 'none'}")
-    cache = cache_dir() / "data"
-    target = cache / f"{name}.db"
+    target = _bundled_target(name)
     source = resources.files("lpm_zoo").joinpath(f"data/measurements/{name}.db.gz")
     stamp = target.with_suffix(".size")
     size = str(source.stat().st_size) if hasattr(source, "stat") else ""
-    if not target.is_file() or not stamp.is_file() or stamp.read_text() != size:
-        cache.mkdir(parents=True, exist_ok=True)
+    try:
+        fresh = target.is_file() and read_regular(stamp, 64).decode(errors="replace") == size
+    except (OSError, LpmError):  # no stamp, or something else in its place: unpack again
+        fresh = False
+    if not fresh:
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
         with source.open("rb") as raw, gzip.open(raw) as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst)
         os.replace(tmp, target)  # atomic: an interrupted unpack never leaves a torn store
-        stamp.write_text(size)
+        tmp.write_text(size)
+        os.replace(tmp, stamp)  # replaces whatever was there (never writes into a FIFO)
     return target
 
 
@@ -273,17 +334,24 @@ def _ro_uri(path: Path, immutable: bool = False) -> str:
 
 
 class MeasurementStore:
-    """A SQLite measurement file in WAL mode; created on first use (`bundled:NAME` opens a shipped one).
+    """A SQLite measurement file in WAL mode; created on first use (`bundled:NAME` opens a shipped one, read-only).
 
     `readonly=True` opens it with `mode=ro` and writes nothing (a write-protected file reads
     fine). Either way a file that is not an lpm store, or one of a newer schema, is refused
     before anything is written to it; an older schema is migrated when opened for writing.
-    Rows that fail `validate_row` are skipped by every reader and collected in `skipped` (id: why).
+    A shipped store is never opened for writing. Rows that fail `validate_row`, and a second row of
+    one architecture's same measurement, are skipped by every reader and collected in `skipped` (id: why).
     """
 
     def __init__(self, path: str | Path, readonly: bool = False):
+        bundled = bundled_name(path)
+        if bundled is not None and not readonly:  # refused before anything is unpacked, opened or migrated
+            raise LpmError(f"{clip(str(path))} is a store shipped with the package and is only ever read; to write "
+                           f"measurements give --db a file of your own (a new path, or a copy: cp "
+                           f"{_bundled_target(bundled)} my.db)")
         self.path = resolve_db(path)
         self.readonly = readonly
+        self._immutable = bundled is not None  # package data: read with immutable=1, not even a -wal or -shm file
         self.skipped: dict[int, str] = {}
         if self.path.is_dir():
             raise LpmError(f"{self.path} is a directory; give the path of a database file, e.g. {self.path}/lpm.db")
@@ -311,6 +379,8 @@ class MeasurementStore:
 
     def _connect_readonly(self) -> sqlite3.Connection:
         """A `mode=ro` connection; `immutable` where a write-protected folder leaves no room for the WAL index."""
+        if self._immutable:
+            return sqlite3.connect(_ro_uri(self.path, immutable=True), uri=True, isolation_level=None)
         db = sqlite3.connect(_ro_uri(self.path), uri=True, timeout=60.0, isolation_level=None)
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
@@ -330,12 +400,27 @@ class MeasurementStore:
             db.close()
 
     def _migrate(self) -> int:
-        """Bring an older store up to SCHEMA_VERSION (one transaction, safe against a concurrent opener)."""
+        """Bring an older store up to SCHEMA_VERSION (one transaction, safe against a concurrent opener).
+
+        Idempotent: each step looks at what the file has (the `repeat` column, the indexes), so a store
+        whose schema_version row was deleted is repaired, not migrated twice. A store holding two rows of
+        one architecture's same measurement (its unique index dropped) is refused: nothing is written.
+        """
         with self._transaction():
             version = _schema_version(self._db, self.path)
-            if version == 1:
-                for sql in _MIGRATE_1:
+            if "repeat" not in _table_columns(self._db):
+                for sql in _ADD_REPEAT:
                     self._db.execute(sql)
+            try:
+                for sql in _INDEXES:
+                    self._db.execute(sql)
+            except sqlite3.IntegrityError:
+                raise LpmError(f"{self.path} holds two rows of one architecture's same measurement (its unique index "
+                               "was dropped); readers skip the second, but nothing is written to it: give --db a new "
+                               "file") from None
+            if version != SCHEMA_VERSION:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
         return SCHEMA_VERSION
 
     def close(self) -> None:
@@ -350,9 +435,8 @@ class MeasurementStore:
     # --- writing ----------------------------------------------------------------------
     @staticmethod
     def _row(m: Measurement) -> tuple:
-        g = m.genotype  # what the profile encodes: the normal cell, or both cells on a -both profile
-        ops, inputs = genotype_to_arrays(g) if _cells_of(m.profile) == 2 else cell_to_arrays(g)
-        key = keys_from_arrays(ops[None], inputs[None])[0]
+        # what the profile encodes: the normal cell, or both cells on a -both profile
+        key, gkey, bits = stored_columns([m.genotype], [_cells_of(m.profile)])[0]
         ok = (_number(m.latency_ms) and 0 < m.latency_ms <= MAX_LATENCY_MS and _number(m.spread_ms)
               and m.spread_ms >= 0 and all(_number(t) and t >= 0 for t in m.runs_ms))
         try:
@@ -362,9 +446,8 @@ class MeasurementStore:
         if not ok:
             raise LpmError(f"refusing to store a measurement of {key} with a latency, spread or run time that is "
                            f"not a finite positive number (latency {m.latency_ms!r}); the earlier ones are stored")
-        bits = "".join("1" if b else "0" for b in encode_arrays(ops[None], inputs[None])[0])
         return (
-            m.backend, m.device, m.profile, key, genotype_key(m.genotype), bits,
+            m.backend, m.device, m.profile, key, gkey, bits,
             m.genotype.to_json(), float(m.latency_ms), float(m.spread_ms),
             json.dumps([round(float(t), 6) for t in m.runs_ms]), protocol, float(m.timestamp),
         )
@@ -492,14 +575,33 @@ class MeasurementStore:
             if val is not None:
                 where.append(f"{col}=?")
                 args.append(val)
-        sql = (f"SELECT {', '.join(_COLUMNS)} FROM measurements" + (" WHERE " + " AND ".join(where) if where else "")
+        cols = _COLUMNS + (("repeat",) if "repeat" in _table_columns(self._db) else ())  # schema 1 has no repeat
+        sql = (f"SELECT {', '.join(cols)} FROM measurements" + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY id")
-        for row in self._db.execute(sql, args):
-            rec = dict(zip(_COLUMNS, row))
-            try:
-                yield validate_row(rec)
-            except BadRow as e:
-                self.skipped[rec["id"]] = str(e)
+        first: dict[tuple, int] = {}  # (backend, device, profile, cell_key, repeat) -> the id of its good row
+        cur = self._db.execute(sql, args)
+        while rows := cur.fetchmany(1024):  # the keys are checked a chunk at a time (vectorised)
+            recs, genotypes = [], []
+            for row in rows:
+                rec = dict(zip(cols, row))
+                try:
+                    out, g = _checked(rec)
+                except BadRow as e:
+                    self.skipped[rec["id"]] = str(e)
+                    continue
+                recs.append(out)
+                genotypes.append(g)
+            for rec, problem in zip(recs, _key_problems(recs, genotypes)):
+                repeat = rec.pop("repeat", None)
+                if problem is None and "repeat" in cols:
+                    seen = first.setdefault((*(rec[c] for c in ("backend", "device", "profile", "cell_key")),
+                                             repeat), rec["id"])
+                    if seen != rec["id"]:
+                        problem = f"a second copy of measurement {clip(repeat, 20)} of row {seen}'s architecture"
+                if problem is None:
+                    yield rec
+                else:
+                    self.skipped[rec["id"]] = problem
 
     def repeatability(self, backend: str, device: str, profile: str) -> dict[str, Any] | None:
         """How far two measurements of one architecture fall apart: the noise floor a predictor is judged against.
@@ -684,6 +786,11 @@ def statistic_key(backend: str, device: str, profile: str) -> str:
 _REQUIRED_COLUMNS = set(_COLUMNS)
 
 
+def _table_columns(db: sqlite3.Connection) -> set[str]:
+    """The column names of a store's measurements table."""
+    return {row[1] for row in db.execute("PRAGMA table_info(measurements)")}
+
+
 def _cells_of(profile: str) -> int:
     """Cells a profile encodes (2 for the "-both" profiles); 1 for names this version does not know."""
     from lpm_zoo.profiles import PROFILES
@@ -700,7 +807,7 @@ def _schema_version(db: sqlite3.Connection, path: Path) -> int | None:
     if not {"measurements", "meta"} <= tables:
         raise LpmError(f"{path} is an SQLite database but not an lpm measurement store (no measurements/meta "
                        f"tables); it was left untouched: give another --db path")
-    missing = _REQUIRED_COLUMNS - {row[1] for row in db.execute("PRAGMA table_info(measurements)")}
+    missing = _REQUIRED_COLUMNS - _table_columns(db)
     if missing:
         raise LpmError(f"{path} is not an lpm measurement store (its measurements table lacks "
                        f"{', '.join(sorted(missing))}); it was left untouched")

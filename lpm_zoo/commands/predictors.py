@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from lpm_zoo.cli import Command, check_seed
-from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.errors import LpmError, clip, printable
 from lpm_zoo.notes import note
 
 MAX_LINE_BYTES = 64 * 1024
@@ -138,12 +138,15 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     from lpm_zoo.predictors import create_predictor, predictor_class, save_predictor, user_zoo_dir
     from lpm_zoo.predictors.evaluate import default_test_size, metrics, relative_spread_pct, split_indices
+    from lpm_zoo.predictors.zoo import check_new_name
 
     predictor_class(args.predictor)
     name = args.name or f"{args.backend}-{_resolve_device(args)}"
     if not name or "/" in name or name.startswith("."):
         raise LpmError(f"--name {clip(name)}: a predictor name is a plain word like ort-cpu")
     params = _params_for(args)(args.predictor)
+    zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
+    check_new_name(name, zoo, "--name" if args.name else "the default name (BACKEND-DEVICE)")
     data = _load(args)
     n = len(data)
     test_size = default_test_size(n) if args.test_size is None else args.test_size
@@ -171,7 +174,6 @@ def _run_fit(args: argparse.Namespace) -> int:
         meta["metrics"]["labels_measured_twice"] = data.repeated(test)
     if "progress" in p.get_params():
         p.progress = False  # stored parameters describe the model, not this terminal
-    zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
     path = save_predictor(p, zoo / name, **meta)
     if args.json:
         print(json.dumps(p.meta, sort_keys=True))
@@ -356,13 +358,14 @@ def _run_zoo(args: argparse.Namespace) -> int:
     table, broken = [], []
     for r in rows:
         if "error" in r:
-            broken.append(f"{r['name']} unusable: {r['error']}  {r['where']}")
+            broken.append(printable(f"{r['name']} unusable: {r['error']}  {r['where']}"))
             continue
         m = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
         mre, tau = (f"{m[k]:{f}}" if isinstance(m.get(k), (int, float)) else "-"
                     for k, f in (("mre_pct", ".2f"), ("kendall_tau", ".3f")))
-        cols = [str(r.get(k))[:_ZOO_COLUMN_MAX] for k in ("name", "type", "backend", "device", "profile", "train_size")]
-        table.append((*cols, mre, tau, f"{r['where']:<8} {describe(r.get('hardware'))}"))
+        cols = [printable(str(r.get(k))[:_ZOO_COLUMN_MAX])
+                for k in ("name", "type", "backend", "device", "profile", "train_size")]
+        table.append((*cols, mre, tau, printable(f"{r['where']:<8} {describe(r.get('hardware'))}")))
     widths = [max([len(h)] + [len(t[i]) for t in table]) for i, h in enumerate(head)]  # columns fit their text
     right = {5, 6, 7}  # numbers align right
     for line in [(*head, "where    hardware"), *table]:
@@ -471,7 +474,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         else:
             label = src.get("genotype") if isinstance(src, dict) else src
             label = label if isinstance(label, str) and len(label) <= 60 else g.to_darts()
-            print(f"{ms:10.4f} ms  {label}")
+            print(f"{ms:10.4f} ms  {printable(label)}")
     return 0
 
 

@@ -19,7 +19,7 @@ directory (`sources/0`, ...), so it loads anywhere, and it is differentiable whe
 
 from __future__ import annotations
 
-import shutil
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ METHODS = ("scale", "affine", "stack", "residual")
 MIN_CELLS = {"scale": 3, "affine": 3, "stack": 5, "residual": 8}  # fewer: the LOO choice means nothing
 RIDGE_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # shrinkage tried (on standardised columns) by LOO
 MAX_SOURCES = 8
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 FINETUNE_MARGIN = 0.95  # fine-tuning (slower, more freedom) is chosen only when clearly better than the linear maps
 
 
@@ -158,6 +159,8 @@ def adapt_predict(fit: tuple[_Design, np.ndarray, Any], S: np.ndarray, madds: np
 class AdaptedPredictor(Predictor):
     """Source predictors' latencies, re-mapped to this device by a method chosen on a few measurements."""
 
+    state_spec = {"beta": ("float64", (None,))}
+
     def __init__(self, method: str = "affine", lam: float = 0.0, madds_profile: str | None = None,
                  n_sources: int = 1):
         super().__init__()
@@ -238,26 +241,46 @@ class AdaptedPredictor(Predictor):
         self._beta = beta
 
     def _save_parts(self, folder: Path) -> None:
-        """Copy the sources' own files into `folder/sources/k`, so the adapted predictor stands on its own.
+        """Copy the sources' own files into `folder/sources/k`, so the adapted predictor stands on its own,
+        and record each copy's `content_hash` in `meta["source_sha256"]` (checked on load).
 
         Only the files a predictor consists of are copied (never links or other files in its folder).
         """
-        from lpm_zoo.predictors.zoo import META, MODEL_FILES, TRAIN
+        from lpm_zoo.files import open_regular
+        from lpm_zoo.predictors.zoo import META, MODEL_FILES, TRAIN, content_hash
 
+        hashes = []
         for k, (src, d) in enumerate(zip(self.sources, self.source_dirs)):
             out = folder / "sources" / str(k)
             out.mkdir(parents=True)
             for name in (META, MODEL_FILES[src.persistence], TRAIN):
                 if (d / name).is_file() and not (d / name).is_symlink():
-                    shutil.copyfile(d / name, out / name)
+                    with open_regular(d / name) as f, open(out / name, "wb") as g:
+                        while chunk := f.read(1 << 20):
+                            g.write(chunk)
+            hashes.append(content_hash(out))
+        self.meta["source_sha256"] = hashes
 
     def _load_parts(self, folder: Path) -> None:
-        """Load the sources copied beside the model (never another adapted predictor: no nesting)."""
-        from lpm_zoo.predictors.zoo import load_predictor, read_meta
+        """Load the sources copied beside the model, each checked against the hash recorded at save time
+        (never another adapted predictor: no nesting)."""
+        from lpm_zoo.notes import note
+        from lpm_zoo.predictors.zoo import content_hash, load_predictor, read_meta
 
+        hashes = self.meta.get("source_sha256")
+        if hashes is None:  # saved before the hashes were recorded: loaded, and said so
+            note(f"{folder.name} records no hash of its source predictors (saved by an older lpm-zoo), so a "
+                 "replaced source cannot be told apart; run lpm adapt again to record them")
+        elif (not isinstance(hashes, list) or len(hashes) != self.n_sources
+              or not all(isinstance(h, str) and _SHA256.fullmatch(h) for h in hashes)):
+            raise LpmError(f"{folder}/meta.json: source_sha256 must be {self.n_sources} SHA-256 hex digests, one per "
+                           "source; adapt it again with lpm adapt")
         sources, dirs = [], []
         for k in range(self.n_sources):
             d = folder / "sources" / str(k)
+            if hashes is not None and content_hash(d) != hashes[k]:
+                raise LpmError(f"{d} is not the source predictor {folder.name} was adapted from (its files' SHA-256 "
+                               "differs from the one recorded when it was saved); adapt it again with lpm adapt")
             if read_meta(d).get("type") == "adapted":
                 raise LpmError(f"{d} is itself an adapted predictor; sources are never nested")
             sources.append(load_predictor(d))

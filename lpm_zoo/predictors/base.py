@@ -8,6 +8,7 @@ differentiable predictor also offers `predict_torch(enc)` on (relaxed) encodings
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import inspect
 import json
@@ -175,6 +176,32 @@ def training_hash(keys: Sequence[str], y: np.ndarray) -> str:
     return h.hexdigest()
 
 
+StateSpec = tuple[str, tuple[int | None, ...]]
+"""What one saved array must be: its dtype name and its shape (None: any length along that axis)."""
+
+
+def check_state(cls: type[Predictor], state: dict[str, np.ndarray]) -> str | None:
+    """Why a loaded state does not fit type `cls` (an array it never saves, another dtype or shape), or None.
+
+    Checked before anything is built from the arrays: weights cast to int8 or float16 are refused,
+    not silently converted back.
+    """
+    spec = cls.state_spec
+    if not spec:
+        return None
+    for name, arr in state.items():
+        want = next((v for pattern, v in spec.items() if fnmatch.fnmatchcase(name, pattern)), None)
+        if want is None:
+            return f"it holds an array {clip(name, 60)} that a {cls.type_name} model never has"
+        dtype, shape = want
+        if arr.dtype != np.dtype(dtype):
+            return f"array {clip(name, 60)} is {arr.dtype}, where a {cls.type_name} model stores {dtype}"
+        if arr.ndim != len(shape) or any(n is not None and n != m for n, m in zip(shape, arr.shape)):
+            return (f"array {clip(name, 60)} has shape {arr.shape}, where a {cls.type_name} model has "
+                    f"({', '.join('N' if n is None else str(n) for n in shape)}{',' if len(shape) == 1 else ''})")
+    return None
+
+
 class Predictor:
     """Base class: subclasses implement `_fit(ops, inputs, y)` and `_predict(ops, inputs)`."""
 
@@ -184,6 +211,9 @@ class Predictor:
     persistence: ClassVar[str] = "safetensors"
     #: allowed values of this type's parameters where they differ from `PARAM_RULES`
     param_rules: ClassVar[dict[str, Rule]] = {}
+    #: the arrays a saved state may hold: name pattern (fnmatch) -> (dtype, shape; None: any length), see
+    #: `check_state`; a type that leaves it empty (a plugin) checks its arrays in its own `_load_state`
+    state_spec: ClassVar[dict[str, StateSpec]] = {}
 
     def __init__(self) -> None:
         self.meta: dict[str, Any] = {}

@@ -27,6 +27,8 @@ def _op_counts(ops: np.ndarray) -> np.ndarray:
 class _LinearFeatures(Predictor):
     """latency = features(cell) @ coef + intercept, fitted by least squares."""
 
+    state_spec = {"coef": ("float64", (None,)), "intercept": ("float64", (1,))}
+
     def __init__(self) -> None:
         super().__init__()
         self._coef: np.ndarray | None = None

@@ -49,6 +49,15 @@ def stack_members(nets: list[list[tuple[np.ndarray, np.ndarray]]]) -> list[tuple
     return out
 
 
+def check_chain(shapes: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+    """Refuse (ValueError) layer shapes that do not chain: weight (in, out), bias (out,), one output at the end."""
+    if not shapes or shapes[-1][0][1:] != (1,):
+        raise ValueError("a network must end in one output")
+    for (w, b), (w2, _) in zip(shapes, shapes[1:] + [((1, 1), (1,))]):
+        if len(w) != 2 or b != (w[1],) or (w2 != (1, 1) and w2[0] != w[1]):
+            raise ValueError("a network's layers do not chain (weight (in, out), bias (out,))")
+
+
 def members_from_state(state: dict[str, np.ndarray]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
     """The members of a saved ensemble (`member{j}.layer{k}.weight/bias`), shapes checked before anything is built."""
     names = {k.split(".", 1)[0] for k in state if k.startswith("member")}
@@ -65,11 +74,9 @@ def members_from_state(state: dict[str, np.ndarray]) -> list[list[tuple[np.ndarr
         nets.append(net)
     shapes = [[(W.shape, b.shape) for W, b in net] for net in nets]
     first = shapes[0]
-    if any(sh != first for sh in shapes) or not first or first[-1][0][1:] != (1,):
-        raise ValueError("the members of an ensemble must be networks of one shape ending in one output")
-    for (w, b), (w2, _) in zip(first, first[1:] + [((1, 1), (1,))]):
-        if len(w) != 2 or b != (w[1],) or (w2 != (1, 1) and w2[0] != w[1]):
-            raise ValueError("a member's layers do not chain (weight (in, out), bias (out,))")
+    if any(sh != first for sh in shapes):
+        raise ValueError("the members of an ensemble must be networks of one shape")
+    check_chain(first)
     hidden = [w[1] for w, _ in first[:-1]]
     stacked = first[0][0][0] * count * first[0][0][1] + sum(count * a * count * b for a, b in zip(hidden, hidden[1:]))
     if stacked > _MAX_STACKED:
@@ -83,6 +90,8 @@ class MLPPredictor(Predictor):
 
     differentiable = True
     activation = "sigmoid"  # or "relu", for subclasses
+    state_spec = {"layer*.weight": ("float32", (None, None)), "layer*.bias": ("float32", (None,)),
+                  "target.mean_std": ("float64", (2,))}
 
     def __init__(
         self,
@@ -305,6 +314,7 @@ class MLPPredictor(Predictor):
             (np.ascontiguousarray(state[f"layer{k}.weight"], np.float32), np.ascontiguousarray(state[f"layer{k}.bias"], np.float32))
             for k in range(n)
         ]
+        check_chain([(W.shape, b.shape) for W, b in self._weights])
         self._y_mean, self._y_std = (float(v) for v in state["target.mean_std"])
         self._n_in = self._weights[0][0].shape[0]
         self._tcache = None
@@ -319,6 +329,9 @@ class MLPPlusPredictor(MLPPredictor):
     """A variant of the LPM (not the paper's): the same 112-256-64-1 sigmoid network and target
     scaling, trained with AdamW and a cosine learning-rate decay to zero for 300 epochs; it needs
     fewer training architectures for the same error."""
+
+    state_spec = {**MLPPredictor.state_spec, "member*.layer*.weight": ("float32", (None, None)),
+                  "member*.layer*.bias": ("float32", (None,))}
 
     def __init__(
         self,
@@ -430,6 +443,8 @@ class MLPSplitPredictor(MLPPlusPredictor):
     standard deviations) so the few cells measured far off pull less, and the mean of 5 networks
     trained from seeds seed..seed+4 (`members`; stored as one network, `stack_members`).
     """
+
+    state_spec = {**MLPPlusPredictor.state_spec, "reduce.weight": ("float32", (112,))}
 
     def __init__(
         self,

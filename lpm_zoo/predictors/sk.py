@@ -99,6 +99,7 @@ class KNNPredictor(SklearnPredictor):
     """
 
     persistence = "safetensors"
+    state_spec = {"ops": ("int8", (None, None)), "inputs": ("int8", (None, None)), "latency_ms": ("float64", (None,))}
 
     def __init__(self, n_neighbors: int = 10, weights: str = "distance"):
         super().__init__()

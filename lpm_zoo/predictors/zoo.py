@@ -7,12 +7,16 @@ pickle) and `train.json.gz` (the training set as canonical cell keys and latenci
 scikit-learn model that no longer loads, or was saved by another scikit-learn version, is
 refitted from `train.json.gz` with its stored parameters and seed, and checked against the
 stored training-set hash. Names are looked up in `$LPM_ZOO_HOME` (default
-`~/.cache/lpm_zoo/zoo`) first, then in the zoo bundled with the package.
+`~/.cache/lpm_zoo/zoo`) first, then in the zoo bundled with the package; a bundled predictor's
+name is taken (never saved, nor looked up, in the user's zoo). Every file is opened only when it
+is a regular file (`lpm_zoo.files`).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
 import json
 import os
 import platform
@@ -27,13 +31,15 @@ from typing import Any
 import numpy as np
 
 from lpm_zoo.encoding import decode_arrays
-from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.errors import LpmError, clip, printable
+from lpm_zoo.files import open_regular, read_regular
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir
 from lpm_zoo.predictors.base import (
     ENCODING,
     ENCODING_BOTH,
     Predictor,
+    check_state,
     create_predictor,
     predictor_class,
     training_hash,
@@ -106,7 +112,7 @@ def read_train(path: str | Path) -> tuple[list[str], np.ndarray]:
     """The stored training set of a predictor directory: (keys, latencies in ms), checked."""
     file = Path(path) / TRAIN
     try:
-        with gzip.open(file, "rb") as f:
+        with open_regular(file) as packed, gzip.GzipFile(fileobj=packed, mode="rb") as f:
             raw = f.read(MAX_TRAIN_BYTES + 1)
         if len(raw) > MAX_TRAIN_BYTES:
             raise LpmError(f"{file} unpacks to over {MAX_TRAIN_BYTES >> 20} MB; it is not a training set")
@@ -170,6 +176,27 @@ def save_predictor(p: Predictor, path: str | Path, **meta: Any) -> Path:
     return path
 
 
+def content_hash(path: str | Path) -> str:
+    """SHA-256 over a predictor directory's own files (meta.json, model file, train.json.gz, by name): what it is.
+
+    Files that are absent are left out; each present one must be a regular file.
+    """
+    total = hashlib.sha256()
+    for name in (META, *MODEL_FILES.values(), TRAIN):
+        try:
+            f = open_regular(Path(path) / name)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise LpmError(f"cannot read {Path(path) / name}: {e.strerror or e}") from None
+        one = hashlib.sha256()
+        with f:
+            while chunk := f.read(1 << 20):
+                one.update(chunk)
+        total.update(f"{name}\0{one.hexdigest()}\n".encode())
+    return total.hexdigest()
+
+
 def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
@@ -193,9 +220,10 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     """The checked `meta.json` of predictor directory `path`: a JSON object with a string `type`."""
     file = Path(path) / META
     try:
-        if file.stat().st_size > MAX_META_BYTES:
+        raw = read_regular(file, MAX_META_BYTES)
+        if len(raw) > MAX_META_BYTES:
             raise LpmError(f"{file} is larger than {MAX_META_BYTES // 1024} KB; it is not a predictor's metadata")
-        meta = json.loads(file.read_bytes())
+        meta = json.loads(raw)
     except FileNotFoundError:
         raise LpmError(f"{path} holds no fitted predictor ({META} is missing)") from None
     except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -232,27 +260,39 @@ def load_predictor(path: str | Path) -> Predictor:
         if reason is not None:
             _refit(p, path, meta, reason)
     else:
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
-        _check_size(model)
         try:
-            p._load_state(load_file(str(model)))
+            state = load(_read_model(model))
+        except LpmError:
+            raise
         except Exception as e:  # a damaged or foreign file: say which and how to fix
             raise LpmError(f"cannot read the model of {path} ({type(e).__name__}); fit it again with lpm fit") from None
+        problem = check_state(type(p), state)
+        if problem:
+            raise LpmError(f"cannot read the model of {path}: {problem}; fit it again with lpm fit")
+        try:
+            p._load_state(state)
+        except Exception as e:  # shapes that do not fit together
+            raise LpmError(f"cannot read the model of {path} ({type(e).__name__}); fit it again with lpm fit") from None
         if hasattr(p, "_load_parts"):
+            p.meta = meta  # what it records of its parts (the sources' hashes)
             p._load_parts(path)
     p.meta = meta  # its encoding says what it reads (lpm-112 or lpm-224)
     _check_answers(p, path)
     return p
 
 
-def _check_size(file: Path) -> None:
+def _read_model(file: Path) -> bytes:
+    """The bytes of a model file: a regular file of at most MAX_MODEL_BYTES, else a one-line LpmError."""
     try:
-        size = file.stat().st_size
+        too_big = file.stat().st_size > MAX_MODEL_BYTES  # refused unread; the read is capped too
+        data = b"" if too_big else read_regular(file, MAX_MODEL_BYTES)
     except OSError:
         raise LpmError(f"{file} is missing or unreadable; fit the predictor again with lpm fit") from None
-    if size > MAX_MODEL_BYTES:
-        raise LpmError(f"{file} is {size / 2**20:.0f} MB, over the {MAX_MODEL_BYTES >> 20} MB a predictor may have")
+    if too_big or len(data) > MAX_MODEL_BYTES:
+        raise LpmError(f"{file} is over the {MAX_MODEL_BYTES >> 20} MB a predictor may have")
+    return data
 
 
 def _check_answers(p: Predictor, path: Path) -> None:
@@ -277,11 +317,16 @@ def check_skops_types(cls: type[Predictor], file: Path) -> list[str]:
 
     Reads only the file's schema (no object is built), so it is safe on any file.
     """
+    return _skops_types(cls, _read_model(file), file)
+
+
+def _skops_types(cls: type[Predictor], data: bytes, file: Path) -> list[str]:
+    """`check_skops_types` of a skops file's bytes (read once, so the file checked is the file loaded)."""
     import skops.io as sio
 
     allowed = getattr(cls, "skops_types", frozenset())
     try:
-        untrusted = sio.get_untrusted_types(file=file)
+        untrusted = sio.get_untrusted_types(data=data)
     except Exception as e:
         raise _Unreadable(f"unreadable ({type(e).__name__})") from None
     bad = sorted(set(untrusted) - allowed)
@@ -300,9 +345,9 @@ def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
     import sklearn
     import skops.io as sio
 
-    _check_size(file)
+    data = _read_model(file)
     try:
-        allowed = check_skops_types(type(p), file)  # a hostile file is refused even when it would be refitted
+        allowed = _skops_types(type(p), data, file)  # a hostile file is refused even when it would be refitted
     except _Unreadable as e:  # not a zip, no schema: a damaged file, refit from the training set
         return str(e)
     saved = meta.get("versions", {}).get("scikit-learn") if isinstance(meta.get("versions"), dict) else None
@@ -311,7 +356,7 @@ def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", getattr(sklearn.exceptions, "InconsistentVersionWarning", UserWarning))
-            p._estimator = sio.load(file, trusted=allowed)
+            p._estimator = sio.load(io.BytesIO(data), trusted=allowed)
     except Exception as e:  # any other load failure falls back to the refit
         return f"{type(e).__name__}"
     return None
@@ -330,29 +375,59 @@ def _refit(p: Predictor, path: Path, meta: dict[str, Any], reason: str) -> None:
 
 
 # --- the zoo ---------------------------------------------------------------------------------
-def _entries() -> list[tuple[str, str, Path]]:
-    seen: set[str] = set()
-    out = []
-    for where, d in zoo_dirs():
-        if not d.is_dir():
-            continue
-        for sub in sorted(d.iterdir()):
-            if sub.name.startswith(".") or not (sub / META).is_file() or sub.name in seen:
-                continue
-            seen.add(sub.name)
-            out.append((sub.name, where, sub))
-    return out
+TAKEN = "taken"  # `_entries`' "where" of a user entry named like a bundled one: never looked up
+
+
+def _folder(d: Path) -> list[Path]:
+    """The predictor directories of zoo folder `d` (each with a meta.json), by name."""
+    if not d.is_dir():
+        return []
+    return [sub for sub in sorted(d.iterdir()) if not sub.name.startswith(".") and (sub / META).is_file()]
+
+
+def _entries(with_taken: bool = False) -> list[tuple[str, str, Path]]:
+    """(name, where, directory) of every predictor that a name finds: the user's, then the bundled ones.
+
+    A bundled predictor's name always means the bundled predictor: a user entry of that name (made by
+    hand, or by an lpm-zoo before names were checked) is never looked up; `with_taken` lists it as TAKEN.
+    """
+    (user_where, user), (bundled_where, bundled) = zoo_dirs()
+    shipped = _folder(bundled)
+    names = {sub.name for sub in shipped}
+    out = [(sub.name, user_where if sub.name not in names else TAKEN, sub) for sub in _folder(user)
+           if with_taken or sub.name not in names]
+    return out + [(sub.name, bundled_where, sub) for sub in shipped]
+
+
+def check_new_name(name: str, zoo: str | Path, what: str = "--name") -> None:
+    """Refuse saving a predictor named like a bundled one in any zoo but the bundled one: bundled names are taken.
+
+    `what` says where the name came from in the message (the flag, or "the default name").
+
+    `--force` does not lift it (replacing a user predictor is what --force is for; shadowing a bundled
+    one is never done). The bundled zoo itself is exempt: it is where its predictors are made.
+    """
+    if Path(zoo).expanduser().resolve() == bundled_zoo_dir().resolve():
+        return
+    if name in {sub.name for sub in _folder(bundled_zoo_dir())}:
+        raise LpmError(f"{what} {clip(name)} is taken by a bundled predictor (also with --force: a bundled "
+                       f"predictor is never shadowed); pick another --name, e.g. {clip(name + '-mine')}")
 
 
 def list_predictors() -> list[str]:
-    """Names of the fitted predictors in the user's zoo and the bundled one (user's first wins)."""
+    """Names of the fitted predictors in the user's zoo and the bundled one (a bundled name is never a user's)."""
     return [name for name, _, _ in _entries()]
 
 
 def zoo_table() -> list[dict[str, Any]]:
     """One summary row per fitted predictor: name, where, type, backend, device, profile, size, metrics."""
     rows = []
-    for name, where, sub in _entries():
+    for name, where, sub in _entries(with_taken=True):
+        if where == TAKEN:
+            rows.append({"name": name, "where": "user", "path": str(sub),
+                         "error": f"the name is taken by a bundled predictor, so {sub} is never used; rename "
+                                  "this folder to use it"})
+            continue
         try:
             meta = read_meta(sub)
             cls = predictor_class(meta["type"])
@@ -410,9 +485,9 @@ def hardware_note(p: Predictor, name: str, backend_hint: str = "") -> str | None
         return None
     backend = str(p.meta.get("backend", "BACKEND"))[:20]
     profile = str(p.meta.get("profile", "cifar-b1"))[:20]
-    return (f"{name} was fitted on {describe(hw)}; this machine is {describe(here)}: its latencies may be off by a "
-            f"machine-wide factor; adapt it here with: lpm adapt --from {name} --backend {backend} --device cpu "
-            f"--profile {profile} --samples 10 --db here.db --name {backend}-here")
+    return printable(f"{name} was fitted on {describe(hw)}; this machine is {describe(here)}: its latencies may be "
+                     f"off by a machine-wide factor; adapt it here with: lpm adapt --from {name} --backend {backend} "
+                     f"--device cpu --profile {profile} --samples 10 --db here.db --name {backend}-here")
 
 
 def get_predictor(name: str) -> Predictor:
