@@ -186,10 +186,17 @@ def _store_name(args: argparse.Namespace, reading: bool = False) -> str:
     from backends.device import device_name, store_device_name
     from lpm_zoo.store import MeasurementStore, resolve_db
 
+    from lpm_zoo.errors import LpmError
+
     if args.device_name or not resolve_db(args.db).is_file():
         return device_name(args.device, args.device_name)
-    with MeasurementStore(args.db, readonly=True) as store:
-        return store_device_name(store, args.backend, args.device, args.profile, reading=reading)
+    try:
+        with MeasurementStore(args.db, readonly=True) as store:
+            return store_device_name(store, args.backend, args.device, args.profile, reading=reading)
+    except LpmError as e:
+        if "is an empty database" in str(e):  # another profiler created it and has not written its schema yet
+            return device_name(args.device, args.device_name)
+        raise
 
 
 def _shard(spec: str | None) -> tuple[int, int] | None:
