@@ -184,9 +184,8 @@ def _store_name(args: argparse.Namespace, reading: bool = False) -> str:
     """The device name `args` files under (or, `reading`, reads) in the store at `args.db` (see
     `backends.device.store_device_name`); the detected one when the store does not exist yet."""
     from backends.device import device_name, store_device_name
-    from lpm_zoo.store import MeasurementStore, resolve_db
-
     from lpm_zoo.errors import LpmError
+    from lpm_zoo.store import MeasurementStore, resolve_db
 
     if args.device_name or not resolve_db(args.db).is_file():
         return device_name(args.device, args.device_name)
