@@ -15,7 +15,7 @@ from backends.registry import (
     Prepared,
     cuda_event_times,
     host_times,
-    installed_distributions,
+    module_clash,
     register_backend,
     side_stream,
 )
@@ -28,11 +28,7 @@ ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "
 
 def ort_clash() -> str:
     """Why the installed onnxruntime cannot be trusted ("" when one distribution provides it)."""
-    found = installed_distributions(ORT_DISTRIBUTIONS)
-    if len(found) < 2:
-        return ""
-    return (f"{' and '.join(found)} are installed together and overwrite each other's onnxruntime module; keep one: "
-            f"pip uninstall -y {' '.join(found)} && pip install 'lpm-zoo[gpu]' (CUDA) or 'lpm-zoo[cpu]'")
+    return module_clash(ORT_DISTRIBUTIONS, "onnxruntime", " && pip install 'lpm-zoo[gpu]' (CUDA) or 'lpm-zoo[cpu]'")
 
 
 def _ort():

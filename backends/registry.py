@@ -154,6 +154,16 @@ def installed_distributions(names: tuple[str, ...]) -> list[str]:
     return found
 
 
+def module_clash(names: tuple[str, ...], module: str, fix: str) -> str:
+    """Why the installed `module` cannot be trusted when several of the distributions `names` ship it ("" when
+    at most one does), with `fix` after the uninstall of all of them."""
+    found = installed_distributions(names)
+    if len(found) < 2:
+        return ""
+    return (f"{' and '.join(found)} are installed together and overwrite each other's {module} module; keep one: "
+            f"pip uninstall -y {' '.join(found)}{fix}")
+
+
 def register_backend(name: str) -> Callable[[B], B]:
     """Class decorator: register a `Backend` subclass under `name`."""
     return _REGISTRY.register(name)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.device import cuda_missing, parse_device, short_gpu_name
-from backends.registry import Backend, Prepared, cuda_event_times, installed_distributions, register_backend, side_stream
+from backends.registry import Backend, Prepared, cuda_event_times, module_clash, register_backend, side_stream
 from lpm_zoo.errors import LpmError
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir
@@ -54,11 +54,7 @@ TRT_BINDINGS = ("tensorrt-bindings", "tensorrt-cu11-bindings", "tensorrt-cu12-bi
 
 def trt_clash() -> str:
     """Why the installed `tensorrt` module cannot be trusted ("" when one distribution provides it)."""
-    found = installed_distributions(TRT_BINDINGS)
-    if len(found) < 2:
-        return ""
-    return (f"{' and '.join(found)} are installed together and overwrite each other's tensorrt module; keep one: "
-            f"pip uninstall -y {' '.join(found)}, then install one TensorRT (README, Support)")
+    return module_clash(TRT_BINDINGS, "tensorrt", ", then install one TensorRT (README, Support)")
 
 
 def _trt() -> Any:

@@ -219,7 +219,7 @@ def test_lpm_measure_on_a_p100_with_tensorrt_10_says_to_use_8_6(monkeypatch, cap
 def test_two_tensorrt_bindings_installed_together_are_refused(monkeypatch):
     fake_cuda(monkeypatch)
     monkeypatch.setitem(sys.modules, "tensorrt", FakeTrt("8.6.1"))
-    monkeypatch.setattr(trtb, "installed_distributions", lambda names: ["tensorrt-bindings", "tensorrt-cu12-bindings"])
+    monkeypatch.setattr("backends.registry.installed_distributions", lambda names: ["tensorrt-bindings", "tensorrt-cu12-bindings"])
     ok, why = trtb.TrtBackend().available("cuda")
     assert not ok and "installed together" in why and "pip uninstall -y tensorrt-bindings tensorrt-cu12-bindings" in why
 
@@ -324,7 +324,7 @@ def test_node_providers_counts_the_nodes_each_provider_ran():
 def test_onnxruntime_and_onnxruntime_gpu_together_are_refused(monkeypatch, capsys):
     import backends.ort_backend as ortb
 
-    monkeypatch.setattr(ortb, "installed_distributions", lambda names: ["onnxruntime", "onnxruntime-gpu"])
+    monkeypatch.setattr("backends.registry.installed_distributions", lambda names: ["onnxruntime", "onnxruntime-gpu"])
     ok, why = ortb.OrtBackend().available("cpu")
     assert not ok and "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'lpm-zoo[gpu]'" in why
     assert main(["measure", "--backend", "ort", "--genotype", "DARTS_V2"]) == 2
