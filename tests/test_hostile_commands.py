@@ -280,8 +280,11 @@ def test_an_interrupted_pilot_keeps_the_groups_it_timed_and_the_next_run_uses_th
 
     db = tmp_path / "here.db"
     env = {**os.environ, "LPM_ZOO_HOME": str(tmp_path / "zoo")}
+    # a suite started in the background (`make test &`, a CI runner) has SIGINT ignored, and the child inherits
+    # that unless it is reset, as a terminal's Ctrl-C would find it
     p = subprocess.Popen([sys.executable, "-m", "lpm_zoo", *ADAPT, "--samples", "40", "--db", str(db)], env=env,
-                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while p.poll() is None and time.monotonic() < deadline and not _rows(db):
