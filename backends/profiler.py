@@ -318,7 +318,8 @@ def _store_group(store: MeasurementStore, ms: list[Measurement], baseline: float
     normalize(ms, baseline)
     if ms and "hardware" in ms[0].protocol:  # which machine the store's data of this triple comes from
         m0 = ms[0]
-        for m in ms:  # the last guard (Ray workers measure elsewhere): never a row of another machine
+        seen = {json.dumps([m.backend, m.device, m.profile, m.protocol["hardware"]], sort_keys=True): m for m in ms}
+        for m in seen.values():  # the last guard (Ray workers measure elsewhere): never a row of another machine
             check_same_machine(store, m.backend, m.device, m.profile, m.protocol["hardware"], str(store.path))
         store.set_meta_once(f"hardware/{m0.backend}/{m0.device}/{m0.profile}",
                             json.dumps(m0.protocol["hardware"], sort_keys=True))

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from lpm_zoo.hardware import host_slug
+
 SOURCE = "ort-cpu-both"  # the shipped whole-network predictor (both cells priced)
 TARGET = ["--backend", "ort", "--device", "cpu", "--profile", "cifar-b1-both"]  # the deployed C=36 network
 COMPARE = ["--db", "bundled:ort-xeon-small-b1", "--backend", "ort", "--device-name", "xeon", "--profile", "small-b1",
@@ -63,12 +65,6 @@ def _last_json(text: str) -> dict:
     return json.loads(text.strip().splitlines()[-1])
 
 
-def _slug() -> str:
-    out = subprocess.run([sys.executable, "-c", "from lpm_zoo.hardware import host_slug; print(host_slug())"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    return out or "here"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scripts/demo.py", description=__doc__.splitlines()[0])
     ap.add_argument("--lambda", dest="lam", type=float, default=0.5, help="relative λ of the latency-aware runs")
@@ -79,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     t_start = time.time()
-    out = Path(args.out) / _slug()
+    out = Path(args.out) / host_slug()  # this machine's own folder: a store never mixes machines
     out.mkdir(parents=True, exist_ok=True)
     db, zoo = out / "here.db", out / "zoo"
     name = "calibrated"
