@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from backends.base import Backend, Prepared
 from backends.device import cuda_missing, parse_device
-from backends.registry import (
-    Backend,
-    Prepared,
-    cuda_event_times,
-    host_times,
-    module_clash,
-    register_backend,
-    side_stream,
-)
+from backends.installs import module_clash
+from backends.registry import register_backend
+from backends.timing import cuda_event_times, host_times, side_stream
 from lpm_zoo.errors import LpmError
 
 #: distributions that each install the `onnxruntime` module; two of them in one environment break it

@@ -15,6 +15,7 @@ from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from typing import Any
 
+from backends.base import Backend
 from backends.device import (
     check_same_machine,
     cpu_model,
@@ -25,7 +26,7 @@ from backends.device import (
     store_device_name,
 )
 from backends.protocol import AUTO, Protocol, spread_of, statistic_of, time_interleaved
-from backends.registry import Backend, get_backend
+from backends.registry import get_backend
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.space import Cell, Genotype

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from backends.base import Backend, Prepared
 from backends.device import cuda_missing, parse_device
-from backends.registry import Backend, Prepared, cuda_event_times, host_times, register_backend, side_stream
+from backends.registry import register_backend
+from backends.timing import cuda_event_times, host_times, side_stream
 from lpm_zoo.errors import LpmError
 
 

@@ -23,8 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backends.base import Backend, Prepared
 from backends.device import cuda_missing, parse_device, short_gpu_name
-from backends.registry import Backend, Prepared, cuda_event_times, module_clash, register_backend, side_stream
+from backends.installs import module_clash
+from backends.registry import register_backend
+from backends.timing import cuda_event_times, side_stream
 from lpm_zoo.errors import LpmError
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir

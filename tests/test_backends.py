@@ -11,9 +11,11 @@ import torch
 
 import backends.registry as registry
 import lpm_zoo.registry as core_registry
+from backends.base import Backend, Prepared
 from backends.device import device_name, parse_device, short_gpu_name
 from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
-from backends.registry import Backend, Prepared, get_backend, host_times, list_backends, register_backend
+from backends.registry import get_backend, list_backends, register_backend
+from backends.timing import host_times
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.hardware import cpu_model, cpu_slug
@@ -68,7 +70,8 @@ def test_register_backend_decorator_and_type_check():
 
 def test_third_party_backend_through_entry_point(tmp_path, monkeypatch, capsys):
     (tmp_path / "lpm_fake_plugin.py").write_text(textwrap.dedent("""
-        from backends.registry import Backend, Prepared, host_times
+        from backends.base import Backend, Prepared
+        from backends.timing import host_times
 
         class FakeAccel(Backend):
             devices = ("cpu",)

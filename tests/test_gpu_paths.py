@@ -22,8 +22,8 @@ import torch
 from fakes_trt import FakeTrt, fake_cuda
 
 import backends.trt_backend as trtb
+from backends.base import Prepared
 from backends.protocol import GPU_WARMUP_S, Protocol, default_warmup_s, time_interleaved
-from backends.registry import Prepared
 from lpm_zoo.cli import main
 from lpm_zoo.device import arch_runs_on, cuda_missing, kernel_gap
 from lpm_zoo.errors import LpmError
@@ -219,7 +219,7 @@ def test_lpm_measure_on_a_p100_with_tensorrt_10_says_to_use_8_6(monkeypatch, cap
 def test_two_tensorrt_bindings_installed_together_are_refused(monkeypatch):
     fake_cuda(monkeypatch)
     monkeypatch.setitem(sys.modules, "tensorrt", FakeTrt("8.6.1"))
-    monkeypatch.setattr("backends.registry.installed_distributions", lambda names: ["tensorrt-bindings", "tensorrt-cu12-bindings"])
+    monkeypatch.setattr("backends.installs.installed_distributions", lambda names: ["tensorrt-bindings", "tensorrt-cu12-bindings"])
     ok, why = trtb.TrtBackend().available("cuda")
     assert not ok and "installed together" in why and "pip uninstall -y tensorrt-bindings tensorrt-cu12-bindings" in why
 
@@ -281,7 +281,7 @@ def test_torch_cuda_precision_is_ieee_fp32():
 
 
 def test_side_stream_waits_on_the_current_stream(monkeypatch):
-    from backends.registry import side_stream
+    from backends.timing import side_stream
 
     monkeypatch.setattr(torch.cuda, "Stream", _FakeStream)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("current", device))
@@ -324,7 +324,7 @@ def test_node_providers_counts_the_nodes_each_provider_ran():
 def test_onnxruntime_and_onnxruntime_gpu_together_are_refused(monkeypatch, capsys):
     import backends.ort_backend as ortb
 
-    monkeypatch.setattr("backends.registry.installed_distributions", lambda names: ["onnxruntime", "onnxruntime-gpu"])
+    monkeypatch.setattr("backends.installs.installed_distributions", lambda names: ["onnxruntime", "onnxruntime-gpu"])
     ok, why = ortb.OrtBackend().available("cpu")
     assert not ok and "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'lpm-zoo[gpu]'" in why
     assert main(["measure", "--backend", "ort", "--genotype", "DARTS_V2"]) == 2
