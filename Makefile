@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: venv
-	$(BIN)/ruff check lpm_zoo backends search tests scripts
+	$(BIN)/ruff check lpm_zoo backends search tests scripts benchmarks
 	$(BIN)/python -m pytest -q
 	for h in $(filter-out $(MAIN_HOST),$(HOSTS)); do \
 		echo "== the host-sensitive tests as $$h (LPM_HOST_IDENTITY=$$h)"; \

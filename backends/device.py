@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING
 
@@ -100,7 +101,6 @@ def store_hardware(store: MeasurementStore, backend: str, name: str, profile: st
     """What `store` says measured backend/name/profile: its recorded fingerprint (None when unreadable) and
     its first row's hardware (rows of older stores have only a CPU or GPU model string; rows that record
     none are left out); [] when it says nothing."""
-    import json
 
     known: list[dict | None] = []
     recorded = store.meta(f"hardware/{backend}/{name}/{profile}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 
 def installed_distributions(names: tuple[str, ...]) -> list[str]:
     """Which of the distributions `names` are installed (several that ship one module overwrite each other's files)."""
-    from importlib import metadata
 
     found = []
     for name in names:

@@ -7,11 +7,15 @@ overwrite each other's files, so finding both installed is an error that says ho
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from backends.base import Backend, Prepared
 from backends.device import cuda_missing, parse_device
 from backends.installs import module_clash
+from backends.onnx_export import to_onnx
 from backends.registry import register_backend
 from backends.timing import cuda_event_times, host_times, side_stream
 from lpm_zoo.errors import LpmError
@@ -158,9 +162,6 @@ def _session(ort: Any, data: bytes, kind: str, index: int, threads: int, stream:
 def node_providers(model: Any, example_input: Any, device: str = "cpu") -> dict[str, int]:
     """How many of the graph's nodes each execution provider ran in one profiled run (the session as `prepare`
     makes it, Memcpy nodes included): on CUDA, any CPUExecutionProvider count is a node that left the GPU."""
-    import json
-    import tempfile
-    from pathlib import Path
 
     import numpy as np
 
@@ -204,6 +205,5 @@ def _model_bytes(model: Any, example_input: Any) -> bytes:
         return bytes(model)
     if hasattr(model, "SerializeToString"):
         return model.SerializeToString()
-    from backends.onnx_export import to_onnx
 
     return to_onnx(model, example_input).SerializeToString()

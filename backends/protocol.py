@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
+from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError
 from lpm_zoo.statistics import STATISTICS, check_statistic, is_ratio, relative_uncertainty, statistic_of
 
@@ -104,7 +105,6 @@ class Protocol:
 
 def default_warmup_s(device: str) -> float:
     """The time-based warm-up a device gets unless told: GPU_WARMUP_S on CUDA, none on CPUs."""
-    from lpm_zoo.device import parse_device
 
     return GPU_WARMUP_S if parse_device(device)[0] == "cuda" else 0.0
 
@@ -150,3 +150,21 @@ def _settled(runs: list[list[float]], k: int, rounds: int, protocol: Protocol) -
     """Whether model k's statistic is known to the protocol's target after `rounds` rounds."""
     ref = runs[0][: len(runs[k])] if protocol.reference else None
     return relative_uncertainty(runs[k], rounds, protocol.statistic, ref) <= protocol.target_pct / 100
+
+
+def protocol_flags(protocol: Protocol) -> list[str]:
+    """The `lpm profile` flags from which `_protocol` builds `protocol` again: every field, so none is left behind.
+
+    A field is `--field-name VALUE`, except `reference` (`--no-reference` when off) and an unset
+    `target_pct` (0: fixed rounds); a field the CLI has no flag for fails to parse, not silently.
+    """
+    argv: list[str] = []
+    for f in fields(protocol):
+        value = getattr(protocol, f.name)
+        if f.name == "reference":
+            argv += [] if value else ["--no-reference"]
+        elif f.name == "target_pct":
+            argv += ["--target-pct", repr(float(value or 0))]
+        else:
+            argv += [f"--{f.name.replace('_', '-')}", str(value)]
+    return argv

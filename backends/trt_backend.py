@@ -26,6 +26,7 @@ from typing import Any
 from backends.base import Backend, Prepared
 from backends.device import cuda_missing, parse_device, short_gpu_name
 from backends.installs import module_clash
+from backends.ort_backend import _model_bytes
 from backends.registry import register_backend
 from backends.timing import cuda_event_times, side_stream
 from lpm_zoo.errors import LpmError
@@ -298,7 +299,6 @@ class TrtBackend(Backend):
         trt = _trt()
         import torch
 
-        from backends.ort_backend import _model_bytes
 
         _, index = parse_device(device)
         dev = torch.device("cuda", index)

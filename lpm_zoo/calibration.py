@@ -23,6 +23,9 @@ import numpy as np
 
 from lpm_zoo.encoding import encode_arrays
 from lpm_zoo.errors import LpmError
+from lpm_zoo.predictors.files import keys_to_arrays
+from lpm_zoo.profiles import get_profile
+from lpm_zoo.sampler import sample_unique_arrays
 
 FILE = "data/calibration.json"
 
@@ -41,7 +44,6 @@ def _van_der_corput(n: int) -> list[float]:
 
 def make_calibration(predictors: Sequence[object], n: int = 100, pool: int = 20000, seed: int = 0) -> list[str]:
     """Canonical keys of `n` cells: latency quantiles in van der Corput order, new (edge, op) pairs first."""
-    from lpm_zoo.sampler import sample_unique_arrays
 
     ops, inputs, keys = sample_unique_arrays(pool, seed=seed)
     z = np.zeros(len(ops))
@@ -77,8 +79,6 @@ def calibration_keys(n: int | None = None) -> list[str]:
 def calibration_cells(profile: str, n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The first `n` calibration cells to measure on `profile`: (keys, ops, inputs), with (N, 8) arrays;
     for a -both profile the first `n` calibration genotypes ("normal:reduce" keys, (N, 16) arrays)."""
-    from lpm_zoo.predictors.zoo import keys_to_arrays
-    from lpm_zoo.profiles import get_profile
 
     keys = calibration_keys(n)
     if get_profile(profile).cells == 2:
@@ -91,7 +91,6 @@ def calibration_cells(profile: str, n: int) -> tuple[list[str], np.ndarray, np.n
 
 def coverage(keys: list[str]) -> float:
     """Share of the 98 (edge, non-none operation) pairs the cells of `keys` cover."""
-    from lpm_zoo.predictors.zoo import keys_to_arrays
 
     ops, inputs = keys_to_arrays(keys)
     bits = encode_arrays(ops, inputs, np.uint8).reshape(len(keys), 14, 8)[:, :, 1:].any(0)

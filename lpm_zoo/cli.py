@@ -8,11 +8,13 @@ inside `run`), so `lpm --help` stays fast however many packages contribute comma
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 
-from lpm_zoo.errors import LpmError, printable
+from lpm_zoo.errors import LpmError, clip, printable
 from lpm_zoo.hardware import check_environment
 from lpm_zoo.notes import NOTES
 from lpm_zoo.registry import Registry
@@ -47,16 +49,29 @@ def discover_commands() -> dict[str, Command]:
 
 def check_threads(threads: int, flag: str = "--threads") -> None:
     """Refuse a CPU thread count below 1 or above the CPUs here (`os.cpu_count()`), before any work."""
-    import os
 
     cpus = os.cpu_count() or 1
     if not 1 <= threads <= cpus:
         raise LpmError(f"{flag} must be between 1 and {cpus} (os.cpu_count(), the CPUs here), got {threads}")
 
 
+def int_list(text: str, flag: str, lo: int, hi: int) -> list[int]:
+    """A flag's comma-separated integers, each in [lo, hi]; at most 100 of them (or a one-line refusal)."""
+    parts = [v for v in text.split(",") if v.strip()]
+    try:
+        vals = [int(v) for v in parts if len(v) <= 20]  # longer is no size (and int() of 5000 digits is refused)
+    except ValueError:
+        vals = []
+    if not 1 <= len(parts) <= 100 or len(vals) != len(parts):
+        raise LpmError(f"{flag} {clip(text)}: expected 1 to 100 comma-separated integers, e.g. 1000,2000,5000")
+    bad = [v for v in vals if not lo <= v <= hi]
+    if bad:
+        raise LpmError(f"{flag}: {clip(bad[0])} is out of range; each value must be in [{lo}, {hi}]")
+    return vals
+
+
 def check_seed(seed: int, flag: str = "--seed") -> None:
     """Refuse a seed outside [0, 2^32) (what numpy's and torch's generators all take), before any work."""
-    from lpm_zoo.errors import clip
 
     if not 0 <= seed < 2**32:
         raise LpmError(f"{flag} must be in [0, 2^32), got {clip(seed)}")
@@ -82,8 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(discover_commands())
     args = parser.parse_args(argv)
     if args.version:
-        from importlib.metadata import version
-
         print(f"lpm-zoo {version('lpm-zoo')}")
         return 0
     if not getattr(args, "_run", None):

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from lpm_zoo.networks import SETTINGS, build_network
-from lpm_zoo.space import Genotype
+from lpm_zoo.published import DARTS_V2
+from lpm_zoo.space import PRIMITIVES, Genotype
 
 
 def count_params(model: nn.Module) -> int:
@@ -75,7 +76,6 @@ def normal_op_madds(setting: str = "cifar", reduce: tuple | None = None) -> tupl
     `madds = constant + sum(table[op] for op in cell)`; `cell_madds` evaluates it for millions
     of cells at once. Computed with `count_madds` (a few network builds) and cached.
     """
-    from lpm_zoo.published import DARTS_V2
 
     red = tuple(tuple(p) for p in (reduce if reduce is not None else DARTS_V2.reduce))
     return _normal_op_madds(setting, red)
@@ -85,8 +85,6 @@ _MADDS_CACHE: dict[tuple, tuple[int, list[int]]] = {}
 
 
 def _normal_op_madds(setting: str, reduce: tuple) -> tuple[int, list[int]]:
-    from lpm_zoo.space import PRIMITIVES
-
     key = (setting, reduce)
     if key not in _MADDS_CACHE:
         s = SETTINGS[setting]
@@ -126,7 +124,6 @@ def both_op_madds(setting: str = "cifar") -> tuple[int, list[int], list[int], li
     genotype whose reduction edges all come from the inputs. Computed from a few network builds
     (`count_madds`) and cached; `genotype_madds` checks it against a build in the tests.
     """
-    from lpm_zoo.space import PRIMITIVES
 
     if setting in _BOTH_CACHE:
         return _BOTH_CACHE[setting]

@@ -92,6 +92,10 @@ def encoding_name(cells: int) -> str:
     return f"lpm-{N_BITS * cells}"
 
 
+ENCODING = encoding_name(1)  # the paper's 112-bit normal-cell encoding, bit = 8 * edge + op
+ENCODING_BOTH = encoding_name(2)  # both cells: the normal cell's 112 bits, then the reduction cell's
+
+
 def arrays_to_genotype(ops: np.ndarray, inputs: np.ndarray) -> Genotype:
     """The genotype of (16,) arrays (normal cell, then reduction cell), validated."""
     return Genotype(normal=arrays_to_cell(ops[:8], inputs[:8]), reduce=arrays_to_cell(ops[8:], inputs[8:]))
@@ -169,6 +173,12 @@ def canonical_cell(cell: CellLike) -> Cell:
     for k in range(N_NODES):
         out.extend(sorted(pairs[2 * k : 2 * k + 2], key=lambda p: p[1]))
     return tuple(out)
+
+
+def op_counts(ops: np.ndarray, dtype: np.dtype = np.float64) -> np.ndarray:
+    """(N, 8): how many of each row's edges carry each operation (rows of one cell's 8 slots)."""
+    flat = (np.arange(len(ops), dtype=np.int64)[:, None] * N_OPS + np.asarray(ops, np.int64)).ravel()
+    return np.bincount(flat, minlength=len(ops) * N_OPS).reshape(len(ops), N_OPS).astype(dtype)
 
 
 def keys_from_arrays(ops: np.ndarray, inputs: np.ndarray) -> list[str]:

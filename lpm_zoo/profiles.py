@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lpm_zoo.encoding import (
+    arrays_to_cell,
+    arrays_to_genotype,
+    cell_key,
+    cells_to_arrays,
+    encoding_name,
+    genotype_key,
+    genotypes_to_arrays,
+)
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import Cell, Genotype
@@ -43,7 +52,6 @@ class Profile:
     @property
     def encoding(self) -> str:
         """The encoding name predictors of this profile record: lpm-112 (normal cell) or lpm-224 (both)."""
-        from lpm_zoo.encoding import encoding_name
 
         return encoding_name(self.cells)
 
@@ -60,7 +68,6 @@ class Profile:
 
     def arrays(self, items: list[CellOrGenotype]) -> tuple[np.ndarray, np.ndarray]:
         """(ops, inputs) of what this profile encodes: (N, 8) normal cells, or (N, 16) both cells."""
-        from lpm_zoo.encoding import cells_to_arrays, genotypes_to_arrays
 
         if self.cells == 1:
             return cells_to_arrays(items)
@@ -68,7 +75,6 @@ class Profile:
 
     def from_arrays(self, ops: np.ndarray, inputs: np.ndarray) -> Genotype:
         """The genotype measured for one row of this profile's arrays."""
-        from lpm_zoo.encoding import arrays_to_cell, arrays_to_genotype
 
         if len(ops) != 8 * self.cells:
             raise LpmError(f"profile {self.name} encodes {self.cells} cell(s) ({8 * self.cells} columns), got {len(ops)}")
@@ -76,7 +82,6 @@ class Profile:
 
     def key(self, genotype: CellOrGenotype) -> str:
         """The canonical key of what this profile measures for `genotype` (a cell key, or "normal:reduce")."""
-        from lpm_zoo.encoding import cell_key, genotype_key
 
         return genotype_key(self.genotype(genotype)) if self.cells == 2 else cell_key(genotype)
 

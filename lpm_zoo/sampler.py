@@ -11,6 +11,7 @@ from math import comb, prod
 import numpy as np
 
 from lpm_zoo.encoding import arrays_to_cell, keys_from_arrays
+from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import N_INPUTS, N_NODES, OPS_KEPT, Cell, Genotype
 
 
@@ -39,7 +40,6 @@ def sample_genotypes(
     n: int, seed: int | np.random.Generator | None = 0, reduce: Cell | Genotype | None = None
 ) -> list[Genotype]:
     """`n` random genotypes: sampled normal cells with a fixed reduction cell (DARTS_V2's by default)."""
-    from lpm_zoo.published import DARTS_V2
 
     red = (reduce.reduce if isinstance(reduce, Genotype) else reduce) or DARTS_V2.reduce
     return [Genotype(normal=c, reduce=red) for c in sample_cells(n, seed)]

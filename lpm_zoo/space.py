@@ -11,7 +11,6 @@ import ast
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
@@ -178,13 +177,13 @@ class Genotype:
     @classmethod
     def from_json(cls, text: str, default_reduce: Cell | None = None) -> Genotype:
         """Parse JSON text (at most MAX_GENOTYPE_CHARS); errors name the position, never echo the text."""
-        _check_length(text)
+        check_spec_length(text)
         return cls.from_dict(load_json(text), default_reduce)
 
     @classmethod
     def from_darts(cls, text: str, default_reduce: Cell | None = None) -> Genotype:
         """Parse the DARTS repr without executing it (the text is parsed, never evaluated)."""
-        _check_length(text)
+        check_spec_length(text)
         try:
             tree = ast.parse(text.strip(), mode="eval")
         except SyntaxError as e:
@@ -229,7 +228,7 @@ def _literal(node: ast.AST, name: str) -> Any:
         raise GenotypeError(f"field {name!r} is not a literal value") from None
 
 
-def _check_length(text: str) -> None:
+def check_spec_length(text: str) -> None:
     if len(text) > MAX_GENOTYPE_CHARS:
         raise GenotypeError(
             f"a genotype is at most {MAX_GENOTYPE_CHARS} characters; this one has {len(text)} (not parsed)"
@@ -245,70 +244,3 @@ def load_json(text: str | bytes) -> Any:
     except (ValueError, RecursionError, MemoryError) as e:  # a number over 4300 digits, nesting too deep
         why = "nested too deeply" if isinstance(e, RecursionError) else "a value is too large"
         raise GenotypeError(f"not JSON: {why}") from None
-
-
-def parse_genotype(spec: str, default_reduce: Cell | None = None, allow_path: bool = True) -> Genotype:
-    """Read a genotype from a published name, a DARTS string, JSON text, or (if `allow_path`) a JSON file path.
-
-    Text that came from data (a line of a file, a request) must pass `allow_path=False`: inside data a
-    genotype is a value, never the name of a file to read.
-    """
-    from lpm_zoo.published import PUBLISHED, get_genotype
-
-    _check_length(spec)
-    text = spec.strip()
-    if text in PUBLISHED:
-        return get_genotype(text)
-    if text.startswith("Genotype"):
-        return Genotype.from_darts(text, default_reduce)
-    if text.startswith("{"):
-        return Genotype.from_json(text, default_reduce)
-    if allow_path:
-        path = _genotype_file(text)
-        if path is not None:
-            return read_genotype_file(path, default_reduce)
-    files = ", or a .json file" if allow_path else " (inside data a genotype is never read from a file)"
-    raise GenotypeError(
-        f"{clip(spec)} is not a genotype: give a published name ({', '.join(PUBLISHED)}), "
-        f"a DARTS string Genotype(normal=[...], ...), JSON{files}"
-    )
-
-
-def _genotype_file(text: str) -> Path | None:
-    """`text` as the path of a genotype file, or None when it does not name one."""
-    try:
-        path = Path(text).expanduser()
-        is_file = path.is_file()
-    except (RuntimeError, OSError, ValueError):  # "~user" unknown, NUL bytes, over-long names
-        path, is_file = Path(text), False
-    if is_file:
-        return path
-    if path.suffix.lower() == ".json":
-        raise GenotypeError(f"genotype file {clip(str(path))} does not exist")
-    return None
-
-
-def read_genotype_file(path: Path, default_reduce: Cell | None = None) -> Genotype:
-    """A genotype from a file holding JSON or a DARTS string; errors name the file, never echo its text."""
-    where = f"genotype file {clip(str(path))}"
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(4 * MAX_GENOTYPE_CHARS + 1)
-    except OSError as e:
-        raise GenotypeError(f"cannot read {where}: {e.strerror}") from None
-    if len(raw) > 4 * MAX_GENOTYPE_CHARS:
-        raise GenotypeError(f"{where} is larger than {4 * MAX_GENOTYPE_CHARS} bytes; it is not a genotype")
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError as e:
-        raise GenotypeError(f"{where} is not UTF-8 text (byte {e.start})") from None
-    if not text:
-        raise GenotypeError(f"{where} is empty")
-    if not text.startswith(("Genotype", "{")):
-        raise GenotypeError(f"{where} holds neither JSON nor a DARTS Genotype(...) string")
-    try:
-        if text.startswith("{"):
-            return Genotype.from_dict(load_json(text), default_reduce)
-        return Genotype.from_darts(text, default_reduce)
-    except GenotypeError as e:
-        raise GenotypeError(f"{where}: {e}") from None

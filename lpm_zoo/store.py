@@ -15,14 +15,19 @@ duplicate rows.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import math
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -30,8 +35,9 @@ from lpm_zoo.encoding import N_BITS, cells_to_arrays, encode_arrays, genotypes_t
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import read_regular
 from lpm_zoo.paths import cache_dir
+from lpm_zoo.profiles import PROFILES, get_profile
 from lpm_zoo.space import Genotype
-from lpm_zoo.statistics import check_statistic, is_ratio, latency_of, repeatability
+from lpm_zoo.statistics import check_statistic, compare_statistics, is_ratio, latency_of, repeatability
 
 SCHEMA_VERSION = 2  # 2: the `repeat` column and one row per (backend, device, profile, cell_key, repeat)
 
@@ -145,7 +151,6 @@ def _key_problems(recs: list[dict[str, Any]], genotypes: list[Genotype]) -> list
 
     A profile this version does not know is taken to encode as many cells as its cell_key names.
     """
-    from lpm_zoo.profiles import PROFILES
 
     cells = [PROFILES[r["profile"]].cells if r["profile"] in PROFILES else 1 + (":" in r["cell_key"]) for r in recs]
     out: list[str | None] = []
@@ -259,7 +264,6 @@ class LatencyDataset:
 
     def genotypes(self) -> list[Genotype]:
         """The measured genotypes (normal cells with the profile's reduction cell)."""
-        from lpm_zoo.profiles import get_profile
 
         prof = get_profile(self.profile)
         return [prof.from_arrays(o, i) for o, i in zip(self.ops, self.inputs)]
@@ -270,7 +274,6 @@ BUNDLED_PREFIX = "bundled:"
 
 def list_bundled() -> list[str]:
     """Names of the measurement stores shipped inside the package (`bundled:NAME` opens one)."""
-    from importlib import resources
 
     folder = resources.files("lpm_zoo").joinpath("data/measurements")
     return sorted(f.name[: -len(".db.gz")] for f in folder.iterdir() if f.name.endswith(".db.gz"))
@@ -302,10 +305,6 @@ def resolve_db(spec: str | Path) -> Path:
     text = str(spec)
     if not text.startswith(BUNDLED_PREFIX):
         return Path(spec)
-    import gzip
-    import os
-    import shutil
-    from importlib import resources
 
     name = text[len(BUNDLED_PREFIX):]
     target = _bundled_target(name)
@@ -328,8 +327,6 @@ def resolve_db(spec: str | Path) -> Path:
 
 
 def _ro_uri(path: Path, immutable: bool = False) -> str:
-    from urllib.parse import quote
-
     return f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
 
 
@@ -631,7 +628,6 @@ class MeasurementStore:
             entry[2].append(float(r["spread_ms"]) if r["spread_ms"] is not None else np.nan)
         keys = list(by_key)
         if both:  # whole genotypes: (N, 16) arrays, normal cell then reduction cell
-            from lpm_zoo.profiles import get_profile
 
             ops, inputs = get_profile(profile).arrays([Genotype.from_dict(by_key[k][0]) for k in keys])
         else:
@@ -666,7 +662,6 @@ class MeasurementStore:
         `kept` is the repeatability of the stored latencies; `by_statistic` ranks every statistic
         recomputed from the same raw runs (best first), so a store can see which one it should keep.
         """
-        from lpm_zoo.statistics import compare_statistics
 
         pairs = self.pairs(backend, device, profile, later)
         if not pairs:
@@ -793,7 +788,6 @@ def _table_columns(db: sqlite3.Connection) -> set[str]:
 
 def _cells_of(profile: str) -> int:
     """Cells a profile encodes (2 for the "-both" profiles); 1 for names this version does not know."""
-    from lpm_zoo.profiles import PROFILES
 
     p = PROFILES.get(profile)
     return p.cells if p is not None else 1

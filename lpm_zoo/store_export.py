@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -43,8 +44,6 @@ def _write(rows: list[dict], tmp: str, suffix: str) -> None:
             ("runs_ms", pa.string()), ("protocol", pa.string()), ("timestamp", pa.float64())]))
         pq.write_table(table, tmp)
     else:
-        import csv
-
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from lpm_zoo.profiles import get_profile
+from lpm_zoo.sampler import sample_unique_arrays
+from lpm_zoo.store import Measurement, MeasurementStore
+
 OP_COST = np.array([0.0, 0.05, 0.2, 0.02, 1.0, 1.6, 0.7, 1.1])  # ms per edge, by PRIMITIVES index
 
 
@@ -25,9 +29,6 @@ def make_synthetic_store(path: str, n: int, seed: int = 9, backend: str = "synth
                          profile: str = "cifar-b1", scale: float = 1.0, extra_cost: np.ndarray | None = None) -> None:
     """A measurement store of `n` unique cells with `synthetic_latency` (spread 1%), for pipeline checks;
     `scale` and `extra_cost` (ms per kept edge, by operation) make another 'device' of the same cells."""
-    from lpm_zoo.profiles import get_profile
-    from lpm_zoo.sampler import sample_unique_arrays
-    from lpm_zoo.store import Measurement, MeasurementStore
 
     prof = get_profile(profile)
     ops, inputs, _ = sample_unique_arrays(n, seed=seed, cells=prof.cells)

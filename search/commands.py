@@ -9,15 +9,15 @@ import argparse
 import json
 import sys
 
-from lpm_zoo.cli import Command
+from lpm_zoo.cli import Command, check_threads
+from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.notes import release as release_notes
-
-_METHODS = ("darts", "darts-2nd", "pc-darts")
-_DATASETS = ("digits", "textures", "cifar10")
+from lpm_zoo.published import DARTS_V2
+from search.options import DATASETS, METHODS
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=_DATASETS, default="digits",
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="digits: scikit-learn's built-in 8x8 digits, upsampled (default; no download); "
                         "textures: the orientation of the boundary between two real textures (photographs "
                         "bundled with scikit-image; built in, needs stacked convolutions); "
@@ -48,7 +48,7 @@ def _configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relative", action="store_true",
                    help="divide LAT(α) by the predictor's latency of DARTS_V2's normal cell, so one λ means the "
                         "same on every device")
-    p.add_argument("--method", choices=_METHODS, default="darts",
+    p.add_argument("--method", choices=tuple(METHODS), default="darts",
                    help="darts (first order), darts-2nd (unrolled, second order) or pc-darts (default darts)")
     p.add_argument("--estimator", choices=("auto", "pathwise", "score"), default="auto",
                    help="gradient of LAT(α): pathwise (straight-through, needs a differentiable predictor), score "
@@ -86,7 +86,6 @@ def _set_threads(args: argparse.Namespace) -> None:
     if args.threads is not None:
         import torch
 
-        from lpm_zoo.cli import check_threads
 
         check_threads(args.threads)
         torch.set_num_threads(args.threads)
@@ -159,8 +158,6 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from lpm_zoo.published import DARTS_V2
-    from lpm_zoo.space import parse_genotype
     from search.train import TrainConfig, train_genotype
 
     _set_threads(args)

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError, clip
 
-DATASETS = ("digits", "textures", "cifar10")
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
 _CIFAR_RECORD = 1 + 3 * 32 * 32
@@ -45,49 +44,27 @@ class ImageData:
         return int(self.x_train.shape[-1])
 
 
-def check_resolution(name: str, resolution: int | None) -> int:
-    """The image size the dataset `name` is loaded at (`resolution`, None for its default), or a one-line refusal."""
-    if name == "digits":
-        px = 16 if resolution is None else resolution  # `is None`, not falsy: --resolution 0 is refused
-        if not 8 <= px <= DIGITS_MAX_RESOLUTION or px % 8:
-            raise LpmError(f"digits resolution must be a multiple of 8 from 8 to {DIGITS_MAX_RESOLUTION} "
-                           f"(8, 16, 32, ...), got {clip(px)}")
-        return px
-    if name == "textures":
-        from search.textures import PATCH, RESOLUTIONS  # imports this module: loaded on demand
-
-        px = 16 if resolution is None else resolution
-        if px not in RESOLUTIONS:
-            raise LpmError(f"the textures task cuts {PATCH}x{PATCH} patches; --resolution {clip(px)} is not one "
-                           f"of {', '.join(map(str, RESOLUTIONS))}")
-        return px
-    if name == "cifar10":
-        if resolution not in (None, 32):
-            raise LpmError(f"CIFAR-10 images are 32x32; --resolution {clip(resolution)} is not supported")
-        return 32
-    raise LpmError(f"unknown dataset {clip(name)}; choose one of {', '.join(DATASETS)}")
+def check_digits_resolution(resolution: int | None) -> int:
+    """The digits' image size (`resolution`, None for 16), or a one-line refusal."""
+    px = 16 if resolution is None else resolution  # `is None`, not falsy: --resolution 0 is refused
+    if not 8 <= px <= DIGITS_MAX_RESOLUTION or px % 8:
+        raise LpmError(f"digits resolution must be a multiple of 8 from 8 to {DIGITS_MAX_RESOLUTION} "
+                       f"(8, 16, 32, ...), got {clip(px)}")
+    return px
 
 
-def load_data(name: str, data_dir: str | Path | None = None, resolution: int | None = None) -> ImageData:
-    """The named dataset: `digits` or `textures` (built in) or `cifar10` (from `data_dir`)."""
-    px = check_resolution(name, resolution)
-    if name == "digits":
-        return load_digits(px)
-    if name == "textures":
-        from search.textures import load_textures  # imports this module: loaded on demand
-
-        return load_textures(px)
-    if data_dir is None:
-        raise LpmError("--dataset cifar10 needs --data-dir DIR holding cifar-10-batches-bin/ "
-                       "(the binary version of CIFAR-10)")
-    return load_cifar10(data_dir)
+def check_cifar_resolution(resolution: int | None) -> int:
+    """CIFAR-10's image size: 32 (None for the default), or a one-line refusal."""
+    if resolution not in (None, 32):
+        raise LpmError(f"CIFAR-10 images are 32x32; --resolution {clip(resolution)} is not supported")
+    return 32
 
 
 def load_digits(resolution: int = 16, test_fraction: float = 0.2) -> ImageData:
     """scikit-learn's 8x8 digits, upsampled to `resolution` and repeated to 3 channels; a fixed test split."""
     from sklearn.datasets import load_digits as _sk_digits
 
-    check_resolution("digits", resolution)
+    check_digits_resolution(resolution)
     d = _sk_digits()
     x = torch.as_tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0  # (1797, 1, 8, 8) in [0, 1]
     if resolution != 8:

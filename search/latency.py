@@ -48,8 +48,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpm_zoo.encoding import N_EDGES, N_OPS, NODE_OFFSET, encoding_name
+from lpm_zoo.encoding import N_EDGES, N_OPS, NODE_OFFSET, encode, encoding_name
 from lpm_zoo.errors import LpmError
+from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import N_INPUTS, N_NODES
 
 ESTIMATORS = ("auto", "pathwise", "score")
@@ -185,8 +186,6 @@ class LatencyTerm:
 
     def _reference(self) -> float:
         """The predictor's latency of DARTS_V2 (its normal cell, or the whole genotype) in ms: relative mode's unit."""
-        from lpm_zoo.encoding import encode
-        from lpm_zoo.published import DARTS_V2
 
         x = [DARTS_V2] if self.both else encode(DARTS_V2.normal)[None]
         return float(np.asarray(self.predictor.predict(x)).reshape(-1)[0])

@@ -1,6 +1,6 @@
 """The search loop: DARTS (1st/2nd order) or PC-DARTS with λ·LAT(α), checkpointed and resumable.
 
-Defaults are the paper's §4.1 hyperparameters per method (`METHODS`); every one is overridable.
+Defaults are the paper's §4.1 hyperparameters per method (`search.options.METHODS`); every one is overridable.
 A checkpoint (`checkpoint.pt` in the output directory, written with `torch.save` and read back
 with `weights_only=True`) holds the network, α/β, both optimisers, the learning-rate schedule,
 the random generators, the epoch and step and the log so far, so a resumed run continues
@@ -9,6 +9,7 @@ exactly where it stopped (the loop itself is `search.loop`'s, shared with `searc
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import time
@@ -21,13 +22,17 @@ import numpy as np
 import torch
 
 from lpm_zoo.cli import check_seed
-from lpm_zoo.encoding import N_EDGES
+from lpm_zoo.encoding import N_EDGES, encode
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.notes import note
+from lpm_zoo.predictors import get_predictor
+from lpm_zoo.predictors.zoo import hardware_note
+from lpm_zoo.space import PRIMITIVES
 from lpm_zoo.store import MAX_LATENCY_MS
 from search.architect import Architect
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
-from search.data import ImageData, check_resolution, iterate, load_data, split_halves
+from search.data import ImageData, iterate, split_halves
+from search.datasets import check_resolution, load_data
 from search.latency import LatencyTerm, check_finite
 from search.loop import (
     StopFlag,
@@ -40,38 +45,8 @@ from search.loop import (
     sync_device,
 )
 from search.model_search import SearchNetwork
-
-
-@dataclass(frozen=True)
-class Method:
-    """One search method's settings and the paper's §4.1 hyperparameters for it."""
-
-    name: str
-    unrolled: bool
-    partial_k: int
-    edge_norm: bool
-    batch_size: int
-    lr: float
-    arch_lr: float
-    warmup_epochs: int
-    epochs: int = 50
-    lr_min: float = 0.0
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    arch_weight_decay: float = 1e-3
-
-
-METHODS: dict[str, Method] = {
-    "darts": Method("darts", unrolled=False, partial_k=1, edge_norm=False, batch_size=64, lr=0.025, arch_lr=3e-4,
-                    warmup_epochs=0),
-    "darts-2nd": Method("darts-2nd", unrolled=True, partial_k=1, edge_norm=False, batch_size=64, lr=0.025,
-                        arch_lr=3e-4, warmup_epochs=0),
-    "pc-darts": Method("pc-darts", unrolled=False, partial_k=4, edge_norm=True, batch_size=256, lr=0.1, arch_lr=6e-4,
-                       warmup_epochs=15),
-}
-"""The paper's §4.1: SGD momentum 0.9, wd 3e-4, cosine to 0 over 50 epochs; α by Adam, betas (0.5, 0.999), wd 1e-3."""
-
+from search.options import METHODS
+from search.plot import plot_genotype
 
 MAX_LAMBDA = {True: 1e3, False: 1e6}
 """The largest --lambda with and without --relative. Adam's step does not grow with the gradient, so once λ·LAT
@@ -222,9 +197,6 @@ class Search:
         self.predictor = None
         self.latency: LatencyTerm | None = None
         if self.cfg.predictor:
-            from lpm_zoo.predictors import get_predictor
-            from lpm_zoo.predictors.zoo import hardware_note
-
             self.predictor = get_predictor(self.cfg.predictor)
             hw_note = hardware_note(self.predictor, self.cfg.predictor)
             if hw_note:
@@ -389,7 +361,6 @@ class Search:
         """LAT(α) (Monte Carlo, 200 samples) and the derived genotype's predicted latency, both in ms."""
         if self.predictor is None:
             return {}
-        from lpm_zoo.encoding import encode
 
         m = self.model
         def det(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -425,9 +396,7 @@ class Search:
     def _write_history_csv(self) -> Path:
         """history.csv: one row per epoch, the scalars then every (cell, edge, op) weight: a spreadsheet,
         pandas or TensorBoard's CSV import reads it while the search runs."""
-        import csv
 
-        from lpm_zoo.space import PRIMITIVES
 
         scalars = ["epoch", "lr", "arch_updates", "train_ce", "train_acc", "val_ce", "val_acc", "lat_loss_ms",
                    "lat_alpha_ms", "lat_genotype_ms", "skip_normal", "genotype"]
@@ -461,7 +430,6 @@ class Search:
 
     def finish(self) -> dict[str, Any]:
         """Write genotype.txt/.json, result.json, history.json/.csv and the cell pictures; return the result."""
-        from search.plot import plot_genotype
 
         self.out.mkdir(parents=True, exist_ok=True)
         g = self.model.genotype(self.cfg.max_skip)

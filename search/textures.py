@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpm_zoo.errors import LpmError
-from search.data import ImageData, check_resolution
+from lpm_zoo.errors import LpmError, clip
+from search.data import ImageData
 
 TEXTURE_IMAGES: tuple[str, ...] = (
     "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "coffee.png", "coins.png",
@@ -130,10 +130,19 @@ def compose(pools: list[np.ndarray], count: int, rng: np.random.Generator) -> tu
     return np.where(masks, a, b).astype(np.float32), labels.astype(np.int64)
 
 
+def check_texture_resolution(resolution: int | None) -> int:
+    """The textures task's image size (`resolution`, None for 16), or a one-line refusal."""
+    px = 16 if resolution is None else resolution
+    if px not in RESOLUTIONS:
+        raise LpmError(f"the textures task cuts {PATCH}x{PATCH} patches; --resolution {clip(px)} is not one "
+                       f"of {', '.join(map(str, RESOLUTIONS))}")
+    return px
+
+
 def load_textures(resolution: int = 16, seed: int = 0, train_images: int = TRAIN_IMAGES,
                   test_images: int = TEST_IMAGES) -> ImageData:
     """The textures task: 4 boundary orientations, balanced in expectation; grey repeated to 3 channels."""
-    check_resolution("textures", resolution)
+    check_texture_resolution(resolution)
     folder = skimage_data_dir()
     pools: dict[str, list[np.ndarray]] = {"train": [], "test": []}
     for k, name in enumerate(TEXTURE_IMAGES):

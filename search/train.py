@@ -22,7 +22,8 @@ from lpm_zoo.cli import check_seed
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Genotype
 from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
-from search.data import check_resolution, iterate, load_data
+from search.data import iterate
+from search.datasets import check_resolution, load_data
 from search.loop import StopFlag, allocated, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {

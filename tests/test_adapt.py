@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from backends.device import device_name
+from lpm_zoo.adaptation.methods import choose_method
+from lpm_zoo.adaptation.predictor import AdaptedPredictor
 from lpm_zoo.calibration import calibration_keys, coverage
 from lpm_zoo.cli import main
+from lpm_zoo.encoding import op_counts
 from lpm_zoo.predictors import create_predictor, get_predictor, load_predictor
-from lpm_zoo.predictors.adapt import AdaptedPredictor, _op_counts, choose_method
-from lpm_zoo.predictors.zoo import keys_to_arrays
+from lpm_zoo.predictors.files import keys_to_arrays
 from lpm_zoo.sampler import sample_arrays
 from lpm_zoo.synthetic import OP_COST
 
@@ -32,7 +34,7 @@ def source(tmp_path_factory):
 
 def _target(ops, factor=1.3, extra=None, noise=0.0):
     y = factor * (5 + OP_COST[ops].sum(1))
-    y = y + (0 if extra is None else _op_counts(ops) @ extra)
+    y = y + (0 if extra is None else op_counts(ops) @ extra)
     return y * (1 + noise * np.random.default_rng(len(ops)).standard_normal(len(ops)))
 
 
@@ -43,7 +45,7 @@ def test_the_method_is_chosen_by_leave_one_out(source, case, expected):
     extra = None if case == "faster" else np.array([0, 0, 0, 0, 0, 2.0, 0, 0])  # sep_conv_5x5 dearer here
     y = _target(ops, extra=extra, noise=0.01)
     S = src.predict((ops, inputs))[:, None]
-    design, table = choose_method(S, None, _op_counts(ops), y)
+    design, table = choose_method(S, None, op_counts(ops), y)
     assert design.method in expected
     assert {r["method"] for r in table} >= {"scale", "affine", "residual"}
     assert [(r["method"], r["lambda"]) for r in table if r["chosen"]] == [(design.method, design.lam)]
@@ -55,7 +57,7 @@ def test_the_method_is_chosen_by_leave_one_out(source, case, expected):
 def test_few_cells_leave_only_the_simple_methods(source):
     ops, inputs = sample_arrays(4, seed=6)
     S = load_predictor(source).predict((ops, inputs))[:, None]
-    _, table = choose_method(S, None, _op_counts(ops), _target(ops))
+    _, table = choose_method(S, None, op_counts(ops), _target(ops))
     assert {r["method"] for r in table} == {"scale", "affine"}
 
 
@@ -138,7 +140,7 @@ def test_adapt_refusals_measure_and_save_nothing(tmp_path, monkeypatch, capsys, 
 
 
 def test_finetune_starts_from_the_scaled_source_and_keeps_its_shape(tmp_path):
-    from lpm_zoo.predictors.finetune import RECIPES, choose_recipe, finetune
+    from lpm_zoo.adaptation.finetune import RECIPES, choose_recipe, finetune
 
     ops, inputs = sample_arrays(400, seed=0)
     src = create_predictor("mlp-plus", epochs=40).fit((ops, inputs), 5 + OP_COST[ops].sum(1))

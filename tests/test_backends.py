@@ -330,7 +330,7 @@ def test_single_thread_runs_on_the_calling_thread(backend):
     CPU time during the runs must be (almost) all that thread's."""
     import time
 
-    from backends.profiler import model_for
+    from backends.profiling import model_for
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.published import DARTS_V2
 

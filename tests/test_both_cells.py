@@ -191,7 +191,7 @@ def test_lpm_adapt_on_a_whole_network_profile(tmp_path, monkeypatch, capsys):
 def test_an_ensemble_is_one_network_whose_output_is_the_members_mean(both_store, tmp_path):
     from safetensors.numpy import load_file
 
-    from lpm_zoo.predictors.finetune import finetune
+    from lpm_zoo.adaptation.finetune import finetune
 
     data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
     X, y = (data.ops[:, :8], data.inputs[:, :8]), data.latency_ms

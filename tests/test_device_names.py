@@ -101,9 +101,9 @@ def test_a_stores_odd_names_are_never_adopted_and_measure_keeps_this_machines_na
 def test_an_mlp_split_of_whole_genotypes_is_not_fine_tuned_and_a_mismatched_file_is_refused(tmp_path):
     import numpy as np
 
+    from lpm_zoo.adaptation.finetune import can_finetune, finetune
     from lpm_zoo.errors import LpmError
     from lpm_zoo.predictors import create_predictor, load_predictor
-    from lpm_zoo.predictors.finetune import can_finetune, finetune
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.sampler import sample_unique_arrays
 

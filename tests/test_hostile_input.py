@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2
-from lpm_zoo.space import GenotypeError, parse_genotype
+from lpm_zoo.space import GenotypeError
 
 pytestmark = pytest.mark.host  # lpm predict loads the shipped Xeon predictor: on another CPU it has a note to print
 

@@ -12,7 +12,8 @@ import sys
 import pytest
 
 from backends.device import device_name
-from backends.profiler import adopt_baseline, baseline_of, recheck_plan, run_profile, run_recheck
+from backends.profiling import recheck_plan, run_profile, run_recheck
+from backends.profiling.measurer import adopt_baseline, baseline_of
 from backends.protocol import Protocol
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError

@@ -261,7 +261,7 @@ def test_weights_of_another_dtype_or_shape_are_refused(env, tmp_path, case):
 
 # --- 14: the sources of an adapted predictor are the ones it was adapted from ------------------------------
 def _adapted(path: Path, source: Path) -> Path:
-    from lpm_zoo.predictors.adapt import AdaptedPredictor
+    from lpm_zoo.adaptation.predictor import AdaptedPredictor
 
     ops, inputs = sample_arrays(12, seed=7)
     p = AdaptedPredictor(method="affine", n_sources=1).with_sources([load_predictor(source)], [source])

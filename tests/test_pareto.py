@@ -1,4 +1,4 @@
-"""scripts/pareto.py: the λ sweep's table, the paper's claim and the picture, from the files the sweep writes."""
+"""benchmarks/pareto.py: the λ sweep's table, the paper's claim and the picture, from the files the sweep writes."""
 
 import importlib.util
 import json
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("pareto", Path(__file__).parents[1] / "scripts" / "pareto.py")
+_SPEC = importlib.util.spec_from_file_location("pareto", Path(__file__).parents[1] / "benchmarks" / "pareto.py")
 pareto = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(pareto)
 

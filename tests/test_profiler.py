@@ -11,7 +11,7 @@ import time
 import pytest
 
 from backends.device import device_name
-from backends.profiler import Measurer, normalize, plan, recheck_plan, run_profile, run_recheck
+from backends.profiling import Measurer, normalize, plan, recheck_plan, run_profile, run_recheck
 from backends.protocol import Protocol
 from lpm_zoo.cli import main
 from lpm_zoo.encoding import cell_key
@@ -104,7 +104,7 @@ def test_profile_calibration_cells_then_random_ones_in_one_store(tmp_path, capsy
 
 
 def test_recheck_held_out_measures_exactly_the_split_lpm_fit_holds_out(tmp_path, capsys):
-    from lpm_zoo.predictors.evaluate import split_indices
+    from lpm_zoo.evaluation.metrics import split_indices
 
     db = str(tmp_path / "h.db")
     run_profile("ort", "cpu", "small-b1", 6, db, seed=4, protocol=FAST, progress=False)

@@ -24,11 +24,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from backends.commands import _protocol, protocol_flags
-from backends.profiler import _recorded_protocol
-from backends.protocol import Protocol
-from backends.ray_runner import ONE_MACHINE_ENV, RayPool, _to_plain
-from backends.workers import _child_argv
+from backends.commands.options import protocol_from_args
+from backends.profiling.ray import ONE_MACHINE_ENV, RayPool, _to_plain
+from backends.profiling.recheck import recorded_protocol
+from backends.profiling.workers import _child_argv
+from backends.protocol import Protocol, protocol_flags
 from lpm_zoo.cli import build_parser, discover_commands
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile
@@ -60,15 +60,15 @@ def test_every_protocol_field_survives_the_cli_flags_and_the_local_workers_comma
     p = _other_protocol()
     parser = build_parser(discover_commands())
     args = parser.parse_args(["profile", "--backend", "ort", "--samples", "4", "--db", "x.db", *protocol_flags(p)])
-    assert _protocol(args, args.interleave) == p
+    assert protocol_from_args(args, args.interleave) == p
     argv = _child_argv(args, p, 1, 2)
     assert argv[:3] == [sys.executable, "-m", "lpm_zoo"] and argv[argv.index("--shard") + 1] == "1/2"
     child = parser.parse_args(argv[3:])
-    assert _protocol(child, child.interleave) == p
+    assert protocol_from_args(child, child.interleave) == p
     default = Protocol()  # and the default, whose target_pct is unset (fixed rounds)
     args = parser.parse_args(["profile", "--backend", "ort", "--samples", "4", "--db", "x.db",
                               *protocol_flags(default)])
-    assert _protocol(args, args.interleave) == default
+    assert protocol_from_args(args, args.interleave) == default
 
 
 @pytest.mark.slow
@@ -86,7 +86,7 @@ def test_every_protocol_field_reaches_a_ray_actor_and_the_store(tmp_path):
     assert os.environ.get(ONE_MACHINE_ENV) == env_before  # put back as it was
     (m,) = group
     assert m.genotype == cell and m.protocol["reps"] == 3 and len(m.runs_ms) % 3 == 0
-    proto, seed = _recorded_protocol({"protocol": m.protocol})  # what `lpm recheck` rebuilds from the row
+    proto, seed = recorded_protocol({"protocol": m.protocol})  # what `lpm recheck` rebuilds from the row
     assert proto == p and seed == 0
 
 

@@ -9,11 +9,13 @@ import torch
 
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
+from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.predictors import create_predictor
 from lpm_zoo.sampler import sample_arrays
-from lpm_zoo.space import OP_INDEX, PRIMITIVES, Genotype, parse_genotype
+from lpm_zoo.space import OP_INDEX, PRIMITIVES, Genotype
 from lpm_zoo.synthetic import OP_COST
-from search.data import load_cifar10, load_data, read_cifar_bin
+from search.data import load_cifar10, read_cifar_bin
+from search.datasets import load_data
 from search.model_search import SearchNetwork, derive_capped, derive_cell
 from search.searcher import Search, SearchConfig
 

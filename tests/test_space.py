@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2, PC_DARTS_cifar, get_genotype, list_genotypes
 from lpm_zoo.sampler import sample_genotypes
-from lpm_zoo.space import EDGES, PRIMITIVES, Genotype, GenotypeError, parse_genotype
+from lpm_zoo.space import EDGES, PRIMITIVES, Genotype, GenotypeError
 
 DARTS_V2_STRING = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), "

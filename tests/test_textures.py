@@ -9,7 +9,7 @@ import torch
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from search import textures
-from search.data import load_data
+from search.datasets import load_data
 from search.textures import (
     BLOCK,
     ORIENTATIONS,

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from lpm_zoo.adaptation.transfer import Device, devices_in, goal_check, relation, transfer_benchmark
 from lpm_zoo.cli import main
-from lpm_zoo.predictors.transfer import Device, devices_in, goal_check, relation, transfer_benchmark
 from lpm_zoo.synthetic import make_synthetic_store
 
 SEP5_DEARER = np.array([0, 0, 0, 0, 0, 1.5, 0, 0])  # another runtime: sep_conv_5x5 costs more there

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
 
 from lpm_zoo.cli import Command
+from lpm_zoo.errors import LpmError, clip
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -26,12 +30,10 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
-    import sys
-    from pathlib import Path
 
-    from lpm_zoo.errors import LpmError
+
     from lpm_zoo.store import MeasurementStore, json_safe, resolve_db, skipped_note
+    from lpm_zoo.store_export import export_store
 
     if args.data_command == "restat":
         return _restat(args)
@@ -40,8 +42,6 @@ def _run(args: argparse.Namespace) -> int:
         raise LpmError(f"no measurement database at {args.db}; make one with `lpm profile ... --db {args.db}`")
     prog = f"lpm data {args.data_command}"
     if args.data_command == "export":
-        from lpm_zoo.store_export import export_store
-
         n, skipped = export_store(args.db, args.out)
         if skipped:
             print(f"{prog}: warning: {skipped_note(skipped)}", file=sys.stderr)
@@ -70,16 +70,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _restat(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from lpm_zoo.errors import LpmError, clip
+
     from lpm_zoo.statistics import check_statistic
-    from lpm_zoo.store import BUNDLED_PREFIX, MeasurementStore
+    from lpm_zoo.store import BUNDLED_PREFIX, MeasurementStore, resolve_db
 
     check_statistic(args.statistic)
     if args.db.startswith(BUNDLED_PREFIX):
-        from lpm_zoo.store import resolve_db
-
         raise LpmError(f"{clip(args.db)} is package data and is never changed; copy it first (cp "
                        f"{resolve_db(args.db)} my.db) and restat the copy")
     if not Path(args.db).is_file():

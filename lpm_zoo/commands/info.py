@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from lpm_zoo.cli import Command
+from lpm_zoo.genotype_spec import parse_genotype
+from lpm_zoo.published import DARTS_V2
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -17,17 +20,15 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
 
-    from lpm_zoo.published import DARTS_V2
-    from lpm_zoo.space import parse_genotype
 
     # A normal cell alone is completed with DARTS_V2's reduction cell, as in the measurement profiles.
     # All are parsed before any output, and before torch is imported (a bad genotype fails at once).
+    from lpm_zoo.encoding import cell_key, encode, genotype_key
+
     genotypes = [(spec, parse_genotype(spec, DARTS_V2.reduce)) for spec in args.genotype]
 
     from lpm_zoo.complexity import genotype_complexity
-    from lpm_zoo.encoding import cell_key, encode, genotype_key
     for spec, g in genotypes:
         stats = genotype_complexity(g, args.setting)
         bits = "".join(str(int(b)) for b in encode(g.normal))

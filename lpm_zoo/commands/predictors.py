@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
-from lpm_zoo.cli import Command, check_seed
+from lpm_zoo.cli import Command, check_seed, int_list
+from lpm_zoo.device import plain_name
 from lpm_zoo.errors import LpmError, clip, printable
+from lpm_zoo.genotype_spec import parse_genotype
+from lpm_zoo.hardware import describe
 from lpm_zoo.notes import note
+from lpm_zoo.space import Genotype, load_json
 
 MAX_LINE_BYTES = 64 * 1024
 """Longest line of `lpm predict --input` (a genotype line is ~600 bytes): a longer one is refused unread."""
@@ -33,7 +41,6 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 def _parse_params(specs: list[str]) -> list[tuple[str | None, str, Any]]:
     """(type or None, key, value) of each --param; a value is JSON, or else the bare word itself."""
-    import json
 
     out = []
     for spec in specs:
@@ -53,9 +60,11 @@ def _parse_params(specs: list[str]) -> list[tuple[str | None, str, Any]]:
 
 def _params_for(args: argparse.Namespace):
     """A function giving the constructor parameters of a predictor type from the command line (checked)."""
+
     from lpm_zoo.predictors import predictor_class
-    from lpm_zoo.predictors.base import check_params
+    from lpm_zoo.predictors.registry import check_params
     from lpm_zoo.profiles import get_profile
+
 
     specs = _parse_params(args.param)
     get_profile(args.profile)
@@ -90,8 +99,9 @@ def _params_for(args: argparse.Namespace):
 
 def _resolve_device(args: argparse.Namespace) -> str:
     """`args.device`, or the one device name the store files this backend/profile under (set on `args`)."""
-    from lpm_zoo.device import plain_name
+
     from lpm_zoo.store import MeasurementStore, resolve_db
+
 
     if args.device is None:
         names: list[str] = []
@@ -132,12 +142,10 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    import json
-    import time
-    from pathlib import Path
 
+
+    from lpm_zoo.evaluation.metrics import default_test_size, metrics, relative_spread_pct, split_indices
     from lpm_zoo.predictors import create_predictor, predictor_class, save_predictor, user_zoo_dir
-    from lpm_zoo.predictors.evaluate import default_test_size, metrics, relative_spread_pct, split_indices
     from lpm_zoo.predictors.zoo import check_new_name
 
     predictor_class(args.predictor)
@@ -212,29 +220,14 @@ def _repeatability_line(data: Any) -> str:
             + (f", Kendall tau of the two {r['kendall_tau']:.3f}" if "kendall_tau" in r else ""))
 
 
-def _int_list(text: str, flag: str, lo: int, hi: int) -> list[int]:
-    """Comma-separated integers, each in [lo, hi]; at most 100 of them."""
-    parts = [v for v in text.split(",") if v.strip()]
-    try:
-        vals = [int(v) for v in parts if len(v) <= 20]  # longer is no size (and int() of 5000 digits is refused)
-    except ValueError:
-        vals = []
-    if not 1 <= len(parts) <= 100 or len(vals) != len(parts):
-        raise LpmError(f"{flag} {clip(text)}: expected 1 to 100 comma-separated integers, e.g. 1000,2000,5000")
-    bad = [v for v in vals if not lo <= v <= hi]
-    if bad:
-        raise LpmError(f"{flag}: {clip(bad[0])} is out of range; each value must be in [{lo}, {hi}]")
-    return vals
-
-
 def _run_compare(args: argparse.Namespace) -> int:
-    import json
-    import os
-    from pathlib import Path
 
-    from lpm_zoo.predictors import plots, predictor_class
+
+    from lpm_zoo.evaluation import plots
+    from lpm_zoo.evaluation.compare import HEADER, compare, format_row
+    from lpm_zoo.evaluation.metrics import default_test_size, relative_spread_pct, split_indices
+    from lpm_zoo.predictors import predictor_class
     from lpm_zoo.predictors.base import training_hash
-    from lpm_zoo.predictors.evaluate import HEADER, compare, default_test_size, format_row, relative_spread_pct
     from lpm_zoo.predictors.linear import FlopsPredictor
     from lpm_zoo.profiles import get_profile
 
@@ -243,7 +236,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         raise LpmError("--predictors: give at least one predictor type")
     for t in types:
         predictor_class(t)
-    sizes = _int_list(args.train_sizes, "--train-sizes", 2, 10_000_000)
+    sizes = int_list(args.train_sizes, "--train-sizes", 2, 10_000_000)
     params = _params_for(args)
     for t in types:
         params(t)  # every parameter checked before the data is read or anything is fitted
@@ -281,8 +274,6 @@ def _run_compare(args: argparse.Namespace) -> int:
         print(f"# {title}; spread of the raw runs (mean IQR / latency) {rep:.2f}%")
         print(f"# {_repeatability_line(data)}")
         if test_size:
-            from lpm_zoo.predictors.evaluate import split_indices
-
             print(f"# held out: {data.held_out_note(split_indices(len(data), test_size, args.seed)[1])}")
         if done:
             print(f"# reusing {len(done)} result(s) from {state_path}")
@@ -340,9 +331,8 @@ _ZOO_COLUMN_MAX = 40  # a longer name or device is clipped in the table (--json 
 
 
 def _run_zoo(args: argparse.Namespace) -> int:
-    import json
 
-    from lpm_zoo.hardware import describe
+
     from lpm_zoo.predictors.zoo import zoo_dirs, zoo_table
 
     rows = zoo_table()
@@ -390,7 +380,6 @@ def _configure_predict(p: argparse.ArgumentParser) -> None:
 
 def _parse_line(line: bytes, reduce: Any):
     """The JSON object on one `--input` line and its genotype; the genotype is data, never a file path."""
-    from lpm_zoo.space import Genotype, load_json, parse_genotype
 
     try:
         text = line.decode("utf-8")
@@ -436,14 +425,12 @@ def _parse_lines(f: Any, name: str, reduce: Any) -> list[tuple[Any, Any]]:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    import json
 
-    from lpm_zoo.encoding import cells_to_arrays
+
+    from lpm_zoo.encoding import ENCODING_BOTH, cells_to_arrays
     from lpm_zoo.predictors import get_predictor
-    from lpm_zoo.predictors.base import ENCODING_BOTH
     from lpm_zoo.predictors.zoo import hardware_note
     from lpm_zoo.profiles import PROFILES
-    from lpm_zoo.space import parse_genotype
 
     p = get_predictor(args.predictor)
     prof = PROFILES.get(p.meta.get("profile", ""))

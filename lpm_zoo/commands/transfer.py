@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
 from typing import Any
 
-from lpm_zoo.cli import Command
+from lpm_zoo.cli import Command, int_list
+from lpm_zoo.errors import LpmError, clip
 
 SUMMARY = (("all", "random"), ("all", "calibration"), ("best same-runtime", "random"), ("other-runtime", "random"),
            ("best finetune", "random"), ("best lpm adapt", "random"), ("best lpm adapt", "calibration"))
@@ -69,9 +73,12 @@ def summary_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_error_vs_n(rows: list[dict[str, Any]], path: Any) -> None:
     """MRE against N, one panel per target: adapted (all sources, other runtimes), scratch, native as a line."""
-    from lpm_zoo.predictors.plots import _plt
 
-    plt = _plt()
+    from lpm_zoo.evaluation.plots import pyplot
+
+
+
+    plt = pyplot()
     targets = list(dict.fromkeys(r["target"] for r in rows))
     cols = min(3, len(targets))
     nrows = (len(targets) + cols - 1) // cols
@@ -115,9 +122,7 @@ MAX_ROWS_BYTES = 64 << 20
 
 def _read_rows(path: Any) -> list[dict[str, Any]]:
     """The rows an earlier run saved; a torn last line (a kill mid-write) is dropped, anything else is refused."""
-    import json
 
-    from lpm_zoo.errors import LpmError, clip
 
     if not path.is_file():
         return []
@@ -148,9 +153,7 @@ OUT_FILES = ("rows.jsonl", "table.md", "error_vs_n.png")
 
 def _make_out(out: Any) -> None:
     """Make the --out folder, or say in one line why it cannot be; its files must be regular files or absent."""
-    import os
 
-    from lpm_zoo.errors import LpmError, clip
 
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -176,22 +179,12 @@ def _other_settings(rows: list[dict[str, Any]], settings: dict[str, Any]) -> lis
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
 
-    from lpm_zoo.commands.predictors import _int_list
-    from lpm_zoo.errors import LpmError, clip
-    from lpm_zoo.predictors.transfer import (
-        GOAL_CELLS,
-        check_settings,
-        devices_in,
-        goal_check,
-        transfer_benchmark,
-        transferable,
-    )
+
+    from lpm_zoo.adaptation.transfer import GOAL_CELLS, check_settings, devices_in, goal_check, transfer_benchmark, transferable
     from lpm_zoo.store import BUNDLED_PREFIX, list_bundled
 
-    sizes = check_settings(_int_list(args.sizes, "--sizes", 3, 10_000), args.draws, args.test_size, args.seed)
+    sizes = check_settings(int_list(args.sizes, "--sizes", 3, 10_000), args.draws, args.test_size, args.seed)
     scratch = [t for t in args.scratch.split(",") if t]
     if not 1 <= args.min_cells <= 1_000_000:
         raise LpmError(f"--min-cells must be from 1 to 1000000, got {args.min_cells}")

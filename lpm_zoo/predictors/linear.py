@@ -10,18 +10,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lpm_zoo.encoding import N_EDGES, N_OPS, encode_arrays
+from lpm_zoo.encoding import N_EDGES, N_OPS, encode_arrays, op_counts
 from lpm_zoo.errors import LpmError
-from lpm_zoo.predictors.base import Predictor, register_predictor
+from lpm_zoo.predictors.base import Predictor
+from lpm_zoo.predictors.registry import register_predictor
+from lpm_zoo.profiles import get_profile
+from lpm_zoo.space import EDGES, PRIMITIVES
 
 if TYPE_CHECKING:
     import torch
-
-
-def _op_counts(ops: np.ndarray) -> np.ndarray:
-    """(N, 8) float32: how many of each row's edges carry each operation."""
-    flat = (np.arange(len(ops), dtype=np.int64)[:, None] * N_OPS + ops).ravel()
-    return np.bincount(flat, minlength=len(ops) * N_OPS).reshape(len(ops), N_OPS).astype(np.float32)
 
 
 class _LinearFeatures(Predictor):
@@ -87,7 +84,7 @@ class LUTPredictor(_LinearFeatures):
         if self.per == "edge":
             return encode_arrays(ops, inputs, np.float32)
         # a table per cell type: normal cells' operation counts, then (both cells) the reduction cell's
-        return np.hstack([_op_counts(ops[:, c:c + 8]) for c in range(0, ops.shape[1], 8)])
+        return np.hstack([op_counts(ops[:, c:c + 8], np.float32) for c in range(0, ops.shape[1], 8)])
 
     def _features_torch(self, enc: torch.Tensor) -> torch.Tensor:
         if self.per == "edge":
@@ -96,7 +93,6 @@ class LUTPredictor(_LinearFeatures):
 
     def table(self) -> dict[str, float]:
         """The fitted per-operation latency (ms), plus the constant as 'base' (per='op' only)."""
-        from lpm_zoo.space import PRIMITIVES
 
         if self.per != "op":
             raise LpmError("table() is the per-operation table; this lut is per (edge, op)")
@@ -141,7 +137,6 @@ class FlopsPredictor(_LinearFeatures):
         """(constant, (E, 8) multiply-adds per kept edge and op): E = 8 slots of a normal cell, or 16 for
         both cells, the reduction slots split by stride (from an input, or from a node) in `madds`."""
         from lpm_zoo.complexity import both_op_madds, normal_op_madds
-        from lpm_zoo.profiles import get_profile
 
         prof = get_profile(self.profile)
         if prof.cells == 2:
@@ -173,7 +168,6 @@ class FlopsPredictor(_LinearFeatures):
     def _features_torch(self, enc: torch.Tensor) -> torch.Tensor:
         import torch
 
-        from lpm_zoo.space import EDGES
 
         const, table = self._madds_table()
         t = torch.as_tensor(table / 1e6, dtype=enc.dtype, device=enc.device)

@@ -10,12 +10,14 @@ an 8-hot encoding selects (an embedding bag) instead of a dense matmul, in chunk
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lpm_zoo.encoding import bit_indices
-from lpm_zoo.predictors.base import Predictor, register_predictor
+from lpm_zoo.predictors.base import Predictor
+from lpm_zoo.predictors.registry import register_predictor
 
 if TYPE_CHECKING:
     import torch
@@ -364,7 +366,6 @@ class MLPPlusPredictor(MLPPredictor):
     def loss_function(self) -> Any:
         """MSE, or Huber with `huber_delta` (in standard deviations of the training latencies), which
         caps the pull of the few cells whose measurement is off by more than the noise."""
-        from functools import partial
 
         import torch
 

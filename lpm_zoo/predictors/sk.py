@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from lpm_zoo.predictors.base import Predictor, as_arrays, register_predictor
+from lpm_zoo.predictors.base import Predictor, as_arrays
+from lpm_zoo.predictors.registry import register_predictor
 
 
 class SklearnPredictor(Predictor):

@@ -14,15 +14,8 @@ is a regular file (`lpm_zoo.files`).
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
-import json
 import os
-import platform
-import shutil
-import tempfile
-import time
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -30,28 +23,25 @@ from typing import Any
 
 import numpy as np
 
-from lpm_zoo.encoding import decode_arrays
 from lpm_zoo.errors import LpmError, clip, printable
-from lpm_zoo.files import open_regular, read_regular
+from lpm_zoo.hardware import cpu_fingerprint, cpu_model, cpu_slug, describe, same_hardware
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir
-from lpm_zoo.predictors.base import (
-    ENCODING,
-    ENCODING_BOTH,
-    Predictor,
-    check_state,
-    create_predictor,
-    predictor_class,
-    training_hash,
+from lpm_zoo.predictors.base import Predictor, check_state, training_hash
+from lpm_zoo.predictors.files import (
+    META,
+    MODEL_FILES,
+    TRAIN,
+    _read_model,
+    _skops_types,
+    _Unreadable,
+    check_skops_types,
+    keys_to_arrays,
+    read_meta,
+    read_train,
 )
-
-FORMAT_VERSION = 1
-META = "meta.json"
-TRAIN = "train.json.gz"
-MODEL_FILES = {"safetensors": "model.safetensors", "skops": "model.skops"}
-MAX_META_BYTES = 1 << 20  # meta.json
-MAX_MODEL_BYTES = 512 << 20  # model.safetensors / model.skops
-MAX_TRAIN_BYTES = 256 << 20  # train.json.gz, decompressed
+from lpm_zoo.predictors.registry import create_predictor, predictor_class
+from lpm_zoo.published import get_genotype
 
 
 def user_zoo_dir() -> Path:
@@ -70,143 +60,6 @@ def zoo_dirs() -> list[tuple[str, Path]]:
     return [("user", user_zoo_dir()), ("bundled", bundled_zoo_dir())]
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("lpm-zoo", "numpy", "torch", "scikit-learn", "skops", "safetensors"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-# --- training data -------------------------------------------------------------------------
-def _write_train(path: Path, keys: list[str], y: np.ndarray) -> None:
-    data = {"encoding": ENCODING_BOTH if keys and ":" in keys[0] else ENCODING, "keys": keys,
-            "latency_ms": [float(v) for v in y]}
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as f:
-        json.dump(data, f, separators=(",", ":"))
-
-
-def keys_to_arrays(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(ops, inputs) of canonical cell keys (28 hex digits of the 112-bit encoding; "normal:reduce" keys
-    give (N, 16) arrays)."""
-    if not keys:
-        return np.zeros((0, 8), np.int8), np.zeros((0, 8), np.int8)
-    if ":" in keys[0]:
-        if not all(k.count(":") == 1 for k in keys):
-            raise LpmError("stored training keys mix cell keys and normal:reduce genotype keys")
-        halves = [k.split(":") for k in keys]
-        (on, i_n), (o_r, i_r) = keys_to_arrays([h[0] for h in halves]), keys_to_arrays([h[1] for h in halves])
-        return np.hstack([on, o_r]), np.hstack([i_n, i_r])
-    try:
-        raw = np.frombuffer(bytes.fromhex("".join(keys)), dtype=np.uint8).reshape(len(keys), 14)
-    except ValueError:
-        raise LpmError("stored training keys are not 28-hex-digit cell keys") from None
-    return decode_arrays(np.unpackbits(raw, axis=1))
-
-
-def read_train(path: str | Path) -> tuple[list[str], np.ndarray]:
-    """The stored training set of a predictor directory: (keys, latencies in ms), checked."""
-    file = Path(path) / TRAIN
-    try:
-        with open_regular(file) as packed, gzip.GzipFile(fileobj=packed, mode="rb") as f:
-            raw = f.read(MAX_TRAIN_BYTES + 1)
-        if len(raw) > MAX_TRAIN_BYTES:
-            raise LpmError(f"{file} unpacks to over {MAX_TRAIN_BYTES >> 20} MB; it is not a training set")
-        data = json.loads(raw)
-        keys, y = data["keys"], np.asarray(data["latency_ms"], dtype=np.float64)
-    except LpmError:
-        raise
-    except (OSError, ValueError, TypeError, KeyError, RecursionError, EOFError) as e:
-        raise LpmError(f"{file} is not a readable training set ({type(e).__name__})") from None
-    if (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or y.shape != (len(keys),)
-            or not (np.isfinite(y) & (y > 0)).all()):
-        raise LpmError(f"{file} is not a training set (keys, and as many finite positive latencies)")
-    return keys, y
-
-
-# --- save / load -----------------------------------------------------------------------------
-def save_predictor(p: Predictor, path: str | Path, **meta: Any) -> Path:
-    """Write fitted predictor `p` to directory `path` (replacing it); extra `meta` is recorded too."""
-    if not p.fitted or p._train_keys is None:
-        raise LpmError("only a predictor fitted in this session can be saved; call fit(X, y_ms) first")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        files = {}
-        if p.persistence == "skops":
-            import skops.io as sio
-
-            sio.dump(p._estimator, tmp / MODEL_FILES["skops"])
-        else:
-            from safetensors.numpy import save_file
-
-            state = {k: np.ascontiguousarray(v) for k, v in p._state().items()}
-            save_file(state, str(tmp / MODEL_FILES["safetensors"]), metadata={"type": p.type_name})
-        files["model"] = MODEL_FILES[p.persistence]
-        _write_train(tmp / TRAIN, p._train_keys, p._train_y)
-        if hasattr(p, "_save_parts"):  # a predictor made of others (adapted) stores them beside itself
-            p._save_parts(tmp)
-        files["train"] = TRAIN
-        p.meta.update(meta)
-        p.meta.update(
-            format=FORMAT_VERSION, type=p.type_name, params=p.get_params(), persistence=p.persistence,
-            differentiable=p.differentiable, files=files, versions=_versions(),
-            created=p.meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        )
-        p.meta.setdefault("name", path.name)
-        (tmp / META).write_text(json.dumps(_jsonable(p.meta), indent=2, sort_keys=True) + "\n")
-        for f in tmp.rglob("*"):  # mkdtemp and some writers make private files; a zoo is shareable
-            f.chmod(0o755 if f.is_dir() else 0o644)
-        tmp.chmod(0o755)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old.{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
-def content_hash(path: str | Path) -> str:
-    """SHA-256 over a predictor directory's own files (meta.json, model file, train.json.gz, by name): what it is.
-
-    Files that are absent are left out; each present one must be a regular file.
-    """
-    total = hashlib.sha256()
-    for name in (META, *MODEL_FILES.values(), TRAIN):
-        try:
-            f = open_regular(Path(path) / name)
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise LpmError(f"cannot read {Path(path) / name}: {e.strerror or e}") from None
-        one = hashlib.sha256()
-        with f:
-            while chunk := f.read(1 << 20):
-                one.update(chunk)
-        total.update(f"{name}\0{one.hexdigest()}\n".encode())
-    return total.hexdigest()
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
 def _new_from_meta(meta: dict[str, Any]) -> Predictor:
     params = meta.get("params", {})
     if not isinstance(params, dict):
@@ -214,32 +67,6 @@ def _new_from_meta(meta: dict[str, Any]) -> Predictor:
     names = set(predictor_class(meta["type"])._param_names())
     params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in params.items() if k in names}
     return create_predictor(meta["type"], **params)
-
-
-def read_meta(path: str | Path) -> dict[str, Any]:
-    """The checked `meta.json` of predictor directory `path`: a JSON object with a string `type`."""
-    file = Path(path) / META
-    try:
-        raw = read_regular(file, MAX_META_BYTES)
-        if len(raw) > MAX_META_BYTES:
-            raise LpmError(f"{file} is larger than {MAX_META_BYTES // 1024} KB; it is not a predictor's metadata")
-        meta = json.loads(raw)
-    except FileNotFoundError:
-        raise LpmError(f"{path} holds no fitted predictor ({META} is missing)") from None
-    except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise LpmError(f"{file} is not readable JSON ({type(e).__name__}); fit the predictor again with lpm fit"
-                       ) from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("type"), str):
-        raise LpmError(f"{file} is not a predictor's metadata (an object with a 'type' string)")
-    if meta.get("encoding", ENCODING) not in (ENCODING, ENCODING_BOTH):
-        raise LpmError(f"{file} names an encoding this version does not read ({clip(meta.get('encoding'))}); "
-                       f"it reads {ENCODING} and {ENCODING_BOTH}")
-    fmt = meta.get("format", 1)
-    if not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise LpmError(f"{file}: 'format' must be an integer")
-    if fmt > FORMAT_VERSION:
-        raise LpmError(f"{path} was written by a newer lpm-zoo (format {fmt}); upgrade lpm-zoo")
-    return meta
 
 
 def load_predictor(path: str | Path) -> Predictor:
@@ -283,21 +110,8 @@ def load_predictor(path: str | Path) -> Predictor:
     return p
 
 
-def _read_model(file: Path) -> bytes:
-    """The bytes of a model file: a regular file of at most MAX_MODEL_BYTES, else a one-line LpmError."""
-    try:
-        too_big = file.stat().st_size > MAX_MODEL_BYTES  # refused unread; the read is capped too
-        data = b"" if too_big else read_regular(file, MAX_MODEL_BYTES)
-    except OSError:
-        raise LpmError(f"{file} is missing or unreadable; fit the predictor again with lpm fit") from None
-    if too_big or len(data) > MAX_MODEL_BYTES:
-        raise LpmError(f"{file} is over the {MAX_MODEL_BYTES >> 20} MB a predictor may have")
-    return data
-
-
 def _check_answers(p: Predictor, path: Path) -> None:
     """A loaded model must predict a finite latency for a known cell; else its arrays do not fit its type."""
-    from lpm_zoo.published import get_genotype
 
     try:
         ok = bool(np.isfinite(p.predict([get_genotype("DARTS_V2")])).all())
@@ -306,35 +120,6 @@ def _check_answers(p: Predictor, path: Path) -> None:
                        " fit it again with lpm fit") from None
     if not ok:
         raise LpmError(f"the model of {path} predicts a non-finite latency; fit it again with lpm fit")
-
-
-class _Unreadable(Exception):
-    """A skops file whose schema cannot be read at all (damaged): refit, don't refuse."""
-
-
-def check_skops_types(cls: type[Predictor], file: Path) -> list[str]:
-    """The types of skops file `file` beyond skops' defaults, if all are in `cls.skops_types`; else refuse.
-
-    Reads only the file's schema (no object is built), so it is safe on any file.
-    """
-    return _skops_types(cls, _read_model(file), file)
-
-
-def _skops_types(cls: type[Predictor], data: bytes, file: Path) -> list[str]:
-    """`check_skops_types` of a skops file's bytes (read once, so the file checked is the file loaded)."""
-    import skops.io as sio
-
-    allowed = getattr(cls, "skops_types", frozenset())
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-    except Exception as e:
-        raise _Unreadable(f"unreadable ({type(e).__name__})") from None
-    bad = sorted(set(untrusted) - allowed)
-    if bad:
-        raise LpmError(f"refusing the model of {file.parent}: it holds types a {cls.type_name} model never has "
-                       f"({', '.join(t[:80] for t in bad[:3])}); only {', '.join(sorted(allowed)) or 'none'} are "
-                       "trusted. Do not use this directory; fit the predictor again with lpm fit")
-    return sorted(untrusted)
 
 
 def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
@@ -456,7 +241,6 @@ def predictor_path(name: str) -> Path:
     backend, _, device = name.partition("-")
     if not device:
         backend, device = "BACKEND", "DEVICE"
-    from lpm_zoo.hardware import cpu_model, cpu_slug
 
     # this CPU's name (or the older `cpu`) is measured on the CPU; any other name is taken for a GPU's
     where = (f"--device cpu --device-name {device}" if device in ("cpu", cpu_slug(cpu_model()))
@@ -475,7 +259,6 @@ def hardware_note(p: Predictor, name: str, backend_hint: str = "") -> str | None
     Predicting for a GPU that is not here is legitimate; a CPU predictor used on another CPU model
     is usually off by a machine-wide factor, which a few measurements here remove (`lpm adapt`).
     """
-    from lpm_zoo.hardware import cpu_fingerprint, describe, same_hardware
 
     hw = p.meta.get("hardware")
     if not isinstance(hw, dict) or hw.get("kind") != "cpu":

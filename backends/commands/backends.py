@@ -1,0 +1,40 @@
+"""`lpm backends`: every registered device backend, its version, and whether it is usable here (and why not)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from backends.registry import get_backend, list_backends
+from lpm_zoo.cli import Command
+
+
+def _configure_backends(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="one JSON object per backend and device kind")
+
+
+def _run_backends(args: argparse.Namespace) -> int:
+
+
+    rows = []
+    for name in list_backends():
+        b = get_backend(name)
+        for kind in b.devices:
+            ok, why = b.available(kind)
+            rows.append({"backend": name, "device": kind, "available": ok, "reason": why,
+                         "module": type(b).__module__})
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        for r in rows:
+            state = "available" if r["available"] else f"unavailable: {r['reason']}"
+            print(f"{r['backend']:<8} {r['device']:<5} {state}")
+    return 0
+
+
+command = Command(help="list device backends and whether each is usable here (and why not)",
+                           configure=_configure_backends, run=_run_backends)
+
+
+# --- shared options ----------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""What `lpm profile`, `recheck`, `measure` and `adapt` share: the target and protocol flags, the protocol built
+from them, progress lines, and the device name a store files measurements under."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from backends.device import device_name, store_device_name
+from lpm_zoo.cli import check_threads
+from lpm_zoo.errors import LpmError
+
+
+def add_target(p: argparse.ArgumentParser) -> None:
+    """Which backend, device and profile a command times, and the name its measurements are filed under."""
+    p.add_argument("--backend", required=True, help="a backend name (see `lpm backends`): torch, ort, trt, ...")
+    p.add_argument("--device", default="cpu", help="where to run: cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--profile", default="cifar-b1", help="cifar-b1 (default), small-b1, cifar-b8, cifar-b32 or imagenet-b32")
+    p.add_argument("--device-name", default=None,
+                   help="name to file the measurements under (default: a slug of the hardware, e.g. xeon, epyc or "
+                        "p100; a store filed under another name on this same hardware, such as 'cpu', keeps it)")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    add_target(p)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1; recorded with each measurement)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled cells and random weights (default 0)")
+    g = p.add_argument_group("protocol")
+    g.add_argument("--warmup", type=int, default=5, help="untimed runs of each model first (default 5)")
+    g.add_argument("--warmup-s", type=float, default=None, metavar="S",
+                   help="then untimed runs in turns until S seconds have passed, so a GPU's clocks have settled "
+                        "(default 2 on CUDA, 0 on CPUs)")
+    g.add_argument("--rounds", type=int, default=10,
+                   help="timed rounds, the most with --target-pct (default 10)")
+    g.add_argument("--reps", type=int, default=5, help="timed runs per round (default 5)")
+    g.add_argument("--target-pct", type=float, default=2.0,
+                   help="adaptive timing: stop a group once every model's statistic is known to this relative "
+                        "uncertainty in %% (bootstrap over rounds), after --min-rounds; 0 times all --rounds "
+                        "(default 2.0)")
+    g.add_argument("--min-rounds", type=int, default=3, help="rounds before adaptive timing may stop (default 3)")
+    g.add_argument("--statistic", default="auto",
+                   help="kept statistic: auto (default: a new store measures a pilot and keeps the statistic that "
+                        "repeats best on this machine; an existing store keeps its own), or one of " + STATISTICS_HELP)
+    g.add_argument("--no-reference", action="store_true",
+                   help="do not time the reference network (then only statistics without _ratio)")
+    g.add_argument("--clock", default="auto", choices=["auto", "thread", "wall"],
+                   help="CPU clock: thread CPU time (auto with 1 thread: ignores time descheduled) or wall")
+
+
+STATISTICS_HELP = ("ref_ratio, round_min_ratio, min_ratio, p10_ratio, p25_ratio (against the reference network timed in "
+          "turns, in the store's ms), min_round_median, median, p10, min")
+
+
+def protocol_from_args(args: argparse.Namespace, interleave: int = 1):
+
+
+    from backends.protocol import Protocol, default_warmup_s
+
+    check_threads(args.threads)
+    if not math.isfinite(args.target_pct) or args.target_pct < 0:
+        raise LpmError(f"--target-pct must be a finite number >= 0 (0: fixed rounds), got {args.target_pct}")
+    if args.warmup_s is None:
+        args.warmup_s = default_warmup_s(args.device)
+    return Protocol(warmup=args.warmup, warmup_s=args.warmup_s, rounds=args.rounds, reps=args.reps, threads=args.threads,
+                    statistic=args.statistic, interleave=interleave, clock=args.clock,
+                    reference=not args.no_reference, target_pct=args.target_pct or None,
+                    min_rounds=min(args.min_rounds, args.rounds) if args.target_pct else args.min_rounds)
+
+
+def log_for(command: str):
+    """Progress lines to stderr; a `warning: ...` line is prefixed with the command, like the CLI's errors."""
+
+    def log(line: str) -> None:
+        print(f"lpm {command}: {line}" if line.startswith("warning: ") else line, file=sys.stderr)
+
+    return log
+
+
+# --- lpm profile -------------------------------------------------------------------------
+
+
+def store_name(args: argparse.Namespace, reading: bool = False) -> str:
+    """The device name `args` files under (or, `reading`, reads) in the store at `args.db` (see
+    `backends.device.store_device_name`); the detected one when the store does not exist yet."""
+
+    from lpm_zoo.store import MeasurementStore, resolve_db
+
+
+    if args.device_name or not resolve_db(args.db).is_file():
+        return device_name(args.device, args.device_name)
+    try:
+        with MeasurementStore(args.db, readonly=True) as store:
+            return store_device_name(store, args.backend, args.device, args.profile, reading=reading)
+    except LpmError as e:
+        if "is an empty database" in str(e):  # another profiler created it and has not written its schema yet
+            return device_name(args.device, args.device_name)
+        raise

@@ -1,0 +1,1 @@
+"""Experiments and micro-benchmarks behind BENCHMARKS.md; they use lpm-zoo's public API only (not shipped)."""
