@@ -73,7 +73,7 @@ class OrtBackend(Backend):
         ort = _ort()
         self.check(device)
         kind, index = parse_device(device)
-        data = _model_bytes(model, example_input)
+        data = model_bytes(model, example_input)
         x = np.ascontiguousarray(_to_numpy(example_input), dtype=np.float32)
         stream = None if kind == "cpu" else _torch_stream(index)
         sess = _session(ort, data, kind, index, threads, stream)
@@ -169,7 +169,7 @@ def node_providers(model: Any, example_input: Any, device: str = "cpu") -> dict[
     kind, index = parse_device(device)
     x = np.ascontiguousarray(_to_numpy(example_input), dtype=np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        sess = _session(ort, _model_bytes(model, example_input), kind, index, 1,
+        sess = _session(ort, model_bytes(model, example_input), kind, index, 1,
                         profile_prefix=str(Path(tmp) / "ort-profile"))
         sess.run(None, {sess.get_inputs()[0].name: x})
         events = json.loads(Path(sess.end_profiling()).read_text())
@@ -199,7 +199,7 @@ def _to_numpy(x: Any) -> Any:
     return x
 
 
-def _model_bytes(model: Any, example_input: Any) -> bytes:
+def model_bytes(model: Any, example_input: Any) -> bytes:
     """Serialised ONNX from a ModelProto, bytes, or (slowly, via torch.onnx.export) an nn.Module."""
     if isinstance(model, (bytes, bytearray)):
         return bytes(model)

@@ -26,7 +26,7 @@ from typing import Any
 from backends.base import Backend, Prepared
 from backends.device import cuda_missing, parse_device, short_gpu_name
 from backends.installs import module_clash
-from backends.ort_backend import _model_bytes
+from backends.ort_backend import model_bytes
 from backends.registry import register_backend
 from backends.timing import cuda_event_times, side_stream
 from lpm_zoo.errors import LpmError
@@ -305,7 +305,7 @@ class TrtBackend(Backend):
         torch.cuda.set_device(dev)
         cache_path = Path(timing_cache) if timing_cache else default_timing_cache(
             trt.__version__, torch.cuda.get_device_name(index), tuple(torch.cuda.get_device_capability(index)))
-        serialized, info = build_engine(trt, _model_bytes(model, example_input), fp16=fp16,
+        serialized, info = build_engine(trt, model_bytes(model, example_input), fp16=fp16,
                                         workspace_mb=workspace_mb, cache_path=cache_path)
         runtime, engine, context = load_engine(trt, serialized)
         buffers, out_name = bind_io(trt, engine, context, example_input, dev)

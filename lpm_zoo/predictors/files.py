@@ -194,7 +194,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _read_model(file: Path) -> bytes:
+def read_model(file: Path) -> bytes:
     """The bytes of a model file: a regular file of at most MAX_MODEL_BYTES, else a one-line LpmError."""
     try:
         too_big = file.stat().st_size > MAX_MODEL_BYTES  # refused unread; the read is capped too
@@ -206,7 +206,7 @@ def _read_model(file: Path) -> bytes:
     return data
 
 
-class _Unreadable(Exception):
+class Unreadable(Exception):
     """A skops file whose schema cannot be read at all (damaged): refit, don't refuse."""
 
 
@@ -215,10 +215,10 @@ def check_skops_types(cls: type[Predictor], file: Path) -> list[str]:
 
     Reads only the file's schema (no object is built), so it is safe on any file.
     """
-    return _skops_types(cls, _read_model(file), file)
+    return skops_types(cls, read_model(file), file)
 
 
-def _skops_types(cls: type[Predictor], data: bytes, file: Path) -> list[str]:
+def skops_types(cls: type[Predictor], data: bytes, file: Path) -> list[str]:
     """`check_skops_types` of a skops file's bytes (read once, so the file checked is the file loaded)."""
     import skops.io as sio
 
@@ -226,7 +226,7 @@ def _skops_types(cls: type[Predictor], data: bytes, file: Path) -> list[str]:
     try:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as e:
-        raise _Unreadable(f"unreadable ({type(e).__name__})") from None
+        raise Unreadable(f"unreadable ({type(e).__name__})") from None
     bad = sorted(set(untrusted) - allowed)
     if bad:
         raise LpmError(f"refusing the model of {file.parent}: it holds types a {cls.type_name} model never has "

@@ -32,9 +32,9 @@ from lpm_zoo.predictors.files import (
     META,
     MODEL_FILES,
     TRAIN,
-    _read_model,
-    _skops_types,
-    _Unreadable,
+    read_model,
+    skops_types,
+    Unreadable,
     check_skops_types,
     keys_to_arrays,
     read_meta,
@@ -90,7 +90,7 @@ def load_predictor(path: str | Path) -> Predictor:
         from safetensors.numpy import load
 
         try:
-            state = load(_read_model(model))
+            state = load(read_model(model))
         except LpmError:
             raise
         except Exception as e:  # a damaged or foreign file: say which and how to fix
@@ -130,10 +130,10 @@ def _load_skops(p: Predictor, file: Path, meta: dict[str, Any]) -> str | None:
     import sklearn
     import skops.io as sio
 
-    data = _read_model(file)
+    data = read_model(file)
     try:
-        allowed = _skops_types(type(p), data, file)  # a hostile file is refused even when it would be refitted
-    except _Unreadable as e:  # not a zip, no schema: a damaged file, refit from the training set
+        allowed = skops_types(type(p), data, file)  # a hostile file is refused even when it would be refitted
+    except Unreadable as e:  # not a zip, no schema: a damaged file, refit from the training set
         return str(e)
     saved = meta.get("versions", {}).get("scikit-learn") if isinstance(meta.get("versions"), dict) else None
     if saved and saved != sklearn.__version__:
@@ -218,7 +218,7 @@ def zoo_table() -> list[dict[str, Any]]:
             cls = predictor_class(meta["type"])
             if cls.persistence == "skops" and (sub / MODEL_FILES["skops"]).is_file():
                 check_skops_types(cls, sub / MODEL_FILES["skops"])
-        except _Unreadable:
+        except Unreadable:
             pass  # loading it will refit it from its training set
         except LpmError as e:
             rows.append({"name": name, "where": where, "path": str(sub), "error": str(e)})
