@@ -13,7 +13,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from lpm_zoo.calibration import calibration_keys
 from lpm_zoo.predictors import get_predictor
-from lpm_zoo.store import load_dataset
+from lpm_zoo.store import Target, load_dataset
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--db", required=True)
@@ -23,7 +23,7 @@ ap.add_argument("--profile", default="cifar-b1")
 ap.add_argument("--predictors", required=True, help="comma-separated zoo names or directories")
 ap.add_argument("--exclude-calibration", type=int, default=100, help="leave out this many calibration cells")
 args = ap.parse_args()
-data = load_dataset(args.db, args.backend, args.device_name, args.profile)
+data = load_dataset(args.db, Target(args.backend, args.device_name, args.profile))
 skip = set(calibration_keys(args.exclude_calibration)) if args.exclude_calibration else set()
 idx = np.array([i for i, k in enumerate(data.keys) if k not in skip])
 y = data.latency_ms[idx]

@@ -16,7 +16,7 @@ from lpm_zoo.adaptation.finetune import choose_recipe, finetune
 from lpm_zoo.adaptation.methods import FINETUNE_MARGIN, Design, adapt_fit, adapt_predict, choose_method
 from lpm_zoo.adaptation.transfer import TransferTarget, devices_in, scores
 from lpm_zoo.predictors.registry import create_predictor
-from lpm_zoo.store import load_dataset
+from lpm_zoo.store import Target, load_dataset
 
 if len(sys.argv) != 4:
     sys.exit(__doc__.splitlines()[0])
@@ -28,7 +28,7 @@ sources: dict = {}
 for tname, sname in pairs:
     if sname not in sources:
         d = devs[sname]
-        data = load_dataset(d.db, d.backend, d.device, d.profile)
+        data = load_dataset(d.db, Target(d.backend, d.device, d.profile))
         sources[sname] = create_predictor("mlp-plus").fit((data.ops, data.inputs), data.latency_ms)
     src = sources[sname]
     tgt = TransferTarget(devs[tname], None, 0, 100)

@@ -20,7 +20,7 @@ import numpy as np
 from lpm_zoo.errors import LpmError
 from lpm_zoo.evaluation.metrics import metrics
 from lpm_zoo.predictors.registry import create_predictor
-from lpm_zoo.store import load_dataset, resolve_db
+from lpm_zoo.store import Target, load_dataset, resolve_db
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the permutation (lpm fit's --seed)")
     args = ap.parse_args(argv)
     try:
-        data = load_dataset(resolve_db(args.db), args.backend, args.device, args.profile)
+        data = load_dataset(resolve_db(args.db), Target(args.backend, args.device, args.profile))
         if not 2 <= args.folds <= len(data):
             raise LpmError(f"--folds must be from 2 to {len(data)} (the architectures in the store)")
         perm = np.random.default_rng(args.seed).permutation(len(data))

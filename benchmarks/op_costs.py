@@ -13,7 +13,7 @@ import numpy as np
 
 from lpm_zoo.encoding import op_counts
 from lpm_zoo.space import PRIMITIVES
-from lpm_zoo.store import load_dataset
+from lpm_zoo.store import Target, load_dataset
 
 args = sys.argv[1:]
 if not args or len(args) % 4 not in (0, 3):
@@ -24,7 +24,7 @@ if len(groups[-1]) == 3:
 print("| store | device | cells | median ms | " + " | ".join(PRIMITIVES[1:]) + " | intercept |")
 print("|---" * (len(PRIMITIVES) + 4) + "|")
 for db, backend, device, profile in groups:
-    d = load_dataset(db, backend, device, profile)
+    d = load_dataset(db, Target(backend, device, profile))
     X = np.hstack([op_counts(d.ops)[:, 1:], np.ones((len(d), 1))])  # `none` edges cost nothing
     beta = np.linalg.lstsq(X, d.latency_ms, rcond=None)[0]
     print(f"| {db} | {backend}/{device}/{profile} | {len(d)} | {np.median(d.latency_ms):.2f} | "

@@ -80,13 +80,13 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
 def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
     parser = _Parser(
-        prog="lpm",
+        prog="lpm", allow_abbrev=False,
         description="Latency prediction modules per device backend, and latency-aware DARTS search.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, cmd in commands.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help)
+        p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help, allow_abbrev=False)
         cmd.configure(p)
         p.set_defaults(_run=cmd.run)
     return parser

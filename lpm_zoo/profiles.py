@@ -129,3 +129,9 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise LpmError(f"unknown profile {clip(name)}; known: {', '.join(PROFILES)}") from None
+
+
+def cells_of(profile: str) -> int:
+    """Cells a profile encodes (2 for the "-both" profiles); 1 for names this version does not know (old stores)."""
+    p = PROFILES.get(profile)
+    return p.cells if p is not None else 1

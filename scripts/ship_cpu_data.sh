@@ -22,8 +22,8 @@ $LPM recheck --backend ort --device cpu "${NAME[@]}" --profile cifar-b1 --sample
 $LPM recheck --backend torch --device cpu "${NAME[@]}" --profile cifar-b1 --samples 150 --db "$WORK/torch-cpu.db"
 
 for b in ort torch; do
-  $LPM fit --db "$WORK/$b-cpu.db" --backend $b --device cpu --profile cifar-b1 --predictor mlp-plus --zoo-dir lpm_zoo/zoo
-  $LPM fit --db "$WORK/$b-cpu.db" --backend $b --device cpu --profile cifar-b1 --predictor mlp --name $b-cpu-lpm \
+  $LPM fit --db "$WORK/$b-cpu.db" --backend $b --device-name cpu --profile cifar-b1 --predictor mlp-plus --zoo-dir lpm_zoo/zoo
+  $LPM fit --db "$WORK/$b-cpu.db" --backend $b --device-name cpu --profile cifar-b1 --predictor mlp --name $b-cpu-lpm \
       --zoo-dir lpm_zoo/zoo
   .venv/bin/python -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.execute('VACUUM')" "$WORK/$b-cpu.db"
   gzip -9 -c "$WORK/$b-cpu.db" > "lpm_zoo/data/measurements/$b-cpu-cifar-b1.db.gz"

@@ -24,7 +24,7 @@ from lpm_zoo.predictors import create_predictor, load_predictor
 from lpm_zoo.profiles import get_profile, list_profiles
 from lpm_zoo.published import DARTS_V2, PC_DARTS_cifar
 from lpm_zoo.sampler import sample_unique_arrays
-from lpm_zoo.store import MeasurementStore, load_dataset
+from lpm_zoo.store import MeasurementStore, Target, load_dataset
 from lpm_zoo.synthetic import OP_COST, make_synthetic_store
 
 HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
@@ -65,7 +65,7 @@ def both_store(tmp_path_factory):
 
 
 def test_a_store_keeps_both_cells(both_store):
-    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    data = load_dataset(both_store, Target("synth", "cpu", "cifar-b1-both"))
     assert data.ops.shape == (400, 16) and all(":" in k for k in data.keys)
     g = data.genotypes()
     assert len({x.reduce for x in g}) > 300  # the reduction cells vary, unlike a normal-cell profile
@@ -77,7 +77,7 @@ def test_a_store_keeps_both_cells(both_store):
 @pytest.mark.parametrize("kind,params", [("ridge", {}), ("lut", {}), ("mlp-plus", {"epochs": 60}),
                                          ("mlp-split", {"epochs": 60}), ("knn", {})])
 def test_every_predictor_type_reads_224_bits_and_round_trips(both_store, kind, params, tmp_path):
-    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    data = load_dataset(both_store, Target("synth", "cpu", "cifar-b1-both"))
     X, y = (data.ops[:300], data.inputs[:300]), data.latency_ms[:300]
     p = create_predictor(kind, **params).fit(X, y)
     assert p.meta["encoding"] == "lpm-224"
@@ -98,7 +98,7 @@ def test_every_predictor_type_reads_224_bits_and_round_trips(both_store, kind, p
 
 
 def test_mlp_split_prices_the_reduction_cell_linearly_and_is_mlp_plus_on_normal_cells(both_store):
-    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    data = load_dataset(both_store, Target("synth", "cpu", "cifar-b1-both"))
     p = create_predictor("mlp-split", epochs=30).fit((data.ops, data.inputs), data.latency_ms)
     a, b = (PC_DARTS_cifar.__class__(normal=DARTS_V2.normal, reduce=r) for r in
             ([("skip_connect", 0), ("skip_connect", 1)] * 4, [("sep_conv_5x5", 0), ("sep_conv_5x5", 1)] * 4))
@@ -114,7 +114,7 @@ def test_mlp_split_prices_the_reduction_cell_linearly_and_is_mlp_plus_on_normal_
 
 
 def test_the_reduction_cell_changes_the_prediction(both_store):
-    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    data = load_dataset(both_store, Target("synth", "cpu", "cifar-b1-both"))
     p = create_predictor("lut").fit((data.ops, data.inputs), data.latency_ms)
     cheap = PC_DARTS_cifar.__class__(normal=DARTS_V2.normal, reduce=[("skip_connect", 0), ("skip_connect", 1)] * 4)
     dear = PC_DARTS_cifar.__class__(normal=DARTS_V2.normal, reduce=[("sep_conv_5x5", 0), ("sep_conv_5x5", 1)] * 4)
@@ -153,7 +153,7 @@ def test_profile_and_measure_on_a_both_cell_profile(tmp_path, capsys):
     db = str(tmp_path / "m.db")
     fast = ["--warmup", "1", "--rounds", "2", "--reps", "2", "--statistic", "ref_ratio", "--no-progress"]
     assert main(["profile", "--backend", "ort", "--profile", "small-b1-both", "--samples", "3", "--db", db, *fast]) == 0
-    data = load_dataset(db, "ort", HERE, "small-b1-both")
+    data = load_dataset(db, Target("ort", HERE, "small-b1-both"))
     assert data.ops.shape == (3, 16) and any(g.reduce != DARTS_V2.reduce for g in data.genotypes())
     capsys.readouterr()
     g = json.dumps(PC_DARTS_cifar.to_dict())
@@ -171,7 +171,7 @@ def test_profile_and_measure_on_a_both_cell_profile(tmp_path, capsys):
     calib = calibration_keys()
     assert keys == [f"{calib[0]}:{calib[50]}", f"{calib[1]}:{calib[51]}"]
     with MeasurementStore(db) as s:
-        assert set(keys) <= s.keys("ort", HERE, "small-b1-both")
+        assert set(keys) <= s.keys(Target("ort", HERE, "small-b1-both"))
 
 
 def test_lpm_adapt_on_a_whole_network_profile(tmp_path, monkeypatch, capsys):
@@ -193,7 +193,7 @@ def test_an_ensemble_is_one_network_whose_output_is_the_members_mean(both_store,
 
     from lpm_zoo.adaptation.finetune import finetune
 
-    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    data = load_dataset(both_store, Target("synth", "cpu", "cifar-b1-both"))
     X, y = (data.ops[:, :8], data.inputs[:, :8]), data.latency_ms
     ens = create_predictor("mlp-plus", epochs=15, members=3, seed=4).fit(X, y)
     alone = [create_predictor("mlp-plus", epochs=15, seed=s).fit(X, y).predict(X) for s in (4, 5, 6)]
@@ -213,7 +213,7 @@ def test_an_ensemble_is_one_network_whose_output_is_the_members_mean(both_store,
 
 
 def test_huber_loss_and_members_are_checked_and_change_the_fit(both_store):
-    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    data = load_dataset(both_store, Target("synth", "cpu", "cifar-b1-both"))
     X, y = (data.ops[:, :8], data.inputs[:, :8]), data.latency_ms.copy()
     y[:20] *= 3.0  # twenty cells measured far off
     mse = create_predictor("mlp-plus", epochs=30).fit(X, y)
@@ -232,7 +232,7 @@ def test_huber_loss_and_members_are_checked_and_change_the_fit(both_store):
 def test_a_tampered_ensemble_file_is_refused_in_one_line(both_store, tmp_path, case):
     from safetensors.numpy import load_file, save_file
 
-    data = load_dataset(both_store, "synth", "cpu", "cifar-b1-both")
+    data = load_dataset(both_store, Target("synth", "cpu", "cifar-b1-both"))
     p = create_predictor("mlp-plus", epochs=2, members=2, hidden=(8, 4)).fit((data.ops[:, :8], data.inputs[:, :8]),
                                                                              data.latency_ms)
     p.save(str(tmp_path / "e"))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lpm_zoo.store import Target
+
 SEARCH = ["search", "--epochs", "1", "--max-steps", "1", "--channels", "4", "--layers", "3", "--batch-size", "8",
           "--threads", "1", "--no-progress"]
 TRAIN = ["train", "--genotype", "DARTS_V2", "--epochs", "1", "--max-steps", "1", "--no-progress"]
@@ -305,7 +307,7 @@ def test_an_interrupted_pilot_keeps_the_groups_it_timed_and_the_next_run_uses_th
     assert len(kept) in (8, 16) and len({k for _, k, _ in kept}) == len(kept)  # whole groups of 8, each cell once
     with MeasurementStore(db, readonly=True) as store:
         dev = store.summary()[0]["device"]
-        assert store.meta(statistic_key("ort", dev, "small-b1")) is None  # its statistic is not chosen yet
+        assert store.meta(statistic_key(Target("ort", dev, "small-b1"))) is None  # its statistic is not chosen yet
     # the next run reuses them: the first 10 calibration cells need 2 (or 0) more, too few for a pilot
     r = lpm(*ADAPT, "--samples", "10", "--db", str(db), "--json", cwd=tmp_path, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -313,7 +315,7 @@ def test_an_interrupted_pilot_keeps_the_groups_it_timed_and_the_next_run_uses_th
     assert now[:len(kept)] == kept and len(now) == max(10, len(kept))  # kept as they were, nothing measured twice
     with MeasurementStore(db, readonly=True) as store:
         statistics = {m["protocol"]["statistic"] for m in store.measurements()}
-        recorded = store.meta(statistic_key("ort", dev, "small-b1"))
+        recorded = store.meta(statistic_key(Target("ort", dev, "small-b1")))
     assert len(statistics) == 1 and recorded in (None, *statistics)  # one statistic for every row
 
 

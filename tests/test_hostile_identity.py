@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from lpm_zoo.published import DARTS_V2
-from lpm_zoo.store import Measurement, MeasurementStore
+from lpm_zoo.store import Measurement, MeasurementStore, Target
 
 # not marked `host`: every test here states the identities it runs as
 SMALL = ["--backend", "ort", "--profile", "small-b1", "--warmup", "0", "--rounds", "2", "--reps", "1",
@@ -47,7 +47,7 @@ def xeon_store(tmp_path_factory):
     r = _lpm("profile", *SMALL, "--samples", "2", "--db", str(db), host="xeon")
     assert r.returncode == 0, r.stderr
     with MeasurementStore(db, readonly=True) as s:
-        assert s.count("ort", "xeon", "small-b1") == 2
+        assert s.count(Target("ort", "xeon", "small-b1")) == 2
     return db
 
 
@@ -80,7 +80,7 @@ def test_the_same_machine_continues_its_store(xeon_store, tmp_path):
     r = _lpm("profile", *SMALL, "--samples", "3", "--db", str(db), host="xeon")
     assert r.returncode == 0, r.stderr
     with MeasurementStore(db, readonly=True) as s:
-        assert s.count("ort", "xeon", "small-b1") == 3
+        assert s.count(Target("ort", "xeon", "small-b1")) == 3
 
 
 def test_a_store_without_a_recorded_fingerprint_is_judged_by_its_rows(tmp_path):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.host  # lpm predict loads the shipped Xeon predictor: o
 
 CANARY = "SECRET-CANARY-123"
 PREDICT = ["predict", "--predictor", "ort-cpu"]  # a bundled predictor: loads in a fraction of a second
-DATA = ["--db", "no-such.db", "--backend", "ort", "--device", "cpu", "--profile", "cifar-b1"]
+DATA = ["--db", "no-such.db", "--backend", "ort", "--device-name", "cpu", "--profile", "cifar-b1"]
 SEARCH = ["search", "--epochs", "1", "--max-steps", "1", "--no-progress"]
 V2 = DARTS_V2.to_darts()
 NORMAL = [list(p) for p in DARTS_V2.normal]

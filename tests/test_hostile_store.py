@@ -18,13 +18,13 @@ from backends.protocol import Protocol
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.published import DARTS_V2
-from lpm_zoo.store import SCHEMA_VERSION, BadRow, Measurement, MeasurementStore, json_safe, load_dataset, validate_row
+from lpm_zoo.store import SCHEMA_VERSION, BadRow, Measurement, MeasurementStore, Target, json_safe, load_dataset, validate_row
 from lpm_zoo.synthetic import make_synthetic_store
 
 HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
 
 FAST = Protocol(warmup=1, rounds=2, reps=1, interleave=2)
-DB = ["--backend", "synth", "--device", "cpu", "--profile", "cifar-b1"]
+DB = ["--backend", "synth", "--device-name", "cpu", "--profile", "cifar-b1"]
 
 # the schema of version 1, as stores written before the `repeat` column have it
 V1_SCHEMA = """
@@ -82,7 +82,7 @@ def test_the_insert_and_the_baseline_respect_what_another_writer_stored(tmp_path
         assert adopt_baseline(a, "ort", "cpu", "cifar-b1", 11.5) == 11.5
         assert adopt_baseline(b, "ort", "cpu", "cifar-b1", 12.0) == 11.5  # the second adopts the first's
         assert baseline_of(b, "ort", "cpu", "cifar-b1") == 11.5
-        assert b.count("ort", "cpu", "cifar-b1", unique=False) == 2
+        assert b.count(Target("ort", "cpu", "cifar-b1"), unique=False) == 2
         with pytest.raises(LpmError, match="not a finite positive"):
             a.add(Measurement(DARTS_V2, "ort", "cpu", "cifar-b1", math.nan, 0.1, [5.0], {}))
 
@@ -105,14 +105,14 @@ def test_a_v1_store_reads_without_change_and_migrates_when_written(tmp_path):
     db = tmp_path / "v1.db"
     _v1_store(db)
     before = _digest(db)
-    data = load_dataset(db, "synth", "cpu", "cifar-b1")
+    data = load_dataset(db, Target("synth", "cpu", "cifar-b1"))
     assert len(data) == 3 and data.repeatability["n"] == 1
     assert _digest(db) == before
     with MeasurementStore(db) as s:  # opened for writing: migrated, the repeat numbered by age
         assert s.meta("schema_version") == str(SCHEMA_VERSION)
         rows = s._db.execute("SELECT cell_key, repeat FROM measurements ORDER BY id").fetchall()
     assert [r for _, r in rows] == [0, 0, 0, 1] and rows[3][0] == rows[0][0]
-    assert len(load_dataset("bundled:torch-cpu-cifar-b1", "torch", "cpu", "cifar-b1")) > 0
+    assert len(load_dataset("bundled:torch-cpu-cifar-b1", Target("torch", "cpu", "cifar-b1"))) > 0
 
 
 def test_a_newer_schema_is_refused_untouched(tmp_path, capsys):
@@ -233,7 +233,7 @@ def test_bad_rows_are_skipped_and_reported_by_id_everywhere(tmp_path, capsys):
     out, err = capsys.readouterr()
     meta = _no_nan(out)
     assert "lpm fit: warning: skipped" in err and math.isfinite(meta["metrics"]["mre_pct"])
-    data = load_dataset(db, "synth", "cpu", "cifar-b1")
+    data = load_dataset(db, Target("synth", "cpu", "cifar-b1"))
     assert len(data) == 30 and sorted(data.skipped) == bad_ids[:-1]  # the last is filed under another backend
     assert _digest(db) == before
 

@@ -96,7 +96,7 @@ def test_a_bundled_name_is_never_taken_by_fit_or_adapt_even_with_force(env, tmp_
     zoo = Path(env["LPM_ZOO_HOME"])
     db = tmp_path / "s.db"
     make_synthetic_store(str(db), 20, seed=3, backend="ort", device="cpu")  # filed under ort/cpu, like the bundled
-    fit = ["fit", "--db", str(db), "--backend", "ort", "--device", "cpu", "--profile", "cifar-b1",
+    fit = ["fit", "--db", str(db), "--backend", "ort", "--device-name", "cpu", "--profile", "cifar-b1",
            "--predictor", "ridge", "--test-size", "4"]
     _refused(_lpm(env, *fit, "--name", "ort-cpu"), "--name 'ort-cpu' is taken by a bundled predictor",
              "pick another --name")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,12 +86,13 @@ class Imports:
                 continue
             (self.inner if inside else self.top)[mod].extend(found)
 
-    def project(self, name: str, names: list[str] = ()) -> list[str]:
-        """The project modules an import of `name` (and `names` from it) loads."""
+    def project(self, name: str, names: list[str] = (), parents: bool = True) -> list[str]:
+        """The project modules an import of `name` (and `names` from it) runs (with `parents`: its packages too)."""
         out = [f"{name}.{n}" for n in names if f"{name}.{n}" in self.files]
         while name and name not in self.files:
             name = name.rpartition(".")[0]
-        return out + ([name] if name else [])
+        above = [name.rsplit(".", k)[0] for k in range(1, name.count(".") + 1)] if name and parents else []
+        return out + ([name] if name else []) + [p for p in above if p in self.files]  # a.b.c runs a and a.b too
 
     def heavy(self, mod: str, seen: frozenset = frozenset()) -> bool:
         """Whether importing `mod` loads a HEAVY third-party module (at module level, through any project module)."""
@@ -102,7 +105,7 @@ class Imports:
 
     def cycles(self) -> list[list[str]]:
         """Groups of modules that import each other (directly or round a circle), any import counted."""
-        graph = {m: {p for name, names, _ in self.top[m] + self.inner[m] for p in self.project(name, names) if p != m}
+        graph = {m: {p for name, names, _ in self.top[m] + self.inner[m] for p in self.project(name, names, False) if p != m}
                  for m in self.files}
         reach = {m: set() for m in graph}
         for m in graph:
@@ -137,6 +140,15 @@ def private_imports(imports: Imports, root: Path) -> list[str]:
 def test_imports_inside_functions_are_for_heavy_modules_only():
     """An import inside a function keeps a heavy dependency out of `lpm --help`; anything else goes at the top."""
     assert light_inner_imports(Imports(ROOT), ROOT) == []
+
+
+def test_lpm_help_loads_neither_numpy_nor_torch():
+    """Every command module is imported to build `lpm --help`: what they import at the top must stay light."""
+    code = ("import sys; from lpm_zoo.cli import build_parser, discover_commands; "
+            "build_parser(discover_commands()); print(sorted(m for m in HEAVY if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", f"HEAVY = {sorted(HEAVY)!r}; {code}"], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
 
 
 def test_no_private_name_is_imported_from_another_module():

@@ -27,6 +27,7 @@ from lpm_zoo.predictors import (
 )
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.space import PRIMITIVES, Genotype
+from lpm_zoo.store import Target
 from lpm_zoo.synthetic import OP_COST, make_synthetic_store, synthetic_latency
 
 FAST = {"mlp": {"epochs": 150}, "mlp-plus": {"epochs": 150}, "mlp-split": {"epochs": 150}, "rf": {"n_estimators": 30},
@@ -105,7 +106,7 @@ def test_unknown_fitted_name_lists_and_says_how_to_make_it(tmp_path, monkeypatch
     msg = str(e.value)
     assert "no fitted predictor named 'trt-p100'" in msg and "have:" in msg
     assert "lpm profile --backend trt --device cuda --device-name p100" in msg
-    assert "lpm fit --db lpm.db --backend trt --device p100" in msg
+    assert "lpm fit --db lpm.db --backend trt --device-name p100" in msg
     from lpm_zoo.hardware import cpu_model, cpu_slug
 
     here = cpu_slug(cpu_model())  # this CPU's own name is profiled on the CPU
@@ -346,7 +347,7 @@ def store(tmp_path_factory):
     return path
 
 
-DB = ["--backend", "fake", "--device", "dev", "--profile", "cifar-b1"]
+DB = ["--backend", "fake", "--device-name", "dev", "--profile", "cifar-b1"]
 
 
 def test_cli_fit_zoo_predict(store, tmp_path, monkeypatch, capsys):
@@ -419,7 +420,7 @@ def test_cli_predict_bad_line_is_one_line_exit_2(store, tmp_path, monkeypatch, c
 def _xy(store):
     from lpm_zoo.store import load_dataset
 
-    d = load_dataset(store, "fake", "dev", "cifar-b1")
+    d = load_dataset(store, Target("fake", "dev", "cifar-b1"))
     return (d.ops, d.inputs), d.latency_ms
 
 

@@ -18,7 +18,8 @@ from lpm_zoo.encoding import cell_key
 from lpm_zoo.errors import LpmError
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.sampler import sample_unique_arrays
-from lpm_zoo.store import MeasurementStore, load_dataset
+from lpm_zoo.store import MeasurementStore, Target, load_dataset
+from lpm_zoo.store.analysis import repeatability
 
 HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
 
@@ -62,7 +63,7 @@ def test_profile_fills_resumes_and_skips_present(tmp_path):
     db = str(tmp_path / "m.db")
     assert run_profile("ort", "cpu", "cifar-b1", 3, db, seed=5, protocol=FAST, progress=False) == 3
     with MeasurementStore(db) as s:
-        first = s.keys("ort", HERE, "cifar-b1")
+        first = s.keys(Target("ort", HERE, "cifar-b1"))
         base = {r["protocol"]["reference_baseline_ms"] for r in s.measurements()}
     _, _, keys = sample_unique_arrays(5, 5)
     assert first == set(keys[:3])  # the seed's sequence, in order
@@ -70,9 +71,9 @@ def test_profile_fills_resumes_and_skips_present(tmp_path):
     assert run_profile("ort", "cpu", "cifar-b1", 3, db, seed=5, protocol=FAST, progress=False) == 0
     assert run_profile("ort", "cpu", "cifar-b1", 5, db, seed=5, protocol=FAST, progress=False) == 2
     with MeasurementStore(db) as s:
-        assert s.keys("ort", HERE, "cifar-b1") == set(keys) and s.count("ort", HERE, "cifar-b1", unique=False) == 5
+        assert s.keys(Target("ort", HERE, "cifar-b1")) == set(keys) and s.count(Target("ort", HERE, "cifar-b1"), unique=False) == 5
         assert {r["protocol"]["reference_baseline_ms"] for r in s.measurements()} == base
-    data = load_dataset(db, "ort", HERE, "cifar-b1")
+    data = load_dataset(db, Target("ort", HERE, "cifar-b1"))
     assert len(data) == 5 and (data.latency_ms > 0).all()
 
 
@@ -81,7 +82,7 @@ def test_plan_fills_up_past_cells_from_another_seed(tmp_path):
     run_profile("ort", "cpu", "cifar-b1", 2, db, seed=1, protocol=FAST, progress=False)
     with MeasurementStore(db) as s:
         todo = plan(s, "ort", HERE, "cifar-b1", 5, seed=2)
-        assert len(todo) == 3 and not {cell_key(c) for c in todo} & s.keys("ort", HERE, "cifar-b1")
+        assert len(todo) == 3 and not {cell_key(c) for c in todo} & s.keys(Target("ort", HERE, "cifar-b1"))
         with pytest.raises(LpmError, match="--samples"):
             plan(s, "ort", HERE, "cifar-b1", 0, seed=2)
 
@@ -93,7 +94,7 @@ def test_profile_calibration_cells_then_random_ones_in_one_store(tmp_path, capsy
     assert run_profile("ort", "cpu", "small-b1", 2, db, seed=5, protocol=FAST, progress=False,
                        cells="calibration") == 2
     with MeasurementStore(db) as s:
-        assert s.keys("ort", HERE, "small-b1") == set(calibration_keys(2))
+        assert s.keys(Target("ort", HERE, "small-b1")) == set(calibration_keys(2))
     assert run_profile("ort", "cpu", "small-b1", 2, db, protocol=FAST, progress=False, cells="calibration") == 0
     assert main(["profile", "--backend", "ort", "--profile", "small-b1", "--samples", "101", "--db", db,
                  "--cells", "calibration"]) == 2
@@ -108,14 +109,14 @@ def test_recheck_held_out_measures_exactly_the_split_lpm_fit_holds_out(tmp_path,
 
     db = str(tmp_path / "h.db")
     run_profile("ort", "cpu", "small-b1", 6, db, seed=4, protocol=FAST, progress=False)
-    keys = load_dataset(db, "ort", HERE, "small-b1").keys
+    keys = load_dataset(db, Target("ort", HERE, "small-b1")).keys
     want = {keys[i] for i in split_indices(len(keys), 2, 1)[1]}
     assert run_recheck("ort", "cpu", "small-b1", 0, db, progress=False, held_out=2, split_seed=1) == 2
     assert run_recheck("ort", "cpu", "small-b1", 0, db, progress=False, held_out=2, split_seed=1) == 0  # resumed: done
     with MeasurementStore(db) as s:
         rows = list(s.measurements())
     assert len(rows) == 8 and {r["cell_key"] for r in rows[6:]} == want
-    data = load_dataset(db, "ort", HERE, "small-b1")
+    data = load_dataset(db, Target("ort", HERE, "small-b1"))
     assert data.keys == keys  # repeats keep the split stable: the same architectures stay held out
     held = split_indices(len(keys), 2, 1)[1]
     assert sorted(data.measured) == [1, 1, 1, 1, 2, 2] and set(data.measured[held]) == {2}
@@ -144,13 +145,13 @@ def test_recheck_remeasures_a_seeded_subset_with_the_recorded_protocol_and_resum
     assert run_recheck("ort", "cpu", "cifar-b1", 2, db, progress=False) == 0
     with MeasurementStore(db) as s:
         rows = list(s.measurements())
-        assert s.count("ort", HERE, "cifar-b1") == 4 and len(rows) == 6
+        assert s.count(Target("ort", HERE, "cifar-b1")) == 4 and len(rows) == 6
         assert {r["cell_key"] for r in rows[4:]} == {r["cell_key"] for r in chosen}
         assert {r["protocol"]["reference_baseline_ms"] for r in rows} == {rows[0]["protocol"]["reference_baseline_ms"]}
         assert all((r["protocol"]["rounds"], r["protocol"]["reps"], len(r["runs_ms"])) == (2, 2, 4) for r in rows[4:])
-        rep = s.repeatability("ort", HERE, "cifar-b1")
+        rep = repeatability(s, Target("ort", HERE, "cifar-b1"))
     assert rep["n"] == 2 and rep["mean_pct"] >= 0
-    assert len(load_dataset(db, "ort", HERE, "cifar-b1")) == 4
+    assert len(load_dataset(db, Target("ort", HERE, "cifar-b1"))) == 4
 
 
 def test_recheck_command_reports_repeatability_and_errors_are_one_line(tmp_path, capsys):
@@ -210,7 +211,7 @@ def test_kill_9_loses_at_most_the_group_in_flight_and_resumes(tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"{target} unique architectures" in out.stdout and "2 added now" in out.stdout
     with MeasurementStore(db) as s:
-        assert s.count("ort", HERE, "cifar-b1") == target == s.count("ort", HERE, "cifar-b1", unique=False)
+        assert s.count(Target("ort", HERE, "cifar-b1")) == target == s.count(Target("ort", HERE, "cifar-b1"), unique=False)
 
 
 @pytest.mark.slow
@@ -228,7 +229,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130
     assert "run the same command again to resume" in err and "Traceback" not in err
     with MeasurementStore(db) as s:
-        assert 1 <= s.count("ort", HERE, "cifar-b1") < 400
+        assert 1 <= s.count(Target("ort", HERE, "cifar-b1")) < 400
 
 
 def test_profile_command_and_data_info_export(tmp_path, capsys):
@@ -289,7 +290,7 @@ def test_ray_workers_stream_results_to_the_drivers_store(tmp_path):
     assert added == 4
     with MeasurementStore(db) as s:
         rows = list(s.measurements())
-        assert s.count("ort", HERE, "cifar-b1") == 4
+        assert s.count(Target("ort", HERE, "cifar-b1")) == 4
     _, _, keys = sample_unique_arrays(4, 3)
     assert {r["cell_key"] for r in rows} == set(keys)
     assert len({r["protocol"]["reference_baseline_ms"] for r in rows}) == 1

@@ -11,7 +11,8 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile, list_profiles
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.sampler import sample_genotypes
-from lpm_zoo.store import Measurement, MeasurementStore, load_dataset
+from lpm_zoo.store import Measurement, MeasurementStore, Target, load_dataset
+from lpm_zoo.store.analysis import repeatability
 
 
 def _m(g, lat, backend="ort", device="cpu", profile="cifar-b1"):
@@ -25,13 +26,13 @@ def test_add_keys_and_dataset(tmp_path):
         s.add_many([_m(g, 10.0 + k) for k, g in enumerate(gs)])
         s.add(_m(gs[0], 12.0))  # a repeat of the first architecture
         s.add(_m(gs[1], 99.0, backend="torch"))
-        assert s.keys("ort", "cpu", "cifar-b1") == {cell_key(g) for g in gs}
-        assert s.count("ort", "cpu", "cifar-b1") == 5 and s.count("ort", "cpu", "cifar-b1", unique=False) == 6
+        assert s.keys(Target("ort", "cpu", "cifar-b1")) == {cell_key(g) for g in gs}
+        assert s.count(Target("ort", "cpu", "cifar-b1")) == 5 and s.count(Target("ort", "cpu", "cifar-b1"), unique=False) == 6
         rows = {(r["backend"], r["n"], r["n_unique"]) for r in s.summary()}
         assert rows == {("ort", 6, 5), ("torch", 1, 1)}
         rec = next(s.measurements(backend="torch"))
         assert rec["runs_ms"] == [99.0, 99.2, 99.1] and rec["genotype"]["normal"] == gs[1].to_dict()["normal"]
-    data = load_dataset(db, "ort", "cpu", "cifar-b1")
+    data = load_dataset(db, Target("ort", "cpu", "cifar-b1"))
     assert len(data) == 5 and data.ops.shape == (5, 8)
     assert data.latency_ms[0] == pytest.approx(11.0)  # median of 10 and 12
     assert data.genotypes()[2].normal == gs[2].normal and data.genotypes()[2].reduce == DARTS_V2.reduce
@@ -41,12 +42,12 @@ def test_repeatability_of_architectures_measured_twice(tmp_path):
     gs = sample_genotypes(4, seed=2)
     with MeasurementStore(tmp_path / "m.db") as s:
         s.add_many([_m(g, 10.0) for g in gs])
-        assert s.repeatability("ort", "cpu", "cifar-b1") is None  # nothing measured twice yet
+        assert repeatability(s, Target("ort", "cpu", "cifar-b1")) is None  # nothing measured twice yet
         s.add(_m(gs[0], 10.0))  # 0% apart
         s.add(_m(gs[1], 11.0))  # |10 - 11| / 10.5 = 9.52%
         s.add(_m(gs[1], 50.0))  # a third measurement is not used
         s.add(_m(gs[2], 15.0, backend="torch"))  # another backend
-        rep = s.repeatability("ort", "cpu", "cifar-b1")
+        rep = repeatability(s, Target("ort", "cpu", "cifar-b1"))
     assert rep["n"] == 2
     assert rep["mean_pct"] == pytest.approx(100 / 21) and rep["median_pct"] == pytest.approx(100 / 21)
     assert rep["p90_pct"] == pytest.approx(0.9 * 100 / 10.5) and rep["within10_pct"] == 100
@@ -55,11 +56,11 @@ def test_repeatability_of_architectures_measured_twice(tmp_path):
 
 def test_missing_data_errors_say_how_to_make_it(tmp_path):
     with pytest.raises(LpmError, match="lpm profile --backend ort"):
-        load_dataset(tmp_path / "none.db", "ort", "cpu", "cifar-b1")
+        load_dataset(tmp_path / "none.db", Target("ort", "cpu", "cifar-b1"))
     with MeasurementStore(tmp_path / "m.db") as s:
         s.add(_m(DARTS_V2, 5.0, backend="torch"))
     with pytest.raises(LpmError, match="torch/cpu/cifar-b1"):
-        load_dataset(tmp_path / "m.db", "ort", "cpu", "cifar-b1")
+        load_dataset(tmp_path / "m.db", Target("ort", "cpu", "cifar-b1"))
 
 
 def test_not_a_database(tmp_path):
@@ -102,10 +103,10 @@ def test_bundled_stores_open_by_name(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LPM_ZOO_CACHE", str(tmp_path))
     assert "ort-cpu-cifar-b1" in list_bundled() and "torch-cpu-cifar-b1" in list_bundled()
-    data = load_dataset("bundled:ort-cpu-cifar-b1", "ort", "cpu", "cifar-b1")
+    data = load_dataset("bundled:ort-cpu-cifar-b1", Target("ort", "cpu", "cifar-b1"))
     assert len(data) >= 10_000 and (data.latency_ms > 0).all()  # the shipped sizes the predictor zoo promises
     assert data.repeatability["n"] >= 100  # rechecked: the data's noise floor ships with it
-    assert len(load_dataset("bundled:torch-cpu-cifar-b1", "torch", "cpu", "cifar-b1")) >= 3_000
+    assert len(load_dataset("bundled:torch-cpu-cifar-b1", Target("torch", "cpu", "cifar-b1"))) >= 3_000
     assert resolve_db("bundled:ort-cpu-cifar-b1").parent == tmp_path / "data"
     with pytest.raises(LpmError, match="bundled: ort-cpu-cifar-b1"):
         resolve_db("bundled:nope")

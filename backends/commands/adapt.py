@@ -60,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     from lpm_zoo.predictors.zoo import check_new_name, predictor_path
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.sampler import sample_unique_arrays
-    from lpm_zoo.store import MeasurementStore
+    from lpm_zoo.store import MeasurementStore, Target
 
     t0 = time.time()
     check_seed(args.seed)
@@ -107,14 +107,14 @@ def _run(args: argparse.Namespace) -> int:
         if others:
             raise LpmError(f"{clip(args.db)} holds {', '.join(others[:3])}: give a store of {args.backend}/{dev}/"
                            f"{args.profile} measurements only (or a new path)")
-        have = store.keys(args.backend, dev, args.profile)
+        have = store.keys(Target(args.backend, dev, args.profile))
         todo = [prof.from_arrays(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
         protocol = Protocol(warmup=5, warmup_s=default_warmup_s(args.device), rounds=10, reps=5, interleave=8,
                             target_pct=2.0, statistic="auto")
         if todo:
             protocol = choose_statistic(store, args.backend, args.device, args.profile, protocol, args.device_name,
                                         args.seed, todo, args.db, lambda m: print(m, file=sys.stderr))
-            have = store.keys(args.backend, dev, args.profile)
+            have = store.keys(Target(args.backend, dev, args.profile))
             todo = [prof.from_arrays(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
         if todo:
             measurer = Measurer(args.backend, args.device, args.profile, protocol, args.device_name, args.seed)
@@ -124,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
                        lambda m: print(m, file=sys.stderr))
             finally:
                 measurer.close()
-        data = store.dataset(args.backend, dev, args.profile)
+        data = store.dataset(Target(args.backend, dev, args.profile))
     index = {k: i for i, k in enumerate(data.keys)}
     missing = [k for k in keys if k not in index]
     if missing:

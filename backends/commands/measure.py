@@ -78,10 +78,11 @@ def _run_measure(args: argparse.Namespace) -> int:
 
 def _store_protocol(args: argparse.Namespace, protocol):
     """`protocol` with the statistic of the store at `args.db`, and the store's reference baseline (ms)."""
+
     from backends.profiling import baseline_of
     from backends.protocol import AUTO
     from lpm_zoo.statistics import is_ratio
-    from lpm_zoo.store import MeasurementStore, resolve_db, statistic_key
+    from lpm_zoo.store import MeasurementStore, Target, resolve_db, statistic_key
 
 
 
@@ -90,7 +91,7 @@ def _store_protocol(args: argparse.Namespace, protocol):
     dev = store_name(args, reading=True)  # the store's scale, whichever machine it came from; not this run's name
     with MeasurementStore(args.db, readonly=True) as store:  # nothing is written to it
         base = baseline_of(store, args.backend, dev, args.profile)
-        kept = store.meta(statistic_key(args.backend, dev, args.profile))
+        kept = store.meta(statistic_key(Target(args.backend, dev, args.profile)))
         if kept is None:
             first = next(iter(store.measurements(args.backend, dev, args.profile)), None)
             kept = first["protocol"].get("statistic") if first else None

@@ -35,7 +35,8 @@ def _run_recheck(args: argparse.Namespace) -> int:
 
 
     from backends.profiling import run_recheck
-    from lpm_zoo.store import MeasurementStore, json_safe
+    from lpm_zoo.store import MeasurementStore, Target, json_safe
+    from lpm_zoo.store.analysis import pass_report
 
     if args.db.startswith("bundled:"):
         raise LpmError(f"{args.db} is data shipped with the package (its repeatability: `lpm data info --db "
@@ -50,7 +51,7 @@ def _run_recheck(args: argparse.Namespace) -> int:
                         held_out=args.held_out, split_seed=args.split_seed)
     with MeasurementStore(args.db, readonly=True) as store:
         reports = [r for k in range(1, args.again + 1)
-                   if (r := store.pass_report(args.backend, dev, args.profile, k)) is not None]
+                   if (r := pass_report(store, Target(args.backend, dev, args.profile), k)) is not None]
     if args.json:
         kept = reports[0]["kept"] if reports else {"n": 0}  # the first recheck, as before passes existed
         print(json.dumps(json_safe({"backend": args.backend, "device": dev, "profile": args.profile, "added": added,

@@ -14,6 +14,7 @@ from lpm_zoo.space import Cell
 from lpm_zoo.store import (
     Measurement,
     MeasurementStore,
+    Target,
     skipped_note,
 )
 
@@ -38,7 +39,7 @@ def drive(store: MeasurementStore, todo: list[Cell], group: int,
 
     where = f"{backend}/{dev_name}/{profile}"
     if not todo:
-        log(f"{db} already holds {store.count(backend, dev_name, profile)} unique architectures for {where}")
+        log(f"{db} already holds {store.count(Target(backend, dev_name, profile))} unique architectures for {where}")
         return 0
     done = 0
     known_bad = len(store.skipped)
@@ -55,7 +56,7 @@ def drive(store: MeasurementStore, todo: list[Cell], group: int,
     except KeyboardInterrupt:
         bar.close()
         state = stopped() if stopped else (
-            f"{db} holds {store.count(backend, dev_name, profile)}/{samples} unique architectures for {where}")
+            f"{db} holds {store.count(Target(backend, dev_name, profile))}/{samples} unique architectures for {where}")
         log(f"interrupted: {state}; run the same command again to resume")
         raise
     bar.close()

@@ -25,6 +25,7 @@ from lpm_zoo.statistics import is_ratio
 from lpm_zoo.store import (
     Measurement,
     MeasurementStore,
+    Target,
     baseline_key,
     checked_baseline,
 )
@@ -133,14 +134,14 @@ class Measurer:
 
 def baseline_of(store: MeasurementStore, backend: str, dev_name: str, profile: str) -> float | None:
     """The reference latency the store's measurements for backend/device/profile are scaled to (None if none yet)."""
-    return store.baseline(backend, dev_name, profile)
+    return store.baseline(Target(backend, dev_name, profile))
 
 
 def adopt_baseline(store: MeasurementStore, backend: str, dev_name: str, profile: str, candidate: float) -> float:
     """Make `candidate` the store's baseline unless another writer set one first; returns the one in force."""
     where = f"{backend}/{dev_name}/{profile}"
     checked_baseline(candidate, f"this run's first group ({where})")
-    stored = store.set_meta_once(baseline_key(backend, dev_name, profile), repr(float(candidate)))
+    stored = store.set_meta_once(baseline_key(Target(backend, dev_name, profile)), repr(float(candidate)))
     return checked_baseline(stored, f"{store.path} {where}")
 
 

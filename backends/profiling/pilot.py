@@ -20,6 +20,7 @@ from lpm_zoo.statistics import STATISTICS, check_statistic, compare_statistics, 
 from lpm_zoo.store import (
     Measurement,
     MeasurementStore,
+    Target,
     json_safe,
     statistic_key,
 )
@@ -46,7 +47,7 @@ def choose_statistic(store: MeasurementStore, backend: str, device: str, profile
     """
     dev_name = device_name(device, name)
     where = f"{backend}/{dev_name}/{profile}"
-    key = statistic_key(backend, dev_name, profile)
+    key = statistic_key(Target(backend, dev_name, profile))
     recorded = store.meta(key)
     if recorded is None:
         first = next(iter(store.measurements(backend, dev_name, profile)), None)
@@ -73,9 +74,9 @@ def _keep(store: MeasurementStore, backend: str, dev_name: str, profile: str, st
 
     The rows to convert are an interrupted pilot's first pass, stored before its statistic was chosen.
     """
-    chosen = store.set_meta_once(statistic_key(backend, dev_name, profile), statistic)
+    chosen = store.set_meta_once(statistic_key(Target(backend, dev_name, profile)), statistic)
     if any(r["protocol"].get("statistic") != chosen for r in store.measurements(backend, dev_name, profile)):
-        store.restat(chosen, backend, dev_name, profile)
+        store.restat(chosen, Target(backend, dev_name, profile))
     return chosen
 
 

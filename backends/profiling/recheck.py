@@ -22,8 +22,10 @@ from lpm_zoo.space import Cell, Genotype
 from lpm_zoo.store import (
     Measurement,
     MeasurementStore,
+    Target,
     skipped_note,
 )
+from lpm_zoo.store.analysis import repeatability
 
 MAX_RECHECK_RUNS = 100_000  # the most timed runs (rounds x reps) a recorded protocol may ask of a recheck
 
@@ -69,7 +71,7 @@ def recheck_plan(store: MeasurementStore, backend: str, dev_name: str, profile: 
     first: dict[str, dict[str, Any]] = {}
     for rec in store.measurements(backend=backend, device=dev_name, profile=profile):  # good rows only
         first.setdefault(rec["cell_key"], rec)
-    count = store.counts(backend, dev_name, profile)  # every row: a bad one still holds its place
+    count = store.counts(Target(backend, dev_name, profile))  # every row: a bad one still holds its place
     if not count:
         raise LpmError(f"the store holds no {backend}/{dev_name}/{profile} measurements to recheck; "
                        f"fill it first with `lpm profile --backend {backend} --profile {profile} --samples N --db ...`")
@@ -100,7 +102,7 @@ def held_out_keys(store: MeasurementStore, backend: str, dev_name: str, profile:
     median of repeats), which halves the label noise a held-out figure carries.
     """
 
-    keys = store.dataset(backend, dev_name, profile).keys
+    keys = store.dataset(Target(backend, dev_name, profile)).keys
     if not keys:
         raise LpmError(f"the store holds no usable {backend}/{dev_name}/{profile} measurements to recheck")
     if not 1 <= test_size < len(keys):
@@ -141,7 +143,7 @@ def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, 
         done = 0
 
         def stopped() -> str:
-            rep = store.repeatability(backend, dev_name, profile)
+            rep = repeatability(store, Target(backend, dev_name, profile))
             return f"{db} holds {rep['n'] if rep else 0}/{samples} architectures measured twice"
 
         for (proto, wseed), recs in by_protocol.items():

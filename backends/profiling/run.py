@@ -26,6 +26,7 @@ from lpm_zoo.space import Cell
 from lpm_zoo.store import (
     Measurement,
     MeasurementStore,
+    Target,
     statistic_key,
 )
 
@@ -39,7 +40,7 @@ def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, sam
 
     if samples < 1:
         raise LpmError(f"--samples must be at least 1, got {samples}")
-    have = store.keys(backend, dev_name, profile)
+    have = store.keys(Target(backend, dev_name, profile))
     prof = get_profile(profile)
     if cells == "calibration":
         keys, ops, inputs = calibration_cells(profile, samples)
@@ -77,8 +78,8 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
     with MeasurementStore(db) as store:
         if ray_address:
             if protocol.statistic == AUTO:  # no pilot on a cluster: the store's statistic, else the default
-                protocol = replace(protocol, statistic=store.meta(statistic_key(backend, device_name(device, name),
-                                                                                 profile)) or DEFAULT_STATISTIC)
+                protocol = replace(protocol, statistic=store.meta(statistic_key(Target(backend, device_name(device, name),
+                                                                                 profile))) or DEFAULT_STATISTIC)
             pool = RayPool(ray_address, backend, device, profile, protocol, name, seed, workers, log)
             try:
                 dev_name = pool.device_name
@@ -90,7 +91,7 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
         name = dev_name = store_device_name(store, backend, device, profile, name)
         check_same_machine(store, backend, dev_name, profile, device_fingerprint(device), db)
         todo = plan(store, backend, dev_name, profile, samples, seed, cells)
-        before = store.count(backend, dev_name, profile)
+        before = store.count(Target(backend, dev_name, profile))
         if todo:
             protocol = choose_statistic(store, backend, device, profile, protocol, name, seed, todo, db, log)
             todo = plan(store, backend, dev_name, profile, samples, seed, cells)  # the pilot stored its first pass
@@ -107,4 +108,4 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
                    progress, log)
         finally:
             measurer.close()
-        return store.count(backend, dev_name, profile) - before
+        return store.count(Target(backend, dev_name, profile)) - before

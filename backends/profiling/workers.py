@@ -27,7 +27,7 @@ from backends.protocol import protocol_flags
 from backends.registry import get_backend
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile
-from lpm_zoo.store import MeasurementStore
+from lpm_zoo.store import MeasurementStore, Target
 
 
 def _child_argv(args: argparse.Namespace, protocol, i: int, n: int) -> list[str]:
@@ -57,7 +57,7 @@ def run_local_workers(args: argparse.Namespace, protocol, log: Callable[[str], N
     with MeasurementStore(args.db) as store:
         dev = args.device_name = store_device_name(store, args.backend, args.device, args.profile, args.device_name)
         todo = plan(store, args.backend, dev, args.profile, args.samples, args.seed)
-        before = store.count(args.backend, dev, args.profile)
+        before = store.count(Target(args.backend, dev, args.profile))
         if todo:
             protocol = choose_statistic(store, args.backend, args.device, args.profile, protocol, args.device_name,
                                         args.seed, todo, args.db, log)
@@ -72,7 +72,7 @@ def run_local_workers(args: argparse.Namespace, protocol, log: Callable[[str], N
         while any(c.poll() is None for c in children):
             time.sleep(2.0)
             with MeasurementStore(args.db, readonly=True) as store:
-                bar.update(store.count(args.backend, dev, args.profile) - bar.n)
+                bar.update(store.count(Target(args.backend, dev, args.profile)) - bar.n)
     except KeyboardInterrupt:
         for c in children:
             if c.poll() is None:
@@ -89,4 +89,4 @@ def run_local_workers(args: argparse.Namespace, protocol, log: Callable[[str], N
         raise LpmError(f"profiler worker {i} of {n} stopped (exit {c.returncode}: {last[-1][:200] if last else '?'});"
                        " what the workers committed is kept: run the same command again to resume")
     with MeasurementStore(args.db, readonly=True) as store:
-        return store.count(args.backend, dev, args.profile) - before
+        return store.count(Target(args.backend, dev, args.profile)) - before

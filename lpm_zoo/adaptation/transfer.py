@@ -44,7 +44,7 @@ from lpm_zoo.evaluation.metrics import default_test_size, metrics, split_indices
 from lpm_zoo.predictors.linear import FlopsPredictor
 from lpm_zoo.predictors.registry import create_predictor, predictor_class
 from lpm_zoo.profiles import get_profile
-from lpm_zoo.store import MeasurementStore, load_dataset, resolve_db
+from lpm_zoo.store import MeasurementStore, Target, load_dataset, resolve_db
 
 METRICS = ("mre_pct", "kendall_tau", "spearman_rho", "within5_pct", "within10_pct")
 SCRATCH_MAX_DRAWS = 5  # the MLP from scratch is the slow one; its mean over 5 draws is enough to place it
@@ -126,7 +126,7 @@ class TransferTarget:
 
     def __init__(self, dev: Device, test_size: int | None, seed: int, max_n: int):
         self.dev = dev
-        self.data = d = load_dataset(dev.db, dev.backend, dev.device, dev.profile)
+        self.data = d = load_dataset(dev.db, Target(dev.backend, dev.device, dev.profile))
         index = {k: i for i, k in enumerate(d.keys)}
         calib = calibration_keys()
         self.calibration = [index[k] for k in calib if k in index]
@@ -258,7 +258,7 @@ def transfer_benchmark(
 
     def source(dev: Device):
         if dev.name not in fitted:
-            d = load_dataset(dev.db, dev.backend, dev.device, dev.profile)
+            d = load_dataset(dev.db, Target(dev.backend, dev.device, dev.profile))
             fitted[dev.name] = create_predictor(source_type).fit((d.ops, d.inputs), d.latency_ms)
         return fitted[dev.name]
 

@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
     from lpm_zoo.store import MeasurementStore, json_safe, resolve_db, skipped_note
-    from lpm_zoo.store_export import export_store
+    from lpm_zoo.store.export import export_store
 
     if args.data_command == "restat":
         return _restat(args)
@@ -73,7 +73,7 @@ def _restat(args: argparse.Namespace) -> int:
 
 
     from lpm_zoo.statistics import check_statistic
-    from lpm_zoo.store import BUNDLED_PREFIX, MeasurementStore, resolve_db
+    from lpm_zoo.store import BUNDLED_PREFIX, MeasurementStore, Target, resolve_db
 
     check_statistic(args.statistic)
     if args.db.startswith(BUNDLED_PREFIX):
@@ -89,7 +89,7 @@ def _restat(args: argparse.Namespace) -> int:
         raise LpmError(f"{clip(args.db)} holds no measurements of that backend/device/profile")
     with MeasurementStore(args.db) as store:
         for b, d, p in groups:
-            n = store.restat(args.statistic, b, d, p)
+            n = store.restat(args.statistic, Target(b, d, p))
             print(f"{args.db}: {b}/{d}/{p}: {n} latencies re-expressed as {args.statistic} (previous values kept "
                   "in each row's protocol.restat)")
     return 0

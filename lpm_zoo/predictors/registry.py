@@ -20,7 +20,7 @@ GROUP = "lpm_zoo.predictors"
 # the built-in types are also entry points; importing their modules keeps them there without pip install
 _TYPES: Registry[type[Predictor]] = Registry(
     "predictor type", group=GROUP, accepts=Predictor, attr="type_name",
-    builtins=("lpm_zoo.predictors.mlp", "lpm_zoo.predictors.sk", "lpm_zoo.predictors.linear",
+    builtins=("lpm_zoo.predictors.mlp", "lpm_zoo.predictors.mlp_split", "lpm_zoo.predictors.sk", "lpm_zoo.predictors.linear",
               "lpm_zoo.adaptation.predictor"))
 
 

@@ -32,13 +32,13 @@ from lpm_zoo.predictors.files import (
     META,
     MODEL_FILES,
     TRAIN,
-    read_model,
-    skops_types,
     Unreadable,
     check_skops_types,
     keys_to_arrays,
     read_meta,
+    read_model,
     read_train,
+    skops_types,
 )
 from lpm_zoo.predictors.registry import create_predictor, predictor_class
 from lpm_zoo.published import get_genotype
@@ -249,7 +249,7 @@ def predictor_path(name: str) -> Path:
         f"no fitted predictor named {name!r} (have: {', '.join(have) or 'none'}; looked in "
         f"{', '.join(str(d) for _, d in zoo_dirs())}); make it with: lpm profile --backend {backend} {where}"
         f" --profile cifar-b1 --samples 10000 --db lpm.db, then lpm fit --db lpm.db --backend {backend}"
-        f" --device {device} --profile cifar-b1 --predictor mlp --name {name}"
+        f" --device-name {device} --profile cifar-b1 --predictor mlp --name {name}"
     )
 
 

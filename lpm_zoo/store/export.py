@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from lpm_zoo.errors import LpmError
-from lpm_zoo.store import MeasurementStore
+from lpm_zoo.store.database import MeasurementStore
 
 COLUMNS = ("id", "backend", "device", "profile", "cell_key", "genotype_key", "encoding", "genotype", "latency_ms",
            "spread_ms", "runs_ms", "protocol", "timestamp")
