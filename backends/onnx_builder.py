@@ -18,15 +18,10 @@ import numpy as np
 
 from lpm_zoo.errors import LpmError
 from lpm_zoo.layout import cell_plan, get_setting
-from lpm_zoo.space import Genotype
+from lpm_zoo.space import CONV_GEOMETRY, Genotype
 
 OPSET = 17
 BN_EPS = 1e-5  # nn.BatchNorm2d's default
-# kernel, padding, dilation of the convolution primitives, as lpm_zoo.ops.OPS builds them
-_CONV_OPS = {
-    "sep_conv_3x3": (3, 1, 1), "sep_conv_5x5": (5, 2, 1),
-    "dil_conv_3x3": (3, 2, 2), "dil_conv_5x5": (5, 4, 2),
-}
 
 
 class _Weights:
@@ -143,13 +138,13 @@ class _Graph:
         if name == "skip_connect":
             return x if stride == 1 else self.factorized_reduce(x, prefix, c, c)
         if name in ("sep_conv_3x3", "sep_conv_5x5"):
-            k, p, _ = _CONV_OPS[name]
+            k, p, _ = CONV_GEOMETRY[name]
             y = self.conv_bn(self.relu(x), prefix + ".op.1", None, c, c, k, stride, p, groups=c)
             y = self.conv_bn(y, prefix + ".op.2", prefix + ".op.3", c, c, 1)
             y = self.conv_bn(self.relu(y), prefix + ".op.5", None, c, c, k, 1, p, groups=c)
             return self.conv_bn(y, prefix + ".op.6", prefix + ".op.7", c, c, 1)
         if name in ("dil_conv_3x3", "dil_conv_5x5"):
-            k, p, d = _CONV_OPS[name]
+            k, p, d = CONV_GEOMETRY[name]
             y = self.conv_bn(self.relu(x), prefix + ".op.1", None, c, c, k, stride, p, d, groups=c)
             return self.conv_bn(y, prefix + ".op.2", prefix + ".op.3", c, c, 1)
         raise LpmError(f"operation {name!r} has no ONNX form here (evaluation networks never use 'none')")

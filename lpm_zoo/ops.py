@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from lpm_zoo.space import CONV_GEOMETRY
+
 
 class ReLUConvBN(nn.Module):
     """ReLU, convolution, batch norm: the 1x1 preprocessing of cell inputs."""
@@ -101,14 +103,20 @@ class FactorizedReduce(nn.Module):
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
+def _conv(kind: type[nn.Module], name: str, C: int, stride: int, affine: bool) -> nn.Module:
+    """A SepConv or DilConv primitive with the kernel, padding and dilation `CONV_GEOMETRY` gives `name`."""
+    k, pad, dil = CONV_GEOMETRY[name]
+    return SepConv(C, C, k, stride, pad, affine) if kind is SepConv else DilConv(C, C, k, stride, pad, dil, affine)
+
+
 OPS: dict[str, OpFactory] = {
     "none": lambda C, stride, affine: Zero(stride),
     "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
     "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
     "skip_connect": lambda C, stride, affine: Identity() if stride == 1 else FactorizedReduce(C, C, affine),
-    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
-    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),
-    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine),
-    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
+    "sep_conv_3x3": lambda C, stride, affine: _conv(SepConv, "sep_conv_3x3", C, stride, affine),
+    "sep_conv_5x5": lambda C, stride, affine: _conv(SepConv, "sep_conv_5x5", C, stride, affine),
+    "dil_conv_3x3": lambda C, stride, affine: _conv(DilConv, "dil_conv_3x3", C, stride, affine),
+    "dil_conv_5x5": lambda C, stride, affine: _conv(DilConv, "dil_conv_5x5", C, stride, affine),
 }
 """Primitive name -> factory(C, stride, affine): the DARTS operation table."""

@@ -43,7 +43,7 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.evaluation.metrics import default_test_size, metrics, split_indices
 from lpm_zoo.predictors.linear import FlopsPredictor
 from lpm_zoo.predictors.registry import create_predictor, predictor_class
-from lpm_zoo.profiles import get_profile
+from lpm_zoo.profiles import cells_of
 from lpm_zoo.store import MeasurementStore, Target, load_dataset, resolve_db
 
 METRICS = ("mre_pct", "kendall_tau", "spearman_rho", "within5_pct", "within10_pct")
@@ -89,15 +89,9 @@ def devices_in(dbs: Sequence[str], min_cells: int = 200) -> list[Device]:
     return out
 
 
-def cells_of(dev: Device) -> int:
-    """How many cells a device's profile encodes (1: normal cell, 112 bits; 2: both, 224 bits)."""
-
-    return get_profile(dev.profile).cells
-
-
 def transferable(devices: Sequence[Device]) -> list[str]:
     """Names of the devices that have another device of their encoding to transfer from."""
-    return [d.name for d in devices if sum(cells_of(o) == cells_of(d) for o in devices) >= 2]
+    return [d.name for d in devices if sum(cells_of(o.profile) == cells_of(d.profile) for o in devices) >= 2]
 
 
 def relation(source: Device, target: Device) -> str:
@@ -280,7 +274,7 @@ def transfer_benchmark(
                          "n": len(tgt.pool), "cells": "all",
                          **_summary([scores(yt, native.predict(tgt.X(tgt.test)))])})
         bar.update(1)
-        others = [o for o in devices if o.name != dev.name and cells_of(o) == cells_of(dev)]  # same encoding only
+        others = [o for o in devices if o.name != dev.name and cells_of(o.profile) == cells_of(dev.profile)]  # same encoding only
         S_all = {}
         for o in others:
             S_all[o.name] = source(o).predict(tgt.X(np.arange(len(tgt.data))))
