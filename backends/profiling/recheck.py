@@ -111,7 +111,7 @@ def held_out_keys(store: MeasurementStore, backend: str, dev_name: str, profile:
     return [keys[i] for i in split_indices(len(keys), test_size, split_seed)[1]]
 
 
-def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, seed: int = 0,
+def run_recheck(backend: str, device: str, profile: str, samples: int, db: str, *, seed: int = 0,
                 name: str | None = None, progress: bool = True, log: Callable[[str], None] = print,
                 again: int = 1, held_out: int | None = None, split_seed: int = 0) -> int:
     """Measure again, each with its recorded protocol, stored architectures until `samples` were measured twice.

@@ -59,7 +59,7 @@ def plan(store: MeasurementStore, backend: str, dev_name: str, profile: str, sam
     return todo[:need]
 
 
-def run_profile(backend: str, device: str, profile: str, samples: int, db: str, seed: int = 0,
+def run_profile(backend: str, device: str, profile: str, samples: int, db: str, *, seed: int = 0,
                 protocol: Protocol | None = None, name: str | None = None, ray_address: str | None = None,
                 workers: int | None = None, progress: bool = True,
                 log: Callable[[str], None] = print, shard: tuple[int, int] | None = None,
