@@ -14,7 +14,7 @@ import numpy as np
 
 from lpm_zoo.adaptation.finetune import choose_recipe, finetune
 from lpm_zoo.adaptation.methods import FINETUNE_MARGIN, Design, adapt_fit, adapt_predict, choose_method
-from lpm_zoo.adaptation.transfer import TransferTarget, devices_in, scores
+from lpm_zoo.adaptation.transfer import TransferTarget, devices_in, metric_scores
 from lpm_zoo.predictors.registry import create_predictor
 from lpm_zoo.store import Target, load_dataset
 
@@ -58,7 +58,7 @@ for tname, sname in pairs:
             "mean(lin,ft)": 0.5 * (p_lin + p_ft),
         }
         for rule, pred in rules.items():
-            results.setdefault((kind, rule), []).append(scores(yt, pred))
+            results.setdefault((kind, rule), []).append(metric_scores(yt, pred))
     for (kind, rule), runs in results.items():
         m = {q: np.mean([s[q] for s in runs]) for q in ("mre_pct", "kendall_tau", "within10_pct")}
         print(f"{tname:28s} <{sname:24s} {kind:11s} {rule:15s} MRE {m['mre_pct']:.2f} "

@@ -178,9 +178,9 @@ def test_broken_entries_are_one_line_errors_and_zoo_list_keeps_the_rest(good, tm
 
 
 def test_gzip_bomb_training_set_is_refused(good, monkeypatch):
-    from lpm_zoo.predictors import zoo
+    from lpm_zoo.predictors import files
 
-    monkeypatch.setattr(zoo, "MAX_TRAIN_BYTES", 1 << 16)
+    monkeypatch.setattr(files, "MAX_TRAIN_BYTES", 1 << 16)
     (good / "good-rf" / "train.json.gz").write_bytes(gzip.compress(b" " * (1 << 20)))
     with pytest.raises(LpmError, match="unpacks to over"):
-        zoo.read_train(good / "good-rf")
+        files.read_train(good / "good-rf")

@@ -13,7 +13,7 @@ from lpm_zoo.cli import main
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.sampler import sample_cells
 from lpm_zoo.statistics import STATISTICS, statistic_of
-from lpm_zoo.store import Measurement, MeasurementStore, baseline_key, statistic_key
+from lpm_zoo.store import Measurement, MeasurementStore, Target, baseline_key, statistic_key
 
 HERE = device_name("cpu")  # the name this machine's measurements are filed under (a hardware slug)
 
@@ -31,7 +31,7 @@ def test_auto_runs_a_pilot_once_and_the_store_keeps_its_choice(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "pilot: measuring 6 architectures twice" in err
     with MeasurementStore(db, readonly=True) as s:
-        chosen = s.meta(statistic_key(*WHERE))
+        chosen = s.meta(statistic_key(Target(*WHERE)))
         pilot = json.loads(s.meta(f"pilot/ort/{HERE}/cifar-b1"))
         rows = list(s.measurements())
     assert chosen.endswith("_ratio") and f"pilot: {chosen} repeats best here" in err  # the reference is timed
@@ -50,14 +50,14 @@ def test_auto_runs_a_pilot_once_and_the_store_keeps_its_choice(tmp_path, capsys)
     assert main(["profile", "--backend", "ort", "--samples", "7", "--db", str(db), *TINY, "--target-pct", "0"]) == 0
     assert "pilot:" not in capsys.readouterr().err  # the store keeps its statistic: no second pilot
     with MeasurementStore(db, readonly=True) as s:
-        assert {r["protocol"]["statistic"] for r in s.measurements()} == {chosen} and s.count(*WHERE) == 7
+        assert {r["protocol"]["statistic"] for r in s.measurements()} == {chosen} and s.count(Target(*WHERE)) == 7
 
 
 def test_without_the_reference_the_pilot_picks_an_absolute_statistic(tmp_path, capsys):
     db = tmp_path / "n.db"
     assert _profile(db, "--target-pct", "0", "--no-reference") == 0
     with MeasurementStore(db, readonly=True) as s:
-        chosen = s.meta(statistic_key(*WHERE))
+        chosen = s.meta(statistic_key(Target(*WHERE)))
     assert chosen in STATISTICS and not chosen.endswith("_ratio")
 
 
@@ -105,7 +105,7 @@ def test_restat_re_expresses_from_raw_runs_and_keeps_provenance(tmp_path, capsys
     assert "5 latencies re-expressed as min_ratio" in capsys.readouterr().out
     with MeasurementStore(db, readonly=True) as s:
         after = list(s.measurements())
-        assert s.meta(statistic_key(*WHERE)) == "min_ratio"
+        assert s.meta(statistic_key(Target(*WHERE))) == "min_ratio"
     for a, b in zip(before, after):
         p = a["protocol"]
         assert b["latency_ms"] == pytest.approx(min(a["runs_ms"]) / min(p["reference_runs_ms"]) * 6.0)
@@ -153,7 +153,7 @@ def test_two_local_workers_fill_one_store_without_duplicates(tmp_path, capsys):
                  "--statistic", "min_ratio", "--target-pct", "0"]) == 0
     with MeasurementStore(db, readonly=True) as s:
         rows = list(s.measurements())
-        base = s.meta(baseline_key(*WHERE))
+        base = s.meta(baseline_key(Target(*WHERE)))
     assert len(rows) == 8 and len({r["cell_key"] for r in rows}) == 8 and base is not None
     assert "8 unique architectures (8 measurements; 8 added now)" in capsys.readouterr().out
 
@@ -169,7 +169,7 @@ def test_bad_protocol_options_are_one_line_errors_before_any_timing(tmp_path, ca
     assert main(["profile", "--backend", "ort", "--samples", "4", "--db", str(db), *TINY, *extra]) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
-    assert not db.exists() or not MeasurementStore(db, readonly=True).count(*WHERE)
+    assert not db.exists() or not MeasurementStore(db, readonly=True).count(Target(*WHERE))
 
 
 def test_two_profilers_racing_through_their_pilots_keep_one_statistic(tmp_path):
@@ -185,6 +185,6 @@ def test_two_profilers_racing_through_their_pilots_keep_one_statistic(tmp_path):
         assert p.returncode == 0, err
     with MeasurementStore(db, readonly=True) as s:
         rows = list(s.measurements())
-        kept = s.meta(statistic_key(*WHERE))
+        kept = s.meta(statistic_key(Target(*WHERE)))
     assert len({r["cell_key"] for r in rows}) == len(rows) == 6
     assert {r["protocol"]["statistic"] for r in rows} == {kept}

@@ -470,7 +470,7 @@ def test_cli_compare_resumes_an_interrupted_run(store, tmp_path, capsys, monkeyp
     out = tmp_path / "cmp"
     argv = ["compare", "--db", str(store), *DB, "--predictors", "ridge,lut", "--train-sizes", "100,400",
             "--out", str(out)]
-    import lpm_zoo.predictors.base as base
+    import lpm_zoo.evaluation.compare as base  # where compare() finds create_predictor
 
     real = base.create_predictor
     calls = []

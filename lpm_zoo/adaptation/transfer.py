@@ -101,7 +101,7 @@ def relation(source: Device, target: Device) -> str:
     return "same-runtime" if source.backend == target.backend else "other-runtime"
 
 
-def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+def metric_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     m = metrics(y, pred)
     return {k: m[k] for k in METRICS}
 
@@ -155,7 +155,7 @@ class TransferTarget:
         scores, methods = [], []
         for idx in draws:
             pred, method = fit_predict(idx)
-            scores.append(scores(self.y[self.test], pred))
+            scores.append(metric_scores(self.y[self.test], pred))
             methods.append(method)
         top = max(set(methods), key=methods.count)
         return {"chosen": f"{top} ({methods.count(top)}/{len(methods)})", **_summary(scores)}
@@ -163,7 +163,7 @@ class TransferTarget:
     def scored(self, draws: list[np.ndarray], fit: Callable[[tuple, np.ndarray], Any]) -> dict[str, float]:
         """Metrics on the held-out cells, over draws, of the predictor `fit(X, y)` makes from each draw's cells."""
         y = self.y[self.test]
-        return _summary([scores(y, fit(self.X(idx), self.y[idx]).predict(self.X(self.test))) for idx in draws])
+        return _summary([metric_scores(y, fit(self.X(idx), self.y[idx]).predict(self.X(self.test))) for idx in draws])
 
 
 def _linear_adapt(tgt: TransferTarget, S: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, str]:
@@ -272,7 +272,7 @@ def transfer_benchmark(
             native = create_predictor(source_type).fit(tgt.X(tgt.pool), tgt.y[tgt.pool])
             rows.append({**base, "sources": "-", "relation": "native", "method": f"native {source_type}",
                          "n": len(tgt.pool), "cells": "all",
-                         **_summary([scores(yt, native.predict(tgt.X(tgt.test)))])})
+                         **_summary([metric_scores(yt, native.predict(tgt.X(tgt.test)))])})
         bar.update(1)
         others = [o for o in devices if o.name != dev.name and cells_of(o.profile) == cells_of(dev.profile)]  # same encoding only
         S_all = {}
