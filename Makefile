@@ -17,15 +17,19 @@ MAIN_HOST := $(or $(LPM_HOST_IDENTITY),xeon)
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Plugin distributions in this repository (each its own pyproject, found through entry points alone)
+PLUGINS := plugins/lpm-openvino
+
+$(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	for p in $(PLUGINS); do $(BIN)/python -m pip install -q -e "$$p" || exit 1; done
 	touch $@
 
 test: venv
-	$(BIN)/ruff check lpm_zoo backends search tests scripts
+	$(BIN)/ruff check lpm_zoo backends search tests scripts plugins
 	$(BIN)/python -m pytest -q
 	for h in $(filter-out $(MAIN_HOST),$(HOSTS)); do \
 		echo "== the host-sensitive tests as $$h (LPM_HOST_IDENTITY=$$h)"; \
