@@ -20,13 +20,16 @@ The checks, in order (`CHECKS`; `run_check(name, ...)` runs one, for pytest para
   random weights and BatchNorm statistics) equals PyTorch eager's on the same weights within fp32
   tolerance (largest difference <= 1e-4 x the largest output magnitude, at least 1e-4);
 - `timing`: on a fixed network, `run_timed(prepared, n)` returns n positive, finite milliseconds,
-  and two medians of 9 runs are within `REPEAT_TOLERANCE` (3x) of each other. 3x is deliberately
-  generous: the kit must never flake on a noisy shared 2-core VM, and it catches a clock that is
-  wrong (zero, negative, NaN, the wrong count, a unit off by 1000), not one that is slow;
-  timings are never compared with fixed numbers. On a CPU with one thread it also checks that the
-  thread clock sees the run: the calling thread's CPU time is at least `THREAD_SHARE` (5%) of the
-  wall time of the same runs (a backend that runs the graph on a worker thread must time on the wall
-  clock whatever `clock` says, or the protocol's thread clock would measure nothing);
+  and two medians of 9 runs are within `REPEAT_TOLERANCE` (3x) of each other in at least one of
+  `REPEAT_ATTEMPTS` (3) tries, on the clock the protocol uses (a CPU thread's clock on a CPU, with one
+  thread; the wall clock elsewhere). This is deliberately generous: the kit must never flake on a
+  noisy shared 2-core VM (there, two wall-clock medians of the same network a second apart were once
+  1.7 and 7.8 ms), and it catches a clock that is wrong (zero, negative, NaN, the wrong count, a
+  value that jumps between calls), not one that is slow; timings are never compared with fixed numbers.
+  On a CPU with one thread it also checks that the thread clock sees the run: the calling thread's
+  CPU time is at least `THREAD_SHARE` (5%) of the wall time of the same runs (a backend that runs the
+  graph on a worker thread must time on the wall clock whatever `clock` says, or the protocol's thread
+  clock would measure nothing);
 - `identity`: `Prepared.info` is a JSON-serialisable dict with `device_kind` and, on a CPU, the
   `threads` asked for: with `runtime_info` it is the runtime identity stored in every measurement.
 
@@ -55,6 +58,8 @@ KNOWN_DEVICE_KINDS = ("cpu", "cuda")
 MODEL_FORMATS = ("torch", "onnx")
 #: two medians of the same network's runs may differ by at most this factor (generous on purpose: no flakes)
 REPEAT_TOLERANCE = 3.0
+#: attempts at two agreeing medians before the repeatability check fails (a slow spell may hit one attempt)
+REPEAT_ATTEMPTS = 3
 #: single-threaded CPU runs: the calling thread's CPU time must be at least this share of the wall time
 THREAD_SHARE = 0.05
 #: fp32 equivalence: largest |backend - torch| <= this x max(largest |torch output|, 1)
@@ -235,28 +240,37 @@ def check_timing(b: Backend, device: str = "cpu", **opts: Any) -> None:
     _usable(b, device)
     model, x = _network(b, "cifar")
     p = b.prepare(model, x, device, threads=1, **opts)
+    clock = "thread" if parse_device(device)[0] == "cpu" else "wall"  # the protocol's clock for one CPU thread
     try:
         b.run_timed(p, 3, "wall")  # warm-up
-        medians = []
-        for _ in range(2):
-            times = b.run_timed(p, TIMING_RUNS, "wall")
-            _check_times(b, device, times, TIMING_RUNS, "wall")
-            medians.append(statistics.median(times))
-        lo, hi = min(medians), max(medians)
-        if hi > REPEAT_TOLERANCE * lo:
-            raise _fail("timing", b, device, f"two medians of {TIMING_RUNS} runs of one network, {medians[0]:.4g} and "
-                                              f"{medians[1]:.4g} ms, differ by more than {REPEAT_TOLERANCE:g}x")
         if parse_device(device)[0] == "cpu":
             t0 = time.perf_counter_ns()
             times = b.run_timed(p, TIMING_RUNS, "thread")
             wall_ms = (time.perf_counter_ns() - t0) / 1e6
-            _check_times(b, device, times, TIMING_RUNS, "thread")
-            if sum(times) < THREAD_SHARE * wall_ms:
+            if _all_positive(times) and sum(times) < THREAD_SHARE * wall_ms:
                 raise _fail("timing", b, device, f"with clock='thread' the calling thread's CPU time is {sum(times):.3g} ms "
                                                   f"of {wall_ms:.3g} ms wall: the run happens on another thread, so time "
                                                   "it on the wall clock whatever `clock` says")
+            _check_times(b, device, times, TIMING_RUNS, "thread")
+        for _attempt in range(REPEAT_ATTEMPTS):
+            medians = []
+            for _ in range(2):
+                times = b.run_timed(p, TIMING_RUNS, clock)
+                _check_times(b, device, times, TIMING_RUNS, clock)
+                medians.append(statistics.median(times))
+            if max(medians) <= REPEAT_TOLERANCE * min(medians):
+                break
+        else:
+            raise _fail("timing", b, device, f"two medians of {TIMING_RUNS} runs of one network differ by more than "
+                                              f"{REPEAT_TOLERANCE:g}x in each of {REPEAT_ATTEMPTS} attempts (last: "
+                                              f"{medians[0]:.4g} and {medians[1]:.4g} ms, clock={clock!r})")
     finally:
         _close(p)
+
+
+def _all_positive(times: Any) -> bool:
+    return isinstance(times, list) and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0 for t in times)
 
 
 def _check_times(b: Backend, device: str, times: Any, n: int, clock: str) -> None:
