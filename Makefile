@@ -6,8 +6,9 @@ BIN    := $(VENV)/bin
 # instead of resolving a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 # `cpu` installs the CPU onnxruntime; on a CUDA machine `make venv EXTRAS=test,gpu` takes onnxruntime-gpu
-# instead (never both: they overwrite each other's module).
-EXTRAS ?= test,cpu
+# instead (never both: they overwrite each other's module). `executorch` (ExecuTorch + XNNPACK, the mobile-class
+# backend) has no torch pin and installs beside torch 2.13 in about a minute; EXTRAS=test,cpu leaves it out.
+EXTRAS ?= test,cpu,executorch
 # The suite runs as a stated CPU (LPM_HOST_IDENTITY, default xeon; tests/conftest.py); the tests marked
 # `host` run once more as each other identity, so none of them holds on one CPU model only.
 HOSTS  := xeon epyc graviton3
