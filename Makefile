@@ -6,8 +6,9 @@ BIN    := $(VENV)/bin
 # instead of resolving a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 # `cpu` installs the CPU onnxruntime; on a CUDA machine `make venv EXTRAS=test,gpu` takes onnxruntime-gpu
-# instead (never both: they overwrite each other's module).
-EXTRAS ?= test,cpu
+# instead (never both: they overwrite each other's module). `executorch` (ExecuTorch + XNNPACK, the mobile-class
+# backend) has no torch pin and installs beside torch 2.13 in about a minute; EXTRAS=test,cpu leaves it out.
+EXTRAS ?= test,cpu,executorch
 # The suite runs as a stated CPU (LPM_HOST_IDENTITY, default xeon; tests/conftest.py); the tests marked
 # `host` run once more as each other identity, so none of them holds on one CPU model only.
 HOSTS  := xeon epyc graviton3
@@ -17,15 +18,19 @@ MAIN_HOST := $(or $(LPM_HOST_IDENTITY),xeon)
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Plugin distributions in this repository (each its own pyproject, found through entry points alone)
+PLUGINS := plugins/lpm-openvino
+
+$(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	for p in $(PLUGINS); do $(BIN)/python -m pip install -q -e "$$p" || exit 1; done
 	touch $@
 
 test: venv
-	$(BIN)/ruff check lpm_zoo backends search tests scripts benchmarks
+	$(BIN)/ruff check lpm_zoo backends search tests scripts benchmarks plugins
 	$(BIN)/python -m pytest -q
 	for h in $(filter-out $(MAIN_HOST),$(HOSTS)); do \
 		echo "== the host-sensitive tests as $$h (LPM_HOST_IDENTITY=$$h)"; \

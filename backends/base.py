@@ -54,6 +54,7 @@ class Backend(ABC):
     name: ClassVar[str] = ""
     devices: ClassVar[tuple[str, ...]] = ("cpu",)  # device kinds it supports: "cpu", "cuda"
     model_format: ClassVar[str] = "torch"  # what `prepare` wants best: "torch" (nn.Module) or "onnx" (ModelProto)
+    library: ClassVar[tuple[str, ...]] = ()  # pip distributions of the runtime: `lpm backends` shows the installed version
 
     @abstractmethod
     def available(self, device: str = "cpu") -> tuple[bool, str]:

@@ -48,6 +48,7 @@ class OrtBackend(Backend):
 
     devices = ("cpu", "cuda")
     model_format = "onnx"
+    library = ORT_DISTRIBUTIONS
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:

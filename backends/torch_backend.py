@@ -18,6 +18,7 @@ class TorchBackend(Backend):
 
     devices = ("cpu", "cuda")
     model_format = "torch"
+    library = ("torch",)
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:

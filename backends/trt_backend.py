@@ -271,6 +271,7 @@ class TrtBackend(Backend):
 
     devices = ("cuda",)
     model_format = "onnx"
+    library = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-cu11")
 
     def available(self, device: str = "cuda") -> tuple[bool, str]:
         kind, index = parse_device(device)

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the packages of the plugin distributions in plugins/ (found through entry points; the core never imports them)
+PLUGINS = {d.parent.name for d in ROOT.glob("plugins/*/*/__init__.py")}
 # package -> the top-level packages it may not import
-FORBIDDEN = {"lpm_zoo": {"backends", "search"}, "search": {"backends"}, "backends": {"search"}}
+FORBIDDEN = {"lpm_zoo": {"backends", "search"} | PLUGINS, "search": {"backends"} | PLUGINS,
+             "backends": {"search"} | PLUGINS}
 
 
 def forbidden_imports(root: Path) -> list[str]:
@@ -44,10 +47,16 @@ def test_the_contract_catches_a_forbidden_import(tmp_path):
     bad = tmp_path / "lpm_zoo" / "space.py"
     bad.write_text(bad.read_text() + "\n\ndef _f():\n    from backends.registry import get_backend\n")
     (tmp_path / "search" / "x.py").write_text("import backends.profiling as p\n")
+    (tmp_path / "backends" / "y.py").write_text("from lpm_openvino.backend import OpenVinoBackend\n")
     assert forbidden_imports(tmp_path) == [
         f"lpm_zoo/space.py:{len(bad.read_text().splitlines())} imports backends.registry",
         "search/x.py:1 imports backends.profiling",
+        "backends/y.py:1 imports lpm_openvino.backend",
     ]
+
+
+def test_the_plugins_in_this_repository_are_forbidden_to_the_core():
+    assert "lpm_openvino" in PLUGINS
 
 
 # --- inside each room: no import circle, imports at the top, public names only --------------------------------------

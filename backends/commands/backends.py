@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from importlib import metadata
 import json
 
 from backends.registry import get_backend, list_backends
@@ -19,18 +20,29 @@ def _run_backends(args: argparse.Namespace) -> int:
     rows = []
     for name in list_backends():
         b = get_backend(name)
+        version = library_version(b.library)
         for kind in b.devices:
             ok, why = b.available(kind)
             rows.append({"backend": name, "device": kind, "available": ok, "reason": why,
-                         "module": type(b).__module__})
+                         "module": type(b).__module__, "version": version})
     if args.json:
         for r in rows:
             print(json.dumps(r))
     else:
         for r in rows:
             state = "available" if r["available"] else f"unavailable: {r['reason']}"
-            print(f"{r['backend']:<8} {r['device']:<5} {state}")
+            print(f"{r['backend']:<8} {r['device']:<5} {r['version'] or '-':<22} {state}")
     return 0
+
+
+def library_version(dists: tuple[str, ...]) -> str:
+    """'name version' of the first installed distribution of `dists` ("" when none is), read without importing it."""
+    for dist in dists:
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
 
 
 command = Command(help="list device backends and whether each is usable here (and why not)",
