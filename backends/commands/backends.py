@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from importlib import metadata
 import json
+from importlib import metadata
 
 from backends.registry import get_backend, list_backends
 from lpm_zoo.cli import Command
