@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
+from importlib import metadata
 from typing import Any
 
 from backends.base import Backend, Prepared
@@ -134,7 +135,6 @@ class ExecutorchBackend(Backend):
     def runtime_info(self, device: str = "cpu") -> dict[str, Any]:
         """executorch and torch versions, the delegate and precision, the runtime's registered delegates (the
         thread count actually set is in each prepared model's `info`)."""
-        from importlib import metadata
 
         import torch
 

@@ -40,6 +40,7 @@ Checks that run a model need the backend usable on `device`: where `available()`
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -47,10 +48,15 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
 from backends.base import Backend, Prepared
+from backends.onnx_builder import build_onnx
+from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.sampler import sample_cells
+from lpm_zoo.space import Genotype
 
 #: the device kinds a backend may list in `devices`
 KNOWN_DEVICE_KINDS = ("cpu", "cuda")
@@ -149,8 +155,6 @@ def check_runtime_info(b: Backend, device: str = "cpu", **opts: Any) -> None:
 
 
 def _library_versions(b: Backend) -> list[str]:
-    from importlib import metadata
-
     found = []
     for dist in getattr(b, "library", ()) or ():
         try:
@@ -235,7 +239,6 @@ def check_equivalence_imagenet(b: Backend, device: str = "cpu", **opts: Any) -> 
 
 def check_timing(b: Backend, device: str = "cpu", **opts: Any) -> None:
     """Times are n positive finite ms, two medians agree within REPEAT_TOLERANCE, the thread clock sees the run."""
-    from lpm_zoo.device import parse_device
 
     _usable(b, device)
     model, x = _network(b, "cifar")
@@ -285,7 +288,6 @@ def _check_times(b: Backend, device: str, times: Any, n: int, clock: str) -> Non
 
 def check_identity(b: Backend, device: str = "cpu", **opts: Any) -> None:
     """`Prepared.info` is JSON-serialisable and says the device kind and, on a CPU, the threads asked for."""
-    from lpm_zoo.device import parse_device
 
     _usable(b, device)
     model, x = _network(b, "cifar")
@@ -361,10 +363,7 @@ def _fixed(setting: str) -> tuple[Any, Any, Any]:
         if setting not in _CACHE:
             import torch
 
-            from backends.onnx_builder import build_onnx
             from lpm_zoo.networks import build_network
-            from lpm_zoo.sampler import sample_cells
-            from lpm_zoo.space import Genotype
 
             normal, reduce = sample_cells(2, seed=26)
             g = Genotype(normal, reduce=reduce)
@@ -387,7 +386,6 @@ def _fixed(setting: str) -> tuple[Any, Any, Any]:
 
 def _network(b: Backend, setting: str) -> tuple[Any, Any]:
     """The fixed network of `setting` in the backend's format (a fresh copy of the module), and its input."""
-    import copy
 
     model, onnx_model, x = _fixed(setting)
     return (onnx_model if b.model_format == "onnx" else copy.deepcopy(model)), x.clone()
