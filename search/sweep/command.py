@@ -98,7 +98,7 @@ def _flags(pairs: list[tuple[str, object]]) -> list[str]:
 def _check_names(vals: list[str], known: tuple[str, ...] | list[str], flag: str) -> list[str]:
     bad = [v for v in vals if v not in known]
     if bad:
-        raise LpmError(f"{flag}: unknown {clip(bad[0], 40)!r} (choose from {', '.join(known)})")
+        raise LpmError(f"{flag}: unknown {clip(bad[0], 40)} (choose from {', '.join(known)})")
     return vals
 
 
@@ -123,8 +123,8 @@ def build_grid(args: argparse.Namespace) -> Grid:
     for prof in profiles:
         try:
             get_profile(prof)
-        except (KeyError, ValueError) as e:
-            raise LpmError(f"--profiles: {clip(e, 120)}") from None
+        except (KeyError, ValueError, LpmError) as e:
+            raise LpmError(f"--profiles: {e}") from None
     backends = sorted(e.name for e in entry_points(group="lpm_zoo.backends"))
     _check_names([args.backend], backends, "--backend")
     db = {}

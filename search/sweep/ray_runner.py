@@ -72,7 +72,7 @@ class RayRunner:
                 else:
                     ray.init(address=address, log_to_driver=False)
             except Exception as e:  # noqa: BLE001 - ray raises several types for a bad address
-                raise LpmError(f"cannot connect to Ray at {clip(address, 80)!r}: {clip(str(e), 160)}") from None
+                raise LpmError(f"cannot connect to Ray at {clip(address, 80)}: {clip(str(e), 160)}") from None
             self._own = True
         have = ray.cluster_resources()
         if have.get(resource, 0) < 1:

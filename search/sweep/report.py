@@ -6,6 +6,7 @@ or `ref:NAME`), each run a dict of seed, acc, normal_ms, whole_ms, predicted_ms,
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -175,11 +176,11 @@ def _is_flops(predictor: str | None) -> bool:
 
 
 def flops_claims(secs: dict[tuple, dict[str, list[dict]]]) -> list[str]:
-    """Table 4: each latency-aware grid point against the FLOPs-aware one of nearest multiply-adds (same method and
+    """Table 4: each latency-aware grid point (without noise) against the FLOPs-aware one of nearest multiply-adds (same method and
     dataset): latency and accuracy at matched FLOPs."""
-    lat = [(k, s, rs) for k, sec in secs.items() if not _is_flops(k[2]) for s, rs in sec.items()
+    lat = [(k, s, rs) for k, sec in secs.items() if not _is_flops(k[2]) and not k[3] for s, rs in sec.items()
            if s != "0" and not s.startswith("ref:")]
-    flo = [(k, s, rs) for k, sec in secs.items() if _is_flops(k[2]) for s, rs in sec.items()
+    flo = [(k, s, rs) for k, sec in secs.items() if _is_flops(k[2]) and not k[3] for s, rs in sec.items()
            if s != "0" and not s.startswith("ref:")]
     if not lat or not flo:
         return []
@@ -253,10 +254,11 @@ def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
             plottable = {s: [{**r, "whole_ms": r[xkey]} for r in rs if r[xkey] is not None] for s, rs in runs.items()}
             plottable = {s: rs for s, rs in plottable.items() if rs}
             if plottable:
-                png = out / f"pareto-{n}.png"
-                plot(plottable, png, _title(key) + ": one point per seed",
+                png, tmp = out / f"pareto-{n}.png", out / f".pareto-{n}.{os.getpid()}.png"
+                plot(plottable, tmp, _title(key) + ": one point per seed",
                      f"measured latency, ms ({settings['measure']['backend']}/{settings['measure']['device']}, "
                      f"{whole or normal})")
+                os.replace(tmp, png)  # a reader (or another sweep's report) never sees half a picture
                 lines += [f"![{_title(key)}]({png.name})", ""]
     t4, t3 = flops_claims(secs), noise_claims(secs)
     if t4:

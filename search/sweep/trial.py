@@ -237,7 +237,7 @@ def acquire(folder: Path, mutex: Path) -> dict[str, Any] | None:
                     held = json.loads(path.read_text())
                 except (OSError, ValueError):
                     held = {}
-                if isinstance(held, dict) and owner_alive(held):
+                if isinstance(held, dict) and "host" in held and owner_alive(held):  # torn: its writer died
                     return {**held, "mine": False}
                 path.unlink(missing_ok=True)  # a dead sweep's lock (or a torn one): taken over
                 continue
