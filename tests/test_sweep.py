@@ -72,7 +72,7 @@ def test_lambda_values_and_the_trials_of_a_grid():
             lambda_spec(bad)
     axes = {"method": ["darts"], "dataset": ["digits"], "predictor": ["a", "flops-b"], "lambda": ["rel0.5", "0"],
             "noise": [0.0, 1.0], "seed": [0, 1]}
-    trials = Grid(axes, ["DARTS_V2"], {}).trials()
+    trials = Grid(axes, [["DARTS_V2", "DARTS_V2"]], {}).trials()
     ids = [t.id for t in trials]
     assert len(ids) == len(set(ids)) == 2 * (1 + 2 * 2 + 1)  # per seed: one λ = 0, 2 predictors x 2 noises, 1 ref
     assert ids[0] == "darts-digits-a-0-n0-s0" and ids[5] == "ref-DARTS_V2-digits-s0"  # λ = 0 first, refs last
@@ -88,6 +88,7 @@ def test_lambda_values_and_the_trials_of_a_grid():
     (["--seeds", "-1"], "--seeds: -1 is out of range"),
     (["--noise", "nan"], "--noise: 'nan' is not a number"),
     (["--references", "NOPE"], "--references: unknown 'NOPE'"),
+    (["--references", "/no/such.json"], "--references '/no/such.json'"),
     (["--profiles", "no-profile"], "--profiles"),
     (["--db", "cifar-b1=/no/such.db"], "no measurement store at"),
     (["--db", "other=x.db"], "expected PROFILE=STORE"),
@@ -155,6 +156,19 @@ def test_a_failing_step_fails_its_trial_only_and_a_rerun_retries_it(tmp_path, ca
     monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
     assert main(_args(out, "--methods", "darts,pc-darts", seeds="0", lambdas="rel0.5")) == 0
     assert len(_done(out)) == 2
+
+
+def test_references_only_one_of_them_a_genotype_file(tmp_path, fake):
+    skip8 = tmp_path / "skip8.json"
+    skip8.write_text(json.dumps({"normal": [["skip_connect", k % 2] for k in range(8)]}))  # DARTS_V2's reduce
+    out = tmp_path / "sw"
+    assert main(_args(out, "--profiles", "cifar-b1", lambdas="none", seeds="0", refs=f"DARTS_V2,{skip8}")) == 0
+    assert _done(out) == ["ref-DARTS_V2-textures-s0", "ref-skip8-textures-s0"]
+    with open(out / "results.csv") as f:
+        rows = {r["trial"]: r for r in csv.DictReader(f)}
+    assert (rows["ref-skip8-textures-s0"]["skip_normal"], rows["ref-skip8-textures-s0"]["latency_ms_cifar-b1"],
+            rows["ref-DARTS_V2-textures-s0"]["latency_ms_cifar-b1"]) == ("8", "6.0", "9.0")
+    assert "| ref:skip8 | 1 | 8.0 |" in (out / "report.md").read_text()
 
 
 # --- each trial once ------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from lpm_zoo.cli import Command, check_threads, int_list
 from lpm_zoo.errors import LpmError, clip
-from lpm_zoo.published import list_genotypes
+from lpm_zoo.genotype_spec import parse_genotype
+from lpm_zoo.published import DARTS_V2, list_genotypes
 from search.options import DATASETS, METHODS
 from search.sweep.grid import AXES, Grid, float_list, lambda_spec, settle_grid, split_list
 from search.sweep.ray_runner import RayRunner, device_resource
@@ -40,7 +41,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
                         "report.md; rerun the same command to resume")
     g = p.add_argument_group("the grid (comma-separated values)")
     g.add_argument("--lambda", dest="lambdas", default="0,rel0.1,rel0.2,rel0.5", metavar="LIST",
-                   help="λ values: a number is λ in 1/s, relX a relative λ (default 0,rel0.1,rel0.2,rel0.5)")
+                   help="λ values: a number is λ in 1/s, relX a relative λ (default 0,rel0.1,rel0.2,rel0.5); "
+                        "none: no search, the references only")
     g.add_argument("--relative", action="store_true", help="every λ in --lambda is relative (0.5 means rel0.5)")
     g.add_argument("--seeds", default="0,1,2", metavar="LIST", help="seeds (default 0,1,2)")
     g.add_argument("--predictors", default="ort-cpu", metavar="LIST",
@@ -49,13 +51,14 @@ def _configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--methods", default="darts", metavar="LIST", help=f"of {', '.join(METHODS)} (default darts)")
     g.add_argument("--datasets", default="textures", metavar="LIST", help=f"of {', '.join(DATASETS)} (default textures)")
     g.add_argument("--references", default="DARTS_V2,PC_DARTS_cifar", metavar="LIST",
-                   help="published genotypes trained and measured the same way, per dataset and seed, or none "
-                        "(default DARTS_V2,PC_DARTS_cifar)")
+                   help="genotypes trained and measured the same way, per dataset and seed: published names or "
+                        ".json genotype files, or none (default DARTS_V2,PC_DARTS_cifar)")
     g.add_argument("--extend", action="store_true",
                    help="add this grid's new values to the grid already in --out (only the new trials run)")
     s = p.add_argument_group("search (every `lpm search`; defaults: a few-minute CPU search)")
     for flag, typ, default in SEARCH_FLAGS:
-        s.add_argument(flag, type=typ, default=default, help=f"lpm search {flag} (default {default or 'its own'})")
+        s.add_argument(flag, type=typ, default=default, help=f"lpm search {flag} (default {default or 'its own'})"
+                       + ("; 0: every step of each epoch" if flag == "--max-steps" else ""))
     t = p.add_argument_group("search and evaluation training")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads per search or training (default 1)")
     t.add_argument("--device", default="cpu", help="where searches and trainings run: cpu (default) or cuda[:N]")
@@ -102,12 +105,27 @@ def _check_names(vals: list[str], known: tuple[str, ...] | list[str], flag: str)
     return vals
 
 
+def _reference(spec: str) -> list[str]:
+    """[label, spec] of a reference genotype: a published name, or a .json genotype file (kept as its JSON)."""
+    if spec in list_genotypes():
+        return [spec, spec]
+    if not spec.endswith(".json"):
+        raise LpmError(f"--references: unknown {clip(spec, 40)} (a published name: {', '.join(list_genotypes())}; "
+                       "or a .json genotype file)")
+    try:
+        g = parse_genotype(spec, DARTS_V2.reduce)
+    except LpmError as e:
+        raise LpmError(f"--references {clip(spec, 60)}: {e}") from None
+    return [Path(spec).stem, json.dumps(g.to_dict(), separators=(",", ":"))]
+
+
 def build_grid(args: argparse.Namespace) -> Grid:
     """The grid and settings the arguments describe (every value checked; a bad one is one LpmError line)."""
     from lpm_zoo.predictors.zoo import predictor_path
     from lpm_zoo.profiles import get_profile
 
-    lams = list(dict.fromkeys(lambda_spec(v, args.relative) for v in split_list(args.lambdas, "--lambda")))
+    lams = [] if args.lambdas.strip().lower() == "none" else list(dict.fromkeys(
+        lambda_spec(v, args.relative) for v in split_list(args.lambdas, "--lambda")))
     seeds = list(dict.fromkeys(int_list(args.seeds, "--seeds", 0, 2**32 - 1)))
     preds = split_list(args.predictors, "--predictors")
     for name in preds:
@@ -117,8 +135,8 @@ def build_grid(args: argparse.Namespace) -> Grid:
     datasets = _check_names(split_list(args.datasets, "--datasets"), DATASETS, "--datasets")
     if "cifar10" in datasets and not args.data_dir:
         raise LpmError("--datasets cifar10 needs --data-dir DIR (holding cifar-10-batches-bin/)")
-    refs = [] if args.references.strip().lower() == "none" else _check_names(
-        split_list(args.references, "--references"), list_genotypes(), "--references")
+    refs = [] if args.references.strip().lower() == "none" else [
+        _reference(r) for r in split_list(args.references, "--references")]
     profiles = split_list(args.profiles, "--profiles")
     for prof in profiles:
         try:
@@ -143,7 +161,10 @@ def build_grid(args: argparse.Namespace) -> Grid:
         raise LpmError(f"--jobs must be between 1 and 256, got {args.jobs}")
     shared = _flags([("--threads", args.threads), ("--device", None if args.device == "cpu" else args.device),
                      ("--resolution", args.resolution), ("--data-dir", args.data_dir)])
-    search = _flags([(f, getattr(args, f[2:].replace("-", "_"))) for f, *_ in SEARCH_FLAGS]) + shared
+    vals = {f: getattr(args, f[2:].replace("-", "_")) for f, *_ in SEARCH_FLAGS}
+    if vals["--max-steps"] == 0:
+        vals["--max-steps"] = None  # 0: no cap
+    search = _flags(list(vals.items())) + shared
     train = _flags([(f, getattr(args, f"train_{f[2:].replace('-', '_')}")) for f, _ in TRAIN_FLAGS]) + shared
     measure = {"backend": args.backend, "device": args.measure_device, "profiles": profiles, "db": db,
                "flags": _flags([(f, getattr(args, f[2:])) for f, _ in MEASURE_FLAGS])}

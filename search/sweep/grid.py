@@ -89,7 +89,8 @@ class Trial:
     lam: str | None
     noise: float
     seed: int
-    reference: str | None = None
+    reference: str | None = None  # a reference genotype's label
+    reference_spec: str | None = None  # and what `lpm train/measure --genotype` takes: a published name or JSON
 
     def as_row(self) -> dict[str, Any]:
         """The trial's grid coordinates as a results-table row (λ split into value and mode)."""
@@ -109,7 +110,7 @@ class Grid:
     """The axes, the reference genotypes and the shared settings of a sweep."""
 
     axes: dict[str, list] = field(default_factory=dict)
-    references: list[str] = field(default_factory=list)
+    references: list[list[str]] = field(default_factory=list)  # [label, published name or genotype JSON]
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -124,7 +125,7 @@ class Grid:
             if data.get("version") != GRID_VERSION:
                 raise ValueError(f"version {data.get('version')!r}")
             axes = {a: list(data["axes"][a]) for a in AXES}
-            refs = [str(r) for r in data["references"]]
+            refs = [[str(label), str(spec)] for label, spec in data["references"]]
             settings = dict(data["settings"])
         except (AttributeError, KeyError, TypeError, ValueError) as e:
             raise LpmError(f"{clip(where)} is not a sweep grid ({clip(e, 80)}); use another --out") from None
@@ -144,9 +145,9 @@ class Grid:
                                     pred, noise = a["predictor"][0], 0.0
                                 tid = f"{method}-{dataset}-{slug(pred)}-{lam}-n{noise:g}-s{seed}"
                                 out.setdefault(tid, Trial(tid, method, dataset, pred, lam, float(noise), int(seed)))
-                for ref in self.references:
-                    tid = f"ref-{slug(ref)}-{dataset}-s{seed}"
-                    out.setdefault(tid, Trial(tid, None, dataset, None, None, 0.0, int(seed), ref))
+                for label, spec in self.references:
+                    tid = f"ref-{slug(label)}-{dataset}-s{seed}"
+                    out.setdefault(tid, Trial(tid, None, dataset, None, None, 0.0, int(seed), label, spec))
         if len(out) > MAX_TRIALS:
             raise LpmError(f"the grid has {len(out)} trials; at most {MAX_TRIALS}")
         return list(out.values())

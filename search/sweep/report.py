@@ -160,9 +160,12 @@ def sections(rows: list[dict[str, Any]], profiles: list[str]) -> dict[tuple, dic
         key = (r["method"], r["dataset"], r["predictor"], r["noise"])
         sec = out.setdefault(key, {})
         sec.setdefault(r["lambda"], []).append(_run(r, normal, whole))
-    if not out:  # only λ = 0 (and references): one section per method and dataset
+    if not out:  # only λ = 0 and references: one section per method and dataset, or per dataset of references
         for (method, dataset) in zero:
             out[(method, dataset, None, 0.0)] = {}
+        for dataset in refs:
+            if not any(k[1] == dataset for k in out):
+                out[(None, dataset, None, 0.0)] = {}
     for key, sec in out.items():
         ordered = {"0": zero[key[:2]]} if key[:2] in zero else {}
         ordered.update(sorted(sec.items(), key=lambda kv: lambda_value(kv[0])[0]))
@@ -223,6 +226,8 @@ def noise_claims(secs: dict[tuple, dict[str, list[dict]]]) -> list[str]:
 
 def _title(key: tuple) -> str:
     method, dataset, predictor, noise = key
+    if method is None:
+        return f"references on {dataset}"
     return f"{method} on {dataset}, predictor {predictor or '—'}" + (f", noise σ = {noise:g} ms" if noise else "")
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
-from lpm_zoo.published import get_genotype
+from lpm_zoo.genotype_spec import parse_genotype
+from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import Genotype
 from search.sweep.grid import Trial, write_bytes_atomic
 
@@ -37,6 +38,16 @@ def _load(path: Path) -> dict[str, Any]:
 
 def madds_of(genotype: dict[str, Any]) -> float | None:
     """Multiply-adds (millions) of the genotype's CIFAR evaluation network (C = 36, 20 cells), or None."""
+    key = json.dumps(genotype, sort_keys=True)
+    if key not in _MADDS:
+        _MADDS[key] = _count_madds(genotype)
+    return _MADDS[key]
+
+
+_MADDS: dict[str, float | None] = {}
+
+
+def _count_madds(genotype: dict[str, Any]) -> float | None:
     try:
         from lpm_zoo.complexity import genotype_complexity
 
@@ -49,7 +60,7 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
     """The finished trial's row, read from its step files."""
     row = t.as_row()
     if t.reference:
-        geno = get_genotype(t.reference).to_dict()
+        geno = parse_genotype(t.reference_spec, DARTS_V2.reduce, allow_path=False).to_dict()
         search: dict[str, Any] = {}
     else:
         search = _load(folder / "search.json")

@@ -70,7 +70,7 @@ def trial_steps(trial: Trial, settings: dict[str, Any]) -> list[Step]:
     """The trial's steps in order: search (not for a reference), one measurement per profile, training."""
     steps = []
     if trial.reference:
-        geno, geno_in = trial.reference, []
+        geno, geno_in = trial.reference_spec, []
     else:
         lam, rel = lambda_value(trial.lam)
         argv = ["search", "--method", trial.method, "--dataset", trial.dataset, "--seed", str(trial.seed),
