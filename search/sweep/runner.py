@@ -100,6 +100,7 @@ class Sweep:
         if threading.current_thread() is threading.main_thread():
             def on_sigint(signum, frame):  # noqa: ARG001
                 if stop.stopping.is_set():
+                    stop.kill()
                     raise KeyboardInterrupt
                 self.log("stopping: each running step saves its checkpoint and exits (Ctrl-C again to stop at once)")
                 stop.interrupt()
@@ -160,7 +161,7 @@ class Sweep:
                 res = self.runner.run_step(folder, step)
                 state["steps"][step.name] = res
                 if res["rc"] != 0:
-                    stopped = res["rc"] == 130 and self.runner.children.stopping.is_set()
+                    stopped = self.runner.children.stopping.is_set()
                     state.update(status="interrupted" if stopped else "failed", error=res.get("error", ""))
                     write_state(folder, state)
                     if stopped:

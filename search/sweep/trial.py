@@ -107,6 +107,13 @@ class Children:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
+    def kill(self) -> None:
+        """SIGKILL every running step (a second Ctrl-C): what each saved last is kept."""
+        with self.lock:
+            for p in self.procs:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+
     def interrupt(self) -> None:
         """Stop starting steps; SIGINT each running one (it saves its checkpoint and exits 130)."""
         self.stopping.set()
