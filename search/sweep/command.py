@@ -190,7 +190,12 @@ def _run(args: argparse.Namespace) -> int:
     grid, added = settle_grid(out, grid, args.extend)
     if args.extend and added:
         stderr_log(f"extended the grid in {out}: {added} new trials")
-    prefix = shlex.split(args.step_command) if args.step_command else lpm_prefix()
+    try:
+        prefix = shlex.split(args.step_command) if args.step_command else lpm_prefix()
+    except ValueError as e:
+        raise LpmError(f"--step-command: {e}") from None
+    if not prefix:
+        raise LpmError("--step-command is empty")
     if args.ray:
         runner = RayRunner(args.ray, device_resource(args.device_resource), args.jobs,
                            prefix if args.step_command else None, gpu=args.device.startswith("cuda"))

@@ -109,10 +109,17 @@ def write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pylist([{k: r.get(k) for k in cols} for r in rows]) if rows else pa.table(
-        {k: pa.array([], pa.string()) for k in cols})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    data = {k: [r.get(k) for r in rows] for k in cols}
+    for k, vals in data.items():  # a column of ints and floats is a column of floats
+        if any(isinstance(v, float) for v in vals):
+            data[k] = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in vals]
+    try:
+        table = pa.table(data) if rows else pa.table({k: pa.array([], pa.string()) for k in cols})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+    except (pa.ArrowException, TypeError, ValueError) as e:
+        raise LpmError(f"cannot write results.parquet ({type(e).__name__}: {clip(str(e), 120)}); "
+                       "results.csv is written") from None
     write_bytes_atomic(out / "results.parquet", sink.getvalue().to_pybytes())
 
 

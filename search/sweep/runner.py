@@ -171,13 +171,17 @@ class Sweep:
                 write_state(folder, state)
             try:
                 row = results_row(t, folder, self.grid.settings)
-            except LpmError as e:
-                state.update(status="failed", error=str(e))
+            except (LpmError, KeyError, TypeError, ValueError) as e:  # a step's JSON without what the row needs
+                why = str(e) if isinstance(e, LpmError) else f"a step's output lacks what the row needs ({type(e).__name__}: {e})"
+                state.update(status="failed", error=why)
                 write_state(folder, state)
-                return "failed", str(e)
+                return "failed", why
             state.update(status="done", row=row, finished_at=time.time())
             write_state(folder, state)
-            self.write_tables()
+            try:
+                self.write_tables()
+            except LpmError as e:  # the trial is done all the same; the next one rewrites the tables
+                self.log(f"warning: {e}")
             self._progress(t, time.time() - t_start)
             return "done", ""
         finally:
