@@ -69,6 +69,12 @@ def main(argv: list[str]) -> int:
             base = 20.0 if arg(argv, "--profile").endswith("-both") else 10.0
             print(json.dumps({"backend": arg(argv, "--backend"), "profile": arg(argv, "--profile"),
                               "latency_ms": base - 0.5 * skips(g), "spread_ms": 0.1}))
+        elif cmd == "info":
+            log("start", step)
+            spec = argv[1]
+            g = json.loads(Path(spec).read_text()) if spec.endswith(".json") else json.loads(spec) \
+                if spec.startswith("{") else DARTS_V2
+            print(json.dumps({"madds_M": 500.0 - 10 * skips(g), "params_M": 3.0}))
         elif cmd == "train":
             log("start", step)
             out = Path(arg(argv, "--out"))

@@ -27,7 +27,7 @@ from search.sweep.trial import LOCK, acquire, release
 
 FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
-STEPS = ("search", "measure-cifar-b1", "measure-cifar-b1-both", "train")
+STEPS = ("search", "info", "measure-cifar-b1", "measure-cifar-b1-both", "train")
 
 
 def _args(out, *extra, lambdas="0,rel0.5", seeds="0,1", refs="none"):
@@ -117,7 +117,7 @@ def test_a_sweep_its_tables_report_rerun_and_another_grid_refused_or_extended(tm
     r = rows["darts-textures-ort-cpu-rel0.5-n0-s0"]  # the fake's genotype: 5 skips replaced + DARTS_V2's 2 = 7
     assert (r["lambda"], r["relative"], r["skip_normal"], float(r["latency_ms_cifar-b1"]),
             float(r["latency_ms_cifar-b1-both"]), float(r["test_acc"])) == ("rel0.5", "True", "7", 6.5, 16.5, 0.73)
-    assert r["measured_on_cifar-b1"] == os.uname().nodename and float(r["madds_M"]) > 0
+    assert r["measured_on_cifar-b1"] == os.uname().nodename and (r["madds_M"], r["cifar_params_M"]) == ("430.0", "3.0")
     meas = json.loads((out / "trials" / trials[0] / "measure-cifar-b1.json").read_text())
     assert meas["latency_ms"] == 9.0 and meas["ran_on"]["host"] == os.uname().nodename
     report = (out / "report.md").read_text()
@@ -211,7 +211,7 @@ def test_two_sweeps_on_one_folder_run_each_trial_once(tmp_path, fake):
     assert "Traceback" not in err_a + err_b
     trials = _done(out)
     assert len(trials) == 6
-    n_steps = {t: 3 if t.startswith("ref-") else 4 for t in trials}
+    n_steps = {t: 4 if t.startswith("ref-") else 5 for t in trials}
     starts = Counter((e[1], e[2]) for e in _events(fake) if e[0] == "start")
     assert starts == _ends(fake) and sum(starts.values()) == sum(n_steps.values())  # every step once, not twice
     assert max(starts.values()) == 1

@@ -129,7 +129,7 @@ def test_sweep_on_two_ray_nodes_measures_on_the_device_node_only_and_survives_lo
     rows = (out / "results.csv").read_text().splitlines()[1:]
     assert len(rows) == 4 and len({r.split(",")[0] for r in rows}) == 4  # each trial once in the table
     ends = Counter((e.split()[1], e.split()[2]) for e in log.read_text().splitlines() if e.startswith("end "))
-    assert set(ends) == {(t, s) for t in states for s in ("search", "measure-cifar-b1", "train")}
+    assert set(ends) == {(t, s) for t in states for s in ("search", "info", "measure-cifar-b1", "train")}
     running = 0  # one measurement at a time on the device
     for e in log.read_text().splitlines():
         if e.split()[2].startswith("measure"):

@@ -12,12 +12,11 @@ from typing import Any
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2
-from lpm_zoo.space import Genotype
 from search.sweep.grid import Trial, write_bytes_atomic
 
 COLUMNS = ("trial", "kind", "method", "dataset", "predictor", "lambda", "lambda_value", "relative", "noise", "seed",
            "reference", "genotype", "skip_normal", "predicted_ms", "lat_alpha_ms", "reference_ms", "val_acc",
-           "test_acc", "params_M", "madds_M", "search_s", "train_s")
+           "test_acc", "params_M", "madds_M", "cifar_params_M", "search_s", "train_s")
 
 
 def profile_column(profile: str) -> str:
@@ -36,26 +35,6 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
-def madds_of(genotype: dict[str, Any]) -> float | None:
-    """Multiply-adds (millions) of the genotype's CIFAR evaluation network (C = 36, 20 cells), or None."""
-    key = json.dumps(genotype, sort_keys=True)
-    if key not in _MADDS:
-        _MADDS[key] = _count_madds(genotype)
-    return _MADDS[key]
-
-
-_MADDS: dict[str, float | None] = {}
-
-
-def _count_madds(genotype: dict[str, Any]) -> float | None:
-    try:
-        from lpm_zoo.complexity import genotype_complexity
-
-        return round(genotype_complexity(Genotype.from_dict(genotype), "cifar")["madds_M"], 3)
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
     """The finished trial's row, read from its step files."""
     row = t.as_row()
@@ -68,12 +47,14 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
         if not isinstance(geno, dict):
             raise LpmError(f"{clip(str(folder / 'search.json'))} names no genotype; delete it to search again")
     train = _load(folder / "train.json")
+    info = _load(folder / "info.json")
     normal = geno.get("normal") or []
     row.update(genotype=json.dumps(geno, separators=(",", ":")),
                skip_normal=sum(1 for op in normal if op and op[0] == "skip_connect"),
                predicted_ms=search.get("predicted_latency_ms"), lat_alpha_ms=search.get("lat_alpha_ms"),
                reference_ms=search.get("reference_ms"), val_acc=search.get("val_acc"),
-               test_acc=train.get("test_acc"), params_M=train.get("params_M"), madds_M=madds_of(geno),
+               test_acc=train.get("test_acc"), params_M=train.get("params_M"), madds_M=info.get("madds_M"),
+               cifar_params_M=info.get("params_M"),
                search_s=_seconds(folder, "search"), train_s=train.get("seconds"))
     for profile in settings["measure"]["profiles"]:
         m = _load(folder / f"measure-{profile}.json")

@@ -1,10 +1,11 @@
 """A trial's folder: its lock, its state, its steps and how a step runs.
 
-Layout of DIR/trials/ID/: `lock` (the owner, while a sweep runs the trial), `state.json` (status, each step's
-exit code and where it ran, and at the end the trial's results row), `search/` (`lpm search --out`: checkpoint,
-genotype, history), `search.json`, `measure-PROFILE.json` (one per profile, with `ran_on`), `train/` and
-`train.json`, and each step's log. A step is done once its JSON exists (written by a rename after the step
-exits 0), so a rerun skips it; an interrupted search or training resumes from the checkpoint in its folder.
+Layout of DIR/trials/ID/: `lock` (the owner, while a sweep runs the trial), `state.json` (status, each
+step's exit code and where it ran, and at the end the trial's results row), `search/` (`lpm search --out`:
+checkpoint, genotype, history), `search.json`, `info.json` (`lpm info`: multiply-adds), `measure-PROFILE.json`
+(one per profile, with `ran_on`), `train/` and `train.json`, and each step's log. A step is done once its JSON
+exists (written by a rename after the step exits 0), so a rerun skips it; an interrupted search or training
+resumes from the checkpoint in its folder.
 
 Every step is an `lpm` command run as a subprocess (`python -m lpm_zoo ...`): the same on this machine and in a
 Ray task, Ctrl-C reaches it as one SIGINT (it then saves its checkpoint and exits 130), and it dies with the sweep
@@ -67,7 +68,8 @@ class Step:
 
 
 def trial_steps(trial: Trial, settings: dict[str, Any]) -> list[Step]:
-    """The trial's steps in order: search (not for a reference), one measurement per profile, training."""
+    """The trial's steps in order: search (not for a reference), `lpm info` (multiply-adds), one measurement per
+    profile, training."""
     steps = []
     if trial.reference:
         geno, geno_in = trial.reference_spec, []
@@ -79,6 +81,8 @@ def trial_steps(trial: Trial, settings: dict[str, Any]) -> list[Step]:
                 "--out", "search", "--json", "--no-progress"]
         steps.append(Step(trial.id, "search", "search", argv, "search.json", ["search"], ["search"]))
         geno, geno_in = "search/genotype.json", ["search/genotype.json"]
+    steps.append(Step(trial.id, "info", "info", ["info", geno, "--setting", "cifar", "--json"], "info.json",
+                      list(geno_in)))  # parameters and multiply-adds of the C = 36, 20-cell network
     m = settings["measure"]
     for profile in m["profiles"]:
         db = m["db"].get(profile)
