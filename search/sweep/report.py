@@ -242,7 +242,7 @@ def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
     lines += [f"Finished trials: {len(rows)}. Search: `{' '.join(settings['search'])}`; evaluation training: "
               f"`{' '.join(settings['train']) or 'the task defaults'}`; measured with `lpm measure --backend "
               f"{settings['measure']['backend']} --device {settings['measure']['device']}` on "
-              f"{', '.join(profiles)} {' '.join(settings['measure']['flags'])}.", ""]
+              f"{' '.join([', '.join(profiles), *settings['measure']['flags']])}.", ""]
     if not secs:
         lines.append("No finished trials yet.")
     for n, (key, runs) in enumerate(secs.items()):
