@@ -1,0 +1,313 @@
+"""A trial's folder: its lock, its state, its steps and how a step runs.
+
+Layout of DIR/trials/ID/: `lock` (the owner, while a sweep runs the trial), `state.json` (status, each
+step's exit code and where it ran, and at the end the trial's results row), `search/` (`lpm search --out`:
+checkpoint, genotype, history), `search.json`, `info.json` (`lpm info`: multiply-adds), `measure-PROFILE.json`
+(one per profile, with `ran_on`), `train/` and `train.json`, and each step's log. A step is done once its JSON
+exists (written by a rename after the step exits 0), so a rerun skips it; an interrupted search or training
+resumes from the checkpoint in its folder.
+
+Every step is an `lpm` command run as a subprocess (`python -m lpm_zoo ...`): the same on this machine and in a
+Ray task, Ctrl-C reaches it as one SIGINT (it then saves its checkpoint and exits 130), and it dies with the sweep
+that started it (PR_SET_PDEATHSIG on Linux), so a killed sweep leaves no step running on a folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lpm_zoo.errors import LpmError, clip
+from search.sweep.grid import Trial, lambda_value, write_bytes_atomic, write_json_atomic
+
+LOCK = "lock"
+STATE = "state.json"
+
+
+def lpm_prefix() -> list[str]:
+    """The command that runs an `lpm` step: this Python, `-m lpm_zoo`."""
+    return [sys.executable, "-m", "lpm_zoo"]
+
+
+# --- steps ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """One `lpm` command of a trial; paths in `argv` are relative to the trial folder."""
+
+    trial: str  # the trial's id (LPM_SWEEP_TRIAL in the step's environment)
+    name: str  # search, measure-PROFILE, train
+    kind: str  # search, measure, train
+    argv: list[str]
+    stdout: str  # the JSON file the step's stdout becomes (its "done" mark)
+    inputs: list[str] = field(default_factory=list)  # what a Ray task needs from the trial folder
+    outputs: list[str] = field(default_factory=list)  # folders the step writes into (besides stdout and its log)
+    device_key: str | None = None  # measurements: the device they time (one at a time per device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The step as plain data (how it travels to a Ray task)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Step:
+        """The step `to_dict` wrote."""
+        return cls(**d)
+
+
+def trial_steps(trial: Trial, settings: dict[str, Any]) -> list[Step]:
+    """The trial's steps in order: search (not for a reference), `lpm info` (multiply-adds), one measurement per
+    profile, training."""
+    steps = []
+    if trial.reference:
+        geno, geno_in = trial.reference_spec, []
+    else:
+        lam, rel = lambda_value(trial.lam)
+        argv = ["search", "--method", trial.method, "--dataset", trial.dataset, "--seed", str(trial.seed),
+                "--predictor", trial.predictor, "--lambda", f"{lam:g}", *(["--relative"] if rel else []),
+                *(["--noise", f"{trial.noise:g}"] if trial.noise else []), *settings["search"],
+                "--out", "search", "--json", "--no-progress"]
+        steps.append(Step(trial.id, "search", "search", argv, "search.json", ["search"], ["search"]))
+        geno, geno_in = "search/genotype.json", ["search/genotype.json"]
+    steps.append(Step(trial.id, "info", "info", ["info", geno, "--setting", "cifar", "--json"], "info.json",
+                      list(geno_in)))  # parameters and multiply-adds of the C = 36, 20-cell network
+    m = settings["measure"]
+    for profile in m["profiles"]:
+        db = m["db"].get(profile)
+        argv = ["measure", "--backend", m["backend"], "--device", m["device"], "--profile", profile,
+                "--genotype", geno, *(["--db", db] if db else []), *m["flags"], "--json"]
+        steps.append(Step(trial.id, f"measure-{profile}", "measure", argv, f"measure-{profile}.json", list(geno_in), [],
+                          f"{m['backend']}-{m['device']}"))
+    argv = ["train", "--genotype", geno, "--dataset", trial.dataset, "--seed", str(trial.seed), *settings["train"],
+            "--out", "train", "--json", "--no-progress"]
+    steps.append(Step(trial.id, "train", "train", argv, "train.json", [*geno_in, "train"], ["train"]))
+    return steps
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell may have left SIGINT ignored
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the sweep that started it (Linux)
+
+
+class Children:
+    """The step subprocesses running now, so a Ctrl-C reaches each one once."""
+
+    def __init__(self) -> None:
+        self.procs: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def kill(self) -> None:
+        """SIGKILL every running step (a second Ctrl-C): what each saved last is kept."""
+        with self.lock:
+            for p in self.procs:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+
+    def interrupt(self) -> None:
+        """Stop starting steps; SIGINT each running one (it saves its checkpoint and exits 130)."""
+        self.stopping.set()
+        with self.lock:
+            for p in self.procs:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGINT)
+
+
+def device_lock_path(key: str) -> Path:
+    """The lock file serialising measurements of one device on this machine (in the temp folder: all sweeps)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)[:100]
+    return Path(tempfile.gettempdir()) / f"lpm-measure-{safe}.lock"
+
+
+@contextlib.contextmanager
+def flocked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing) for the duration; released if the process dies."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def execute(step: Step, cwd: Path, prefix: list[str], ran_on: dict[str, Any],
+            children: Children | None = None) -> dict[str, Any]:
+    """Run `step` in folder `cwd`: its stdout into `step.stdout` (renamed into place on exit 0), stderr appended to
+    its log. Returns its exit code, seconds, where it ran and, on failure, the log's last line."""
+    if children is not None and children.stopping.is_set():
+        return {"rc": 130, "seconds": 0.0, "ran_on": ran_on, "error": "interrupted"}
+    tmp = cwd / f".{step.stdout}.tmp"
+    lock = flocked(device_lock_path(step.device_key)) if step.device_key else contextlib.nullcontext()
+    t0 = time.time()
+    with lock, open(tmp, "wb") as out, open(cwd / f"{step.name}.log", "ab") as log:
+        if children is not None and children.stopping.is_set():
+            return {"rc": 130, "seconds": 0.0, "ran_on": ran_on, "error": "interrupted"}
+        log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(step.argv)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen([*prefix, *step.argv], cwd=cwd, stdout=out, stderr=log, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, "LPM_SWEEP_TRIAL": step.trial}, preexec_fn=_child_setup,
+                                    start_new_session=True)
+        except OSError as e:
+            return {"rc": 127, "seconds": 0.0, "ran_on": ran_on,
+                    "error": f"cannot start {clip(prefix[0], 80)}: {e.strerror}"}
+        if children is not None:
+            with children.lock:
+                children.procs.add(proc)
+        try:
+            rc = proc.wait()
+        finally:
+            if children is not None:
+                with children.lock:
+                    children.procs.discard(proc)
+    seconds = time.time() - t0
+    result = {"rc": rc, "seconds": round(seconds, 3), "ran_on": {**ran_on, "step_pid": proc.pid}}
+    if rc == 0:
+        try:
+            text = tmp.read_text().strip()
+            data = json.loads(text.splitlines()[-1])
+        except (OSError, ValueError, IndexError) as e:
+            result.update(rc=1, error=f"its output is not JSON ({type(e).__name__})")
+            return result
+        if step.kind == "measure":
+            data["ran_on"] = result["ran_on"]
+        write_json_atomic(cwd / step.stdout, data)
+        tmp.unlink(missing_ok=True)
+    else:
+        result["error"] = last_line(cwd / f"{step.name}.log") or f"exit code {rc}"
+    return result
+
+
+def last_line(path: Path) -> str:
+    """The last non-empty line of a log (at most 300 characters)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+# --- the lock ---------------------------------------------------------------------------------------
+def _start_time(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return int(text[text.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner() -> dict[str, Any]:
+    """This process as a lock's owner: pid, host, start time (to tell a reused pid) and since when."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid()), "since": time.time()}
+
+
+def owner_alive(o: dict[str, Any]) -> bool:
+    """Whether a lock's owner may still run: another host's is assumed alive; here, its pid and start time."""
+    if o.get("host") != socket.gethostname():
+        return True
+    try:
+        pid = int(o["pid"])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return False  # not a lock this code wrote
+    except PermissionError:
+        return True
+    return o.get("start") is None or _start_time(pid) in (None, o.get("start"))
+
+
+def acquire(folder: Path, mutex: Path) -> dict[str, Any] | None:
+    """Take the trial's lock (O_EXCL), taking over one whose owner died on this host. None: it is taken; the
+    owner that holds it is returned instead when alive. A dict with 'mine': True when the lock is now ours."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    me = owner()
+    with flocked(mutex):  # check and take over as one step among the sweeps of this folder
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    held = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    held = {}
+                if isinstance(held, dict) and "host" in held and owner_alive(held):  # torn: its writer died
+                    return {**held, "mine": False}
+                path.unlink(missing_ok=True)  # a dead sweep's lock (or a torn one): taken over
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return {**me, "mine": True}
+    raise LpmError(f"cannot take the lock {clip(str(path))}")
+
+
+def release(folder: Path) -> None:
+    """Drop the trial's lock if this process holds it."""
+    path = folder / LOCK
+    try:
+        held = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if held.get("pid") == os.getpid() and held.get("host") == socket.gethostname():
+        path.unlink(missing_ok=True)
+
+
+# --- state ------------------------------------------------------------------------------------------
+def read_state(folder: Path) -> dict[str, Any]:
+    """The trial's state.json ({} when there is none or it is not readable)."""
+    try:
+        s = json.loads((folder / STATE).read_text())
+        return s if isinstance(s, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(folder: Path, state: dict[str, Any]) -> None:
+    """Write state.json atomically."""
+    write_json_atomic(folder / STATE, state)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A step's JSON output."""
+    return json.loads(path.read_text())
+
+
+def put_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Write files (relative path -> bytes) under `folder`, each through a rename; paths may not leave `folder`."""
+    root = folder.resolve()
+    for rel, data in files.items():
+        target = (folder / rel).resolve()
+        if root not in target.parents:
+            raise LpmError(f"a step returned a file outside its trial folder: {clip(rel, 80)}")
+        write_bytes_atomic(target, data)
+
+
+def get_files(folder: Path, paths: list[str]) -> dict[str, bytes]:
+    """Files (relative path -> bytes) under `folder` at `paths` (files, or folders taken whole); missing ones skipped."""
+    out = {}
+    for rel in paths:
+        p = folder / rel
+        if p.is_file():
+            out[rel] = p.read_bytes()
+        elif p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and not f.name.endswith(".tmp"):
+                    out[str(f.relative_to(folder))] = f.read_bytes()
+    return out
