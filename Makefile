@@ -13,6 +13,8 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= test,cpu
 # The suite runs as a stated CPU (LPM_HOST_IDENTITY, default xeon; tests/conftest.py); the tests marked
 # `host` run once more as each other identity, so none of them holds on one CPU model only.
+# Two pytest workers (pytest-xdist; most tests wait on `lpm` subprocesses); the Ray tests share one worker
+# (xdist_group "ray"), so two clusters never start at once.
 HOSTS  := xeon epyc graviton3
 MAIN_HOST := $(or $(LPM_HOST_IDENTITY),xeon)
 
@@ -33,10 +35,10 @@ $(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 
 test: venv
 	$(BIN)/ruff check lpm_zoo backends search tests scripts benchmarks plugins
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 	for h in $(filter-out $(MAIN_HOST),$(HOSTS)); do \
 		echo "== the host-sensitive tests as $$h (LPM_HOST_IDENTITY=$$h)"; \
-		LPM_HOST_IDENTITY=$$h $(BIN)/python -m pytest -q -m host || exit 1; \
+		LPM_HOST_IDENTITY=$$h $(BIN)/python -m pytest -q -n 2 -m host || exit 1; \
 	done
 
 demo: venv

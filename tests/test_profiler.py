@@ -282,6 +282,7 @@ def test_profile_user_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")
 def test_ray_workers_stream_results_to_the_drivers_store(tmp_path):
     pytest.importorskip("ray", reason="Ray not installed (pip install 'lpm-zoo[ray]')")
     db = str(tmp_path / "m.db")

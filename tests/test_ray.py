@@ -35,6 +35,8 @@ from lpm_zoo.profiles import get_profile
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.store import Measurement, MeasurementStore
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under pytest-xdist
+
 #: a value other than the default for every Protocol field (valid together); a new field must be added here
 OTHER = {"warmup": 2, "warmup_s": 0.5, "rounds": 7, "reps": 3, "threads": 2, "statistic": "median", "interleave": 3,
          "clock": "wall", "reference": False, "target_pct": 5.0, "min_rounds": 4}

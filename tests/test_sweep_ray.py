@@ -20,6 +20,8 @@ import pytest
 
 from search.sweep.ray_runner import ONE_MACHINE_ENV
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under pytest-xdist
+
 NODE = Path(__file__).with_name("ray_node.py")
 FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 RESOURCE = "lpm-device-sweeptest"
