@@ -37,3 +37,13 @@ def test_help_lists_info_and_is_fast():
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "lpm_zoo", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "info" in r.stdout
     assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
+
+
+@pytest.mark.parametrize("command", ["fit", "compare"])
+def test_device_on_fit_and_compare_is_refused_pointing_at_device_name(command, tmp_path, capsys):
+    """One name per meaning: --device is where a command runs; the data's device is --device-name."""
+    argv = [command, "--db", str(tmp_path / "none.db"), "--backend", "ort", "--device", "cpu", "--profile", "cifar-b1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--device-name" in err
+    assert not (tmp_path / "none.db").exists()

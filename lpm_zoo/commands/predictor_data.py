@@ -16,6 +16,7 @@ from lpm_zoo.errors import LpmError, clip
 def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", required=True, metavar="PATH", help="measurement database (written by lpm profile)")
     p.add_argument("--backend", required=True, help="backend the latencies were measured on (e.g. ort, torch, trt)")
+    p.add_argument("--device", dest="run_device", default=None, help=argparse.SUPPRESS)  # refused: see resolve_device
     p.add_argument("--device-name", dest="device", default=None,
                    help="the device name the data is filed under, as `lpm data info` shows it (e.g. xeon, p100; "
                         "default: the store's only one for this backend and profile)")
@@ -88,6 +89,9 @@ def params_for(args: argparse.Namespace):
 
 def resolve_device(args: argparse.Namespace) -> str:
     """`args.device`, or the one device name the store files this backend/profile under (set on `args`)."""
+    if args.run_device is not None:
+        raise LpmError(f"--device {clip(args.run_device)}: the data's device is named with --device-name (--device is "
+                       "where a command runs, and fitting needs no device)")
 
     from lpm_zoo.store import MeasurementStore, resolve_db
 
