@@ -357,6 +357,20 @@ _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
 
+def randomize_batchnorm(model: Any, generator: Any) -> None:
+    """Give every BatchNorm2d of `model` random statistics and affine parameters drawn from `generator` (a
+    `torch.Generator`), so that a backend folding BatchNorm into the convolutions is really tested."""
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=generator) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=generator) - 0.5)
+
+
 def _fixed(setting: str) -> tuple[Any, Any, Any]:
     """(torch module, ONNX graph, input) of the fixed network of `setting` (built once per process)."""
     with _LOCK:
@@ -371,13 +385,7 @@ def _fixed(setting: str) -> tuple[Any, Any, Any]:
             torch.manual_seed(26)
             model = build_network(g, setting, **kw).eval()
             gen = torch.Generator().manual_seed(26)
-            for m in model.modules():  # non-trivial BatchNorm statistics, so folding them is really tested
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    n = m.num_features
-                    m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-                    m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-                    m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-                    m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+            randomize_batchnorm(model, gen)  # non-trivial statistics: BN folding is really tested
             onnx_model = build_onnx(g, setting, batch=batch, resolution=res, state_dict=model.state_dict(), **kw)
             x = torch.randn(batch, 3, res, res, generator=gen)
             _CACHE[setting] = (model, onnx_model, x)

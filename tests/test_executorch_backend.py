@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from backends.registry import get_backend, list_backends
+from backends.testing import randomize_batchnorm
 from lpm_zoo import Genotype, build_network, sample_cells
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
@@ -31,13 +32,7 @@ def _random_net(setting: str, seed: int) -> tuple[torch.nn.Module, torch.Tensor]
     torch.manual_seed(seed)
     model = build_network(Genotype(normal, reduce=reduce), setting, **kw).eval()
     gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+    randomize_batchnorm(model, gen)
     return model, torch.randn(batch, 3, res, res, generator=gen)
 
 

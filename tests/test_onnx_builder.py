@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from backends.onnx_builder import build_onnx
+from backends.testing import randomize_batchnorm
 from lpm_zoo.errors import LpmError
 from lpm_zoo.layout import get_setting
 from lpm_zoo.networks import build_network
@@ -20,22 +21,10 @@ ALL_OPS = (("skip_connect", 0), ("avg_pool_3x3", 1), ("max_pool_3x3", 0), ("dil_
 EVERYTHING = Genotype(normal=ALL_OPS, reduce=ALL_OPS)
 
 
-def _randomize_bn(model: torch.nn.Module, seed: int) -> None:
-    """Non-trivial BatchNorm statistics, so folding them into the convolutions is really tested."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-
-
 def _compare(g, setting, batch, res, seed=0, **kw):
     torch.manual_seed(seed)
     model = build_network(g, setting, **kw).eval()
-    _randomize_bn(model, seed)
+    randomize_batchnorm(model, torch.Generator().manual_seed(seed))
     proto = build_onnx(g, setting, batch=batch, resolution=res, state_dict=model.state_dict(), **kw)
     onnx.checker.check_model(proto)
     x = torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(seed))

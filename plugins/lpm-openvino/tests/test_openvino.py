@@ -12,7 +12,7 @@ import torch
 
 from backends.onnx_builder import build_onnx
 from backends.registry import get_backend, list_backends
-from backends.testing import CHECKS, run_check
+from backends.testing import CHECKS, randomize_batchnorm, run_check
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.networks import build_network
@@ -36,21 +36,12 @@ def test_conformance(check):
 
 
 # --- output equals PyTorch's ---------------------------------------------------------------------------
-def _randomize_bn(model: torch.nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
 
 
 def _compare(g: Genotype, setting: str, batch: int, res: int, seed: int = 0, **kw) -> None:
     torch.manual_seed(seed)
     model = build_network(g, setting, **kw).eval()
-    _randomize_bn(model, seed)
+    randomize_batchnorm(model, torch.Generator().manual_seed(seed))
     proto = build_onnx(g, setting, batch=batch, resolution=res, state_dict=model.state_dict(), **kw)
     x = torch.randn(batch, 3, res, res, generator=torch.Generator().manual_seed(seed))
     p = OpenVinoBackend().prepare(proto, x, "cpu")
