@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from search.sweep.ray_runner import ONE_MACHINE_ENV
+from lpm_zoo.ray_cluster import ONE_MACHINE_ENV
 
 pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under pytest-xdist
 

@@ -20,13 +20,13 @@ from backends.device import parse_device
 from backends.profiling.measurer import Measurer
 from backends.protocol import Protocol
 from lpm_zoo.errors import LpmError
+from lpm_zoo.ray_cluster import ONE_MACHINE_ENV, import_ray, join, reread_one_machine
 from lpm_zoo.space import Cell, Genotype
 from lpm_zoo.store import Measurement
 
 #: Ray reads this when it is imported: "0" makes it take 127.0.0.1 as this machine's address, so the GCS and
 #: raylet that `--ray local` starts listen on loopback only (else Ray resolves 127.0.0.1 to the machine's
 #: network address and they listen on every interface)
-ONE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 class _Worker:
@@ -58,28 +58,6 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _ray(one_machine: bool) -> Any:
-    """The ray module; `one_machine`: told first that the cluster is this machine alone (ONE_MACHINE_ENV)."""
-    if one_machine:
-        os.environ[ONE_MACHINE_ENV] = "0"
-    try:
-        import ray
-    except ImportError:
-        raise LpmError("--ray needs Ray: pip install 'lpm-zoo[ray]' (or pip install ray)") from None
-    _reread_one_machine()  # where ray was imported before
-    return ray
-
-
-def _reread_one_machine() -> None:
-    """Ray's flag as ONE_MACHINE_ENV now says (Ray reads it only when imported)."""
-    try:
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(ONE_MACHINE_ENV, not ray_constants.IS_WINDOWS_OR_OSX)
-    except (ImportError, AttributeError):  # another Ray: its import read the variable, if it knows it
-        pass
-
-
 class RayPool:
     """Ray actors, one per device, started on the cluster at `address` ('local' starts one on this machine)."""
 
@@ -99,18 +77,10 @@ class RayPool:
 
     def _start(self, address: str, backend: str, device: str, profile: str, protocol: Protocol,
                name: str | None, seed: int, workers: int | None) -> None:
-        ray = self.ray = _ray(self._local)
+        ray = self.ray = import_ray(self._local)
         kind, _ = parse_device(device)
-        if not ray.is_initialized():
-            if self._local:
-                ray.init(num_cpus=workers * protocol.threads if workers and kind == "cpu" else None,
+        self._own = join(ray, address, num_cpus=workers * protocol.threads if workers and kind == "cpu" else None,
                          include_dashboard=False, log_to_driver=False, configure_logging=False)
-            else:
-                try:
-                    ray.init(address=address, log_to_driver=False)
-                except Exception as e:  # noqa: BLE001 - ray raises several types for a bad address
-                    raise LpmError(f"cannot connect to Ray at {address!r}: {e}") from None
-            self._own = True
         res = ray.cluster_resources()
         if kind == "cuda":
             n = workers or int(res.get("GPU", 0))
@@ -194,7 +164,7 @@ class RayPool:
                 os.environ.pop(ONE_MACHINE_ENV, None)
             else:
                 os.environ[ONE_MACHINE_ENV] = self._saved_env
-            _reread_one_machine()
+            reread_one_machine()
 
 
 def _cause(e: BaseException) -> str:

@@ -20,10 +20,9 @@ from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.hardware import host_slug
+from lpm_zoo.ray_cluster import import_ray, join
 from search.sweep.trial import Children, Step, execute, get_files, lpm_prefix, put_files
 
-#: Ray reads this when imported; "0" keeps the servers `--ray local` starts on 127.0.0.1 (as `lpm profile --ray`)
-ONE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 RETRIES = 3
 
 
@@ -56,24 +55,9 @@ class RayRunner:
         self.children = Children()
         self.resource, self.prefix, self.gpu, self.cpus = resource, prefix, gpu, cpus
         self._local = address == "local"
-        if self._local:
-            os.environ[ONE_MACHINE_ENV] = "0"
-        try:
-            import ray
-        except ImportError:
-            raise LpmError("--ray needs Ray: pip install 'lpm-zoo[ray]' (or pip install ray)") from None
-        self.ray = ray
-        self._own = False
-        if not ray.is_initialized():
-            try:
-                if self._local:
-                    ray.init(resources={resource: 1}, include_dashboard=False, log_to_driver=False,
-                             configure_logging=False)
-                else:
-                    ray.init(address=address, log_to_driver=False)
-            except Exception as e:  # noqa: BLE001 - ray raises several types for a bad address
-                raise LpmError(f"cannot connect to Ray at {clip(address, 80)}: {clip(str(e), 160)}") from None
-            self._own = True
+        ray = self.ray = import_ray(self._local)
+        self._own = join(ray, address, resources={resource: 1}, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
         have = ray.cluster_resources()
         if have.get(resource, 0) < 1:
             self.close()
