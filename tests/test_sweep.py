@@ -349,3 +349,27 @@ def test_a_real_trial_end_to_end(tmp_path, capsys):
                                          separators=(",", ":"))
     assert row["latency_ms_cifar-b1"] > 0 and 0 <= row["test_acc"] <= 1 and row["predicted_ms"] > 0
     assert (folder / "search" / "checkpoint.pt").is_file() and (folder / "train.log").is_file()
+
+
+def test_reuse_takes_another_sweeps_finished_trials_of_the_same_settings_only(tmp_path, capsys, fake):
+    tab4, tab3 = tmp_path / "tab4", tmp_path / "tab3"
+    assert main(_args(tab4, "--predictors", "ort-cpu,ort-cpu-lpm", lambdas="rel0.5", seeds="0")) == 0
+    n = len(_events(fake))
+    capsys.readouterr()
+    assert main(_args(tab3, "--noise", "0,0.3", "--reuse", str(tab4), lambdas="rel0.5", seeds="0")) == 0
+    assert "reused 1 finished trials" in capsys.readouterr().err
+    ran = {e[1] for e in _events(fake)[n:] if e[0] == "start"}
+    assert ran == {"darts-textures-ort-cpu-rel0.5-n0.3-s0"}  # the noise-free trial was not run again
+    assert _done(tab3) == ["darts-textures-ort-cpu-rel0.5-n0-s0", "darts-textures-ort-cpu-rel0.5-n0.3-s0"]
+    with open(tab3 / "results.csv") as f:
+        rows = {r["trial"]: r for r in csv.DictReader(f)}
+    with open(tab4 / "results.csv") as f:
+        assert rows["darts-textures-ort-cpu-rel0.5-n0-s0"] == {**next(
+            r for r in csv.DictReader(f) if r["trial"] == "darts-textures-ort-cpu-rel0.5-n0-s0")}
+    assert not list((tab3 / "trials").glob(".reuse-*"))  # no half-copied folder left
+    other = tmp_path / "other"
+    assert main(_args(other, "--epochs", "3", "--reuse", str(tab4), lambdas="rel0.5", seeds="0")) == 2
+    err = capsys.readouterr().err
+    assert "ran with other settings" in err and err.count("\n") == 1 and not other.exists()
+    assert main(_args(other, "--reuse", str(tmp_path / "nowhere"), lambdas="rel0.5", seeds="0")) == 2
+    assert "not a sweep folder" in capsys.readouterr().err and not other.exists()

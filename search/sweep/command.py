@@ -20,6 +20,7 @@ from search.sweep.grid import AXES, Grid, float_list, lambda_spec, settle_grid, 
 from search.sweep.ray_runner import RayRunner, device_resource
 from search.sweep.report import write_report
 from search.sweep.results import read_results
+from search.sweep.reuse import check_sources, reuse_trials
 from search.sweep.runner import LocalRunner, Sweep, stderr_log
 from search.sweep.trial import lpm_prefix
 
@@ -55,6 +56,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
                         ".json genotype files, or none (default DARTS_V2,PC_DARTS_cifar)")
     g.add_argument("--extend", action="store_true",
                    help="add this grid's new values to the grid already in --out (only the new trials run)")
+    g.add_argument("--reuse", action="append", default=[], metavar="DIR",
+                   help="take the trials another sweep folder finished with the same settings instead of running "
+                        "them again (e.g. Table 3's noise-free points from Table 4's sweep); repeatable")
     s = p.add_argument_group("search (every `lpm search`; defaults: a few-minute CPU search)")
     for flag, typ, default in SEARCH_FLAGS:
         s.add_argument(flag, type=typ, default=default, help=f"lpm search {flag} (default {default or 'its own'})"
@@ -183,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
         return 0
     grid = build_grid(args)
+    check_sources(out, grid, args.reuse)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -190,6 +195,9 @@ def _run(args: argparse.Namespace) -> int:
     grid, added = settle_grid(out, grid, args.extend)
     if args.extend and added:
         stderr_log(f"extended the grid in {out}: {added} new trials")
+    if args.reuse:
+        reused = reuse_trials(out, grid, args.reuse)
+        stderr_log(f"reused {len(reused)} finished trials from {', '.join(clip(r, 60) for r in args.reuse)}")
     try:
         prefix = shlex.split(args.step_command) if args.step_command else lpm_prefix()
     except ValueError as e:
