@@ -368,8 +368,19 @@ def test_reuse_takes_another_sweeps_finished_trials_of_the_same_settings_only(tm
             r for r in csv.DictReader(f) if r["trial"] == "darts-textures-ort-cpu-rel0.5-n0-s0")}
     assert not list((tab3 / "trials").glob(".reuse-*"))  # no half-copied folder left
     other = tmp_path / "other"
-    assert main(_args(other, "--epochs", "3", "--reuse", str(tab4), lambdas="rel0.5", seeds="0")) == 2
+    assert main(_args(other, "--train-epochs", "3", "--reuse", str(tab4), lambdas="rel0.5", seeds="0")) == 2
     err = capsys.readouterr().err
-    assert "ran with other settings" in err and err.count("\n") == 1 and not other.exists()
+    assert "trained or measured with other settings" in err and err.count("\n") == 1 and not other.exists()
     assert main(_args(other, "--reuse", str(tmp_path / "nowhere"), lambdas="rel0.5", seeds="0")) == 2
     assert "not a sweep folder" in capsys.readouterr().err and not other.exists()
+
+
+def test_reuse_with_other_search_settings_takes_the_references_only(tmp_path, capsys, fake):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(_args(a, lambdas="rel0.5", seeds="0", refs="DARTS_V2")) == 0
+    n = len(_events(fake))
+    assert main(_args(b, "--epochs", "3", "--reuse", str(a), lambdas="rel0.5", seeds="0", refs="DARTS_V2")) == 0
+    assert "reused 1 finished trials" in capsys.readouterr().err
+    ran = {e[1] for e in _events(fake)[n:] if e[0] == "start"}
+    assert ran == {"darts-textures-ort-cpu-rel0.5-n0-s0"}  # searched again (other search settings); the reference not
+    assert _done(b) == ["darts-textures-ort-cpu-rel0.5-n0-s0", "ref-DARTS_V2-textures-s0"]

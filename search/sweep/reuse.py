@@ -1,5 +1,6 @@
 """`lpm sweep --reuse DIR`: take the finished trials another sweep already ran, when they are the same trials with
-the same settings (Table 3's noise-free points are Table 4's latency-aware ones), instead of running them again."""
+the same settings (Table 3's noise-free points are Table 4's latency-aware ones; a reference genotype needs only the
+same training and measurement), instead of running them again."""
 
 from __future__ import annotations
 
@@ -40,28 +41,39 @@ def _files(folder: Path) -> list[Path]:
     return files
 
 
-def check_sources(out: Path, grid: Grid, sources: list[str]) -> None:
-    """Each source must be another sweep folder whose settings equal `grid`'s (else one LpmError line); writes nothing."""
+def _reusable(reference: bool, theirs: dict, ours: dict) -> bool:
+    """A reference trial (no search) needs the same training and measurement; a search trial every setting."""
+    keys = ("train", "measure") if reference else sorted(set(theirs) | set(ours))
+    return all(theirs.get(k) == ours.get(k) for k in keys)
+
+
+def check_sources(out: Path, grid: Grid, sources: list[str]) -> dict[str, dict]:
+    """Each source must be another sweep folder with this sweep's training and measurement settings (else one
+    LpmError line); returns each source's settings. Writes nothing."""
+    found = {}
     for src in sources:
         source = Path(src)
         if source.resolve() == out.resolve():
             raise LpmError(f"--reuse {clip(src)} is --out itself")
-        if _settings_of(source) != grid.settings:
-            raise LpmError(f"--reuse {clip(src)}: that sweep ran with other settings (search, training or "
-                           "measurement); only trials of the same settings can be reused")
+        found[src] = _settings_of(source)
+        if not _reusable(True, found[src], grid.settings):
+            raise LpmError(f"--reuse {clip(src)}: that sweep trained or measured with other settings; only trials "
+                           "of the same settings can be reused")
+    return found
 
 
 def reuse_trials(out: Path, grid: Grid, sources: list[str]) -> list[str]:
-    """Copy into `out` each trial of `grid` that is not in `out` yet and is done in one of `sources` (sweep folders
-    whose settings equal `grid`'s: otherwise one LpmError line). Returns the ids copied."""
-    check_sources(out, grid, sources)
+    """Copy into `out` each trial of `grid` that is not in `out` yet and is done in one of `sources` with the same
+    settings (a reference: the same training and measurement; a search trial: every setting). Returns the ids copied."""
+    settings = check_sources(out, grid, sources)
     copied: list[str] = []
     for src in sources:
         source = Path(src)
         for t in grid.trials():
             src_trial, dest = source / "trials" / t.id, out / "trials" / t.id
             state = read_state(src_trial)
-            if state.get("status") != "done" or state.get("trial") != asdict(t) or t.id in copied:
+            if (state.get("status") != "done" or state.get("trial") != asdict(t) or t.id in copied
+                    or not _reusable(t.reference is not None, settings[src], grid.settings)):
                 continue
             with flocked(out / ".trials.mutex"):  # among the sweeps of `out`, as their trial locks are
                 if dest.exists():
