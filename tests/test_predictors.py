@@ -27,7 +27,7 @@ from lpm_zoo.predictors import (
 )
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.space import PRIMITIVES, Genotype
-from lpm_zoo.store import Target
+from lpm_zoo.store import Measurement, MeasurementStore, Target
 from lpm_zoo.synthetic import OP_COST, make_synthetic_store, synthetic_latency
 
 FAST = {"mlp": {"epochs": 150}, "mlp-plus": {"epochs": 150}, "mlp-split": {"epochs": 150}, "rf": {"n_estimators": 30},
@@ -533,3 +533,29 @@ def test_bad_parameter_values_are_user_errors():
     for params in ({"hidden": 256}, {"batch_size": 0}, {"epochs": -1}, {"epochs": "many"}):
         with pytest.raises(LpmError, match="bad parameter value"):
             create_predictor("mlp", **params)
+
+
+def test_fit_records_the_runtime_settings_the_rows_agree_on_and_warns_when_they_differ(tmp_path, monkeypatch,
+                                                                                      capsys):
+
+    monkeypatch.setenv("LPM_ZOO_HOME", str(tmp_path / "zoo"))
+    path = tmp_path / "rt.db"
+    make_synthetic_store(str(path), 60, seed=3, backend="fake", device="dev")
+    with MeasurementStore(str(path)) as st:  # the same cells' rows, as a runtime plugin would write them
+        rows = [m for m in st.measurements(backend="fake", device="dev", profile="cifar-b1")]
+    one = {"rt": "1.0", "threads": 1, "precision": "f32"}
+    for db, runtimes in (("same.db", [one] * len(rows)),
+                         ("mixed.db", [one] * 30 + [{**one, "rt": "1.1"}] * (len(rows) - 30))):
+        ms = [Measurement(genotype=Genotype.from_dict(r["genotype"]), backend="fake", device="dev", profile="cifar-b1",
+                          latency_ms=r["latency_ms"], spread_ms=r["spread_ms"], runs_ms=[r["latency_ms"]] * 3,
+                          protocol={"statistic": "median", "runtime": rt}) for r, rt in zip(rows, runtimes)]
+        with MeasurementStore(str(tmp_path / db)) as st:
+            st.add_many(ms)
+    assert main(["fit", "--db", str(tmp_path / "same.db"), *DB, "--predictor", "lut", "--name", "same"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    meta = json.loads((tmp_path / "zoo" / "same" / "meta.json").read_text())
+    assert meta["runtime"] == one and "runtime_mixed" not in meta
+    assert main(["fit", "--db", str(tmp_path / "mixed.db"), *DB, "--predictor", "lut", "--name", "mixed"]) == 0
+    assert "warning: the rows differ in runtime settings (rt)" in capsys.readouterr().err
+    meta = json.loads((tmp_path / "zoo" / "mixed" / "meta.json").read_text())
+    assert meta["runtime"] == {"threads": 1, "precision": "f32"} and meta["runtime_mixed"] == ["rt"]

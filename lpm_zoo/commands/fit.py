@@ -60,7 +60,11 @@ def _run_fit(args: argparse.Namespace) -> int:
                             "fit_seconds": round(fit_s, 3), "split": {"seed": args.seed, "test_size": test_size},
                             "run_spread_pct": relative_spread_pct(data.latency_ms, data.spread_ms),
                             "data_repeatability": data.repeatability, "data_statistic": data.statistic,
-                            "hardware": data.hardware}
+                            "hardware": data.hardware, "runtime": data.runtime}
+    if data.runtime_mixed:
+        meta["runtime_mixed"] = data.runtime_mixed
+        print(f"warning: the rows differ in runtime settings ({', '.join(data.runtime_mixed)[:200]}); the predictor "
+              "mixes them (lpm data info shows the store)", file=sys.stderr)
     if test_size:
         meta["metrics"] = metrics(data.latency_ms[test], p.predict((data.ops[test], data.inputs[test])))
         meta["metrics"]["labels_measured_twice"] = data.repeated(test)

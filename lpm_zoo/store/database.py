@@ -30,7 +30,14 @@ from lpm_zoo.profiles import cells_of, get_profile
 from lpm_zoo.space import Genotype
 from lpm_zoo.statistics import check_statistic, is_ratio, latency_of
 from lpm_zoo.store.bundled import bundled_name, bundled_target, resolve_db
-from lpm_zoo.store.records import LatencyDataset, Measurement, hardware_of, one_statistic, repeatability_of
+from lpm_zoo.store.records import (
+    LatencyDataset,
+    Measurement,
+    RuntimeTally,
+    hardware_of,
+    one_statistic,
+    repeatability_of,
+)
 from lpm_zoo.store.rows import (
     MAX_LATENCY_MS,
     BadRow,
@@ -334,8 +341,10 @@ class MeasurementStore:
         both = cells_of(profile) == 2
         stats: set[str] = set()
         hardware: dict[str, Any] | None = None
+        runtime = RuntimeTally()
         for r in self.measurements(backend, device, profile):
             stats.add(str(r["protocol"].get("statistic")))
+            runtime.add(r["protocol"])
             hardware = hardware or hardware_of(r["protocol"])
             entry = by_key.setdefault(r["cell_key"], (r["genotype"] if both else r["genotype"]["normal"], [], []))
             entry[1].append(float(r["latency_ms"]))
@@ -360,6 +369,8 @@ class MeasurementStore:
             statistic=one_statistic(stats),
             hardware=hardware,
             measured=np.array([len(by_key[k][1]) for k in keys], dtype=np.int64),
+            runtime=runtime.agreed(),
+            runtime_mixed=runtime.mixed(),
         )
 
 

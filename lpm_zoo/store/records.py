@@ -3,6 +3,7 @@ their latency) built from the rows of one target."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class LatencyDataset:
     statistic: str | None = None  # the statistic the latencies are (e.g. p10_ratio); "mixed: a, b" if several
     hardware: dict[str, Any] | None = None  # lpm_zoo.hardware fingerprint of the machine that measured them
     measured: np.ndarray | None = None  # (N,) how many measurements each latency is the median of
+    runtime: dict[str, Any] | None = None  # the runtime settings every row agrees on (protocol.runtime)
+    runtime_mixed: list[str] = field(default_factory=list)  # the runtime fields the rows disagree on
 
     def repeated(self, index: np.ndarray) -> int:
         """How many of the architectures at `index` have a label that is the median of two or more measurements."""
@@ -85,6 +88,33 @@ def one_statistic(stats: set[str]) -> str | None:
     if not stats:
         return None
     return next(iter(stats)) if len(stats) == 1 else f"mixed: {', '.join(sorted(stats))}"
+
+
+class RuntimeTally:
+    """The runtime settings (a row's protocol.runtime: versions, threads, precision...) of a set of rows: which
+    fields they all agree on, and which differ (a store that mixes settings, e.g. two runtime versions)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, set[str]] = {}
+        self.rows = 0
+
+    def add(self, protocol: dict[str, Any]) -> None:
+        """Count one row's runtime settings (a row without them counts as disagreeing on every field)."""
+        runtime = protocol.get("runtime")
+        runtime = runtime if isinstance(runtime, dict) else {}
+        for k in set(self.values) | set(runtime):
+            self.values.setdefault(k, set() if self.rows == 0 else {"null"}).add(
+                json.dumps(runtime.get(k), sort_keys=True))
+        self.rows += 1
+
+    def agreed(self) -> dict[str, Any] | None:
+        """The fields every row has with one value; None when no row had any."""
+        out = {k: json.loads(next(iter(v))) for k, v in sorted(self.values.items()) if len(v) == 1}
+        return out or None
+
+    def mixed(self) -> list[str]:
+        """The fields on which the rows differ."""
+        return sorted(k for k, v in self.values.items() if len(v) > 1)
 
 
 def repeatability_of(latencies: Iterable[list[float]]) -> dict[str, Any] | None:

@@ -19,6 +19,5 @@ $LPM profile --backend openvino --device cpu --profile cifar-b1 --samples 1000 -
 $LPM recheck --backend openvino --device cpu --profile cifar-b1 --samples 200 --db "$DB"
 $LPM fit --db "$DB" --backend openvino --device-name "$DEV" --profile cifar-b1 --predictor "${TYPE:-lut}" \
     --name "$NAME" --zoo-dir lpm_zoo/zoo
-$PY plugins/lpm-openvino/scripts/stamp_runtime.py "$DB" openvino "$DEV" cifar-b1 "lpm_zoo/zoo/$NAME"
 $PY -c "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)'); c.execute('VACUUM')" "$DB"
 gzip -9 -c "$DB" > "lpm_zoo/data/measurements/openvino-$DEV-cifar-b1.db.gz"
