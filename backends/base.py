@@ -55,6 +55,9 @@ class Backend(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)  # device kinds it supports: "cpu", "cuda"
     model_format: ClassVar[str] = "torch"  # what `prepare` wants best: "torch" (nn.Module) or "onnx" (ModelProto)
     library: ClassVar[tuple[str, ...]] = ()  # pip distributions of the runtime: `lpm backends` shows the installed version
+    #: the `prepare` options that change what is measured, settable with `--backend-option NAME=VALUE` and recorded
+    #: in every row's protocol (`backend_options`): name -> (type: bool, int, float or str; what it does)
+    options: ClassVar[dict[str, tuple[type, str]]] = {}
 
     @abstractmethod
     def available(self, device: str = "cpu") -> tuple[bool, str]:

@@ -15,7 +15,9 @@ computed later without measuring again (`statistic_of`).
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -37,6 +39,9 @@ GPU_WARMUP_S = 2.0
 #: the smallest relative uncertainty a target may ask for: below it the clock's resolution and
 #: the bootstrap's own noise decide, not the measurement
 MIN_TARGET_PCT = 0.05
+#: at most this many backend options; a name is a short identifier
+MAX_BACKEND_OPTIONS = 16
+OPTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,12 @@ class Protocol:
     reference: bool = True  # time a fixed reference network in every group, to correct for drift
     target_pct: float | None = None  # adaptive stopping: the statistic's relative uncertainty to reach (%)
     min_rounds: int = 3
+    #: (name, value) pairs passed to the backend's `prepare` (`--backend-option`), sorted by name; recorded in
+    #: every row, so `lpm recheck` measures again with the same ones
+    backend_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "backend_options", check_backend_options(self.backend_options))
         if self.statistic != AUTO:
             check_statistic(self.statistic)
         for field in ("rounds", "reps", "threads", "interleave", "min_rounds"):
@@ -96,11 +105,39 @@ class Protocol:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("backend_options")
+        if self.backend_options:  # rows of the default settings are as before
+            d["backend_options"] = dict(self.backend_options)
         d["clock"] = self.host_clock()
         d["spread"] = "iqr"  # spread_ms is the interquartile range of all timed runs
         if self.target_pct is not None:
             d["max_rounds"] = self.rounds  # `rounds` of a row is the number it used
         return d
+
+
+def check_backend_options(options: Any) -> tuple[tuple[str, Any], ...]:
+    """Backend options as sorted (name, value) pairs from pairs or a dict: names are short identifiers, values
+    booleans, numbers or short strings, at most MAX_BACKEND_OPTIONS; anything else is an LpmError line."""
+    items = list(options.items()) if isinstance(options, dict) else list(options) if isinstance(
+        options, (list, tuple)) else None
+    if items is None or len(items) > MAX_BACKEND_OPTIONS:
+        raise LpmError(f"backend options must be at most {MAX_BACKEND_OPTIONS} name=value pairs")
+    out: dict[str, Any] = {}
+    for item in items:
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+                and OPTION_NAME.fullmatch(item[0])):
+            raise LpmError(f"a backend option is NAME=VALUE with NAME a short identifier, got {str(item)[:60]}")
+        name, value = item
+        ok = (isinstance(value, bool) or (isinstance(value, int) and abs(value) <= 2**53)
+              or (isinstance(value, float) and math.isfinite(value))
+              or (isinstance(value, str) and len(value) <= 64))
+        if not ok:
+            raise LpmError(f"backend option {name}: a boolean, a number or a string of at most 64 characters, "
+                           f"got {str(value)[:40]}")
+        if name in out:
+            raise LpmError(f"backend option {name} given twice")
+        out[name] = value
+    return tuple(sorted(out.items()))
 
 
 def default_warmup_s(device: str) -> float:
@@ -165,6 +202,9 @@ def protocol_flags(protocol: Protocol) -> list[str]:
             argv += [] if value else ["--no-reference"]
         elif f.name == "target_pct":
             argv += ["--target-pct", repr(float(value or 0))]
+        elif f.name == "backend_options":
+            for name, v in value:
+                argv += ["--backend-option", f"{name}={json.dumps(v)}"]
         else:
             argv += [f"--{f.name.replace('_', '-')}", str(value)]
     return argv

@@ -19,6 +19,7 @@ class TorchBackend(Backend):
     devices = ("cpu", "cuda")
     model_format = "torch"
     library = ("torch",)
+    options = {"cuda_graph": (bool, "replay the forward pass as one captured CUDA graph (CUDA only)")}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:

@@ -272,6 +272,9 @@ class TrtBackend(Backend):
     devices = ("cuda",)
     model_format = "onnx"
     library = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-cu11")
+    # timing_cache (a path) is a prepare() argument but not an option: a path is never taken from a stored row
+    options = {"fp16": (bool, "let the builder pick FP16 kernels (default off: fp32, TF32 off)"),
+               "workspace_mb": (int, "the builder's workspace limit in MiB (default 1024)")}
 
     def available(self, device: str = "cuda") -> tuple[bool, str]:
         kind, index = parse_device(device)

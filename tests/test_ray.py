@@ -39,7 +39,8 @@ pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under p
 
 #: a value other than the default for every Protocol field (valid together); a new field must be added here
 OTHER = {"warmup": 2, "warmup_s": 0.5, "rounds": 7, "reps": 3, "threads": 2, "statistic": "median", "interleave": 3,
-         "clock": "wall", "reference": False, "target_pct": 5.0, "min_rounds": 4}
+         "clock": "wall", "reference": False, "target_pct": 5.0, "min_rounds": 4,
+         "backend_options": (("cuda_graph", False),)}  # an option of the torch backend, harmless on a CPU
 
 
 NODE = Path(__file__).with_name("ray_node.py")
@@ -61,7 +62,7 @@ def _lpm(*args: str) -> list[str]:
 def test_every_protocol_field_survives_the_cli_flags_and_the_local_workers_command_line():
     p = _other_protocol()
     parser = build_parser(discover_commands())
-    args = parser.parse_args(["profile", "--backend", "ort", "--samples", "4", "--db", "x.db", *protocol_flags(p)])
+    args = parser.parse_args(["profile", "--backend", "torch", "--samples", "4", "--db", "x.db", *protocol_flags(p)])
     assert protocol_from_args(args, args.interleave) == p
     argv = _child_argv(args, p, 1, 2)
     assert argv[:3] == [sys.executable, "-m", "lpm_zoo"] and argv[argv.index("--shard") + 1] == "1/2"
@@ -78,7 +79,7 @@ def test_every_protocol_field_reaches_a_ray_actor_and_the_store(tmp_path):
     pytest.importorskip("ray", reason="Ray not installed (pip install 'lpm-zoo[ray]')")
     p = _other_protocol()
     env_before = os.environ.get(ONE_MACHINE_ENV)
-    pool = RayPool("local", "ort", "cpu", "cifar-b1", p, None, 0, workers=1)
+    pool = RayPool("local", "torch", "cpu", "cifar-b1", p, None, 0, workers=1)
     try:
         ops, inputs, _ = sample_unique_arrays(1, 0)
         cell = get_profile("cifar-b1").from_arrays(ops[0], inputs[0])

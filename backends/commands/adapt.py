@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from backends.commands.options import backend_options, require_own_name
 from backends.device import check_same_machine, device_fingerprint, plain_name, store_device_name
 from backends.registry import get_backend
 from lpm_zoo.cli import Command, check_seed
@@ -45,6 +46,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing predictor of that name")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--backend-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a setting of the backend that changes what is measured (lpm backends --options), e.g. "
+                        "precision=bf16; needs --device-name; repeatable")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -94,6 +98,8 @@ def _run(args: argparse.Namespace) -> int:
         sources.append(p)
         dirs.append(predictor_path(name))
     get_backend(args.backend).check(args.device)
+    options = backend_options(args.backend, args.backend_option)
+    require_own_name(args, options)
     try:  # found now, not after the measuring
         zoo.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -110,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         have = store.keys(Target(args.backend, dev, args.profile))
         todo = [prof.from_arrays(o, i) for o, i, k in zip(ops, inputs, keys) if k not in have]
         protocol = Protocol(warmup=5, warmup_s=default_warmup_s(args.device), rounds=10, reps=5, interleave=8,
-                            target_pct=2.0, statistic="auto")
+                            target_pct=2.0, statistic="auto", backend_options=options)
         if todo:
             protocol = choose_statistic(store, args.backend, args.device, args.profile, protocol, args.device_name,
                                         args.seed, todo, args.db, lambda m: print(m, file=sys.stderr))
@@ -141,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
                    hardware=summary["hardware"], adapted={k: summary[k] for k in
                                                           ("sources", "n", "cells", "method", "lambda", "loo_mre_pct",
                                                            "candidates", "statistic")},
-                   data_statistic=data.statistic)
+                   data_statistic=data.statistic, runtime=data.runtime)
     summary["path"] = str(zoo / args.name)
     if args.json:
         print(json.dumps(summary, allow_nan=False))

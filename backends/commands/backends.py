@@ -12,6 +12,8 @@ from lpm_zoo.cli import Command
 
 def _configure_backends(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per backend and device kind")
+    p.add_argument("--options", action="store_true",
+                   help="also each backend's options (--backend-option NAME=VALUE of profile, measure and adapt)")
 
 
 def _run_backends(args: argparse.Namespace) -> int:
@@ -24,14 +26,24 @@ def _run_backends(args: argparse.Namespace) -> int:
         for kind in b.devices:
             ok, why = b.available(kind)
             rows.append({"backend": name, "device": kind, "available": ok, "reason": why,
-                         "module": type(b).__module__, "version": version})
+                         "module": type(b).__module__, "version": version,
+                         "options": {k: {"type": t.__name__, "help": h} for k, (t, h) in b.options.items()}})
     if args.json:
         for r in rows:
             print(json.dumps(r))
-    else:
+        return 0
+    for r in rows:
+        state = "available" if r["available"] else f"unavailable: {r['reason']}"
+        print(f"{r['backend']:<8} {r['device']:<5} {r['version'] or '-':<22} {state}")
+    if args.options:
+        seen = set()
         for r in rows:
-            state = "available" if r["available"] else f"unavailable: {r['reason']}"
-            print(f"{r['backend']:<8} {r['device']:<5} {r['version'] or '-':<22} {state}")
+            if r["backend"] in seen:
+                continue
+            seen.add(r["backend"])
+            print(f"\n{r['backend']} options:" + ("" if r["options"] else " none"))
+            for k, o in r["options"].items():
+                print(f"  --backend-option {k}=<{o['type']}>  {o['help']}")
     return 0
 
 

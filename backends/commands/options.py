@@ -4,12 +4,14 @@ from them, progress lines, and the device name a store files measurements under.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 
 from backends.device import device_name, store_device_name
+from backends.registry import get_backend
 from lpm_zoo.cli import check_threads
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 
 
 def add_target(p: argparse.ArgumentParser) -> None:
@@ -46,6 +48,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="do not time the reference network (then only statistics without _ratio)")
     g.add_argument("--clock", default="auto", choices=["auto", "thread", "wall"],
                    help="CPU clock: thread CPU time (auto with 1 thread: ignores time descheduled) or wall")
+    p.add_argument("--backend-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a setting of the backend that changes what is measured (see `lpm backends --options`), "
+                        "e.g. precision=bf16 (openvino) or fp16=true (trt); recorded in every row; repeatable")
 
 
 STATISTICS_HELP = ("ref_ratio, round_min_ratio, min_ratio, p10_ratio, p25_ratio (against the reference network timed in "
@@ -65,7 +70,53 @@ def protocol_from_args(args: argparse.Namespace, interleave: int = 1):
     return Protocol(warmup=args.warmup, warmup_s=args.warmup_s, rounds=args.rounds, reps=args.reps, threads=args.threads,
                     statistic=args.statistic, interleave=interleave, clock=args.clock,
                     reference=not args.no_reference, target_pct=args.target_pct or None,
-                    min_rounds=min(args.min_rounds, args.rounds) if args.target_pct else args.min_rounds)
+                    min_rounds=min(args.min_rounds, args.rounds) if args.target_pct else args.min_rounds,
+                    backend_options=backend_options(args.backend, args.backend_option))
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def backend_options(backend: str, items: list[str]) -> tuple[tuple[str, object], ...]:
+    """`--backend-option NAME=VALUE` items as (name, value) pairs, each a NAME the backend declares (its `options`)
+    with VALUE of its type; anything else is one LpmError line naming the backend's options."""
+    if not items:
+        return ()
+    from backends.protocol import check_backend_options
+
+    declared = get_backend(backend).options
+    known = ", ".join(f"{k} ({t.__name__})" for k, (t, _) in declared.items()) or "none"
+    out = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in declared:
+            raise LpmError(f"--backend-option {clip(item, 60)}: the {backend} backend's options are: {known}")
+        typ = declared[name][0]
+        text = text.strip()
+        try:
+            if typ is bool:
+                if text.lower() not in _TRUE + _FALSE:
+                    raise ValueError
+                value: object = text.lower() in _TRUE
+            elif typ is str:
+                value = json.loads(text) if text.startswith('"') else text
+                if not isinstance(value, str) or not value:
+                    raise ValueError
+            else:
+                value = typ(text)
+        except ValueError:
+            raise LpmError(f"--backend-option {clip(item, 60)}: {name} takes a {typ.__name__}") from None
+        out.append((name, value))
+    return check_backend_options(out)
+
+
+def require_own_name(args: argparse.Namespace, options: tuple[tuple[str, object], ...]) -> None:
+    """Backend options change what is measured: a store files such measurements under a name of their own."""
+    if options and not args.device_name:
+        opts = ",".join(f"{k}={v}" for k, v in options)
+        raise LpmError(f"--backend-option {clip(opts, 60)} changes what is measured: file it under a name of its "
+                       "own with --device-name (e.g. epyc-bf16), so it never mixes with the default settings' rows")
 
 
 def log_for(command: str):

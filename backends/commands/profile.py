@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from backends.commands.options import add_common, log_for, protocol_from_args, store_name
+from backends.commands.options import add_common, log_for, protocol_from_args, require_own_name, store_name
 from lpm_zoo.cli import Command
 from lpm_zoo.errors import LpmError, clip
 
@@ -36,6 +36,7 @@ def _run_profile(args: argparse.Namespace) -> int:
 
     shard = _shard(args.shard)
     protocol = protocol_from_args(args, args.interleave)
+    require_own_name(args, protocol.backend_options)
     if not args.ray:
         args.device_name = store_name(args)  # a store measured here under another name resumes under it
     if args.workers is not None and not args.ray:

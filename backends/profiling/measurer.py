@@ -18,6 +18,7 @@ from backends.device import (
 from backends.onnx_builder import build_onnx
 from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
 from backends.registry import get_backend
+from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import Cell, Genotype
@@ -49,6 +50,11 @@ class Measurer:
         self.backend.check(device)
         self.profile = get_profile(profile)
         self.protocol = protocol or Protocol()
+        self.options = dict(self.protocol.backend_options)
+        unknown = [k for k in self.options if k not in self.backend.options]
+        if unknown:
+            raise LpmError(f"backend {self.backend.name!r} has no option {unknown[0]!r} (its options: "
+                           f"{', '.join(self.backend.options) or 'none'})")
         self.seed = seed
         self._ref = None
         self._runtime: dict[str, Any] | None = None
@@ -75,7 +81,7 @@ class Measurer:
         if self._ref is None:
             model = model_for(self.backend, self.profile, DARTS_V2, self.seed)
             self._ref = self.backend.prepare(model, self.profile.example_input(self.seed), self.device,
-                                             threads=self.protocol.threads)
+                                             threads=self.protocol.threads, **self.options)
         return self._ref
 
     def measure(self, cells: Sequence[Cell | Genotype]) -> list[Measurement]:
@@ -91,7 +97,7 @@ class Measurer:
             for cell in cells:
                 t0 = time.perf_counter()
                 model = model_for(self.backend, self.profile, cell, self.seed)
-                prepared.append(self.backend.prepare(model, example, self.device, threads=proto.threads))
+                prepared.append(self.backend.prepare(model, example, self.device, threads=proto.threads, **self.options))
                 prep_s.append(time.perf_counter() - t0)
             if self._runtime is None:  # versions and providers: the same for every group
                 self._runtime = self.backend.runtime_info(self.device)

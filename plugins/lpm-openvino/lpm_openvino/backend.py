@@ -6,7 +6,8 @@ profiler stores in each row's `runtime`): inference threads (default 1, like `or
 performance hint (LATENCY), CPU pinning (off: the OS schedules the one thread, as for `ort` and
 `torch`) and the inference precision. On CPUs with native bf16 (AMX, AVX512_BF16) the CPU plugin
 runs fp32 models in bf16 unless told otherwise, so the default here is `f32`; `bf16` is an explicit
-option (`prepare(..., precision="bf16")`, or `LPM_OPENVINO_PRECISION=bf16` for the `lpm` commands), and
+option (`prepare(..., precision="bf16")`; for the `lpm` commands `--backend-option precision=bf16`, which also
+records it in every row's protocol and needs a `--device-name` of its own), and
 what is recorded is the precision the compiled model *reports* (`inference_precision`), beside the one
 asked for (`inference_precision_requested`): on a CPU without bf16 a bf16 request compiles to f32.
 
@@ -18,7 +19,6 @@ times on the wall clock.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from backends.base import Backend, Prepared
@@ -26,10 +26,9 @@ from backends.device import parse_device
 from backends.timing import host_times
 from lpm_zoo.errors import LpmError, clip
 
-#: inference precisions this backend accepts (INFERENCE_PRECISION_HINT); f32 is the default
+#: inference precisions this backend accepts (INFERENCE_PRECISION_HINT); the first is the default
 PRECISIONS = ("f32", "bf16")
-#: the environment variable that sets the default precision for the `lpm` commands (none: f32)
-PRECISION_ENV = "LPM_OPENVINO_PRECISION"
+DEFAULT_PRECISION = PRECISIONS[0]
 #: fixed compile settings (besides threads and precision), recorded with every measurement
 STREAMS = 1
 HINT = "LATENCY"
@@ -54,11 +53,6 @@ def ov_version() -> str:
         return ""
 
 
-def default_precision() -> str:
-    """The precision `prepare` uses when none is given: $LPM_OPENVINO_PRECISION, else f32."""
-    return _check_precision(os.environ.get(PRECISION_ENV, "") or "f32", PRECISION_ENV)
-
-
 def _check_precision(value: Any, where: str = "precision") -> str:
     if not isinstance(value, str) or value not in PRECISIONS:
         raise LpmError(f"openvino backend: {where} {clip(value, 40)} is not one of {', '.join(PRECISIONS)}")
@@ -72,6 +66,7 @@ class OpenVinoBackend(Backend):
     devices = ("cpu",)
     model_format = "onnx"
     library = ("openvino",)
+    options = {"precision": (str, "INFERENCE_PRECISION_HINT: f32 (default) or bf16 (CPUs with native bf16)")}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:
@@ -100,7 +95,7 @@ class OpenVinoBackend(Backend):
                            "known: precision")
         if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024:
             raise LpmError(f"openvino backend: threads must be an integer from 1 to 1024, got {clip(threads, 40)}")
-        asked = default_precision() if precision is None else _check_precision(precision)
+        asked = DEFAULT_PRECISION if precision is None else _check_precision(precision)
         self.check(device)
         ov = _ov()
         core = ov.Core()
@@ -145,7 +140,7 @@ class OpenVinoBackend(Backend):
                 "ov_device_name": str(core.get_property("CPU", "FULL_DEVICE_NAME")),
                 "ov_capabilities": sorted(str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
                 "num_streams": STREAMS, "performance_hint": HINT, "cpu_pinning": PINNING,
-                "inference_precision_default": default_precision()}
+                "inference_precision_default": DEFAULT_PRECISION}
 
 
 def _to_numpy(x: Any) -> Any:

@@ -22,7 +22,7 @@ from lpm_zoo.space import Genotype
 
 ov = pytest.importorskip("openvino", reason="openvino is not installed (pip install -e plugins/lpm-openvino)")
 
-from lpm_openvino.backend import PRECISION_ENV, OpenVinoBackend  # noqa: E402
+from lpm_openvino.backend import OpenVinoBackend  # noqa: E402
 
 OK, WHY = OpenVinoBackend().available("cpu")
 needs_ov = pytest.mark.skipif(not OK, reason=f"openvino not usable here: {WHY}")
@@ -85,8 +85,7 @@ def _bf16_native() -> bool:
 
 
 @needs_ov
-def test_default_settings_are_recorded_as_the_compiled_model_reports_them(monkeypatch):
-    monkeypatch.delenv(PRECISION_ENV, raising=False)
+def test_default_settings_are_recorded_as_the_compiled_model_reports_them():
     p = OpenVinoBackend().prepare(_tiny(), torch.zeros(1, 3, 32, 32), "cpu")
     try:
         assert p.info == {"device_kind": "cpu", "threads": 1, "num_streams": 1, "performance_hint": "LATENCY",
@@ -103,15 +102,9 @@ def test_default_settings_are_recorded_as_the_compiled_model_reports_them(monkey
 
 
 @needs_ov
-@pytest.mark.parametrize("how", ["option", "environment"])
-def test_bf16_is_explicit_and_the_precision_used_is_recorded(how, monkeypatch):
+def test_bf16_is_explicit_and_the_precision_used_is_recorded():
     """bf16 only when asked; what is recorded is what the plugin reports (f32 on a CPU without native bf16)."""
-    opts = {}
-    if how == "option":
-        opts["precision"] = "bf16"
-    else:
-        monkeypatch.setenv(PRECISION_ENV, "bf16")
-    p = OpenVinoBackend().prepare(_tiny(), torch.zeros(1, 3, 32, 32), "cpu", **opts)
+    p = OpenVinoBackend().prepare(_tiny(), torch.zeros(1, 3, 32, 32), "cpu", precision="bf16")
     try:
         assert p.info["inference_precision_requested"] == "bf16"
         assert p.info["inference_precision"] == ("bf16" if _bf16_native() else "f32")
@@ -132,13 +125,6 @@ def test_bad_options_fail_in_one_line(kwargs, message):
     with pytest.raises(LpmError, match=message) as e:
         OpenVinoBackend().prepare(_tiny(), torch.zeros(1, 3, 32, 32), **kwargs)
     assert "\n" not in str(e.value)
-
-
-@needs_ov
-def test_a_bad_precision_in_the_environment_fails_in_one_line(monkeypatch):
-    monkeypatch.setenv(PRECISION_ENV, "int8")
-    with pytest.raises(LpmError, match=f"openvino backend: {PRECISION_ENV} 'int8' is not one of f32, bf16"):
-        OpenVinoBackend().prepare(_tiny(), torch.zeros(1, 3, 32, 32))
 
 
 @needs_ov
@@ -185,3 +171,27 @@ def test_lpm_measure_on_a_device_it_does_not_run_on_exits_2_in_one_line(capsys):
     assert main(["measure", "--backend", "openvino", "--device", "cuda", "--genotype", "DARTS_V2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "lpm measure: error: backend 'openvino' does not run on cuda; it supports: cpu"
+
+
+@needs_ov
+def test_bf16_through_lpm_profile_needs_its_own_name_is_recorded_per_row_and_rechecked_alike(tmp_path, capsys):
+    db = str(tmp_path / "ov.db")
+    base = ["--backend", "openvino", "--device", "cpu", "--profile", "small-b1", "--db", db]
+    fast = ["--warmup", "1", "--rounds", "2", "--reps", "2", "--min-rounds", "2", "--statistic", "median",
+            "--interleave", "2", "--no-progress"]
+    assert main(["profile", *base, "--samples", "2", *fast, "--backend-option", "precision=bf16"]) == 2
+    err = capsys.readouterr().err
+    assert "changes what is measured: file it under a name of its own with --device-name" in err
+    assert err.count("\n") == 1 and not (tmp_path / "ov.db").exists()
+    assert main(["profile", *base, "--samples", "2", *fast, "--backend-option", "precision=bf16",
+                 "--device-name", "here-bf16"]) == 0
+    assert main(["recheck", *base, "--device-name", "here-bf16", "--samples", "1"]) == 0
+    from lpm_zoo.store import MeasurementStore
+
+    with MeasurementStore(db, readonly=True) as store:
+        rows = list(store.measurements(backend="openvino", device="here-bf16", profile="small-b1"))
+    assert len(rows) == 3  # two cells, one of them measured again
+    for r in rows:  # the recheck measured with the option it found in the row
+        assert r["protocol"]["backend_options"] == {"precision": "bf16"}
+        assert r["protocol"]["runtime"]["inference_precision_requested"] == "bf16"
+        assert r["protocol"]["runtime"]["inference_precision"] == ("bf16" if _bf16_native() else "f32")
