@@ -53,6 +53,7 @@ from typing import Any
 
 from backends.base import Backend, Prepared
 from backends.onnx_builder import build_onnx
+from backends.protocol import OPTION_NAME
 from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.sampler import sample_cells
@@ -124,6 +125,13 @@ def check_interface(b: Backend, device: str = "cpu", **opts: Any) -> None:
     if b.model_format not in MODEL_FORMATS:
         raise _fail("interface", b, device, f"model_format must be one of {', '.join(MODEL_FORMATS)}, got "
                                              f"{clip(b.model_format, 40)}")
+    if not isinstance(b.options, dict):
+        raise _fail("interface", b, device, f"options must be a dict of name: (type, help), got {clip(b.options, 60)}")
+    for name, spec in b.options.items():
+        if not (isinstance(name, str) and OPTION_NAME.fullmatch(name) and isinstance(spec, tuple) and len(spec) == 2
+                and spec[0] in (bool, int, float, str) and isinstance(spec[1], str) and spec[1].strip()):
+            raise _fail("interface", b, device, f"options[{clip(name, 40)}] must be (bool|int|float|str, help), "
+                                                 f"got {clip(spec, 60)}")
 
 
 def check_available(b: Backend, device: str = "cpu", **opts: Any) -> None:

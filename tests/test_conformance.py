@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,10 @@ class _DeviceList(Toy):
 
 class _BadFormat(Toy):
     model_format = "tflite"
+
+
+class _PathOption(Toy):
+    options = {"cache_file": (Path, "a path is not an option")}
 
 
 class _NotATuple(Toy):
@@ -237,6 +242,7 @@ BROKEN = [  # (toy variant, the check that must fail, what its one line must say
     (_UnknownDevice, "interface", r"devices lists unknown kind\(s\) \['tpu'\]"),
     (_DeviceList, "interface", "devices must be a non-empty tuple"),
     (_BadFormat, "interface", "model_format must be one of torch, onnx, got 'tflite'"),
+    (_PathOption, "interface", r"options\['cache_file'\] must be \(bool\|int\|float\|str, help\)"),
     (_NotATuple, "available", r"available\(\) must return \(bool, str\), got 'yes'"),
     (_NoReason, "available", "returned False without a reason"),
     (_SetInInfo, "runtime_info", "not JSON-serialisable"),
