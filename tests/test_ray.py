@@ -7,7 +7,6 @@ field that a transport forgets fails here. The cluster test starts two Ray nodes
 each with its own raylet and one CPU, kills the worker node mid-run, and checks the store.
 """
 
-import contextlib
 import ipaddress
 import os
 import select
@@ -23,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from proc_tree import kill_alive, proc_tree
 
 from backends.commands.options import protocol_from_args
 from backends.profiling.ray import ONE_MACHINE_ENV, RayPool, _to_plain
@@ -169,42 +169,6 @@ def test_no_worker_left_is_one_line_lpm_error():
 
 
 # --- listening sockets of a process tree -----------------------------------------------------
-def _stat(text: str) -> list[str]:
-    """The fields of a /proc/PID/stat after the command name: state, ppid, ... (starttime is [19])."""
-    return text[text.rindex(")") + 2:].split()
-
-
-def _start_time(pid: int) -> int | None:
-    try:
-        return int(_stat(Path(f"/proc/{pid}/stat").read_text())[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _proc_tree(root: int) -> dict[int, tuple[int, str]]:
-    """pid -> (start time, command) of `root` and its descendants."""
-    info, children = {}, {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
-        rest = _stat(stat)
-        pid = int(d.name)
-        info[pid] = (int(rest[19]), cmd)
-        children.setdefault(int(rest[1]), []).append(pid)
-    out, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in info:
-            out[pid] = info[pid]
-            todo += children.get(pid, [])
-    return out
-
-
 def _listening(pids) -> set[str]:
     """The addresses (ip:port) the processes `pids` listen on, over TCP."""
     inodes = set()
@@ -238,16 +202,6 @@ def _loopback(addr: str) -> bool:
     return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
 
 
-def _kill_left(procs: dict[int, tuple[int, str]]) -> None:
-    """SIGKILL those of `procs` (pid: start time, command) still running: a failed test leaves no Ray behind."""
-    for pid, (start, _) in procs.items():
-        if _start_time(pid) == start:  # still that process, not a new one with its pid
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
 class _Listeners(threading.Thread):
     """Collects, until stopped, what the process trees of `roots` listen on, and their processes (`procs`)."""
 
@@ -258,7 +212,7 @@ class _Listeners(threading.Thread):
     def run(self):
         while not self.halt.wait(0.5):
             for root in self.roots:
-                tree = _proc_tree(root)
+                tree = proc_tree(root)
                 self.procs.update(tree)
                 self.seen |= _listening(tree)
 
@@ -283,7 +237,7 @@ def test_profile_ray_local_with_the_clis_defaults_binds_loopback_only(tmp_path):
     finally:
         proc.kill()
         seen = watch.stop()
-        _kill_left(watch.procs)  # the Ray it started, should it have been left
+        kill_alive(watch.procs)  # the Ray it started, should it have been left
     assert proc.returncode == 0, err
     assert "8 unique architectures (8 measurements; 8 added now)" in out and "Traceback" not in err
     assert seen and all(_loopback(a) for a in seen), seen  # Ray's GCS and raylet, on 127.0.0.1 only
@@ -319,7 +273,7 @@ def _stop_nodes(nodes: list, extra: dict[int, tuple[int, str]]) -> None:
     """Stop each node's process group (SIGTERM, then SIGKILL), and what it started in groups of their own."""
     tree = dict(extra)
     for p in nodes:
-        tree.update(_proc_tree(p.pid))
+        tree.update(proc_tree(p.pid))
     for p in nodes:
         try:
             os.killpg(p.pid, signal.SIGTERM)
@@ -336,7 +290,7 @@ def _stop_nodes(nodes: list, extra: dict[int, tuple[int, str]]) -> None:
         except ProcessLookupError:
             pass
         p.wait(10)
-    _kill_left(tree)  # actor processes sit in process groups of their own
+    kill_alive(tree)  # actor processes sit in process groups of their own
 
 
 @pytest.fixture
@@ -381,13 +335,11 @@ def test_a_lost_worker_node_loses_no_architecture(tmp_path, two_nodes):
             assert proc.poll() is None, proc.communicate()
             assert time.time() < deadline, "no row in 180 s"
             time.sleep(0.1)
-        doomed = _proc_tree(two_nodes.worker.pid)  # the worker node: its raylet, agents and the actor it runs
+        doomed = proc_tree(two_nodes.worker.pid)  # the worker node: its raylet, agents and the actor it runs
         two_nodes.seen.update(doomed)
         os.killpg(two_nodes.worker.pid, signal.SIGKILL)  # the node dies: its raylet's whole process group,
-        for pid, (start, _) in doomed.items():  # and every process it started, also one in a group of its own (an
-            if _proc_tree(pid).get(pid, (None,))[0] == start:  # actor left alive would finish its groups unnoticed)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_alive(doomed)  # and every process it started, also one in a group of its own (an actor left alive would
+        # finish its groups unnoticed)
         killed_at, stored_then = time.time(), _rows(db)
         out, err = proc.communicate(timeout=240)
     finally:

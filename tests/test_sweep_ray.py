@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from proc_tree import kill_alive, proc_tree
 
 from lpm_zoo.ray_cluster import ONE_MACHINE_ENV
 
@@ -25,35 +26,6 @@ pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under p
 NODE = Path(__file__).with_name("ray_node.py")
 FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 RESOURCE = "lpm-device-sweeptest"
-
-
-def _tree(root: int) -> dict[int, int]:
-    """pid -> start time of `root` and its descendants."""
-    info, children = {}, {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                text = (d / "stat").read_text()
-            except OSError:
-                continue
-            rest = text[text.rindex(")") + 2:].split()
-            info[int(d.name)] = int(rest[19])
-            children.setdefault(int(rest[1]), []).append(int(d.name))
-    out, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in info:
-            out[pid] = info[pid]
-            todo += children.get(pid, [])
-    return out
-
-
-def _kill(procs: dict[int, int]) -> None:
-    for pid, start in procs.items():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            text = Path(f"/proc/{pid}/stat").read_text()
-            if int(text[text.rindex(")") + 2:].split()[19]) == start:
-                os.kill(pid, signal.SIGKILL)
 
 
 def _start(temp_dir: str, env: dict, nodes: list, *args: str) -> tuple[str, str]:
@@ -100,15 +72,15 @@ def test_sweep_on_two_ray_nodes_measures_on_the_device_node_only_and_survives_lo
                       for s in st.get("steps", {}).values()):  # a step has run on the worker node
             assert proc.poll() is None and time.time() < deadline, proc.communicate()
             time.sleep(0.2)
-        doomed = _tree(nodes[1].pid)  # the worker node: its raylet, its Ray workers and the steps they run
+        doomed = proc_tree(nodes[1].pid)  # the worker node: its raylet, its Ray workers and the steps they run
         seen.update(doomed)
         os.killpg(nodes[1].pid, signal.SIGKILL)
-        _kill(doomed)  # also what runs in process groups of its own
+        kill_alive(doomed)  # also what runs in process groups of its own
         done_then = sum(st.get("status") == "done" for st in _states(out).values())
         stdout, err = proc.communicate(timeout=240)
     finally:
         for p in nodes:
-            seen.update(_tree(p.pid))
+            seen.update(proc_tree(p.pid))
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
         for p in nodes:
@@ -116,7 +88,7 @@ def test_sweep_on_two_ray_nodes_measures_on_the_device_node_only_and_survives_lo
                 p.wait(15)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-        _kill(seen)
+        kill_alive(seen)
         import shutil
 
         shutil.rmtree(temp_dir, ignore_errors=True)
