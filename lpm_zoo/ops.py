@@ -103,10 +103,16 @@ class FactorizedReduce(nn.Module):
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
-def _conv(kind: type[nn.Module], name: str, C: int, stride: int, affine: bool) -> nn.Module:
-    """A SepConv or DilConv primitive with the kernel, padding and dilation `CONV_GEOMETRY` gives `name`."""
+def _sep(name: str) -> OpFactory:
+    """The factory of the SepConv primitive `name`, with the kernel and padding `CONV_GEOMETRY` gives it."""
+    k, pad, _ = CONV_GEOMETRY[name]
+    return lambda C, stride, affine: SepConv(C, C, k, stride, pad, affine)
+
+
+def _dil(name: str) -> OpFactory:
+    """The factory of the DilConv primitive `name`, with the kernel, padding and dilation `CONV_GEOMETRY` gives it."""
     k, pad, dil = CONV_GEOMETRY[name]
-    return SepConv(C, C, k, stride, pad, affine) if kind is SepConv else DilConv(C, C, k, stride, pad, dil, affine)
+    return lambda C, stride, affine: DilConv(C, C, k, stride, pad, dil, affine)
 
 
 OPS: dict[str, OpFactory] = {
@@ -114,9 +120,9 @@ OPS: dict[str, OpFactory] = {
     "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
     "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
     "skip_connect": lambda C, stride, affine: Identity() if stride == 1 else FactorizedReduce(C, C, affine),
-    "sep_conv_3x3": lambda C, stride, affine: _conv(SepConv, "sep_conv_3x3", C, stride, affine),
-    "sep_conv_5x5": lambda C, stride, affine: _conv(SepConv, "sep_conv_5x5", C, stride, affine),
-    "dil_conv_3x3": lambda C, stride, affine: _conv(DilConv, "dil_conv_3x3", C, stride, affine),
-    "dil_conv_5x5": lambda C, stride, affine: _conv(DilConv, "dil_conv_5x5", C, stride, affine),
+    "sep_conv_3x3": _sep("sep_conv_3x3"),
+    "sep_conv_5x5": _sep("sep_conv_5x5"),
+    "dil_conv_3x3": _dil("dil_conv_3x3"),
+    "dil_conv_5x5": _dil("dil_conv_5x5"),
 }
 """Primitive name -> factory(C, stride, affine): the DARTS operation table."""
