@@ -367,6 +367,18 @@ def test_reuse_takes_another_sweeps_finished_trials_of_the_same_settings_only(tm
         assert rows["darts-textures-ort-cpu-rel0.5-n0-s0"] == {**next(
             r for r in csv.DictReader(f) if r["trial"] == "darts-textures-ort-cpu-rel0.5-n0-s0")}
     assert not list((tab3 / "trials").glob(".reuse-*"))  # no half-copied folder left
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not the trial's")
+    src = tab4 / "trials" / "darts-textures-ort-cpu-rel0.5-n0-s0"
+    (src / "linked-dir").symlink_to(outside)
+    (src / "linked-file.txt").symlink_to(outside / "secret.txt")
+    again = tmp_path / "again"
+    assert main(_args(again, "--reuse", str(tab4), lambdas="rel0.5", seeds="0")) == 0
+    copied = {p.relative_to(again / "trials") for p in (again / "trials").rglob("*")}
+    assert not any("linked" in str(p) for p in copied)  # links neither copied nor followed
+    assert Path("darts-textures-ort-cpu-rel0.5-n0-s0/state.json") in copied
+    capsys.readouterr()
     other = tmp_path / "other"
     assert main(_args(other, "--train-epochs", "3", "--reuse", str(tab4), lambdas="rel0.5", seeds="0")) == 2
     err = capsys.readouterr().err

@@ -29,15 +29,18 @@ def _settings_of(source: Path) -> dict:
 
 
 def _files(folder: Path) -> list[Path]:
-    """The trial folder's regular files (links and the lock left out), its size checked."""
+    """The trial folder's regular files, links neither copied nor followed (the lock left out), its size checked."""
     files, total = [], 0
-    for path in sorted(folder.rglob("*")):
-        if path.is_symlink() or not path.is_file() or path.name == LOCK:
-            continue
-        total += path.stat().st_size
-        if total > MAX_TRIAL_BYTES:
-            raise LpmError(f"--reuse: {clip(str(folder))} holds over {MAX_TRIAL_BYTES >> 30} GiB; not copied")
-        files.append(path)
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
+        for name in sorted(names):
+            path = Path(root) / name
+            if name == LOCK or path.is_symlink() or not path.is_file():
+                continue
+            total += path.stat().st_size
+            if total > MAX_TRIAL_BYTES:
+                raise LpmError(f"--reuse: {clip(str(folder))} holds over {MAX_TRIAL_BYTES >> 30} GiB; not copied")
+            files.append(path)
     return files
 
 
