@@ -30,6 +30,8 @@ class Command:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int | None]
     description: str | None = None
+    #: every value `run` would use checked, nothing created or run (`lpm sweep` checks its steps with it)
+    check: Callable[[argparse.Namespace], None] | None = None
 
 
 class _Parser(argparse.ArgumentParser):

@@ -17,6 +17,7 @@ import torch
 
 from lpm_zoo.device import canonical_device, cuda_missing, parse_device
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.files import new_temp, refuse_link
 
 
 def _tmp(path: Path) -> Path:
@@ -31,11 +32,13 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     tmp = _tmp(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(payload, tmp)
+        with new_temp(tmp) as f:  # never through a link planted in --out
+            torch.save(payload, f)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:  # torch.save reports some file errors as RuntimeError
         with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+            if not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
         why = e.strerror if isinstance(e, OSError) and e.strerror else type(e).__name__
         raise LpmError(f"cannot write the checkpoint {clip(str(path))} ({why}); "
                        "the previous checkpoint, if any, is unchanged") from None
@@ -44,7 +47,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 def check_checkpoint_path(path: Path) -> None:
     """Before any work: `path` (and its temporary twin) must be a regular file or absent, in a writable folder."""
     for p in (path, _tmp(path)):
-        if (p.exists() or p.is_symlink()) and not p.is_file():
+        if refuse_link(p) and not p.is_file():
             raise LpmError(f"{clip(str(p))} is not a regular file (a folder or a device?); "
                            "remove it or choose another --out")
     try:

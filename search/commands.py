@@ -91,17 +91,32 @@ def _set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def _run_search(args: argparse.Namespace) -> int:
-    from search.searcher import Search, SearchConfig
+def _search_config(args: argparse.Namespace):
+    from search.config import SearchConfig
 
-    _set_threads(args)
-    cfg = SearchConfig(method=args.method, predictor=args.predictor, lam=args.lam, relative=args.relative,
+    return SearchConfig(method=args.method, predictor=args.predictor, lam=args.lam, relative=args.relative,
                        estimator=args.estimator, samples=args.samples, noise_ms=args.noise, dataset=args.dataset,
                        data_dir=args.data_dir, resolution=args.resolution, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min, arch_lr=args.arch_lr,
                        warmup_epochs=args.warmup_epochs, channels=args.channels, layers=args.layers,
                        partial_k=args.partial_k, max_steps=args.max_steps, max_skip=args.max_skip,
                        stop_skip=args.stop_skip, seed=args.seed, device=args.device)
+
+
+def _check_search(args: argparse.Namespace) -> None:
+    """Every setting `lpm search` would use, checked as its run checks it; nothing loaded or created."""
+    from search.config import check_config
+
+    if args.threads is not None:
+        check_threads(args.threads)
+    check_config(_search_config(args).resolved())
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from search.searcher import Search
+
+    _set_threads(args)
+    cfg = _search_config(args)
     log = _log_to(args)
     search = Search(cfg, args.out, log=log, progress=not args.no_progress)
     if args.restart:
@@ -157,15 +172,29 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
 
 
+def _train_config(args: argparse.Namespace):
+    from search.train import TrainConfig
+
+    return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, resolution=args.resolution, epochs=args.epochs,
+                       batch_size=args.batch_size, channels=args.channels, layers=args.layers, cutout=args.cutout,
+                       lr=args.lr, drop_path=args.drop_path, auxiliary_weight=args.auxiliary_weight,
+                       max_steps=args.max_steps, seed=args.seed, device=args.device)
+
+
+def _check_train(args: argparse.Namespace) -> None:
+    """Every setting `lpm train` would use, checked as its run checks it; nothing loaded or created."""
+    if args.threads is not None:
+        check_threads(args.threads)
+    parse_genotype(args.genotype, DARTS_V2.reduce)
+    _train_config(args).resolved()
+
+
 def _run_train(args: argparse.Namespace) -> int:
-    from search.train import TrainConfig, train_genotype
+    from search.train import train_genotype
 
     _set_threads(args)
     genotype = parse_genotype(args.genotype, DARTS_V2.reduce)
-    cfg = TrainConfig(dataset=args.dataset, data_dir=args.data_dir, resolution=args.resolution, epochs=args.epochs,
-                      batch_size=args.batch_size, channels=args.channels, layers=args.layers, cutout=args.cutout,
-                      lr=args.lr, drop_path=args.drop_path, auxiliary_weight=args.auxiliary_weight,
-                      max_steps=args.max_steps, seed=args.seed, device=args.device)
+    cfg = _train_config(args)
     log = _log_to(args)
     result = train_genotype(genotype, cfg, out=args.out, log=log, progress=not args.no_progress,
                             restart=args.restart)
@@ -184,8 +213,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 search_command = Command(
     help="latency-aware DARTS / PC-DARTS search with λ·LAT(α) from any fitted predictor",
-    configure=_configure_search, run=_run_search,
+    configure=_configure_search, run=_run_search, check=_check_search,
     description="Search a DARTS cell with L_val + λ·LAT(α) (LA-DARTS §3.3). Resumes from the checkpoint in --out.")
 train_command = Command(
     help="evaluation training of a genotype (cutout, drop path, auxiliary head, cosine schedule)",
-    configure=_configure_train, run=_run_train)
+    configure=_configure_train, run=_run_train, check=_check_train)

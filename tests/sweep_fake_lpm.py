@@ -59,7 +59,9 @@ def main(argv: list[str]) -> int:
             g["normal"] = [["skip_connect", i] if n < k else [op, i] for n, (op, i) in enumerate(g["normal"])]
             (out / "genotype.json").write_text(json.dumps(g))
             print(json.dumps({"genotype_json": g, "predicted_latency_ms": 10.0 - k, "lat_alpha_ms": 10.0,
-                              "val_acc": 0.5, "reference_ms": 9.0, "lambda": lam, "seed": seed}))
+                              "val_acc": 0.5, "reference_ms": 9.0, "lambda": lam, "seed": seed,
+                              "method": arg(argv, "--method"), "predictor": arg(argv, "--predictor"),
+                              "relative": "--relative" in argv}))
         elif cmd == "measure":
             log("start", step)
             time.sleep(nap)
@@ -83,7 +85,8 @@ def main(argv: list[str]) -> int:
             spec = arg(argv, "--genotype")
             g = json.loads(Path(spec).read_text()) if spec.endswith(".json") else json.loads(spec) \
                 if spec.startswith("{") else DARTS_V2
-            print(json.dumps({"test_acc": 0.8 - 0.01 * skips(g), "params_M": 0.01, "seconds": nap, "epochs_done": 1}))
+            print(json.dumps({"test_acc": 0.8 - 0.01 * skips(g), "params_M": 0.01, "seconds": nap, "epochs_done": 1,
+                              "dataset": arg(argv, "--dataset")}))
         else:
             print(f"fake lpm: unknown command {cmd}", file=sys.stderr)
             return 2

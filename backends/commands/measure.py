@@ -29,11 +29,13 @@ def _configure_measure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per genotype, in the order given")
 
 
-def _run_measure(args: argparse.Namespace) -> int:
-    from backends.profiling import DEFAULT_STATISTIC, Measurer, normalize
+def _checked(args: argparse.Namespace):
+    """(genotypes, protocol, the store's baseline or None): every value `lpm measure` uses, checked before any
+    timing; nothing is created."""
+    from backends.profiling import DEFAULT_STATISTIC
     from backends.protocol import AUTO
+    from backends.registry import get_backend
     from lpm_zoo.profiles import get_profile
-    from lpm_zoo.store import json_safe
 
     if len(args.genotype) > MAX_MEASURE:
         raise LpmError(f"--genotype given {len(args.genotype)} times; at most {MAX_MEASURE} are timed together")
@@ -51,7 +53,22 @@ def _run_measure(args: argparse.Namespace) -> int:
     elif protocol.statistic == AUTO:
         protocol = replace(protocol, statistic=DEFAULT_STATISTIC)
     protocol = replace(protocol, interleave=max(protocol.interleave, len(genotypes)))  # one group: timed in turns
+    get_backend(args.backend).check(args.device)
+    return genotypes, protocol, base
+
+
+def _check_measure(args: argparse.Namespace) -> None:
+    """Every value `lpm measure` would use, checked; nothing timed or created."""
+    _checked(args)
+
+
+def _run_measure(args: argparse.Namespace) -> int:
+    from backends.profiling import Measurer, normalize
+    from lpm_zoo.store import json_safe
+
+    genotypes, protocol, base = _checked(args)
     m = Measurer(args.backend, args.device, args.profile, protocol, args.device_name, args.seed)
+    both = m.profile.cells == 2
     try:
         rows = m.measure([g if m.profile.cells == 2 else g.normal for g in genotypes])
     finally:
@@ -105,4 +122,4 @@ def _store_protocol(args: argparse.Namespace, protocol):
 
 
 command = Command(help="time one architecture on a backend/device and print its latency (ms) and spread",
-                          configure=_configure_measure, run=_run_measure)
+                          configure=_configure_measure, run=_run_measure, check=_check_measure)

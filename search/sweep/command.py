@@ -16,11 +16,25 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2, list_genotypes
 from search.options import DATASETS, METHODS
-from search.sweep.grid import AXES, Grid, float_list, lambda_spec, settle_grid, split_list
-from search.sweep.ray_runner import RayRunner, device_resource
+from search.sweep.grid import (
+    AXES,
+    NOISE_MAX,
+    SEED_MAX,
+    Grid,
+    check_names,
+    check_reference,
+    float_list,
+    lambda_spec,
+    read_grid,
+    settle_grid,
+    split_list,
+    write_json_atomic,
+)
+from search.sweep.preflight import check_folder, check_steps
+from search.sweep.ray_runner import RayRunner, check_ray_address, device_resource
 from search.sweep.report import write_report
-from search.sweep.results import read_results
-from search.sweep.reuse import check_sources, reuse_trials
+from search.sweep.results import collect_rows
+from search.sweep.reuse import plan_reuse, reuse_trials
 from search.sweep.runner import LocalRunner, Sweep, stderr_log
 from search.sweep.trial import lpm_prefix
 
@@ -102,13 +116,6 @@ def _flags(pairs: list[tuple[str, object]]) -> list[str]:
     return out
 
 
-def _check_names(vals: list[str], known: tuple[str, ...] | list[str], flag: str) -> list[str]:
-    bad = [v for v in vals if v not in known]
-    if bad:
-        raise LpmError(f"{flag}: unknown {clip(bad[0], 40)} (choose from {', '.join(known)})")
-    return vals
-
-
 def _reference(spec: str) -> list[str]:
     """[label, spec] of a reference genotype: a published name, or a .json genotype file (kept as its JSON)."""
     if spec in list_genotypes():
@@ -120,7 +127,7 @@ def _reference(spec: str) -> list[str]:
         g = parse_genotype(spec, DARTS_V2.reduce)
     except LpmError as e:
         raise LpmError(f"--references {clip(spec, 60)}: {e}") from None
-    return [Path(spec).stem, json.dumps(g.to_dict(), separators=(",", ":"))]
+    return check_reference(Path(spec).stem, json.dumps(g.to_dict(), separators=(",", ":")), "--references")
 
 
 def build_grid(args: argparse.Namespace) -> Grid:
@@ -130,13 +137,13 @@ def build_grid(args: argparse.Namespace) -> Grid:
 
     lams = [] if args.lambdas.strip().lower() == "none" else list(dict.fromkeys(
         lambda_spec(v, args.relative) for v in split_list(args.lambdas, "--lambda")))
-    seeds = list(dict.fromkeys(int_list(args.seeds, "--seeds", 0, 2**32 - 1)))
+    seeds = list(dict.fromkeys(int_list(args.seeds, "--seeds", 0, SEED_MAX)))
     preds = split_list(args.predictors, "--predictors")
     for name in preds:
         predictor_path(name)  # an unknown name: its one-line error, before any trial
-    noise = float_list(args.noise, "--noise", 0.0, 1e4)
-    methods = _check_names(split_list(args.methods, "--methods"), tuple(METHODS), "--methods")
-    datasets = _check_names(split_list(args.datasets, "--datasets"), DATASETS, "--datasets")
+    noise = float_list(args.noise, "--noise", 0.0, NOISE_MAX)
+    methods = check_names(split_list(args.methods, "--methods"), tuple(METHODS), "--methods")
+    datasets = check_names(split_list(args.datasets, "--datasets"), DATASETS, "--datasets")
     if "cifar10" in datasets and not args.data_dir:
         raise LpmError("--datasets cifar10 needs --data-dir DIR (holding cifar-10-batches-bin/)")
     refs = [] if args.references.strip().lower() == "none" else [
@@ -148,7 +155,7 @@ def build_grid(args: argparse.Namespace) -> Grid:
         except (KeyError, ValueError, LpmError) as e:
             raise LpmError(f"--profiles: {e}") from None
     backends = sorted(e.name for e in entry_points(group="lpm_zoo.backends"))
-    _check_names([args.backend], backends, "--backend")
+    check_names([args.backend], backends, "--backend")
     db = {}
     for item in args.db:
         prof, sep, store = item.partition("=")
@@ -182,36 +189,48 @@ def _run(args: argparse.Namespace) -> int:
         raise LpmError(f"--out {clip(args.out)} is not a folder")
     command = "lpm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["sweep"] else ""
     if args.report:
-        grid = Grid.from_json(_read_grid(out), str(out / "grid.json"))
-        path = write_report(out, read_results(out), grid.settings, command)
+        grid = read_grid(out) if out.is_dir() else None
+        if grid is None:
+            raise LpmError(f"{clip(str(out))} holds no sweep (no grid.json)")
+        check_folder(out, grid)
+        path = write_report(out, collect_rows(out, grid.trials(), grid.settings), grid.settings, command)
         print(f"wrote {path}")
         return 0
+    # every check first: a refused command leaves the disk as it was
     grid = build_grid(args)
-    check_sources(out, grid, args.reuse)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise LpmError(f"cannot create --out {clip(args.out)} ({e.strerror})") from None
-    grid, added = settle_grid(out, grid, args.extend)
-    if args.extend and added:
-        stderr_log(f"extended the grid in {out}: {added} new trials")
-    if args.reuse:
-        reused = reuse_trials(out, grid, args.reuse)
-        stderr_log(f"reused {len(reused)} finished trials from {', '.join(clip(r, 60) for r in args.reuse)}")
+    if args.ray is not None:
+        check_ray_address(args.ray)
+        resource = device_resource(args.device_resource)
+    check_steps(grid, on_ray=args.ray is not None)
+    grid, added, write_grid = settle_grid(out, grid, args.extend)
+    check_folder(out, grid)
+    plan = plan_reuse(out, grid, args.reuse, stderr_log) if args.reuse else []
     try:
         prefix = shlex.split(args.step_command) if args.step_command else lpm_prefix()
     except ValueError as e:
         raise LpmError(f"--step-command: {e}") from None
     if not prefix:
         raise LpmError("--step-command is empty")
-    if args.ray:
-        runner = RayRunner(args.ray, device_resource(args.device_resource), args.jobs,
-                           prefix if args.step_command else None, gpu=args.device.startswith("cuda"))
+    if args.ray is not None:  # joined before anything is created: a cluster that cannot be reached leaves no trace
+        runner = RayRunner(args.ray, resource, args.jobs, prefix if args.step_command else None,
+                           gpu=args.device.startswith("cuda"))
     else:
         runner = LocalRunner(args.jobs or 1, prefix)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        runner.close()
+        raise LpmError(f"cannot create --out {clip(args.out)} ({e.strerror})") from None
+    if write_grid:
+        write_json_atomic(out / "grid.json", grid.to_json())
+    if args.extend and added:
+        stderr_log(f"extended the grid in {out}: {added} new trials")
+    if args.reuse:
+        reused = reuse_trials(out, plan)
+        stderr_log(f"reused {len(reused)} finished trials from {', '.join(clip(r, 60) for r in args.reuse)}")
     sweep = Sweep(out, grid, runner, stderr_log)
     summary = sweep.run()
-    rows = read_results(out)
+    rows = collect_rows(out, sweep.trials, grid.settings)
     path = write_report(out, rows, grid.settings, command) if rows else None
     for line in summary["failed"]:
         stderr_log(f"failed: {line}")
@@ -224,13 +243,6 @@ def _run(args: argparse.Namespace) -> int:
         stderr_log("interrupted: every step saved; run the same command to resume")
         return 130
     return 1 if summary["failed"] else 0
-
-
-def _read_grid(out: Path) -> dict:
-    try:
-        return json.loads((out / "grid.json").read_text())
-    except (OSError, ValueError) as e:
-        raise LpmError(f"{clip(str(out))} holds no sweep (grid.json: {type(e).__name__})") from None
 
 
 command = Command(help="a resumable grid of latency-aware searches, each trained and measured; Pareto report",

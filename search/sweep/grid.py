@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.files import read_own_json, refuse_link, write_atomic
+from search.sweep.checks import bad, integer, obj, strings, text
 
 GRID_VERSION = 1
 AXES = ("method", "dataset", "predictor", "lambda", "noise", "seed")
@@ -64,10 +65,15 @@ def float_list(text: str, flag: str, lo: float = 0.0, hi: float = 1e6) -> list[f
             x = float(v) if len(v) <= 30 else float("nan")
         except ValueError:
             x = float("nan")
-        if not (math.isfinite(x) and lo <= x <= hi):
-            raise LpmError(f"{flag}: {clip(v, 40)} is not a number in [{lo:g}, {hi:g}]")
-        out.append(x)
+        out.append(check_float(x, flag, lo, hi, v))
     return list(dict.fromkeys(out))
+
+
+def check_float(x: Any, flag: str, lo: float, hi: float, shown: Any = None) -> float:
+    """`x` as a float when it is a finite number in [lo, hi] (not a bool); else one LpmError line naming `flag`."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not (math.isfinite(x) and lo <= x <= hi):
+        raise LpmError(f"{flag}: {clip(x if shown is None else shown, 40)} is not a number in [{lo:g}, {hi:g}]")
+    return float(x)
 
 
 def slug(name: str) -> str:
@@ -119,17 +125,10 @@ class Grid:
                 "settings": self.settings}
 
     @classmethod
-    def from_json(cls, data: Any, where: str = "grid.json") -> Grid:
-        """The grid `to_json` wrote (a foreign or torn file is one LpmError line)."""
-        try:
-            if data.get("version") != GRID_VERSION:
-                raise ValueError(f"version {data.get('version')!r}")
-            axes = {a: list(data["axes"][a]) for a in AXES}
-            refs = [[str(label), str(spec)] for label, spec in data["references"]]
-            settings = dict(data["settings"])
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise LpmError(f"{clip(where)} is not a sweep grid ({clip(e, 80)}); use another --out") from None
-        return cls(axes, refs, settings)
+    def from_json(cls, data: Any, where: str = "grid.json", named: Grid | None = None) -> Grid:
+        """The grid `to_json` wrote, every value checked as strictly as the same value typed on the command line
+        (`check_grid`); anything else is one LpmError line."""
+        return check_grid(data, where, named)
 
     def trials(self) -> list[Trial]:
         """Every trial of the grid in run order (seed-major, λ = 0 first), each once; the references last per seed."""
@@ -159,19 +158,27 @@ class Grid:
         return Grid(axes, refs, old.settings)
 
 
-def settle_grid(out: Path, grid: Grid, extend: bool) -> tuple[Grid, int]:
-    """The grid to run in `out`: written there on the first run; the same grid again; or, with `extend`, the old one
-    plus this one's new values. Returns (grid, number of trials added). A different grid is one LpmError line."""
+def read_grid(out: Path, named: Grid | None = None) -> Grid | None:
+    """The grid in `out`/grid.json, checked (`check_grid`); None when there is none."""
     path = out / "grid.json"
-    if not path.exists():
-        write_json_atomic(path, grid.to_json())
-        return grid, len(grid.trials())
+    if not refuse_link(path):
+        return None
     try:
-        old = Grid.from_json(json.loads(path.read_text()), str(path))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LpmError(f"cannot read {clip(str(path))} ({type(e).__name__}); use another --out") from None
+        data = read_own_json(path)
+    except OSError as e:
+        raise LpmError(f"cannot read {clip(str(path))} ({e.strerror or type(e).__name__}); use another --out") from None
+    return Grid.from_json(data, str(path), named)
+
+
+def settle_grid(out: Path, grid: Grid, extend: bool) -> tuple[Grid, int, bool]:
+    """The grid to run in `out`: this one on the first run; the same grid again; or, with `extend`, the old one
+    plus this one's new values. Returns (grid, number of trials added, whether grid.json is to be written); writes
+    nothing. A different grid is one LpmError line."""
+    old = read_grid(out, grid) if out.is_dir() else None
+    if old is None:
+        return grid, len(grid.trials()), True
     if old.to_json() == grid.to_json():
-        return old, 0
+        return old, 0, False
     if old.settings != grid.settings:
         diff = sorted(k for k in set(old.settings) | set(grid.settings) if old.settings.get(k) != grid.settings.get(k))
         raise LpmError(f"{clip(str(out))} holds a sweep with other settings ({', '.join(diff)[:160]}); "
@@ -183,22 +190,140 @@ def settle_grid(out: Path, grid: Grid, extend: bool) -> tuple[Grid, int]:
                                                                     else [])
         raise LpmError(f"{clip(str(out))} holds another grid (it differs in {', '.join(diff)}); "
                        f"add --extend to add the {added} new trials, or use another --out")
-    if added or new.to_json() != old.to_json():
-        write_json_atomic(path, new.to_json())
-    return new, added
+    return new, added, bool(added or new.to_json() != old.to_json())
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as JSON to `path` through a temporary file and a rename (a reader never sees half a file)."""
-    write_bytes_atomic(path, (json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
+    """Write `data` as JSON to `path` through a temporary file and a rename (never through a link)."""
+    write_atomic(path, (json.dumps(data, indent=1, allow_nan=False) + "\n").encode())
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+# --- grid.json read back: each value checked as the command line checks it ------------------------------
+SEED_MAX = 2**32 - 1
+NOISE_MAX = 1e4
+_FLAGS = {"method": "--methods", "dataset": "--datasets", "predictor": "--predictors", "lambda": "--lambda",
+          "noise": "--noise", "seed": "--seeds"}
+
+
+def check_names(vals: list[str], known: tuple[str, ...] | list[str], flag: str) -> list[str]:
+    """`vals` when each is one of `known` (else one LpmError line naming `flag`)."""
+    bad = [v for v in vals if v not in known]
+    if bad:
+        raise LpmError(f"{flag}: unknown {clip(bad[0], 40)} (choose from {', '.join(known)})")
+    return vals
+
+
+def check_reference(label: Any, spec: Any, where: str) -> list[str]:
+    """A reference as grid.json keeps it: [name, name] of a published genotype, or [label, its genotype as JSON]
+    (the JSON the sweep wrote from the file the user named; never a path to open)."""
+    from lpm_zoo.genotype_spec import parse_genotype
+    from lpm_zoo.published import DARTS_V2, list_genotypes
+
+    text(label, where, "a reference's label", 100)
+    text(spec, where, "a reference", 20_000)
+    if spec in list_genotypes():
+        if label != spec:
+            raise bad(where, f"reference {clip(spec, 40)} is labelled {clip(label, 40)}")
+        return [label, spec]
+    if not spec.startswith("{"):
+        raise bad(where, f"reference {clip(spec, 40)} is neither a published name nor a genotype's JSON")
+    try:
+        g = parse_genotype(spec, DARTS_V2.reduce, allow_path=False)
+    except LpmError as e:
+        raise bad(where, f"reference {clip(label, 40)}: {e}") from None
+    if json.dumps(g.to_dict(), separators=(",", ":")) != spec:
+        raise bad(where, f"reference {clip(label, 40)} is not a genotype as lpm sweep writes it")
+    return [label, spec]
+
+
+def _check_predictor(name: str, where: str, named: Grid | None) -> str:
+    """A predictor read from grid.json: one this command names, or a zoo name (never a folder the file names)."""
+    from lpm_zoo.predictors.zoo import list_predictors
+
+    if named is not None and name in named.axes.get("predictor", []):
+        return name
+    if name not in list_predictors():
+        raise bad(where, f"predictor {clip(name, 60)} is not a zoo name (a predictor folder is used only when "
+                         "--predictors names it)")
+    return name
+
+
+def check_axes(axes: dict[str, list], where: str, named: Grid | None = None) -> dict[str, list]:
+    """The axes of grid.json, each value as the command line's flag checks it."""
+    from search.options import DATASETS, METHODS
+
+    out = {}
+    for a in AXES:
+        vals = axes.get(a)
+        if not isinstance(vals, list) or not (a == "lambda" or 1 <= len(vals) <= 100) or len(vals) > 100 \
+                or len({json.dumps(v) for v in vals}) != len(vals):
+            raise bad(where, f"axes.{a} is not a list of 1 to 100 distinct values")
+        flag = _FLAGS[a]
+        if a in ("method", "dataset", "predictor", "lambda"):
+            vals = [text(v, where, f"axes.{a}", 400) for v in vals]
+        if a == "method":
+            check_names(vals, tuple(METHODS), flag)
+        elif a == "dataset":
+            check_names(vals, DATASETS, flag)
+        elif a == "predictor":
+            vals = [_check_predictor(v, where, named) for v in vals]
+        elif a == "lambda":
+            if any(lambda_spec(v) != v for v in vals):
+                raise bad(where, "axes.lambda holds a value lpm sweep does not write")
+        elif a == "noise":
+            vals = [check_float(v, flag, 0.0, NOISE_MAX) for v in vals]
+        else:
+            vals = [integer(v, where, "axes.seed", 0, SEED_MAX) for v in vals]
+        out[a] = vals
+    return out
+
+
+def check_settings(settings: Any, where: str) -> dict[str, Any]:
+    """The shared settings of grid.json: lists of flags for search and training, the measurement's backend,
+    device, known profiles, stores per profile and flags. (Running with them needs the command line to give
+    the same settings, so each value is then also checked as that flag.)"""
+    from lpm_zoo.profiles import get_profile
+
+    s = obj(settings, where, "settings")
+    if set(s) != {"search", "train", "measure"}:
+        raise bad(where, "settings hold other keys than search, train and measure")
+    m = obj(s["measure"], where, "settings.measure")
+    if set(m) != {"backend", "device", "profiles", "db", "flags"}:
+        raise bad(where, "settings.measure holds other keys than backend, device, profiles, db and flags")
+    profiles = strings(m["profiles"], where, "settings.measure.profiles", 100, 100)
+    for p in profiles:
+        try:
+            get_profile(p)
+        except (KeyError, ValueError, LpmError):
+            raise bad(where, f"settings.measure.profiles: unknown profile {clip(p, 40)}") from None
+    db = obj(m["db"], where, "settings.measure.db")
+    for k, v in db.items():
+        text(k, where, "settings.measure.db's profile", 100, tuple(profiles))
+        text(v, where, "settings.measure.db's store", 400)
+    return {"search": strings(s["search"], where, "settings.search"),
+            "train": strings(s["train"], where, "settings.train"),
+            "measure": {"backend": text(m["backend"], where, "settings.measure.backend", 100),
+                        "device": text(m["device"], where, "settings.measure.device", 100),
+                        "profiles": profiles, "db": db, "flags": strings(m["flags"], where, "settings.measure.flags")}}
+
+
+def check_grid(data: Any, where: str, named: Grid | None = None) -> Grid:
+    """grid.json's content as a Grid, every value checked (`check_axes`, `check_reference`, `check_settings`) and
+    the number of trials capped, before anything is created or run; `named` is this command's grid (the
+    predictor folders it names)."""
+    d = obj(data, where)
+    if d.get("version") != GRID_VERSION or set(d) != {"version", "axes", "references", "settings"}:
+        raise LpmError(f"{clip(where)} is not a sweep grid (version {clip(d.get('version'), 20)}); use another --out")
+    try:
+        axes = check_axes(obj(d["axes"], where, "axes"), where, named)
+        refs = d["references"]
+        if not isinstance(refs, list) or len(refs) > 100 or any(not isinstance(r, list) or len(r) != 2 for r in refs):
+            raise bad(where, "references is not a list of [label, genotype] pairs")
+        refs = [check_reference(label, spec, where) for label, spec in refs]
+        if len({slug(label) for label, _ in refs}) != len(refs):
+            raise bad(where, "two references share a label")
+        grid = Grid(axes, refs, check_settings(d["settings"], where))
+    except LpmError as e:
+        raise LpmError(f"{e}" if str(e).startswith(clip(where)) else f"{clip(where)}: {e}") from None
+    grid.trials()  # at most MAX_TRIALS
+    return grid

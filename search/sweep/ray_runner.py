@@ -34,6 +34,16 @@ def device_resource(name: str | None = None) -> str:
     return raw
 
 
+def check_ray_address(address: str) -> str:
+    """`--ray`'s value when it is local, auto, HOST:PORT or ray://HOST:PORT (port 1-65535); else one LpmError
+    line (an empty one included: it never means "run here")."""
+    m = re.fullmatch(r"(?:ray://)?([A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]{2,45}\]):([0-9]{1,5})", address)
+    if address not in ("local", "auto") and not (m and 1 <= int(m.group(2)) <= 65535):
+        raise LpmError(f"--ray {clip(address, 60)}: expected local (a Ray started here), auto, HOST:PORT or "
+                       "ray://HOST:PORT of a running cluster")
+    return address
+
+
 def ray_step(step: dict[str, Any], files: dict[str, bytes], prefix: list[str] | None) -> dict[str, Any]:
     """A Ray task: run one step in a temporary folder on this node; its result and the files it wrote."""
     import ray

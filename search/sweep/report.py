@@ -6,12 +6,13 @@ or `ref:NAME`), each run a dict of seed, acc, normal_ms, whole_ms, predicted_ms,
 
 from __future__ import annotations
 
-import os
+import io
 import statistics
 from pathlib import Path
 from typing import Any
 
-from search.sweep.grid import lambda_value, write_bytes_atomic
+from lpm_zoo.files import write_atomic
+from search.sweep.grid import lambda_value
 from search.sweep.results import profile_column
 
 WHOLE_LABEL = "measured latency of the whole network, ms (lpm measure, ort/cpu, cifar-b1-both)"
@@ -24,6 +25,11 @@ CLAIM_ACC_POINTS = 0.5
 def _mean(rs: list[dict], key: str) -> float:
     vals = [r[key] for r in rs if r.get(key) is not None]
     return statistics.mean(vals) if vals else float("nan")
+
+
+def _div(a: float, b: float) -> float:
+    """a / b, or NaN (printed as —) when b is 0: a ratio of a latency of 0 ms is no claim."""
+    return a / b if b else float("nan")
 
 
 def _f(x: float) -> str:
@@ -40,7 +46,7 @@ def table(runs: dict[str, list[dict]]) -> list[str]:
         m = _mean(rs, key)
         if base is None or spec == "0" or m != m or not _mean(base, key) == _mean(base, key):
             return _f(m)
-        return f"{m:.2f} ({100 * (m - _mean(base, key)) / _mean(base, key):+.1f}%)"
+        return f"{m:.2f} ({100 * _div(m - _mean(base, key), _mean(base, key)):+.1f}%)"
 
     for spec, rs in runs.items():
         accs = [r["acc"] for r in rs]
@@ -63,7 +69,7 @@ def claim(runs: dict[str, list[dict]]) -> list[str]:
         for key, what in (("normal_ms", "normal cell"), ("whole_ms", "whole network")):
             if _mean(rs, key) != _mean(rs, key):
                 continue
-            cut = 100 * (1 - _mean(rs, key) / _mean(base, key))
+            cut = 100 * (1 - _div(_mean(rs, key), _mean(base, key)))
             ok = cut >= CLAIM_CUT_PCT and d_acc >= -CLAIM_ACC_POINTS
             out.append(f"{spec}: {what} {cut:.1f}% faster, accuracy {d_acc:+.2f} points: "
                        f"{'meets' if ok else 'does not meet'} the claim")
@@ -91,7 +97,7 @@ def lambda_claims(runs: dict[str, list[dict]]) -> list[str]:
     for spec, rs in runs.items():
         if spec == "0" or spec.startswith("ref:"):
             continue
-        cut = 100 * (1 - _mean(rs, key) / _mean(base, key))
+        cut = 100 * (1 - _div(_mean(rs, key), _mean(base, key)))
         d_acc = _mean(rs, "acc") - _mean(base, "acc")
         out.append(f"at {_lam_words(spec)} the found networks are {abs(cut):.1f}% {'faster' if cut >= 0 else 'slower'} "
                    f"than λ = 0 ({what}, measured) at {d_acc:+.2f} points of accuracy; seeds: {len(rs)} against "
@@ -100,7 +106,7 @@ def lambda_claims(runs: dict[str, list[dict]]) -> list[str]:
     return out
 
 
-def plot(runs: dict[str, list[dict]], path: Path, title: str, xlabel: str = WHOLE_LABEL) -> None:
+def plot(runs: dict[str, list[dict]], path: Path | io.BytesIO, title: str, xlabel: str = WHOLE_LABEL) -> None:
     """Test accuracy against the whole network's measured latency, one point per seed."""
     import matplotlib
 
@@ -195,9 +201,9 @@ def flops_claims(secs: dict[tuple, dict[str, list[dict]]]) -> list[str]:
             continue
         fk, fs, frs = min(cands, key=lambda c: abs(_mean(c[2], "madds_M") - m))
         key = "whole_ms" if _mean(rs, "whole_ms") == _mean(rs, "whole_ms") else "normal_ms"
-        cut = 100 * (1 - _mean(rs, key) / _mean(frs, key))
+        cut = 100 * (1 - _div(_mean(rs, key), _mean(frs, key)))
         out.append(f"{k[2]} at {_lam_words(s)} ({m:.0f} M multiply-adds) against {fk[2]} at {_lam_words(fs)} "
-                   f"({_mean(frs, 'madds_M'):.0f} M, {100 * (m / _mean(frs, 'madds_M') - 1):+.1f}%): "
+                   f"({_mean(frs, 'madds_M'):.0f} M, {100 * (_div(m, _mean(frs, 'madds_M')) - 1):+.1f}%): "
                    f"{abs(cut):.1f}% {'faster' if cut >= 0 else 'slower'} measured, accuracy "
                    f"{_mean(rs, 'acc') - _mean(frs, 'acc'):+.2f} points (seeds {len(rs)} and {len(frs)})")
     return out
@@ -217,7 +223,7 @@ def noise_claims(secs: dict[tuple, dict[str, list[dict]]]) -> list[str]:
                 continue
             c = clean[s]
             key = "whole_ms" if _mean(rs, "whole_ms") == _mean(rs, "whole_ms") else "normal_ms"
-            shift = 100 * (_mean(rs, key) / _mean(c, key) - 1)
+            shift = 100 * (_div(_mean(rs, key), _mean(c, key)) - 1)
             out.append(f"{k[2]} at {_lam_words(s)} with noise σ = {k[3]:g} ms: latency {shift:+.1f}% and accuracy "
                        f"{_mean(rs, 'acc') - _mean(c, 'acc'):+.2f} points against σ = 0 (latency {_span(rs, key)} ms "
                        f"against {_span(c, key)} ms over the seeds)")
@@ -259,11 +265,11 @@ def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
             plottable = {s: [{**r, "whole_ms": r[xkey]} for r in rs if r[xkey] is not None] for s, rs in runs.items()}
             plottable = {s: rs for s, rs in plottable.items() if rs}
             if plottable:
-                png, tmp = out / f"pareto-{n}.png", out / f".pareto-{n}.{os.getpid()}.png"
-                plot(plottable, tmp, _title(key) + ": one point per seed",
+                png, buf = out / f"pareto-{n}.png", io.BytesIO()
+                plot(plottable, buf, _title(key) + ": one point per seed",
                      f"measured latency, ms ({settings['measure']['backend']}/{settings['measure']['device']}, "
                      f"{whole or normal})")
-                os.replace(tmp, png)  # a reader (or another sweep's report) never sees half a picture
+                write_atomic(png, buf.getvalue())  # a reader never sees half a picture; never through a link
                 lines += [f"![{_title(key)}]({png.name})", ""]
     t4, t3 = flops_claims(secs), noise_claims(secs)
     if t4:
@@ -272,5 +278,5 @@ def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
     if t3:
         lines += ["## A noisy predictor (Table 3)", "", *[f"- {c}" for c in t3], ""]
     path = out / "report.md"
-    write_bytes_atomic(path, "\n".join(lines).encode())
+    write_atomic(path, "\n".join(lines).encode())
     return path

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.files import refuse_link, write_atomic
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2
-from search.sweep.grid import Trial, write_bytes_atomic
+from search.sweep.checks import bad, number, obj, read_checked, text
+from search.sweep.grid import Trial, lambda_value
+from search.sweep.trial import read_state
 
 COLUMNS = ("trial", "kind", "method", "dataset", "predictor", "lambda", "lambda_value", "relative", "noise", "seed",
            "reference", "genotype", "skip_normal", "predicted_ms", "lat_alpha_ms", "reference_ms", "val_acc",
@@ -26,28 +29,50 @@ def profile_column(profile: str) -> str:
 
 def _load(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise LpmError(f"{clip(str(path))} is not a step's JSON ({type(e).__name__}); delete it to run the step again") \
-            from None
-    if not isinstance(data, dict):
-        raise LpmError(f"{clip(str(path))} is not a step's JSON; delete it to run the step again")
-    return data
+        return read_checked(path)
+    except OSError as e:
+        raise LpmError(f"{clip(str(path))} is not a step's JSON ({e.strerror or type(e).__name__}); delete it to run "
+                       "the step again") from None
+
+
+def _same(data: dict[str, Any], where: Path, key: str, want: Any) -> None:
+    if data.get(key) != want:
+        raise bad(where, f"{key} {clip(data.get(key), 40)} is not this trial's ({clip(want, 40)})")
 
 
 def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    """The finished trial's row, read from its step files."""
+    """The finished trial's row, computed from its own step files (never from a state row), each value checked
+    and the steps' coordinates (λ, seed, method, predictor, dataset, profile, backend) matched to the trial's."""
     row = t.as_row()
     if t.reference:
         geno = parse_genotype(t.reference_spec, DARTS_V2.reduce, allow_path=False).to_dict()
         search: dict[str, Any] = {}
     else:
-        search = _load(folder / "search.json")
-        geno = search.get("genotype_json")
-        if not isinstance(geno, dict):
-            raise LpmError(f"{clip(str(folder / 'search.json'))} names no genotype; delete it to search again")
-    train = _load(folder / "train.json")
-    info = _load(folder / "info.json")
+        where = folder / "search.json"
+        search = _load(where)
+        lam, rel = lambda_value(t.lam)
+        if not isinstance(search.get("lambda"), (int, float)) or float(search["lambda"]) != float(f"{lam:g}"):
+            raise bad(where, f"lambda {clip(search.get('lambda'), 40)} is not this trial's ({lam:g})")
+        for key, want in (("seed", t.seed), ("method", t.method), ("predictor", t.predictor), ("relative", rel)):
+            _same(search, where, key, want)
+        try:
+            geno = parse_genotype(json.dumps(obj(search.get("genotype_json"), where, "genotype_json")),
+                                  DARTS_V2.reduce, allow_path=False).to_dict()
+        except LpmError as e:
+            raise bad(where, f"genotype_json: {e}") from None
+        for key in ("predicted_latency_ms", "lat_alpha_ms", "reference_ms"):
+            number(search.get(key), where, key, 0.0)
+        number(search.get("val_acc"), where, "val_acc", 0.0, 1.0)
+    where = folder / "train.json"
+    train = _load(where)
+    _same(train, where, "dataset", t.dataset)
+    number(train.get("test_acc"), where, "test_acc", 0.0, 1.0, optional=False)
+    number(train.get("params_M"), where, "params_M", 0.0)
+    number(train.get("seconds"), where, "seconds", 0.0)
+    where = folder / "info.json"
+    info = _load(where)
+    number(info.get("madds_M"), where, "madds_M", 0.0)
+    number(info.get("params_M"), where, "params_M", 0.0)
     normal = geno.get("normal") or []
     row.update(genotype=json.dumps(geno, separators=(",", ":")),
                skip_normal=sum(1 for op in normal if op and op[0] == "skip_connect"),
@@ -57,19 +82,35 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
                cifar_params_M=info.get("params_M"),
                search_s=_seconds(folder, "search"), train_s=train.get("seconds"))
     for profile in settings["measure"]["profiles"]:
-        m = _load(folder / f"measure-{profile}.json")
-        ran = m.get("ran_on") or {}
-        row[profile_column(profile)] = m.get("latency_ms")
-        row[f"spread_ms_{profile}"] = m.get("spread_ms")
-        row[f"measured_on_{profile}"] = ran.get("node") or ran.get("host")
+        where = folder / f"measure-{profile}.json"
+        m = _load(where)
+        _same(m, where, "profile", profile)
+        _same(m, where, "backend", settings["measure"]["backend"])
+        ran = obj(m.get("ran_on") or {}, where, "ran_on")
+        on = ran.get("node") or ran.get("host")
+        row[profile_column(profile)] = number(m.get("latency_ms"), where, "latency_ms", 0.0, above=True,
+                                              optional=False)
+        row[f"spread_ms_{profile}"] = number(m.get("spread_ms"), where, "spread_ms", 0.0)
+        row[f"measured_on_{profile}"] = None if on is None else text(on, where, "ran_on's host", 200)
     return row
 
 
 def _seconds(folder: Path, step: str) -> float | None:
-    try:
-        return json.loads((folder / "state.json").read_text())["steps"][step]["seconds"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    res = read_state(folder).get("steps", {}).get(step)
+    return res.get("seconds") if isinstance(res, dict) else None
+
+
+def collect_rows(out: Path, trials: list[Trial], settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of every trial of `trials` done in `out`, each recomputed from the trial's own step files
+    (`results_row`; a file lpm did not write is one LpmError line)."""
+    rows = []
+    for t in trials:
+        folder = out / "trials" / t.id
+        if not refuse_link(folder):
+            continue
+        if read_state(folder).get("status") == "done":
+            rows.append(results_row(t, folder, settings))
+    return rows
 
 
 def columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -86,7 +127,7 @@ def write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({k: "" if r.get(k) is None else r.get(k) for k in cols})
-    write_bytes_atomic(out / "results.csv", buf.getvalue().encode())
+    write_atomic(out / "results.csv", buf.getvalue().encode())
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -101,16 +142,4 @@ def write_tables(out: Path, rows: list[dict[str, Any]]) -> None:
     except (pa.ArrowException, TypeError, ValueError) as e:
         raise LpmError(f"cannot write results.parquet ({type(e).__name__}: {clip(str(e), 120)}); "
                        "results.csv is written") from None
-    write_bytes_atomic(out / "results.parquet", sink.getvalue().to_pybytes())
-
-
-def read_results(out: Path) -> list[dict[str, Any]]:
-    """The rows of out/results.parquet ([] before any trial finished; an LpmError line when unreadable)."""
-    import pyarrow.parquet as pq
-
-    if not (out / "results.parquet").exists():
-        return []
-    try:
-        return pq.read_table(out / "results.parquet").to_pylist()
-    except (OSError, ValueError) as e:
-        raise LpmError(f"cannot read {clip(str(out / 'results.parquet'))} ({type(e).__name__})") from None
+    write_atomic(out / "results.parquet", sink.getvalue().to_pybytes())

@@ -1,46 +1,69 @@
 """`lpm sweep --reuse DIR`: take the finished trials another sweep already ran, when they are the same trials with
 the same settings (Table 3's noise-free points are Table 4's latency-aware ones; a reference genotype needs only the
-same training and measurement), instead of running them again."""
+same training and measurement), instead of running them again.
+
+The source is untrusted input: its grid.json is checked as strictly as this sweep's own; a trial is taken only when
+its state says done for this very trial and its row, recomputed from its own step files, passes every check and
+matches the trial's coordinates; a link (a linked `trials/`, trial folder or file) is never followed, a hard-linked
+file is refused, files and their total are capped, and all of it is checked before the first file is copied."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import stat
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lpm_zoo.errors import LpmError, clip
-from search.sweep.grid import Grid
+from lpm_zoo.files import new_temp, open_own, own_dir
+from search.sweep.grid import Grid, Trial, read_grid
+from search.sweep.results import results_row
 from search.sweep.trial import LOCK, flocked, read_state
 
-#: the most bytes one reused trial folder may hold (its search checkpoint included), checked before copying
-MAX_TRIAL_BYTES = 2 << 30
+#: the most bytes all reused trial folders together may hold (search checkpoints included), checked before copying
+MAX_REUSE_BYTES = 2 << 30
+#: the most bytes of one reused file (a sparse file counts with its apparent size)
+MAX_FILE_BYTES = 512 << 20
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One trial to copy: from where, its files (relative path, size)."""
+
+    trial: Trial
+    source: Path
+    files: list[tuple[str, int]]
 
 
 def _settings_of(source: Path) -> dict:
-    try:
-        data = json.loads((source / "grid.json").read_text())
-        grid = Grid.from_json(data, str(source / "grid.json"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise LpmError(f"--reuse {clip(str(source))}: not a sweep folder (grid.json: {type(e).__name__})") from None
+    if not source.is_dir():
+        raise LpmError(f"--reuse {clip(str(source))}: not a sweep folder (no folder there)")
+    grid = read_grid(source)
+    if grid is None:
+        raise LpmError(f"--reuse {clip(str(source))}: not a sweep folder (no grid.json)")
     return grid.settings
 
 
-def _files(folder: Path) -> list[Path]:
-    """The trial folder's regular files, links neither copied nor followed (the lock left out), its size checked."""
-    files, total = [], 0
+def _files(folder: Path) -> list[tuple[str, int]]:
+    """The trial folder's regular files with their sizes; links neither copied nor followed (the lock left out);
+    a hard-linked file (it may be anyone's) or one over MAX_FILE_BYTES is one LpmError line."""
+    files = []
     for root, dirs, names in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
         for name in sorted(names):
             path = Path(root) / name
-            if name == LOCK or path.is_symlink() or not path.is_file():
+            st = os.lstat(path)
+            if name == LOCK or stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
                 continue
-            total += path.stat().st_size
-            if total > MAX_TRIAL_BYTES:
-                raise LpmError(f"--reuse: {clip(str(folder))} holds over {MAX_TRIAL_BYTES >> 30} GiB; not copied")
-            files.append(path)
+            if st.st_nlink > 1:
+                raise LpmError(f"--reuse: {clip(str(path))} is hard-linked ({st.st_nlink} names); a sweep's files "
+                               "have one name: not copied")
+            if st.st_size > MAX_FILE_BYTES:
+                raise LpmError(f"--reuse: {clip(str(path))} holds {st.st_size} bytes, over {MAX_FILE_BYTES >> 20} "
+                               "MiB; not copied")
+            files.append((str(path.relative_to(folder)), st.st_size))
     return files
 
 
@@ -65,36 +88,78 @@ def check_sources(out: Path, grid: Grid, sources: list[str]) -> dict[str, dict]:
     return found
 
 
-def reuse_trials(out: Path, grid: Grid, sources: list[str]) -> list[str]:
-    """Copy into `out` each trial of `grid` that is not in `out` yet and is done in one of `sources` with the same
-    settings (a reference: the same training and measurement; a search trial: every setting). Returns the ids copied."""
+def plan_reuse(out: Path, grid: Grid, sources: list[str], log=None) -> list[Copy]:
+    """The trials to copy into `out`: each trial of `grid` not in `out` yet and done in one of `sources` with the
+    same settings, every file listed and checked and the total capped. Reads only; one LpmError line for a source
+    that cannot be taken."""
     settings = check_sources(out, grid, sources)
-    copied: list[str] = []
+    plan: dict[str, Copy] = {}
+    total = 0
     for src in sources:
         source = Path(src)
+        trials = source / "trials"
+        if os.path.islink(trials):
+            raise LpmError(f"--reuse {clip(src)}: its trials/ is a link; lpm never follows a link out of a sweep folder")
         for t in grid.trials():
-            src_trial, dest = source / "trials" / t.id, out / "trials" / t.id
-            state = read_state(src_trial)
-            if (state.get("status") != "done" or state.get("trial") != asdict(t) or t.id in copied
-                    or not _reusable(t.reference is not None, settings[src], grid.settings)):
+            src_trial = trials / t.id
+            if t.id in plan or (out / "trials" / t.id).exists() or os.path.islink(out / "trials" / t.id):
                 continue
-            with flocked(out / ".trials.mutex"):  # among the sweeps of `out`, as their trial locks are
-                if dest.exists():
-                    continue
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = Path(tempfile.mkdtemp(prefix=f".reuse-{t.id[:40]}-", dir=dest.parent))
-                try:
-                    for f in _files(src_trial):
-                        target = tmp / f.relative_to(src_trial)
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(f, target)
-                    os.rename(tmp, dest)
-                except OSError as e:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise LpmError(f"--reuse: cannot copy {clip(t.id, 80)} ({e.strerror or type(e).__name__}); "
-                                   "nothing of it was kept, the sweep runs it instead if you drop --reuse") from None
-                except BaseException:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    raise
-            copied.append(t.id)
+            if os.path.islink(src_trial):
+                if log:
+                    log(f"not reused: {clip(str(src_trial))} is a link (never followed)")
+                continue
+            if not src_trial.is_dir() or not _reusable(t.reference is not None, settings[src], grid.settings):
+                continue
+            state = read_state(src_trial)
+            if state.get("status") != "done":
+                continue
+            if state.get("trial") != asdict(t):
+                raise LpmError(f"--reuse: {clip(str(src_trial / 'state.json'))} names another trial than its folder; "
+                               "not reused")
+            results_row(t, src_trial, grid.settings)  # its own step files, checked and matched to the trial
+            files = _files(src_trial)
+            total += sum(size for _, size in files)
+            if total > MAX_REUSE_BYTES:
+                raise LpmError(f"--reuse: the trials to copy hold over {MAX_REUSE_BYTES >> 30} GiB; nothing copied")
+            plan[t.id] = Copy(t, src_trial, files)
+    return list(plan.values())
+
+
+def _copy_file(src: Path, dest: Path, size: int) -> None:
+    """`src` into a new `dest` (no link followed either side), at most `size` bytes: the file as it was listed."""
+    with open_own(src, "read") as f, new_temp(dest) as g:
+        left = size
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            g.write(chunk)
+            left -= len(chunk)
+
+
+def reuse_trials(out: Path, plan: list[Copy]) -> list[str]:
+    """Copy the planned trials into `out`/trials (each into a temporary folder, renamed into place; none half
+    copied). Returns the ids copied."""
+    copied: list[str] = []
+    trials = own_dir(out, "trials")
+    for c in plan:
+        dest = trials / c.trial.id
+        with flocked(out / ".trials.mutex"):  # among the sweeps of `out`, as their trial locks are
+            if dest.exists() or os.path.islink(dest):
+                continue
+            tmp = Path(tempfile.mkdtemp(prefix=f".reuse-{c.trial.id[:40]}-", dir=trials))
+            try:
+                for rel, size in c.files:
+                    parts = rel.split("/")
+                    _copy_file(c.source / rel, own_dir(tmp, *parts[:-1]) / parts[-1], size)
+                os.rename(tmp, dest)
+            except (OSError, LpmError) as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                why = str(e) if isinstance(e, LpmError) else e.strerror or type(e).__name__
+                raise LpmError(f"--reuse: cannot copy {clip(c.trial.id, 80)} ({why}); nothing of it was kept, the "
+                               "sweep runs it instead if you drop --reuse") from None
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        copied.append(c.trial.id)
     return copied

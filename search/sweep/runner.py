@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lpm_zoo.errors import LpmError
+from lpm_zoo.files import own_dir
 from search.sweep.grid import Grid, Trial
-from search.sweep.results import results_row, write_tables
+from search.sweep.results import collect_rows, results_row, write_tables
 from search.sweep.trial import (
     Children,
     Step,
@@ -74,7 +75,7 @@ class Sweep:
         self.count_lock = threading.Lock()
 
     def folder(self, t: Trial) -> Path:
-        """The trial's folder."""
+        """The trial's folder (its path; `run_trial` creates it, never through a link)."""
         return self.out / "trials" / t.id
 
     def status(self) -> dict[str, list[str]]:
@@ -137,7 +138,7 @@ class Sweep:
         """One trial under its lock: ('done' | 'failed' | 'busy' | 'interrupted' | 'skipped', detail)."""
         if self.runner.children.stopping.is_set():
             return "interrupted", ""
-        folder = self.folder(t)
+        folder = own_dir(self.out, "trials", t.id)
         held = acquire(folder, self.mutex)
         if not held["mine"]:
             return "busy", f"pid {held.get('pid')} on {held.get('host')}"
@@ -198,11 +199,10 @@ class Sweep:
                      + (f", ETA {_fmt_s(eta)}" if left else f", all done in {_fmt_s(elapsed)}"))
 
     def write_tables(self) -> None:
-        """Rewrite results.csv and results.parquet from every finished trial (under a lock among sweeps)."""
+        """Rewrite results.csv and results.parquet from every finished trial's step outputs (under a lock among
+        sweeps)."""
         with flocked(self.out / ".results.mutex"):
-            rows = [s["row"] for s in (read_state(self.folder(t)) for t in self.trials)
-                    if s.get("status") == "done" and isinstance(s.get("row"), dict)]
-            write_tables(self.out, rows)
+            write_tables(self.out, collect_rows(self.out, self.trials, self.grid.settings))
 
 
 def stderr_log(line: str) -> None:

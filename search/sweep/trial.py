@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
-from search.sweep.grid import Trial, lambda_value, write_bytes_atomic, write_json_atomic
+from lpm_zoo.files import MAX_JSON_BYTES, new_temp, open_own, own_dir, read_own, read_own_json, refuse_link, write_atomic
+from search.sweep.checks import bad, integer, number, obj, read_checked, text
+from search.sweep.grid import Trial, lambda_value, write_json_atomic
 
 LOCK = "lock"
 STATE = "state.json"
@@ -135,13 +137,11 @@ def device_lock_path(key: str) -> Path:
 
 @contextlib.contextmanager
 def flocked(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on `path` (created if missing) for the duration; released if the process dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """Hold an exclusive flock on `path` (created if missing, never through a link) for the duration; released if
+    the process dies."""
+    with open_own(path, "lock") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         yield
-    finally:
-        os.close(fd)
 
 
 def execute(step: Step, cwd: Path, prefix: list[str], ran_on: dict[str, Any],
@@ -153,7 +153,7 @@ def execute(step: Step, cwd: Path, prefix: list[str], ran_on: dict[str, Any],
     tmp = cwd / f".{step.stdout}.tmp"
     lock = flocked(device_lock_path(step.device_key)) if step.device_key else contextlib.nullcontext()
     t0 = time.time()
-    with lock, open(tmp, "wb") as out, open(cwd / f"{step.name}.log", "ab") as log:
+    with lock, new_temp(tmp) as out, open_own(cwd / f"{step.name}.log", "append") as log:
         if children is not None and children.stopping.is_set():
             return {"rc": 130, "seconds": 0.0, "ran_on": ran_on, "error": "interrupted"}
         log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(step.argv)}\n".encode())
@@ -178,10 +178,10 @@ def execute(step: Step, cwd: Path, prefix: list[str], ran_on: dict[str, Any],
     result = {"rc": rc, "seconds": round(seconds, 3), "ran_on": {**ran_on, "step_pid": proc.pid}}
     if rc == 0:
         try:
-            text = tmp.read_text().strip()
-            data = json.loads(text.splitlines()[-1])
-        except (OSError, ValueError, IndexError) as e:
-            result.update(rc=1, error=f"its output is not JSON ({type(e).__name__})")
+            data = json.loads(read_own(tmp, MAX_JSON_BYTES).decode().strip().splitlines()[-1])
+            obj(data, tmp)
+        except (OSError, ValueError, IndexError, LpmError) as e:
+            result.update(rc=1, error=f"its output is not a JSON object ({type(e).__name__})")
             return result
         if step.kind == "measure":
             data["ran_on"] = result["ran_on"]
@@ -195,10 +195,10 @@ def execute(step: Step, cwd: Path, prefix: list[str], ran_on: dict[str, Any],
 def last_line(path: Path) -> str:
     """The last non-empty line of a log (at most 300 characters)."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - 4096))
-            lines = [x for x in f.read().decode(errors="replace").splitlines() if x.strip()]
-    except OSError:
+        with open_own(path, "read") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            lines = [x for x in f.read(4096).decode(errors="replace").splitlines() if x.strip()]
+    except (OSError, LpmError):
         return ""
     return lines[-1][:300] if lines else ""
 
@@ -218,42 +218,48 @@ def owner() -> dict[str, Any]:
 
 
 def owner_alive(o: dict[str, Any]) -> bool:
-    """Whether a lock's owner may still run: another host's is assumed alive; here, its pid and start time."""
+    """Whether a lock's owner may still run: another host's is assumed alive; on this host, only a process whose
+    pid and start time are the ones the lock records. A lock whose owner cannot be verified that way (no start time
+    while this host has them, a pid that is not a number) was not written by a sweep here: it counts as stale, so
+    a planted lock naming a live process (pid 1) never blocks a trial."""
     if o.get("host") != socket.gethostname():
         return True
+    pid, start = o.get("pid"), o.get("start")
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
+        return False  # not a lock this code wrote
+    if start is None and _start_time(os.getpid()) is not None:
+        return False  # this host records start times: the lock's owner cannot be verified
     try:
-        pid = int(o["pid"])
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (KeyError, TypeError, ValueError, OverflowError):
-        return False  # not a lock this code wrote
     except PermissionError:
-        return True
-    return o.get("start") is None or _start_time(pid) in (None, o.get("start"))
+        pass
+    return start is None or _start_time(pid) in (None, start)
 
 
 def acquire(folder: Path, mutex: Path) -> dict[str, Any] | None:
-    """Take the trial's lock (O_EXCL), taking over one whose owner died on this host. None: it is taken; the
-    owner that holds it is returned instead when alive. A dict with 'mine': True when the lock is now ours."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK
+    """Take the trial's lock (O_EXCL), taking over one whose owner died on this host (or cannot be verified, see
+    `owner_alive`). Returns the owner that holds it, with 'mine': True when the lock is now ours. `folder` is
+    created when missing (in a folder that exists) and refused when it is a link."""
+    path = own_dir(folder.parent, folder.name) / LOCK
     me = owner()
     with flocked(mutex):  # check and take over as one step among the sweeps of this folder
         for _ in range(2):
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                f = open_own(path, "new")
             except FileExistsError:
                 try:
-                    held = json.loads(path.read_text())
-                except (OSError, ValueError):
+                    held = read_own_json(path, 4096)
+                except (OSError, LpmError):
                     held = {}
                 if isinstance(held, dict) and "host" in held and owner_alive(held):  # torn: its writer died
                     return {**held, "mine": False}
+                refuse_link(path)
                 path.unlink(missing_ok=True)  # a dead sweep's lock (or a torn one): taken over
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+            with f:
+                f.write(json.dumps(me).encode())
             return {**me, "mine": True}
     raise LpmError(f"cannot take the lock {clip(str(path))}")
 
@@ -262,21 +268,41 @@ def release(folder: Path) -> None:
     """Drop the trial's lock if this process holds it."""
     path = folder / LOCK
     try:
-        held = json.loads(path.read_text())
-    except (OSError, ValueError):
+        held = read_own_json(path, 4096)
+    except (OSError, LpmError):
         return
-    if held.get("pid") == os.getpid() and held.get("host") == socket.gethostname():
+    if isinstance(held, dict) and held.get("pid") == os.getpid() and held.get("host") == socket.gethostname():
         path.unlink(missing_ok=True)
 
 
 # --- state ------------------------------------------------------------------------------------------
+STATUSES = ("running", "done", "failed", "interrupted")
+
+
 def read_state(folder: Path) -> dict[str, Any]:
-    """The trial's state.json ({} when there is none or it is not readable)."""
-    try:
-        s = json.loads((folder / STATE).read_text())
-        return s if isinstance(s, dict) else {}
-    except (OSError, ValueError):
+    """The trial's state.json, checked ({} when there is none; a link or a value lpm does not write is one
+    LpmError line)."""
+    path = folder / STATE
+    if not refuse_link(path):
         return {}
+    return check_state(read_checked(path), path)
+
+
+def check_state(s: dict[str, Any], where: Path) -> dict[str, Any]:
+    """A state.json's values as the runner uses them: status, attempts, steps (each a dict), error, owner."""
+    if "status" in s:
+        text(s["status"], where, "status", 20, STATUSES)
+    if "attempts" in s:
+        integer(s["attempts"], where, "attempts", 0, 10**6)
+    steps = obj(s.get("steps", {}), where, "steps")
+    for name, res in steps.items():
+        text(name, where, "a step's name", 200)
+        r = obj(res, where, f"steps.{name}")
+        integer(r.get("rc", 0), where, f"steps.{name}.rc", -(2**31), 2**31)
+        number(r.get("seconds"), where, f"steps.{name}.seconds", 0.0)
+    if "error" in s and not isinstance(s["error"], str):
+        raise bad(where, "error is not a string")
+    return s
 
 
 def write_state(folder: Path, state: dict[str, Any]) -> None:
@@ -284,30 +310,35 @@ def write_state(folder: Path, state: dict[str, Any]) -> None:
     write_json_atomic(folder / STATE, state)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A step's JSON output."""
-    return json.loads(path.read_text())
-
-
 def put_files(folder: Path, files: dict[str, bytes]) -> None:
-    """Write files (relative path -> bytes) under `folder`, each through a rename; paths may not leave `folder`."""
-    root = folder.resolve()
+    """Write files (relative path -> bytes) under `folder`, each through a rename; a path may not leave `folder`
+    nor pass through a link."""
     for rel, data in files.items():
-        target = (folder / rel).resolve()
-        if root not in target.parents:
+        parts = rel.split("/")
+        if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise LpmError(f"a step returned a file outside its trial folder: {clip(rel, 80)}")
-        write_bytes_atomic(target, data)
+        write_atomic(own_dir(folder, *parts[:-1]) / parts[-1], data)
 
 
 def get_files(folder: Path, paths: list[str]) -> dict[str, bytes]:
-    """Files (relative path -> bytes) under `folder` at `paths` (files, or folders taken whole); missing ones skipped."""
+    """Files (relative path -> bytes) under `folder` at `paths` (files, or folders taken whole); missing ones and
+    links skipped (never followed)."""
     out = {}
     for rel in paths:
         p = folder / rel
+        if p.is_symlink() or not p.exists():
+            continue
         if p.is_file():
-            out[rel] = p.read_bytes()
+            out[rel] = read_own(p, MAX_STEP_FILE)
         elif p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and not f.name.endswith(".tmp"):
-                    out[str(f.relative_to(folder))] = f.read_bytes()
+            for root, dirs, names in os.walk(p, followlinks=False):
+                dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
+                for name in sorted(names):
+                    f = Path(root) / name
+                    if not f.is_symlink() and f.is_file() and not name.endswith(".tmp"):
+                        out[str(f.relative_to(folder))] = read_own(f, MAX_STEP_FILE)
     return out
+
+
+#: the most bytes of one file a step hands to (or gets back from) a Ray task
+MAX_STEP_FILE = 1 << 30
