@@ -217,7 +217,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         runner = LocalRunner(args.jobs or 1, prefix)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)  # --out itself: the folder the user named
     except OSError as e:
         runner.close()
         raise LpmError(f"cannot create --out {clip(args.out)} ({e.strerror})") from None

@@ -120,7 +120,8 @@ def plan_reuse(out: Path, grid: Grid, sources: list[str], log=None) -> list[Copy
             files = _files(src_trial)
             total += sum(size for _, size in files)
             if total > MAX_REUSE_BYTES:
-                raise LpmError(f"--reuse: the trials to copy hold over {MAX_REUSE_BYTES >> 30} GiB; nothing copied")
+                raise LpmError(f"--reuse: the trials to copy hold over {MAX_REUSE_BYTES} bytes (the cap on all of "
+                               "them together); nothing copied")
             plan[t.id] = Copy(t, src_trial, files)
     return list(plan.values())
 

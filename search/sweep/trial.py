@@ -32,7 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
-from lpm_zoo.files import MAX_JSON_BYTES, new_temp, open_own, own_dir, read_own, read_own_json, refuse_link, write_atomic
+from lpm_zoo.files import (
+    MAX_JSON_BYTES,
+    new_temp,
+    open_own,
+    own_dir,
+    read_own,
+    read_own_json,
+    read_regular,
+    refuse_link,
+    write_atomic,
+)
 from search.sweep.checks import bad, integer, number, obj, read_checked, text
 from search.sweep.grid import Trial, lambda_value, write_json_atomic
 
@@ -206,7 +216,7 @@ def last_line(path: Path) -> str:
 # --- the lock ---------------------------------------------------------------------------------------
 def _start_time(pid: int) -> int | None:
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = read_regular(f"/proc/{pid}/stat", 4096).decode()
         return int(text[text.rindex(")") + 2:].split()[19])
     except (OSError, ValueError, IndexError):
         return None
