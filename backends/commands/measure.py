@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 from backends.commands.options import add_common, protocol_from_args, store_name
+from backends.registry import get_backend
 from lpm_zoo.cli import Command
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.genotype_spec import parse_genotype
@@ -34,7 +35,6 @@ def _checked(args: argparse.Namespace):
     timing; nothing is created."""
     from backends.profiling import DEFAULT_STATISTIC
     from backends.protocol import AUTO
-    from backends.registry import get_backend
     from lpm_zoo.profiles import get_profile
 
     if len(args.genotype) > MAX_MEASURE:

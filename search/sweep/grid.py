@@ -19,6 +19,9 @@ from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import read_own_json, refuse_link, write_atomic
+from lpm_zoo.genotype_spec import parse_genotype
+from lpm_zoo.published import DARTS_V2, list_genotypes
+from search.options import DATASETS, METHODS
 from search.sweep.checks import bad, integer, obj, strings, text
 
 GRID_VERSION = 1
@@ -216,9 +219,6 @@ def check_names(vals: list[str], known: tuple[str, ...] | list[str], flag: str) 
 def check_reference(label: Any, spec: Any, where: str) -> list[str]:
     """A reference as grid.json keeps it: [name, name] of a published genotype, or [label, its genotype as JSON]
     (the JSON the sweep wrote from the file the user named; never a path to open)."""
-    from lpm_zoo.genotype_spec import parse_genotype
-    from lpm_zoo.published import DARTS_V2, list_genotypes
-
     text(label, where, "a reference's label", 100)
     text(spec, where, "a reference", 20_000)
     if spec in list_genotypes():
@@ -250,8 +250,6 @@ def _check_predictor(name: str, where: str, named: Grid | None) -> str:
 
 def check_axes(axes: dict[str, list], where: str, named: Grid | None = None) -> dict[str, list]:
     """The axes of grid.json, each value as the command line's flag checks it."""
-    from search.options import DATASETS, METHODS
-
     out = {}
     for a in AXES:
         vals = axes.get(a)

@@ -11,6 +11,8 @@ import os
 import stat
 from pathlib import Path
 
+from lpm_zoo.cli import build_parser, discover_commands
+from lpm_zoo.device import canonical_device
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import refuse_link
 from search.sweep.grid import Grid, Trial
@@ -35,8 +37,6 @@ def _representatives(grid: Grid) -> list[Trial]:
 def _on_ray_device(argv: list[str]) -> list[str]:
     """`argv` with its --device set to cpu: on Ray the device is a worker's, not this machine's (its spelling is
     still checked here)."""
-    from lpm_zoo.device import canonical_device
-
     out = list(argv)
     for i, a in enumerate(argv[:-1]):
         if a == "--device":
@@ -51,9 +51,9 @@ def _on_ray_device(argv: list[str]) -> list[str]:
 def check_steps(grid: Grid, on_ray: bool = False) -> None:
     """Parse every kind of step this grid runs with the step command's own parser and check it with the command's
     own `check` (what its run checks first): a bad --statistic, --rounds, --train-epochs, --device ... is one
-    LpmError line before the sweep creates anything."""
-    from lpm_zoo.cli import build_parser, discover_commands
-
+    LpmError line before the sweep creates anything. On Ray (`on_ray`) the devices are the workers': --device is
+    checked for its spelling only, and a measurement (whose backend may exist only on the measuring node) is
+    parsed but not checked here."""
     commands = discover_commands()
     parser = build_parser(commands)
     checked: set[tuple[str, ...]] = set()
@@ -72,6 +72,8 @@ def check_steps(grid: Grid, on_ray: bool = False) -> None:
             except SystemExit:
                 why = err.getvalue().strip().splitlines()[-1:] or ["its arguments are refused"]
                 raise LpmError(f"the {step.name} step would fail: {clip(why[0], 200)}") from None
+            if on_ray and step.kind == "measure":
+                continue  # parsed only: the backend and device are the measuring node's, checked there
             try:
                 commands[argv[0]].check(args)
             except LpmError as e:
