@@ -164,8 +164,9 @@ def test_a_crafted_grid_json_is_one_line_and_nothing_is_created_or_run(swept, ca
     for extra in (["--extend"], []):
         assert main(_args(out, *extra, **ONE)) == 2
         _one_line(capsys, "grid.json", words)
-    assert main(["sweep", "--out", str(out), "--report"]) == 2
-    _one_line(capsys, "grid.json", words)
+    if words != "not a zoo name":  # in a report a predictor is a label, never loaded
+        assert main(["sweep", "--out", str(out), "--report"]) == 2
+        _one_line(capsys, "grid.json", words)
     assert _tree(outside.parent) == before and len(_events(outside.parent / "steps.log")) == ran
     assert not (outside.parent / "x").exists()
 

@@ -237,10 +237,11 @@ def check_reference(label: Any, spec: Any, where: str) -> list[str]:
 
 
 def _check_predictor(name: str, where: str, named: Grid | None) -> str:
-    """A predictor read from grid.json: one this command names, or a zoo name (never a folder the file names)."""
+    """A predictor read from grid.json for a run (`named`: this command's grid): one this command names, or a zoo
+    name (never a folder the file names). Without `named` (a report, a --reuse source) it is a label only."""
     from lpm_zoo.predictors.zoo import list_predictors
 
-    if named is not None and name in named.axes.get("predictor", []):
+    if named is None or name in named.axes.get("predictor", []):
         return name
     if name not in list_predictors():
         raise bad(where, f"predictor {clip(name, 60)} is not a zoo name (a predictor folder is used only when "
@@ -307,8 +308,8 @@ def check_settings(settings: Any, where: str) -> dict[str, Any]:
 
 def check_grid(data: Any, where: str, named: Grid | None = None) -> Grid:
     """grid.json's content as a Grid, every value checked (`check_axes`, `check_reference`, `check_settings`) and
-    the number of trials capped, before anything is created or run; `named` is this command's grid (the
-    predictor folders it names)."""
+    the number of trials capped, before anything is created or run; `named` is the grid of the command that will
+    run it (the predictor folders it names), None when the grid is only read (a report, a --reuse source)."""
     d = obj(data, where)
     if d.get("version") != GRID_VERSION or set(d) != {"version", "axes", "references", "settings"}:
         raise LpmError(f"{clip(where)} is not a sweep grid (version {clip(d.get('version'), 20)}); use another --out")
