@@ -150,12 +150,13 @@ def sections(rows: list[dict[str, Any]], profiles: list[str]) -> dict[tuple, dic
     zero: dict[tuple, list[dict]] = {}
     refs: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
-        if r["kind"] == "reference":
-            refs.setdefault(r["dataset"], {}).setdefault(f"ref:{r['reference']}", []).append(_run(r, normal, whole))
+        if r["kind"] in ("reference", "random"):
+            label = "random cells" if r["kind"] == "random" else r["reference"]
+            refs.setdefault(r["dataset"], {}).setdefault(f"ref:{label}", []).append(_run(r, normal, whole))
         elif r["lambda"] == "0":
             zero.setdefault((r["method"], r["dataset"]), []).append(_run(r, normal, whole))
     for r in rows:
-        if r["kind"] == "reference" or r["lambda"] == "0":
+        if r["kind"] in ("reference", "random") or r["lambda"] == "0":
             continue
         key = (r["method"], r["dataset"], r["predictor"], r["noise"])
         sec = out.setdefault(key, {})
