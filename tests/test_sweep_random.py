@@ -79,3 +79,49 @@ def test_a_crafted_random_entry_in_grid_json_is_refused(random):
     data["random"] = random
     with pytest.raises(LpmError, match="not a sweep grid"):
         Grid.from_json(data)
+
+
+def _row(kind, acc, ms, seed, genotype, method=None, lam=None, reference=None):
+    return {"kind": kind, "test_acc": acc, "latency_ms_cifar-b1-both": ms, "seed": seed, "method": method,
+            "lambda": lam, "reference": reference, "genotype": json.dumps(genotype.to_dict())}
+
+
+def _claim_rows(lam_acc, lam_ms, zero_acc=0.85):
+    from lpm_zoo.published import DARTS_V2
+    from search.sweep.claims import claim_rows
+
+    gen = sample_random_genotypes(13, 0)
+    rows = [_row("random", 0.80 + 0.01 * (i % 6) + 0.002 * s, 10.0 + i, s, g)
+            for i, g in enumerate(gen[:10]) for s in (0, 1)]
+    rows += [_row("reference", 0.855, 12.0, s, DARTS_V2, reference="DARTS_V2") for s in (0, 1)]
+    rows += [_row("search", zero_acc, 20.0, s, gen[10], "darts", "0") for s in (0, 1, 2)]
+    rows += [_row("search", lam_acc, lam_ms, s, gen[11], "darts", "rel0.2") for s in (0, 1, 2)]
+    return claim_rows(rows, "latency_ms_cifar-b1-both")
+
+
+def test_claim_rows_are_plain_and_published_names_kept():
+    crows = _claim_rows(0.85, 5.0)
+    assert {r["kind"] for r in crows} == {"random", "reference", "search"} and len(crows) == 28
+    ref = next(r for r in crows if r["kind"] == "reference")
+    assert ref["genotype"] == "DARTS_V2" and ref["seed"] is None and ref["train_seed"] in (0, 1)
+    rnd = next(r for r in crows if r["kind"] == "random")
+    assert rnd["genotype"].startswith("Genotype(normal=") and 0 <= rnd["test_acc"] <= 1 and rnd["whole_ms"] >= 10
+    assert json.loads(json.dumps(crows, allow_nan=False)) == crows
+
+
+@pytest.mark.parametrize("lam_acc, lam_ms, zero_acc, lam_pass, zero_pass", [
+    (0.85, 5.0, 0.85, True, True),     # 75% faster, same accuracy, no random cell faster and as accurate
+    (0.83, 5.0, 0.85, False, True),    # 2 points lost
+    (0.85, 15.0, 0.85, False, True),   # only 25% faster
+    (0.80, 13.0, 0.80, False, False),  # λ = 0 under DARTS_V2 − 1 and under the random median; random cells dominate
+])
+def test_verdicts_pass_and_fail_on_the_issue_bars(lam_acc, lam_ms, zero_acc, lam_pass, zero_pass):
+    from search.sweep.claims import random_band, verdicts
+
+    crows = _claim_rows(lam_acc, lam_ms, zero_acc)
+    band = random_band(crows)
+    assert band["cells"] == 10 and band["between_seeds_sd"] < band["between_cells_sd"]
+    lines = verdicts(crows)
+    zero = next(v for v in lines if "λ = 0 (3 seeds)" in v)
+    lam = next(v for v in lines if "λ rel0.2" in v)
+    assert zero.endswith("PASS") == zero_pass and ("PASS" in lam) == lam_pass

@@ -6,11 +6,13 @@ or `ref:NAME`), each run a dict of seed, acc, normal_ms, whole_ms, predicted_ms,
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from pathlib import Path
 from typing import Any
 
+from search.sweep import claims
 from search.sweep.grid import lambda_value, write_bytes_atomic
 from search.sweep.results import profile_column
 
@@ -232,6 +234,18 @@ def _title(key: tuple) -> str:
     return f"{method} on {dataset}, predictor {predictor or '—'}" + (f", noise σ = {noise:g} ms" if noise else "")
 
 
+def _claim_section(out: Path, rows: list[dict[str, Any]], whole: str) -> list[str]:
+    """The search claim against the random cells (search.sweep.claims): its verdicts, picture and DIR/claim.json."""
+    crows = claims.claim_rows(rows, profile_column(whole))
+    write_bytes_atomic(out / "claim.json", (json.dumps(crows, indent=1, allow_nan=False) + "\n").encode())
+    png, tmp = out / "claim.png", out / f".claim.{os.getpid()}.png"
+    claims.plot_claim(crows, tmp, "accuracy against measured latency: random cells, published cells, found cells")
+    os.replace(tmp, png)
+    return ["## The search against random cells", "", *[f"- {v}" for v in claims.verdicts(crows)], "",
+            f"![the search against random cells]({png.name})", "", "One row per trained network and training seed: "
+            "claim.json.", ""]
+
+
 def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any], command: str = "") -> Path:
     """DIR/report.md with a table, the claims and a plot (DIR/pareto-N.png) per section; returns the report's path."""
     profiles = settings["measure"]["profiles"]
@@ -272,6 +286,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
                   *[f"- {c}" for c in t4], ""]
     if t3:
         lines += ["## A noisy predictor (Table 3)", "", *[f"- {c}" for c in t3], ""]
+    if whole and any(r["kind"] == "random" for r in rows):
+        lines += _claim_section(out, rows, whole)
     path = out / "report.md"
     write_bytes_atomic(path, "\n".join(lines).encode())
     return path
