@@ -45,6 +45,24 @@ def sample_genotypes(
     return [Genotype(normal=c, reduce=red) for c in sample_cells(n, seed)]
 
 
+def sample_random_genotypes(n: int, seed: int = 0) -> list[Genotype]:
+    """`n` distinct random genotypes, normal and reduction cell each drawn from the paper's sampler: the random-search
+    baseline (Li & Talwalkar 2019). Genotype i comes from its own stream (seed, i), so a longer list with the same
+    `seed` starts with the shorter one."""
+    out: list[Genotype] = []
+    seen: set[str] = set()
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        while True:
+            ops, inputs = sample_arrays(2, rng)
+            key = "".join(keys_from_arrays(ops, inputs))
+            if key not in seen:
+                break
+        seen.add(key)
+        out.append(Genotype(normal=arrays_to_cell(ops[0], inputs[0]), reduce=arrays_to_cell(ops[1], inputs[1])))
+    return out
+
+
 def sample_unique_arrays(
     n: int, seed: int | np.random.Generator | None = 0, exclude: set[str] | None = None, cells: int = 1
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:

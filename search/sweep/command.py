@@ -18,6 +18,7 @@ from lpm_zoo.published import DARTS_V2, list_genotypes
 from search.options import DATASETS, METHODS
 from search.sweep.grid import (
     AXES,
+    MAX_RANDOM,
     NOISE_MAX,
     SEED_MAX,
     Grid,
@@ -68,6 +69,12 @@ def _configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--references", default="DARTS_V2,PC_DARTS_cifar", metavar="LIST",
                    help="genotypes trained and measured the same way, per dataset and seed: published names or "
                         ".json genotype files, or none (default DARTS_V2,PC_DARTS_cifar)")
+    g.add_argument("--random", type=int, default=0, metavar="N",
+                   help="the random-search baseline: N genotypes (normal and reduction cell) drawn from the space, "
+                        "each trained and measured like the references, per dataset and seed (default 0)")
+    g.add_argument("--random-seed", type=int, default=0, metavar="S",
+                   help="the sampler's seed for --random (default 0); the same S gives the same genotypes, and a "
+                        "larger N with --extend adds genotypes after the first N")
     g.add_argument("--extend", action="store_true",
                    help="add this grid's new values to the grid already in --out (only the new trials run)")
     g.add_argument("--reuse", action="append", default=[], metavar="DIR",
@@ -148,6 +155,11 @@ def build_grid(args: argparse.Namespace) -> Grid:
         raise LpmError("--datasets cifar10 needs --data-dir DIR (holding cifar-10-batches-bin/)")
     refs = [] if args.references.strip().lower() == "none" else [
         _reference(r) for r in split_list(args.references, "--references")]
+    if not 0 <= args.random <= MAX_RANDOM:
+        raise LpmError(f"--random must be between 0 and {MAX_RANDOM}, got {args.random}")
+    if not 0 <= args.random_seed < 2**32:
+        raise LpmError(f"--random-seed must be between 0 and 2^32-1, got {args.random_seed}")
+    random = {"n": args.random, "seed": args.random_seed} if args.random else {}
     profiles = split_list(args.profiles, "--profiles")
     for prof in profiles:
         try:
@@ -180,7 +192,7 @@ def build_grid(args: argparse.Namespace) -> Grid:
     measure = {"backend": args.backend, "device": args.measure_device, "profiles": profiles, "db": db,
                "flags": _flags([(f, getattr(args, f[2:])) for f, _ in MEASURE_FLAGS])}
     axes = dict(zip(AXES, (methods, datasets, preds, lams, noise, seeds)))
-    return Grid(axes, refs, {"search": search, "train": train, "measure": measure})
+    return Grid(axes, refs, {"search": search, "train": train, "measure": measure}, random)
 
 
 def _run(args: argparse.Namespace) -> int:

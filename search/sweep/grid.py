@@ -4,7 +4,8 @@ settings every trial shares (search, evaluation training, measurement), as plain
 A trial is one point of the grid and one seed; its id names its folder. λ = 0 trials do not depend on the predictor
 or the noise (the latency term has no weight), so there is one per method, dataset and seed, run with the first
 predictor and no noise. A reference trial trains and measures a published genotype the same way, one per dataset
-and seed.
+and seed; a random trial does so for one of `random.n` genotypes drawn from the space with `random.seed` (the
+random-search baseline).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from search.sweep.checks import bad, integer, obj, strings, text
 GRID_VERSION = 1
 AXES = ("method", "dataset", "predictor", "lambda", "noise", "seed")
 MAX_TRIALS = 10_000
+MAX_RANDOM = 1_000
 MAX_LAMBDA = {True: 1e3, False: 1e6}  # as `lpm search` (search.searcher.MAX_LAMBDA), without importing torch
 
 
@@ -100,11 +102,12 @@ class Trial:
     seed: int
     reference: str | None = None  # a reference genotype's label
     reference_spec: str | None = None  # and what `lpm train/measure --genotype` takes: a published name or JSON
+    kind: str = "search"  # search, reference (a published or given genotype) or random (a sampled one)
 
     def as_row(self) -> dict[str, Any]:
         """The trial's grid coordinates as a results-table row (λ split into value and mode)."""
         lam, rel = lambda_value(self.lam) if self.lam is not None else (None, None)
-        return {"trial": self.id, "kind": "reference" if self.reference else "search", "method": self.method,
+        return {"trial": self.id, "kind": self.kind, "method": self.method,
                 "dataset": self.dataset, "predictor": self.predictor, "lambda": self.lam, "lambda_value": lam,
                 "relative": rel, "noise": self.noise, "seed": self.seed, "reference": self.reference}
 
@@ -121,11 +124,12 @@ class Grid:
     axes: dict[str, list] = field(default_factory=dict)
     references: list[list[str]] = field(default_factory=list)  # [label, published name or genotype JSON]
     settings: dict[str, Any] = field(default_factory=dict)
+    random: dict[str, int] = field(default_factory=dict)  # {"n": genotypes, "seed": sampler seed}, or empty
 
     def to_json(self) -> dict[str, Any]:
         """grid.json's content."""
         return {"version": GRID_VERSION, "axes": {a: self.axes[a] for a in AXES}, "references": self.references,
-                "settings": self.settings}
+                "settings": self.settings, **({"random": self.random} if self.random else {})}
 
     @classmethod
     def from_json(cls, data: Any, where: str = "grid.json", named: Grid | None = None) -> Grid:
@@ -149,16 +153,46 @@ class Grid:
                                 out.setdefault(tid, Trial(tid, method, dataset, pred, lam, float(noise), int(seed)))
                 for label, spec in self.references:
                     tid = f"ref-{slug(label)}-{dataset}-s{seed}"
-                    out.setdefault(tid, Trial(tid, None, dataset, None, None, 0.0, int(seed), label, spec))
+                    out.setdefault(tid, Trial(tid, None, dataset, None, None, 0.0, int(seed), label, spec, "reference"))
+                for label, spec in self.random_genotypes():
+                    tid = f"{label}-{dataset}-s{seed}"
+                    out.setdefault(tid, Trial(tid, None, dataset, None, None, 0.0, int(seed), label, spec, "random"))
         if len(out) > MAX_TRIALS:
             raise LpmError(f"the grid has {len(out)} trials; at most {MAX_TRIALS}")
         return list(out.values())
 
+    def random_genotypes(self) -> list[tuple[str, str]]:
+        """(label, genotype JSON) of the random baseline's genotypes: `random.n` drawn with `random.seed`."""
+        if not self.random:
+            return []
+        from lpm_zoo.sampler import sample_random_genotypes
+
+        n, seed = self.random["n"], self.random["seed"]
+        return [(f"rand{seed}-{i:03d}", json.dumps(g.to_dict(), separators=(",", ":")))
+                for i, g in enumerate(sample_random_genotypes(n, seed))]
+
     def merged(self, old: Grid) -> Grid:
-        """`old` extended by this grid's new axis values and references (old values first, in their order)."""
+        """`old` extended by this grid's new axis values, references and random genotypes (old ones first, in their
+        order; more random genotypes with the same sampler seed extend the list, whose first ones stay the same)."""
         axes = {a: old.axes[a] + [v for v in self.axes[a] if v not in old.axes[a]] for a in AXES}
         refs = old.references + [r for r in self.references if r not in old.references]
-        return Grid(axes, refs, old.settings)
+        random = old.random
+        if self.random and (not old.random or (self.random["seed"] == old.random["seed"]
+                                               and self.random["n"] > old.random["n"])):
+            random = self.random
+        return Grid(axes, refs, old.settings, random)
+
+
+def check_random(random: dict[str, Any]) -> dict[str, int]:
+    """The random baseline's {"n", "seed"} checked (n in 1..MAX_RANDOM, seed a 32-bit unsigned int), or {} for none."""
+    if not random:
+        return {}
+    n, seed = random.get("n"), random.get("seed")
+    if set(random) != {"n", "seed"} or not all(type(v) is int for v in (n, seed)):
+        raise ValueError("random: expected {n, seed} integers")
+    if not (1 <= n <= MAX_RANDOM and 0 <= seed < 2**32):
+        raise ValueError(f"random: n in 1..{MAX_RANDOM} and seed in 0..2^32-1")
+    return {"n": n, "seed": seed}
 
 
 def read_grid(out: Path, named: Grid | None = None) -> Grid | None:
@@ -190,7 +224,8 @@ def settle_grid(out: Path, grid: Grid, extend: bool) -> tuple[Grid, int, bool]:
     added = len(new.trials()) - len(old.trials())
     if not extend:
         diff = [a for a in AXES if old.axes[a] != grid.axes[a]] + (["references"] if old.references != grid.references
-                                                                    else [])
+                                                                    else []) + (["random"] if old.random != grid.random
+                                                                                else [])
         raise LpmError(f"{clip(str(out))} holds another grid (it differs in {', '.join(diff)}); "
                        f"add --extend to add the {added} new trials, or use another --out")
     return new, added, bool(added or new.to_json() != old.to_json())
@@ -311,7 +346,8 @@ def check_grid(data: Any, where: str, named: Grid | None = None) -> Grid:
     the number of trials capped, before anything is created or run; `named` is the grid of the command that will
     run it (the predictor folders it names), None when the grid is only read (a report, a --reuse source)."""
     d = obj(data, where)
-    if d.get("version") != GRID_VERSION or set(d) != {"version", "axes", "references", "settings"}:
+    if d.get("version") != GRID_VERSION or not {"version", "axes", "references", "settings"} <= set(d) \
+            or not set(d) <= {"version", "axes", "references", "settings", "random"}:
         raise LpmError(f"{clip(where)} is not a sweep grid (version {clip(d.get('version'), 20)}); use another --out")
     try:
         axes = check_axes(obj(d["axes"], where, "axes"), where, named)
@@ -321,7 +357,11 @@ def check_grid(data: Any, where: str, named: Grid | None = None) -> Grid:
         refs = [check_reference(label, spec, where) for label, spec in refs]
         if len({slug(label) for label, _ in refs}) != len(refs):
             raise bad(where, "two references share a label")
-        grid = Grid(axes, refs, check_settings(d["settings"], where))
+        try:
+            random = check_random(dict(obj(d.get("random") or {}, where, "random")))
+        except ValueError as e:
+            raise bad(where, str(e)) from None
+        grid = Grid(axes, refs, check_settings(d["settings"], where), random)
     except LpmError as e:
         raise LpmError(f"{e}" if str(e).startswith(clip(where)) else f"{clip(where)}: {e}") from None
     grid.trials()  # at most MAX_TRIALS

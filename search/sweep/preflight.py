@@ -20,17 +20,18 @@ from search.sweep.results import results_row
 from search.sweep.trial import read_state, trial_steps
 
 #: the files lpm keeps at the top of a sweep folder (each refused when it is a link)
-TOP_FILES = ("grid.json", ".trials.mutex", ".results.mutex", "results.csv", "results.parquet", "report.md")
+TOP_FILES = ("grid.json", ".trials.mutex", ".results.mutex", "results.csv", "results.parquet", "report.md",
+             "claim.json", "claim.png")
 #: what stands for a searched genotype when the steps after the search are checked (the search has not run yet)
 SOME_GENOTYPE = "DARTS_V2"
 
 
 def _representatives(grid: Grid) -> list[Trial]:
-    """One trial per (dataset, method) and per (dataset, reference): together they give every step every setting
+    """One trial per (dataset, method) and per (dataset, kind of trial): together they give every step every setting
     and every axis value that changes a step's checks (the axes themselves are checked as the grid is built)."""
     seen: dict[tuple, Trial] = {}
     for t in grid.trials():
-        seen.setdefault((t.dataset, t.method, t.reference, t.lam == "0"), t)
+        seen.setdefault((t.dataset, t.method, t.kind, t.lam == "0"), t)
     return list(seen.values())
 
 

@@ -7,11 +7,13 @@ or `ref:NAME`), each run a dict of seed, acc, normal_ms, whole_ms, predicted_ms,
 from __future__ import annotations
 
 import io
+import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from lpm_zoo.files import write_atomic
+from search.sweep import claims
 from search.sweep.grid import lambda_value
 from search.sweep.results import profile_column
 
@@ -156,12 +158,13 @@ def sections(rows: list[dict[str, Any]], profiles: list[str]) -> dict[tuple, dic
     zero: dict[tuple, list[dict]] = {}
     refs: dict[str, dict[str, list[dict]]] = {}
     for r in rows:
-        if r["kind"] == "reference":
-            refs.setdefault(r["dataset"], {}).setdefault(f"ref:{r['reference']}", []).append(_run(r, normal, whole))
+        if r["kind"] in ("reference", "random"):
+            label = "random cells" if r["kind"] == "random" else r["reference"]
+            refs.setdefault(r["dataset"], {}).setdefault(f"ref:{label}", []).append(_run(r, normal, whole))
         elif r["lambda"] == "0":
             zero.setdefault((r["method"], r["dataset"]), []).append(_run(r, normal, whole))
     for r in rows:
-        if r["kind"] == "reference" or r["lambda"] == "0":
+        if r["kind"] in ("reference", "random") or r["lambda"] == "0":
             continue
         key = (r["method"], r["dataset"], r["predictor"], r["noise"])
         sec = out.setdefault(key, {})
@@ -237,6 +240,18 @@ def _title(key: tuple) -> str:
     return f"{method} on {dataset}, predictor {predictor or '—'}" + (f", noise σ = {noise:g} ms" if noise else "")
 
 
+def _claim_section(out: Path, rows: list[dict[str, Any]], whole: str) -> list[str]:
+    """The search claim against the random cells (search.sweep.claims): its verdicts, picture and DIR/claim.json."""
+    crows = claims.claim_rows(rows, profile_column(whole))
+    write_atomic(out / "claim.json", (json.dumps(crows, indent=1, allow_nan=False) + "\n").encode())
+    png, buf = out / "claim.png", io.BytesIO()
+    claims.plot_claim(crows, buf, "accuracy against measured latency: random cells, published cells, found cells")
+    write_atomic(png, buf.getvalue())  # never through a link
+    return ["## The search against random cells", "", *[f"- {v}" for v in claims.verdicts(crows)], "",
+            f"![the search against random cells]({png.name})", "", "One row per trained network and training seed: "
+            "claim.json.", ""]
+
+
 def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any], command: str = "") -> Path:
     """DIR/report.md with a table, the claims and a plot (DIR/pareto-N.png) per section; returns the report's path."""
     profiles = settings["measure"]["profiles"]
@@ -277,6 +292,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
                   *[f"- {c}" for c in t4], ""]
     if t3:
         lines += ["## A noisy predictor (Table 3)", "", *[f"- {c}" for c in t3], ""]
+    if whole and any(r["kind"] == "random" for r in rows):
+        lines += _claim_section(out, rows, whole)
     path = out / "report.md"
     write_atomic(path, "\n".join(lines).encode())
     return path

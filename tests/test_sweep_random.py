@@ -1,0 +1,131 @@
+"""`lpm sweep --random N`: the random-search baseline as resumable trials (genotypes drawn from the space with a
+seed, trained and measured like the references), with the fake steps of tests/sweep_fake_lpm.py."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from lpm_zoo.cli import main
+from lpm_zoo.sampler import sample_random_genotypes
+from lpm_zoo.space import OPS_KEPT
+from search.sweep.grid import Grid
+
+FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
+STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    log = tmp_path / "steps.log"
+    monkeypatch.setenv("FAKE_LPM_LOG", str(log))
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
+    return log
+
+
+def read_results(out):
+    return pq.read_table(out / "results.parquet").to_pylist()
+
+
+def _sweep(out, *extra):
+    return main(["sweep", "--out", str(out), "--lambda", "none", "--references", "none", "--seeds", "0",
+                 "--profiles", "cifar-b1-both", "--step-command", STEP, *extra])
+
+
+def test_sampled_genotypes_are_distinct_seeded_and_a_longer_list_extends_a_shorter_one():
+    a, b, c = sample_random_genotypes(12, 3), sample_random_genotypes(20, 3), sample_random_genotypes(12, 4)
+    assert a == b[:12] and a != c
+    assert len({json.dumps(g.to_dict()) for g in b}) == 20
+    assert any(g.normal != b[0].normal for g in b) and any(g.reduce != b[0].reduce for g in b)  # both cells drawn
+    assert {op for g in b for op, _ in g.normal + g.reduce} <= set(OPS_KEPT)
+
+
+def test_random_trials_run_are_rows_of_kind_random_and_resume(tmp_path, fake):
+    out = tmp_path / "sw"
+    assert _sweep(out, "--random", "3", "--random-seed", "7") == 0
+    rows = read_results(out)
+    assert [r["kind"] for r in rows] == ["random"] * 3
+    want = [json.dumps(g.to_dict(), separators=(",", ":")) for g in sample_random_genotypes(3, 7)]
+    assert sorted(r["genotype"] for r in rows) == sorted(want)
+    assert "random cells" in (out / "report.md").read_text()
+    n_events = len(fake.read_text().splitlines())
+    assert _sweep(out, "--random", "3", "--random-seed", "7") == 0  # resumed: nothing runs again
+    assert len(fake.read_text().splitlines()) == n_events
+    # a larger N extends the list: the first 3 are kept, 2 new ones run
+    assert _sweep(out, "--random", "5", "--random-seed", "7", "--extend") == 0
+    rows = read_results(out)
+    assert len(rows) == 5 and len({r["genotype"] for r in rows}) == 5
+    assert Grid.from_json(json.loads((out / "grid.json").read_text())).random == {"n": 5, "seed": 7}
+
+
+@pytest.mark.parametrize("flags, words", [(["--random", "-1"], "--random"), (["--random", "1001"], "--random"),
+                                          (["--random", "2", "--random-seed", "-3"], "--random-seed")])
+def test_bad_random_values_are_one_line_and_create_nothing(tmp_path, fake, capsys, flags, words):
+    out = tmp_path / "sw"
+    assert _sweep(out, *flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("random", [{"n": 0, "seed": 1}, {"n": "3", "seed": 1}, {"n": 3, "seed": -1},
+                                    {"n": 3, "seed": 1, "path": "/etc/passwd"}, {"n": 10**9, "seed": 0}])
+def test_a_crafted_random_entry_in_grid_json_is_refused(random):
+    from lpm_zoo.errors import LpmError
+
+    data = Grid({"method": ["darts"], "dataset": ["textures"], "predictor": ["ort-cpu"], "lambda": [], "noise": [0.0],
+                 "seed": [0]}, [], {}).to_json()
+    data["random"] = random
+    with pytest.raises(LpmError, match="not a sweep grid"):
+        Grid.from_json(data)
+
+
+def _row(kind, acc, ms, seed, genotype, method=None, lam=None, reference=None):
+    return {"kind": kind, "test_acc": acc, "latency_ms_cifar-b1-both": ms, "seed": seed, "method": method,
+            "lambda": lam, "reference": reference, "genotype": json.dumps(genotype.to_dict())}
+
+
+def _claim_rows(lam_acc, lam_ms, zero_acc=0.85):
+    from lpm_zoo.published import DARTS_V2
+    from search.sweep.claims import claim_rows
+
+    gen = sample_random_genotypes(13, 0)
+    rows = [_row("random", 0.80 + 0.01 * (i % 6) + 0.002 * s, 10.0 + i, s, g)
+            for i, g in enumerate(gen[:10]) for s in (0, 1)]
+    rows += [_row("reference", 0.855, 12.0, s, DARTS_V2, reference="DARTS_V2") for s in (0, 1)]
+    rows += [_row("search", zero_acc, 20.0, s, gen[10], "darts", "0") for s in (0, 1, 2)]
+    rows += [_row("search", lam_acc, lam_ms, s, gen[11], "darts", "rel0.2") for s in (0, 1, 2)]
+    return claim_rows(rows, "latency_ms_cifar-b1-both")
+
+
+def test_claim_rows_are_plain_and_published_names_kept():
+    crows = _claim_rows(0.85, 5.0)
+    assert {r["kind"] for r in crows} == {"random", "reference", "search"} and len(crows) == 28
+    ref = next(r for r in crows if r["kind"] == "reference")
+    assert ref["genotype"] == "DARTS_V2" and ref["seed"] is None and ref["train_seed"] in (0, 1)
+    rnd = next(r for r in crows if r["kind"] == "random")
+    assert rnd["genotype"].startswith("Genotype(normal=") and 0 <= rnd["test_acc"] <= 1 and rnd["whole_ms"] >= 10
+    assert json.loads(json.dumps(crows, allow_nan=False)) == crows
+
+
+@pytest.mark.parametrize("lam_acc, lam_ms, zero_acc, lam_pass, zero_pass", [
+    (0.85, 5.0, 0.85, True, True),     # 75% faster, same accuracy, no random cell faster and as accurate
+    (0.83, 5.0, 0.85, False, True),    # 2 points lost
+    (0.85, 15.0, 0.85, False, True),   # only 25% faster
+    (0.80, 13.0, 0.80, False, False),  # λ = 0 under DARTS_V2 − 1 and under the random median; random cells dominate
+])
+def test_verdicts_pass_and_fail_on_the_issue_bars(lam_acc, lam_ms, zero_acc, lam_pass, zero_pass):
+    from search.sweep.claims import random_band, verdicts
+
+    crows = _claim_rows(lam_acc, lam_ms, zero_acc)
+    band = random_band(crows)
+    assert band["cells"] == 10 and band["between_seeds_sd"] < band["between_cells_sd"]
+    lines = verdicts(crows)
+    zero = next(v for v in lines if "λ = 0 (3 seeds)" in v)
+    lam = next(v for v in lines if "λ rel0.2" in v)
+    assert zero.endswith("PASS") == zero_pass and ("PASS" in lam) == lam_pass
