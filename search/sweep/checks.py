@@ -11,11 +11,12 @@ from typing import Any
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import MAX_JSON_BYTES, read_own_json
 
+AFTER = "; lpm did not write that: delete the file (or use another --out) and rerun"
+
 
 def bad(where: str | Path, what: str) -> LpmError:
     """The one-line refusal of a value read from `where`."""
-    return LpmError(f"{clip(str(where))}: {what}; lpm did not write that: delete the file (or use another --out) "
-                    "and rerun")
+    return LpmError(f"{clip(str(where))}: {what}{AFTER}")
 
 
 def obj(v: Any, where: str | Path, key: str = "the file") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from lpm_zoo.files import read_own_json, refuse_link, write_atomic
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2, list_genotypes
 from search.options import DATASETS, METHODS
-from search.sweep.checks import bad, integer, obj, strings, text
+from search.sweep.checks import AFTER, bad, integer, obj, strings, text
 
 GRID_VERSION = 1
 AXES = ("method", "dataset", "predictor", "lambda", "noise", "seed")
@@ -363,6 +363,7 @@ def check_grid(data: Any, where: str, named: Grid | None = None) -> Grid:
             raise bad(where, str(e)) from None
         grid = Grid(axes, refs, check_settings(d["settings"], where), random)
     except LpmError as e:
-        raise LpmError(f"{e}" if str(e).startswith(clip(where)) else f"{clip(where)}: {e}") from None
+        what = str(e).removeprefix(f"{clip(where)}: ").removesuffix(AFTER)
+        raise LpmError(f"{clip(where)} is not a sweep grid ({what}); use another --out") from None
     grid.trials()  # at most MAX_TRIALS
     return grid
