@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from backends.device import (
     check_same_machine,
+    check_same_options,
     device_fingerprint,
     device_name,
     store_device_name,
@@ -90,6 +91,7 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
                 pool.shutdown()
         name = dev_name = store_device_name(store, backend, device, profile, name)
         check_same_machine(store, backend, dev_name, profile, device_fingerprint(device), db)
+        check_same_options(store, backend, dev_name, profile, dict(protocol.backend_options), db)
         todo = plan(store, backend, dev_name, profile, samples, seed, cells)
         before = store.count(Target(backend, dev_name, profile))
         if todo:
