@@ -122,7 +122,6 @@ def check_same_machine(store: MeasurementStore, backend: str, name: str, profile
     on other hardware (CPU model, ISA and any ISA cap, or GPU): name and fingerprint are checked, never the name
     alone, so `--device-name` cannot file one machine's timings under another's. A stated identity
     (`LPM_HOST_IDENTITY`, for tests) and a real one never share a store, whichever series they are in."""
-    check_stated_apart(store, here, db)
     for theirs in store_hardware(store, backend, name, profile):
         if same_hardware(theirs, here):
             continue
@@ -130,6 +129,7 @@ def check_same_machine(store: MeasurementStore, backend: str, name: str, profile
         raise LpmError(f"{clip(db)} holds {backend}/{clip(name, 64)}/{profile} measured on {what}; this machine is "
                        f"{describe(here)}: its timings would mix two machines. Use a new --db, or --device-name "
                        f"{device_name('cpu') if here.get('kind') == 'cpu' else 'NAME'} (this machine's own)")
+    check_stated_apart(store, here, db)
 
 
 def check_stated_apart(store: MeasurementStore, here: dict, db: str = "the store") -> None:
