@@ -208,3 +208,27 @@ def test_joining_a_silent_server_times_out_in_one_line(monkeypatch):
     finally:
         ray.released.set()
         server.close()
+
+
+def test_the_rules_section_names_the_knobs_and_tests_the_code_has():
+    """docs/security-and-file-formats.md states these rules with the variables, defaults and tests the code has."""
+    from pathlib import Path
+
+    from backends.base import PROBE_TIMEOUT_S, PROBE_TIMEOUT_VAR
+    from lpm_zoo.hardware import ALLOW_STATED_VAR, HOST_IDENTITY_VAR
+    from lpm_zoo.ray_cluster import CONNECT_TIMEOUT_S, JOIN_TIMEOUT_S, JOIN_TIMEOUT_VAR
+
+    root = Path(__file__).parents[1]
+    doc = (root / "docs" / "security-and-file-formats.md").read_text()
+    section = doc.split("## Stated identities, backend options, plugins and network waits", 1)[1].split("\n## ")[0]
+    for rule in ("A stated identity is for tests only", "Backend options are part of a series' identity",
+                 "A plugin cannot break the program", "Every network wait has a timeout"):
+        assert rule in section
+    for said in (HOST_IDENTITY_VAR, ALLOW_STATED_VAR, f"`{PROBE_TIMEOUT_VAR}`, default {PROBE_TIMEOUT_S:g} s",
+                 f"`{JOIN_TIMEOUT_VAR}` (default {JOIN_TIMEOUT_S:g} s)", f"({CONNECT_TIMEOUT_S:g} s)",
+                 f"capped at {core.WARNING_CHARS} characters"):
+        assert said in section, said
+    named = {w.strip("`.,;:()") for w in section.split() if w.strip("`.,;:()").startswith("tests/test_")}
+    assert named and all((root / t).is_file() for t in named), named
+    conftest = (root / "tests" / "conftest.py").read_text()
+    assert 'setdefault(ALLOW_STATED_VAR, "1")' in conftest and "ALLOW_STATED_VAR" in conftest
