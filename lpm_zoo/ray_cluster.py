@@ -5,9 +5,12 @@ command line is parsed, and joining waits a bounded time (every network wait has
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
+import signal
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -91,28 +94,52 @@ def join(ray: Any, address: str, **local_init: Any) -> bool:
     if ray.is_initialized():
         return False
     check_address(address)
-    if address not in ("local", "auto"):
+    if address == "local":  # a cluster started here: no network wait; ray.init keeps its SIGTERM handler
+        try:
+            ray.init(**local_init)
+        except Exception as e:  # noqa: BLE001 - ray raises several types
+            raise LpmError(f"cannot start Ray here: {clip(str(e), 160)}") from None
+        return True
+    if address != "auto":
         reachable(address)
+    _bounded_init(ray, address)
+    return True
+
+
+def _bounded_init(ray: Any, address: str) -> None:
+    """`ray.init(address)` in a daemon thread, given up after `join_timeout()` seconds (Ray's own retries to a
+    server that accepts and says nothing last minutes); then, in this (main) thread, the SIGTERM handler ray.init
+    sets only in a main thread (exit, so its atexit hook disconnects)."""
     outcome: list[BaseException | None] = []
 
     def init() -> None:
         try:
-            if address == "local":
-                ray.init(**local_init)
-            else:
-                ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False)
             outcome.append(None)
         except BaseException as e:  # noqa: BLE001 - ray raises several types for a bad address
             outcome.append(e)
 
-    thread = threading.Thread(target=init, name="lpm-ray-join", daemon=True)
-    thread.start()
-    timeout = join_timeout()
-    thread.join(timeout)
+    worker_log = logging.getLogger("ray._private.worker")
+    quiet = _NotMainThreadNote()
+    worker_log.addFilter(quiet)
+    try:
+        thread = threading.Thread(target=init, name="lpm-ray-join", daemon=True)
+        thread.start()
+        timeout = join_timeout()
+        thread.join(timeout)
+    finally:
+        worker_log.removeFilter(quiet)
     if not outcome:
         raise LpmError(f"Ray at {clip(address, 80)} did not answer in {timeout:g} s ({JOIN_TIMEOUT_VAR}): is a Ray "
                        "cluster (not another server) listening there?")
     if outcome[0] is not None:
-        e = outcome[0]
-        raise LpmError(f"cannot connect to Ray at {clip(address, 80)}: {clip(str(e), 160)}") from None
-    return True
+        raise LpmError(f"cannot connect to Ray at {clip(address, 80)}: {clip(str(outcome[0]), 160)}") from None
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+
+class _NotMainThreadNote(logging.Filter):
+    """Drops ray.init's note that it set no SIGTERM handler off the main thread (`_bounded_init` sets it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        return "SIGTERM handler is not set" not in record.getMessage()
