@@ -7,7 +7,6 @@ DARTS. `backends.testing.check_backend` checks a subclass against this contract.
 
 from __future__ import annotations
 
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError, printable
+from lpm_zoo.timeouts import seconds_from_env
 
 #: seconds a backend's `available()` may take before it counts as hung (a plugin's import of its runtime included)
 PROBE_TIMEOUT_VAR, PROBE_TIMEOUT_S = "LPM_PLUGIN_TIMEOUT_S", 20.0
@@ -41,11 +41,7 @@ class Probe(NamedTuple):
 
 def probe_timeout() -> float:
     """`PROBE_TIMEOUT_VAR` seconds (0.1 to 600), else PROBE_TIMEOUT_S."""
-    try:
-        value = float(os.environ.get(PROBE_TIMEOUT_VAR, "") or PROBE_TIMEOUT_S)
-    except ValueError:
-        return PROBE_TIMEOUT_S
-    return min(max(value, 0.1), 600.0) if value == value else PROBE_TIMEOUT_S
+    return seconds_from_env(PROBE_TIMEOUT_VAR, PROBE_TIMEOUT_S, 0.1, 600.0)
 
 
 class Prepared:

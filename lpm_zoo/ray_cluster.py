@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.timeouts import seconds_from_env
 
 #: Ray reads this when imported; "0" keeps the servers a `--ray local` cluster starts on 127.0.0.1
 ONE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -47,11 +48,7 @@ def ray_address(text: str) -> str:
 
 def join_timeout() -> float:
     """`JOIN_TIMEOUT_VAR` seconds (1 to 3600), else JOIN_TIMEOUT_S."""
-    try:
-        value = float(os.environ.get(JOIN_TIMEOUT_VAR, "") or JOIN_TIMEOUT_S)
-    except ValueError:
-        return JOIN_TIMEOUT_S
-    return min(max(value, 1.0), 3600.0) if value == value else JOIN_TIMEOUT_S
+    return seconds_from_env(JOIN_TIMEOUT_VAR, JOIN_TIMEOUT_S, 1.0, 3600.0)
 
 
 def reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:

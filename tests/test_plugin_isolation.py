@@ -232,3 +232,12 @@ def test_the_rules_section_names_the_knobs_and_tests_the_code_has():
     assert named and all((root / t).is_file() for t in named), named
     conftest = (root / "tests" / "conftest.py").read_text()
     assert 'setdefault(ALLOW_STATED_VAR, "1")' in conftest and "ALLOW_STATED_VAR" in conftest
+
+
+@pytest.mark.parametrize("text,want", [("", 20.0), ("abc", 20.0), ("nan", 20.0), ("inf", 20.0), ("-5", 0.1),
+                                       ("1e9", 600.0), ("2.5", 2.5)])
+def test_a_wait_bound_from_the_environment_is_a_finite_clamped_number(monkeypatch, text, want):
+    from lpm_zoo.timeouts import seconds_from_env
+
+    monkeypatch.setenv("LPM_TEST_WAIT_S", text)
+    assert seconds_from_env("LPM_TEST_WAIT_S", 20.0, 0.1, 600.0) == want
