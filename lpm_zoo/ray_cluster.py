@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.errors import LpmError, clip, printable
 from lpm_zoo.timeouts import seconds_from_env
 
 #: Ray reads this when imported; "0" keeps the servers a `--ray local` cluster starts on 127.0.0.1
@@ -59,8 +59,8 @@ def reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
             pass
     except OSError as e:
         why = "no answer" if isinstance(e, socket.timeout) else (e.strerror or type(e).__name__)
-        raise LpmError(f"cannot reach a Ray cluster at {clip(address, 80)} ({clip(why, 80)} within {timeout:g} s): "
-                       "start it (ray start --head) or give its address") from None
+        raise LpmError(f"cannot reach a Ray cluster at {clip(address, 80)}: {printable(why, 80)} (waited at most "
+                       f"{timeout:g} s); start it (ray start --head) or give its address") from None
 
 
 def import_ray(one_machine: bool) -> Any:

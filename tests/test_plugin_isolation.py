@@ -179,6 +179,7 @@ def test_joining_a_closed_port_is_one_line_at_once(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "cannot reach a Ray cluster at '127.0.0.1:1'" in r.stderr and time.monotonic() - t0 < 60
+    assert not (tmp_path / "p.db").exists()  # refused before the store is created
 
 
 class _SilentRay:

@@ -22,6 +22,7 @@ from backends.registry import get_backend
 from lpm_zoo.calibration import calibration_cells
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile
+from lpm_zoo.ray_cluster import reachable
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.space import Cell
 from lpm_zoo.store import (
@@ -76,6 +77,8 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
     get_profile(profile)
     if not ray_address:
         get_backend(backend).check(device)  # before the store is touched (a pilot would record its statistic)
+    elif ray_address not in ("local", "auto"):
+        reachable(ray_address)  # a cluster nobody runs: refused before the store is created
     with MeasurementStore(db) as store:
         if ray_address:
             if protocol.statistic == AUTO:  # no pilot on a cluster: the store's statistic, else the default
