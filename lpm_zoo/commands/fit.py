@@ -33,7 +33,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from lpm_zoo.predictors import create_predictor, predictor_class, save_predictor, user_zoo_dir
     from lpm_zoo.predictors.zoo import check_new_name
 
-    predictor_class(args.predictor).check_implemented()  # a plugin's type: before the data is read
+    predictor_class(args.predictor).check_implemented(saving=True)  # a plugin's type: before the data is read
     name = args.name or f"{args.backend}-{resolve_device(args)}"
     if not name or "/" in name or name.startswith("."):
         raise LpmError(f"--name {clip(name)}: a predictor name is a plain word like ort-cpu")

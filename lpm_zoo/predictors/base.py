@@ -161,10 +161,10 @@ class Predictor:
         return self
 
     @classmethod
-    def check_implemented(cls) -> None:
-        """Refuse, in one LpmError line, a type (a plugin's) that lacks a method fitting and saving need (`_fit`,
-        `_predict`, and `_state` where its state is saved as safetensors), before any work."""
-        need = ["_fit", "_predict"] + (["_state"] if cls.persistence == "safetensors" else [])
+    def check_implemented(cls, saving: bool = False) -> None:
+        """Refuse, in one LpmError line, a type (a plugin's) that lacks a method fitting needs (`_fit`, `_predict`;
+        `saving`: also `_state` where its state is saved as safetensors), before any work."""
+        need = ["_fit", "_predict"] + (["_state"] if saving and cls.persistence == "safetensors" else [])
         missing = [m for m in need if getattr(cls, m) is getattr(Predictor, m)]
         if missing:
             raise LpmError(f"predictor type {cls.type_name!r} ({cls.__module__}) does not implement "
