@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lpm_zoo.device import cuda_missing, parse_device, plain_name  # noqa: F401 - re-exported for the backends
-from lpm_zoo.errors import LpmError, clip
-from lpm_zoo.hardware import cpu_fingerprint, cpu_model, describe, host_slug, same_hardware
+from lpm_zoo.errors import LpmError, clip, printable
+from lpm_zoo.hardware import HOST_IDENTITY_VAR, cpu_fingerprint, cpu_model, describe, host_slug, is_stated, same_hardware
 
 if TYPE_CHECKING:
     from lpm_zoo.store import MeasurementStore
@@ -120,7 +120,8 @@ def check_same_machine(store: MeasurementStore, backend: str, name: str, profile
                        db: str = "the store") -> None:
     """Refuse, in one line, to add this machine's timings to a store whose backend/name/profile were measured
     on other hardware (CPU model, ISA and any ISA cap, or GPU): name and fingerprint are checked, never the name
-    alone, so `--device-name` cannot file one machine's timings under another's."""
+    alone, so `--device-name` cannot file one machine's timings under another's. A stated identity
+    (`LPM_HOST_IDENTITY`, for tests) and a real one never share a store, whichever series they are in."""
     for theirs in store_hardware(store, backend, name, profile):
         if same_hardware(theirs, here):
             continue
@@ -128,3 +129,35 @@ def check_same_machine(store: MeasurementStore, backend: str, name: str, profile
         raise LpmError(f"{clip(db)} holds {backend}/{clip(name, 64)}/{profile} measured on {what}; this machine is "
                        f"{describe(here)}: its timings would mix two machines. Use a new --db, or --device-name "
                        f"{device_name('cpu') if here.get('kind') == 'cpu' else 'NAME'} (this machine's own)")
+    check_stated_apart(store, here, db)
+
+
+def check_stated_apart(store: MeasurementStore, here: dict, db: str = "the store") -> None:
+    """Refuse, in one line, rows of a stated host identity into a store a real machine recorded, and the reverse:
+    a stated identity times this machine under another's name, so its rows are kept out of real data."""
+    stated_here = is_stated(here)
+    if any(isinstance(hw, dict) and is_stated(hw) != stated_here for hw in store.recorded_hardware()):
+        if stated_here:
+            raise LpmError(f"{clip(db)} holds rows of a real machine and this run states its identity "
+                           f"({HOST_IDENTITY_VAR}, for tests only): its timings would enter real data under another "
+                           f"machine's name. Unset {HOST_IDENTITY_VAR}, or use a new --db")
+        raise LpmError(f"{clip(db)} holds rows measured under a stated identity ({HOST_IDENTITY_VAR}, for tests "
+                       "only): this machine's real timings never mix with them. Use a new --db")
+
+
+def check_same_options(store: MeasurementStore, backend: str, name: str, profile: str, options: dict[str, Any],
+                       db: str = "the store") -> None:
+    """Refuse, in one line, rows measured with other backend options (`--backend-option`) than the series' rows:
+    the options change what is timed, so they are part of a series' identity (bf16, f32 and default never mix)."""
+    from lpm_zoo.store import Target
+
+    theirs = store.series_options(Target(backend, name, profile))
+    if theirs is None or theirs == options:
+        return
+
+    def said(opts: dict[str, Any]) -> str:
+        return printable(",".join(f"{k}={v}" for k, v in sorted(opts.items())), 80) if opts else "the default options"
+
+    raise LpmError(f"{clip(db)} holds {backend}/{clip(name, 64)}/{profile} measured with {said(theirs)}; these "
+                   f"measurements use {said(options)}: one series never mixes backend options. File them under "
+                   "another --device-name (e.g. one naming the options), or use a new --db")

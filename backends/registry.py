@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from backends.base import Backend
+from lpm_zoo.errors import LpmError, printable
 from lpm_zoo.registry import Registry
 
 GROUP = "lpm_zoo.backends"
@@ -33,5 +34,11 @@ def list_backends() -> list[str]:
 
 
 def get_backend(name: str) -> Backend:
-    """A fresh instance of backend `name`; an unknown name gets an error listing the known ones."""
-    return _REGISTRY.get(name)()
+    """A fresh instance of backend `name`; an unknown name gets an error listing the known ones, and a backend
+    (a plugin) whose constructor fails an LpmError line naming it (its text escaped and capped)."""
+    cls = _REGISTRY.get(name)
+    try:
+        return cls()
+    except Exception as e:  # noqa: BLE001 - a plugin's constructor may raise anything: one line, not a traceback
+        raise LpmError(f"backend {name!r} ({cls.__module__}) failed to start: {type(e).__name__}: "
+                       f"{printable(e, 160)}") from None

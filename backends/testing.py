@@ -128,9 +128,13 @@ def check_interface(b: Backend, device: str = "cpu", **opts: Any) -> None:
     if not isinstance(b.options, dict):
         raise _fail("interface", b, device, f"options must be a dict of name: (type, help), got {clip(b.options, 60)}")
     for name, spec in b.options.items():
-        if not (isinstance(name, str) and OPTION_NAME.fullmatch(name) and isinstance(spec, tuple) and len(spec) == 2
-                and spec[0] in (bool, int, float, str) and isinstance(spec[1], str) and spec[1].strip()):
-            raise _fail("interface", b, device, f"options[{clip(name, 40)}] must be (bool|int|float|str, help), "
+        if not (isinstance(name, str) and OPTION_NAME.fullmatch(name) and isinstance(spec, tuple)
+                and len(spec) in (2, 4) and spec[0] in (bool, int, float, str) and isinstance(spec[1], str)
+                and spec[1].strip() and (len(spec) == 2 or (
+                    isinstance(spec[2], tuple) and all(type(c) is spec[0] for c in spec[2])
+                    and isinstance(spec[3], tuple) and all(d in devices for d in spec[3])))):
+            raise _fail("interface", b, device, f"options[{clip(name, 40)}] must be (bool|int|float|str, help) or "
+                                                 "an Option (choices of that type, devices the backend runs on), "
                                                  f"got {clip(spec, 60)}")
 
 

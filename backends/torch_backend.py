@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.base import Backend, Prepared
+from backends.base import Backend, Option, Prepared
 from backends.device import cuda_missing, parse_device
 from backends.registry import register_backend
 from backends.timing import cuda_event_times, host_times, side_stream
@@ -19,7 +19,7 @@ class TorchBackend(Backend):
     devices = ("cpu", "cuda")
     model_format = "torch"
     library = ("torch",)
-    options = {"cuda_graph": (bool, "replay the forward pass as one captured CUDA graph (CUDA only)")}
+    options = {"cuda_graph": Option(bool, "replay the forward pass as one captured CUDA graph", devices=("cuda",))}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:

@@ -34,7 +34,7 @@ class Command:
     check: Callable[[argparse.Namespace], None] | None = None
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """argparse with usage errors as one line and exit code 2 (argparse's own convention)."""
 
     def error(self, message: str) -> None:  # noqa: D102
@@ -81,12 +81,12 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
 
 def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="lpm", allow_abbrev=False,
         description="Latency prediction modules per device backend, and latency-aware DARTS search.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, cmd in commands.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help, allow_abbrev=False)
         cmd.configure(p)

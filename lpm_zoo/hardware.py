@@ -87,6 +87,27 @@ def _parse_identity(text: str) -> dict[str, Any]:
     return {"machine": "x86_64", "logical_cores": 1, "isa": [], **obj}
 
 
+#: Set to 1 (tests only) to let `lpm fit` / `lpm adapt` use rows measured under a stated identity.
+ALLOW_STATED_VAR = "LPM_ALLOW_STATED_ROWS"
+
+
+def is_stated(fp: dict[str, Any] | None) -> bool:
+    """Whether a fingerprint was stated (`LPM_HOST_IDENTITY`) rather than read; a GPU's looks at its host CPU."""
+    if not isinstance(fp, dict):
+        return False
+    host = fp.get("host")
+    return fp.get("stated") is True or (isinstance(host, dict) and host.get("stated") is True)
+
+
+def check_stated_rows(stated: int, what: str) -> None:
+    """Refuse, in one line, to fit on `stated` rows measured under a stated identity, unless ALLOW_STATED_VAR=1:
+    a stated identity is for tests, its timings are this machine's under another machine's name."""
+    if stated and os.environ.get(ALLOW_STATED_VAR, "").strip() != "1":
+        raise LpmError(f"{what}: {stated} rows were measured under a stated host identity ({HOST_IDENTITY_VAR}, for "
+                       f"tests only): their timings are not the named machine's. Measure without {HOST_IDENTITY_VAR}"
+                       f" (or, in tests, set {ALLOW_STATED_VAR}=1)")
+
+
 def cpu_model() -> str:
     """The CPU's model string (from /proc/cpuinfo where there is one; the stated identity's, if set)."""
     stated = stated_identity()

@@ -7,8 +7,9 @@ A `Registry` maps names to objects. Objects arrive two ways, with one name each:
   `lpm_zoo.backends`, `lpm_zoo.commands`): the entry point's name is the object's name.
 
 Discovery is lazy: nothing is imported until a name is asked for or the names are listed, and
-then only once. A broken or duplicate plugin is reported in one line on stderr and skipped (it
-must not break the others); a duplicate name registered in code is an error. An unknown name is
+then only once. A broken or duplicate plugin is reported in one line on stderr, once per process,
+with its text escaped, and skipped (it must not break the others; a plugin cannot take a built-in's
+name: the built-in is kept); a duplicate name registered in code is an error. An unknown name is
 an `LpmError` that lists the known ones. timm's `_registry.py` and torchvision's `_api.py` are
 the models: one decorator, one lookup, one listing.
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.errors import LpmError, clip, printable
 
 T = TypeVar("T")
 
@@ -57,7 +58,8 @@ class Registry(Generic[T]):
         """Decorator adding `obj` under `name`; a name already taken by another object is a ValueError."""
 
         def deco(obj: T) -> T:
-            if not self._discovered and self.group and name not in self._items:
+            if (not self._discovered and self.group and name not in self._items
+                    and getattr(obj, "__module__", "") not in self.builtins):  # a built-in keeps its name
                 # before discovery, a name an installed entry point gives to another object is taken too
                 owner = next((ep.value for ep in entry_points(self.group) if ep.name == name), None)
                 here = f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"
@@ -97,20 +99,26 @@ class Registry(Generic[T]):
             return
         origin: dict[str, str] = {}
         for ep in sorted(entry_points(self.group), key=lambda e: (e.name, e.value)):
+            own = self._items.get(ep.name)
+            if own is not None and getattr(own, "__module__", "") in self.builtins:
+                if ep.value != f"{own.__module__}:{getattr(own, '__qualname__', '')}":  # not the project's own entry
+                    warn_once(f"{self.kind} plugin {ep.name!r} ({ep.value}) rejected: {ep.name!r} is the built-in "
+                              f"{_where(own)}, which is kept; the plugin needs another name")
+                continue
             if ep.name in origin:
                 if ep.value != origin[ep.name]:
-                    _warn(f"{self.kind} {ep.name!r} ({ep.value}) ignored: the name is taken by {origin[ep.name]}")
+                    warn_once(f"{self.kind} {ep.name!r} ({ep.value}) ignored: the name is taken by {origin[ep.name]}")
                 continue
             origin[ep.name] = ep.value
             try:
                 obj = ep.load()
-            except Exception as e:  # a broken third-party plugin must not break the others
-                _warn(f"{self.kind} {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}")
+            except (Exception, SystemExit) as e:  # a broken third-party plugin must not break the others
+                warn_once(f"{self.kind} {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}")
                 continue
             try:
                 self._add(ep.name, obj)
             except (TypeError, ValueError) as e:
-                _warn(f"{self.kind} {ep.name!r} ({ep.value}) ignored: {e}")
+                warn_once(f"{self.kind} {ep.name!r} ({ep.value}) ignored: {e}")
 
     # --- looking up ----------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -148,5 +156,17 @@ def _where(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
 
 
-def _warn(message: str) -> None:
-    print(f"lpm: warning: {message}", file=sys.stderr)
+#: the longest plugin warning printed (a plugin's exception text is its own: capped, escaped)
+WARNING_CHARS = 300
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """One `lpm: warning:` line on stderr about a plugin, its control characters escaped and its length capped;
+    the same line is printed once per process, however many commands or registries meet the plugin."""
+    line = printable(message)
+    line = line if len(line) <= WARNING_CHARS else f"{line[:WARNING_CHARS]}…"
+    if line in _WARNED:
+        return
+    _WARNED.add(line)
+    print(f"lpm: warning: {line}", file=sys.stderr)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import statistics
 import subprocess
 import sys
@@ -209,13 +211,42 @@ def trt_pipeline(device: str, out: Path, deadline: float) -> list[tuple[str, boo
     return done
 
 
+def budget_seconds(text: str) -> float:
+    """`--budget-s`: a finite number of seconds from 1 to 86400 (argparse type: anything else is refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 1 <= value <= 86400):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number of seconds from 1 to 86400")
+    return value
+
+
+def unwritable(path: str) -> str | None:
+    """Why `--json FILE` cannot be written (a folder, a missing or read-only parent, a read-only file); None if it can."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a folder"
+    parent = target.parent
+    if not parent.is_dir():
+        return "is in a folder that does not exist"
+    if not os.access(parent if not target.exists() else target, os.W_OK):
+        return "cannot be written here"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="scripts/gpu_acceptance.py", description=__doc__.splitlines()[0])
+    from lpm_zoo.cli import OneLineParser
+
+    ap = OneLineParser(prog="scripts/gpu_acceptance.py", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda:0", help="the CUDA device to test (default cuda:0)")
     ap.add_argument("--out", default=None, help="folder for the profile store, predictor and search (default: temporary)")
-    ap.add_argument("--budget-s", type=float, default=600.0, help="stop starting new steps after this long (default 600)")
+    ap.add_argument("--budget-s", type=budget_seconds, default=600.0,
+                    help="stop starting new steps after this long (1 to 86400; default 600)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write every result to FILE as JSON lines")
     args = ap.parse_args(argv)
+    if args.json and unwritable(args.json):  # before the CUDA check: found now, not after the whole run
+        return _fail(f"--json {args.json[:120]!r} {unwritable(args.json)}; give a file in a writable folder")
     start = time.perf_counter()
     deadline = start + args.budget_s
     import torch

@@ -427,6 +427,24 @@ def test_gpu_acceptance_exits_2_in_one_line_without_a_gpu():
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("gpu_acceptance: error: no CUDA device")
 
 
+@pytest.mark.parametrize("args,says", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--budget-s", "abc"], "argument --budget-s: 'abc' is not a number of seconds from 1 to 86400"),
+    (["--budget-s", "nan"], "argument --budget-s: 'nan' is not a number of seconds"),
+    (["--budget-s", "inf"], "argument --budget-s: 'inf' is not a number of seconds"),
+    (["--json", "/nonexistent-dir/r.json"], "--json '/nonexistent-dir/r.json' is in a folder that does not exist"),
+    (["--json", "/"], "--json '/' is a folder"),
+])
+def test_gpu_acceptance_refuses_bad_flags_in_one_line_before_the_cuda_check(args, says):
+    """Checked first, whether or not there is a GPU: the CUDA check (and its own error) never comes before."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu_acceptance.py"), *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("scripts/gpu_acceptance.py: error: " if args[0] != "--json"
+                                  else "gpu_acceptance: error: ") and says in proc.stderr, proc.stderr
+
+
 def test_gpu_acceptance_report_lines_are_the_readme_format():
     """The report's lines (made from recorded numbers, no GPU) parse with the format README documents."""
     sys.path.insert(0, str(ROOT / "scripts"))

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.xdist_group("ray")  # one Ray cluster at a time under p
 #: a value other than the default for every Protocol field (valid together); a new field must be added here
 OTHER = {"warmup": 2, "warmup_s": 0.5, "rounds": 7, "reps": 3, "threads": 2, "statistic": "median", "interleave": 3,
          "clock": "wall", "reference": False, "target_pct": 5.0, "min_rounds": 4,
-         "backend_options": (("cuda_graph", False),)}  # an option of the torch backend, harmless on a CPU
+         "backend_options": (("cuda_graph", False),)}  # an option of the torch backend (parsed for CUDA: CUDA only)
 
 
 NODE = Path(__file__).with_name("ray_node.py")
@@ -62,7 +62,8 @@ def _lpm(*args: str) -> list[str]:
 def test_every_protocol_field_survives_the_cli_flags_and_the_local_workers_command_line():
     p = _other_protocol()
     parser = build_parser(discover_commands())
-    args = parser.parse_args(["profile", "--backend", "torch", "--samples", "4", "--db", "x.db", *protocol_flags(p)])
+    args = parser.parse_args(["profile", "--backend", "torch", "--device", "cuda", "--samples", "4", "--db", "x.db",
+                              *protocol_flags(p)])
     assert protocol_from_args(args, args.interleave) == p
     argv = _child_argv(args, p, 1, 2)
     assert argv[:3] == [sys.executable, "-m", "lpm_zoo"] and argv[argv.index("--shard") + 1] == "1/2"
@@ -77,9 +78,10 @@ def test_every_protocol_field_survives_the_cli_flags_and_the_local_workers_comma
 @pytest.mark.slow
 def test_every_protocol_field_reaches_a_ray_actor_and_the_store(tmp_path):
     pytest.importorskip("ray", reason="Ray not installed (pip install 'lpm-zoo[ray]')")
-    p = _other_protocol()
+    # a CPU's backend option: the OpenVINO plugin's (this repository's, installed by `make venv`)
+    p = replace(_other_protocol(), backend_options=(("precision", "f32"),))
     env_before = os.environ.get(ONE_MACHINE_ENV)
-    pool = RayPool("local", "torch", "cpu", "cifar-b1", p, None, 0, workers=1)
+    pool = RayPool("local", "openvino", "cpu", "cifar-b1", p, None, 0, workers=1)
     try:
         ops, inputs, _ = sample_unique_arrays(1, 0)
         cell = get_profile("cifar-b1").from_arrays(ops[0], inputs[0])

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from backends.commands.options import backend_options, require_own_name
-from backends.device import check_same_machine, device_fingerprint, plain_name, store_device_name
+from backends.device import check_same_machine, check_same_options, device_fingerprint, plain_name, store_device_name
 from backends.registry import get_backend
 from lpm_zoo.cli import Command, check_seed
 from lpm_zoo.errors import LpmError, clip
-from lpm_zoo.hardware import cpu_fingerprint
+from lpm_zoo.hardware import check_stated_rows, cpu_fingerprint, is_stated
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -67,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     from lpm_zoo.store import MeasurementStore, Target
 
     t0 = time.time()
+    check_stated_rows(args.samples if is_stated(cpu_fingerprint()) else 0, "lpm adapt (the cells it measures here)")
     check_seed(args.seed)
     need = min(MIN_CELLS.values())
     if args.samples < need:
@@ -98,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         sources.append(p)
         dirs.append(predictor_path(name))
     get_backend(args.backend).check(args.device)
-    options = backend_options(args.backend, args.backend_option)
+    options = backend_options(args.backend, args.backend_option, args.device)
     require_own_name(args, options)
     try:  # found now, not after the measuring
         zoo.mkdir(parents=True, exist_ok=True)
@@ -108,6 +109,7 @@ def _run(args: argparse.Namespace) -> int:
     with MeasurementStore(args.db) as store:
         dev = args.device_name = store_device_name(store, args.backend, args.device, args.profile, args.device_name)
         check_same_machine(store, args.backend, dev, args.profile, device_fingerprint(args.device), args.db)
+        check_same_options(store, args.backend, dev, args.profile, dict(options), args.db)
         others = [f"{r['backend']}/{r['device']}/{r['profile']}" for r in store.summary()
                   if (r["backend"], r["device"], r["profile"]) != (args.backend, dev, args.profile)]
         if others:
@@ -131,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             finally:
                 measurer.close()
         data = store.dataset(Target(args.backend, dev, args.profile))
+    check_stated_rows(data.stated, f"lpm adapt: {clip(args.db)}")
     index = {k: i for i, k in enumerate(data.keys)}
     missing = [k for k in keys if k not in index]
     if missing:

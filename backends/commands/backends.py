@@ -8,6 +8,8 @@ from importlib import metadata
 
 from backends.registry import get_backend, list_backends
 from lpm_zoo.cli import Command
+from lpm_zoo.errors import LpmError
+from lpm_zoo.registry import warn_once
 
 
 def _configure_backends(p: argparse.ArgumentParser) -> None:
@@ -21,13 +23,22 @@ def _run_backends(args: argparse.Namespace) -> int:
 
     rows = []
     for name in list_backends():
-        b = get_backend(name)
-        version = library_version(b.library)
-        for kind in b.devices:
-            ok, why = b.available(kind)
+        try:  # a broken plugin is one warning line; every other backend is listed
+            b = get_backend(name)
+            version = library_version(b.library)
+            kinds = [str(k) for k in b.devices]
+            options = {k: {"type": o.type.__name__, "help": o.help, **({"choices": list(o.choices)} if o.choices else {}),
+                           **({"devices": list(o.devices)} if o.devices else {})}
+                       for k, o in b.option_specs().items()}
+        except (LpmError, AttributeError, TypeError, ValueError) as e:
+            warn_once(f"backend plugin {name!r}: {e}")
+            continue
+        for kind in kinds:
+            ok, why, fault = b.probe(kind)
+            if fault:
+                warn_once(f"backend plugin {name!r} ({type(b).__module__}) on {kind}: {why}")
             rows.append({"backend": name, "device": kind, "available": ok, "reason": why,
-                         "module": type(b).__module__, "version": version,
-                         "options": {k: {"type": t.__name__, "help": h} for k, (t, h) in b.options.items()}})
+                         "module": type(b).__module__, "version": version, "options": options})
     if args.json:
         for r in rows:
             print(json.dumps(r))
@@ -43,7 +54,9 @@ def _run_backends(args: argparse.Namespace) -> int:
             seen.add(r["backend"])
             print(f"\n{r['backend']} options:" + ("" if r["options"] else " none"))
             for k, o in r["options"].items():
-                print(f"  --backend-option {k}=<{o['type']}>  {o['help']}")
+                values = "|".join(map(str, o["choices"])) if "choices" in o else f"<{o['type']}>"
+                where = f" ({', '.join(o['devices'])} only)" if "devices" in o else ""
+                print(f"  --backend-option {k}={values}  {o['help']}{where}")
     return 0
 
 

@@ -71,44 +71,49 @@ def protocol_from_args(args: argparse.Namespace, interleave: int = 1):
                     statistic=args.statistic, interleave=interleave, clock=args.clock,
                     reference=not args.no_reference, target_pct=args.target_pct or None,
                     min_rounds=min(args.min_rounds, args.rounds) if args.target_pct else args.min_rounds,
-                    backend_options=backend_options(args.backend, args.backend_option))
+                    backend_options=backend_options(args.backend, args.backend_option, args.device))
 
 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def backend_options(backend: str, items: list[str]) -> tuple[tuple[str, object], ...]:
+def backend_options(backend: str, items: list[str], device: str = "cpu") -> tuple[tuple[str, object], ...]:
     """`--backend-option NAME=VALUE` items as (name, value) pairs, each a NAME the backend declares (its `options`)
-    with VALUE of its type; anything else is one LpmError line naming the backend's options."""
+    with VALUE of its type, one of its choices, for an option that applies to `device`'s kind; anything else is one
+    LpmError line naming what the backend takes (before any store is opened or anything measured)."""
     if not items:
         return ()
     from backends.protocol import check_backend_options
 
-    declared = get_backend(backend).options
-    known = ", ".join(f"{k} ({t.__name__})" for k, (t, _) in declared.items()) or "none"
+    b = get_backend(backend)
+    declared = b.option_specs()
+    known = ", ".join(f"{k} ({o.type.__name__})" for k, o in declared.items()) or "none"
     out = []
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or name not in declared:
             raise LpmError(f"--backend-option {clip(item, 60)}: the {backend} backend's options are: {known}")
-        typ = declared[name][0]
-        text = text.strip()
-        try:
-            if typ is bool:
-                if text.lower() not in _TRUE + _FALSE:
-                    raise ValueError
-                value: object = text.lower() in _TRUE
-            elif typ is str:
-                value = json.loads(text) if text.startswith('"') else text
-                if not isinstance(value, str) or not value:
-                    raise ValueError
-            else:
-                value = typ(text)
-        except ValueError:
-            raise LpmError(f"--backend-option {clip(item, 60)}: {name} takes a {typ.__name__}") from None
-        out.append((name, value))
+        out.append((name, _option_value(item, name, declared[name].type, text.strip())))
+    b.check_options(dict(out), device)  # its choices, the devices it applies to
     return check_backend_options(out)
+
+
+def _option_value(item: str, name: str, typ: type, text: str) -> object:
+    """VALUE of `--backend-option NAME=VALUE` as `typ` (bool: true/false, 1/0, yes/no, on/off), or an LpmError."""
+    try:
+        if typ is bool:
+            if text.lower() not in _TRUE + _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        if typ is str:
+            value = json.loads(text) if text.startswith('"') else text
+            if not isinstance(value, str) or not value:
+                raise ValueError
+            return value
+        return typ(text)
+    except ValueError:
+        raise LpmError(f"--backend-option {clip(item, 60)}: {name} takes a {typ.__name__}") from None
 
 
 def require_own_name(args: argparse.Namespace, options: tuple[tuple[str, object], ...]) -> None:

@@ -8,6 +8,7 @@ import re
 from backends.commands.options import add_common, log_for, protocol_from_args, require_own_name, store_name
 from lpm_zoo.cli import Command
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.ray_cluster import ray_address
 
 
 def _configure_profile(p: argparse.ArgumentParser) -> None:
@@ -17,7 +18,7 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", required=True, help="SQLite measurement store (created if missing)")
     p.add_argument("--interleave", type=int, default=8,
                    help="architectures timed in turns as one group, committed together (default 8)")
-    p.add_argument("--ray", metavar="ADDRESS", default=None,
+    p.add_argument("--ray", metavar="ADDRESS", default=None, type=ray_address,
                    help="run on Ray workers, one device each: a cluster address, 'auto', or 'local'")
     p.add_argument("--workers", type=int, default=None,
                    help="with --ray: Ray workers (default one per device); without: this many local profiler "

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 
 from backends.device import (
     check_same_machine,
+    check_same_options,
 )
 from backends.profiling.measurer import adopt_baseline, baseline_of, normalize
 from lpm_zoo.space import Cell
@@ -77,6 +78,8 @@ def store_group(store: MeasurementStore, ms: list[Measurement], baseline: float 
         seen = {json.dumps([m.backend, m.device, m.profile, m.protocol["hardware"]], sort_keys=True): m for m in ms}
         for m in seen.values():  # the last guard (Ray workers measure elsewhere): never a row of another machine
             check_same_machine(store, m.backend, m.device, m.profile, m.protocol["hardware"], str(store.path))
+            check_same_options(store, m.backend, m.device, m.profile, m.protocol.get("backend_options") or {},
+                               str(store.path))
         store.set_meta_once(f"hardware/{m0.backend}/{m0.device}/{m0.profile}",
                             json.dumps(m0.protocol["hardware"], sort_keys=True))
     return baseline, store.add_many(ms, repeat=repeat)  # one transaction: durable once this returns

@@ -18,7 +18,6 @@ from backends.device import (
 from backends.onnx_builder import build_onnx
 from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
 from backends.registry import get_backend
-from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import Cell, Genotype
@@ -51,10 +50,7 @@ class Measurer:
         self.profile = get_profile(profile)
         self.protocol = protocol or Protocol()
         self.options = dict(self.protocol.backend_options)
-        unknown = [k for k in self.options if k not in self.backend.options]
-        if unknown:
-            raise LpmError(f"backend {self.backend.name!r} has no option {unknown[0]!r} (its options: "
-                           f"{', '.join(self.backend.options) or 'none'})")
+        self.backend.check_options(self.options, device)
         self.seed = seed
         self._ref = None
         self._runtime: dict[str, Any] | None = None

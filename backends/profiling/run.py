@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from backends.device import (
     check_same_machine,
+    check_same_options,
     device_fingerprint,
     device_name,
     store_device_name,
@@ -21,6 +22,7 @@ from backends.registry import get_backend
 from lpm_zoo.calibration import calibration_cells
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile
+from lpm_zoo.ray_cluster import reachable
 from lpm_zoo.sampler import sample_unique_arrays
 from lpm_zoo.space import Cell
 from lpm_zoo.store import (
@@ -75,6 +77,8 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
     get_profile(profile)
     if not ray_address:
         get_backend(backend).check(device)  # before the store is touched (a pilot would record its statistic)
+    elif ray_address not in ("local", "auto"):
+        reachable(ray_address)  # a cluster nobody runs: refused before the store is created
     with MeasurementStore(db) as store:
         if ray_address:
             if protocol.statistic == AUTO:  # no pilot on a cluster: the store's statistic, else the default
@@ -90,6 +94,7 @@ def run_profile(backend: str, device: str, profile: str, samples: int, db: str, 
                 pool.shutdown()
         name = dev_name = store_device_name(store, backend, device, profile, name)
         check_same_machine(store, backend, dev_name, profile, device_fingerprint(device), db)
+        check_same_options(store, backend, dev_name, profile, dict(protocol.backend_options), db)
         todo = plan(store, backend, dev_name, profile, samples, seed, cells)
         before = store.count(Target(backend, dev_name, profile))
         if todo:

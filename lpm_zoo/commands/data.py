@@ -66,6 +66,11 @@ def _run(args: argparse.Namespace) -> int:
         rep_text = f"{rep['mean_pct']:.2f}% ({rep['n']} twice)" if rep else "- (lpm recheck)"
         print(f"{r['backend']:<8} {r['device']:<10} {r['profile']:<13} {r['n']:>12} {r['n_unique']:>7} "
               f"{r['mean_latency_ms']:>9.3f} {rep_text:>22}")
+    for r in rows:
+        if r["stated"]:
+            print(f"note: {r['stated']} of the {r['n']} {r['backend']}/{r['device']}/{r['profile']} measurements were "
+                  "taken under a stated host identity (LPM_HOST_IDENTITY, for tests only): not the named machine's; "
+                  "lpm fit and lpm adapt refuse them")
     return 0
 
 

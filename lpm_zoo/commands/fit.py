@@ -12,6 +12,7 @@ from typing import Any
 from lpm_zoo.cli import Command
 from lpm_zoo.commands.predictor_data import data_args, load_data, params_for, resolve_device
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.hardware import check_stated_rows
 
 
 def _configure_fit(p: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from lpm_zoo.predictors import create_predictor, predictor_class, save_predictor, user_zoo_dir
     from lpm_zoo.predictors.zoo import check_new_name
 
-    predictor_class(args.predictor)
+    predictor_class(args.predictor).check_implemented(saving=True)  # a plugin's type: before the data is read
     name = args.name or f"{args.backend}-{resolve_device(args)}"
     if not name or "/" in name or name.startswith("."):
         raise LpmError(f"--name {clip(name)}: a predictor name is a plain word like ort-cpu")
@@ -40,6 +41,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     zoo = Path(args.zoo_dir).expanduser() if args.zoo_dir else user_zoo_dir()
     check_new_name(name, zoo, "--name" if args.name else "the default name (BACKEND-DEVICE)")
     data = load_data(args)
+    check_stated_rows(data.stated, f"lpm fit: {clip(args.db)}")
     n = len(data)
     test_size = default_test_size(n) if args.test_size is None else args.test_size
     pool, test = split_indices(n, test_size, args.seed)

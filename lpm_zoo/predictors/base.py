@@ -139,6 +139,7 @@ class Predictor:
     # --- the interface ---------------------------------------------------------------------
     def fit(self, X: Any, y: Iterable[float]) -> Predictor:
         """Fit on cells `X` and their latencies `y` (ms); returns self."""
+        self.check_implemented()
         ops, inputs = as_arrays(X)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if len(y) != len(ops):
@@ -158,6 +159,16 @@ class Predictor:
             train_hash=training_hash(self._train_keys, y),
         )
         return self
+
+    @classmethod
+    def check_implemented(cls, saving: bool = False) -> None:
+        """Refuse, in one LpmError line, a type (a plugin's) that lacks a method fitting needs (`_fit`, `_predict`;
+        `saving`: also `_state` where its state is saved as safetensors), before any work."""
+        need = ["_fit", "_predict"] + (["_state"] if saving and cls.persistence == "safetensors" else [])
+        missing = [m for m in need if getattr(cls, m) is getattr(Predictor, m)]
+        if missing:
+            raise LpmError(f"predictor type {cls.type_name!r} ({cls.__module__}) does not implement "
+                           f"{', '.join(missing)}: it cannot be fitted; fix or uninstall the plugin")
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted latency (ms) of each cell in `X`, shape (N,)."""

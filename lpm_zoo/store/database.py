@@ -26,6 +26,7 @@ import numpy as np
 
 from lpm_zoo.encoding import cells_to_arrays
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.hardware import is_stated
 from lpm_zoo.profiles import cells_of, get_profile
 from lpm_zoo.space import Genotype
 from lpm_zoo.statistics import check_statistic, is_ratio, latency_of
@@ -275,6 +276,39 @@ class MeasurementStore:
                 out[str(device)] = None
         return out
 
+    def series_options(self, target: Target) -> dict[str, Any] | None:
+        """The backend options (`--backend-option`) backend/device/profile's first row was measured with ({}: the
+        defaults; a value that is not an object is kept under "unreadable"); None when the series has no row."""
+        backend, device, profile = target
+        row = self._db.execute("SELECT protocol FROM measurements WHERE backend=? AND device=? AND profile=? "
+                               "ORDER BY id LIMIT 1", (backend, device, profile)).fetchone()
+        if row is None:
+            return None
+        try:
+            options = json_column({"protocol": row[0]}, "protocol", dict).get("backend_options", {})
+        except BadRow:
+            return {"unreadable": "protocol"}
+        return options if isinstance(options, dict) else {"unreadable": clip(options, 40)}
+
+    def recorded_hardware(self) -> list[dict[str, Any] | None]:
+        """Every fingerprint the store records, over all its backend/device/profile series: each `hardware/...`
+        meta value (None when unreadable) and each series' first row's hardware."""
+        out: list[dict[str, Any] | None] = []
+        for (value,) in self._db.execute("SELECT value FROM meta WHERE key LIKE 'hardware/%' LIMIT 10000"):
+            try:
+                hw = json.loads(str(value)[:100_000])
+            except ValueError:
+                hw = None
+            out.append(hw if isinstance(hw, dict) else None)
+        cur = self._db.execute("SELECT protocol FROM measurements WHERE id IN (SELECT MIN(id) FROM measurements "
+                               "GROUP BY backend, device, profile)")
+        for (proto,) in cur:
+            try:
+                out.append(hardware_of(json_column({"protocol": proto}, "protocol", dict)))
+            except BadRow:
+                out.append(None)
+        return out
+
     def summary(self, repeatability: bool = False) -> list[dict[str, Any]]:
         """One row per backend/device/profile over the good rows: measurements, unique architectures, time span.
 
@@ -282,8 +316,10 @@ class MeasurementStore:
         """
         groups: dict[tuple[str, str, str], dict[str, list[float]]] = {}
         stamps: dict[tuple[str, str, str], list[float]] = {}
+        stated: dict[tuple[str, str, str], int] = {}
         for r in self.measurements():
             g = (r["backend"], r["device"], r["profile"])
+            stated[g] = stated.get(g, 0) + is_stated(r["protocol"].get("hardware"))
             groups.setdefault(g, {}).setdefault(r["cell_key"], []).append(float(r["latency_ms"]))
             stamps.setdefault(g, []).append(float(r["timestamp"]))
         out = []
@@ -291,7 +327,7 @@ class MeasurementStore:
             lat = [v for vs in by_key.values() for v in vs]
             row = {"backend": b, "device": d, "profile": p, "n": len(lat), "n_unique": len(by_key),
                    "first": min(stamps[b, d, p]), "last": max(stamps[b, d, p]),
-                   "mean_latency_ms": float(np.mean(lat))}
+                   "mean_latency_ms": float(np.mean(lat)), "stated": stated[b, d, p]}
             if repeatability:
                 row["repeatability"] = repeatability_of(by_key.values())
             out.append(row)
@@ -342,10 +378,12 @@ class MeasurementStore:
         stats: set[str] = set()
         hardware: dict[str, Any] | None = None
         runtime = RuntimeTally()
+        stated = 0
         for r in self.measurements(backend, device, profile):
             stats.add(str(r["protocol"].get("statistic")))
             runtime.add(r["protocol"])
             hardware = hardware or hardware_of(r["protocol"])
+            stated += is_stated(r["protocol"].get("hardware"))
             entry = by_key.setdefault(r["cell_key"], (r["genotype"] if both else r["genotype"]["normal"], [], []))
             entry[1].append(float(r["latency_ms"]))
             entry[2].append(float(r["spread_ms"]) if r["spread_ms"] is not None else np.nan)
@@ -371,6 +409,7 @@ class MeasurementStore:
             measured=np.array([len(by_key[k][1]) for k in keys], dtype=np.int64),
             runtime=runtime.agreed(),
             runtime_mixed=runtime.mixed(),
+            stated=stated,
         )
 
 

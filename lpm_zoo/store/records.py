@@ -50,6 +50,7 @@ class LatencyDataset:
     measured: np.ndarray | None = None  # (N,) how many measurements each latency is the median of
     runtime: dict[str, Any] | None = None  # the runtime settings every row agrees on (protocol.runtime)
     runtime_mixed: list[str] = field(default_factory=list)  # the runtime fields the rows disagree on
+    stated: int = 0  # rows measured under a stated host identity (LPM_HOST_IDENTITY: tests only)
 
     def repeated(self, index: np.ndarray) -> int:
         """How many of the architectures at `index` have a label that is the median of two or more measurements."""

@@ -15,6 +15,7 @@ from lpm_zoo.cli import Command, check_threads, int_list
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2, list_genotypes
+from lpm_zoo.ray_cluster import ray_address
 from search.options import DATASETS, METHODS
 from search.sweep.grid import (
     AXES,
@@ -106,7 +107,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
     r.add_argument("--jobs", type=int, metavar="N",
                    help="trials at a time (default 1 here; on Ray, the cluster's CPUs); measurements stay one at a "
                         "time per device")
-    r.add_argument("--ray", metavar="ADDRESS",
+    r.add_argument("--ray", metavar="ADDRESS", type=ray_address,
                    help="run steps as Ray tasks: local (a Ray started here) or a cluster address; measurements go "
                         "only to nodes declaring --device-resource")
     r.add_argument("--device-resource", metavar="NAME",

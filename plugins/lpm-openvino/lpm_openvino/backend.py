@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.base import Backend, Prepared
+from backends.base import Backend, Option, Prepared
 from backends.device import parse_device
 from backends.timing import host_times
 from lpm_zoo.errors import LpmError, clip
@@ -66,7 +66,8 @@ class OpenVinoBackend(Backend):
     devices = ("cpu",)
     model_format = "onnx"
     library = ("openvino",)
-    options = {"precision": (str, "INFERENCE_PRECISION_HINT: f32 (default) or bf16 (CPUs with native bf16)")}
+    options = {"precision": Option(str, "INFERENCE_PRECISION_HINT: f32 (default) or bf16 (CPUs with native bf16)",
+                                   choices=PRECISIONS)}
 
     def available(self, device: str = "cpu") -> tuple[bool, str]:
         try:
