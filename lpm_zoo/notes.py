@@ -51,6 +51,10 @@ class NoteBuffer:
         for line in pending:
             print(line, file=sys.stderr, flush=True)
 
+    def close(self) -> None:
+        """The command returned: notes from now on are a library caller's again (warnings, not printed)."""
+        self.command, self.held, self.pending = "", False, []
+
     def discard(self) -> None:
         """The command failed: its held notes are not printed (its error is the one line it prints)."""
         self.pending, self.held = [], False

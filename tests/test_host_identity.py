@@ -81,6 +81,20 @@ def test_notes_wait_for_release_and_are_dropped_on_error(capsys):
     buf.note("dropped")
     buf.discard()
     assert capsys.readouterr().err == ""
+    buf.close()  # the command returned (main() in-process): a library caller's notes are warnings again
+    with pytest.warns(LpmNote, match="^after$"):
+        buf.note("after")
+    assert capsys.readouterr().err == ""
+
+
+def test_main_in_process_leaves_library_notes_as_warnings(capsys):
+    from lpm_zoo.cli import main
+    from lpm_zoo.notes import NOTES
+
+    assert main(["zoo", "list"]) == 0 and NOTES.command == ""
+    with pytest.warns(LpmNote):
+        NOTES.note("a library note after a command")
+    assert "a library note" not in capsys.readouterr().err
 
 
 # Bad input through commands that load the shipped Xeon predictor: as any CPU, exactly one line (the error).
