@@ -4,47 +4,22 @@ and `lpm backends`' table: a header row and columns as wide as their longest val
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any
 
 import pytest
 
 import backends.registry as registry
 import backends.testing as testing
-from backends.base import Backend, Prepared
+from backends.base import Prepared
 from backends.registry import GROUP
 from backends.timing import host_times
+from backends.torch_backend import TorchBackend
 from lpm_zoo.cli import main
-from lpm_zoo.errors import LpmError
 
 
-class Unnamed(Backend):
-    """A correct eager-torch backend that sets no `name`: its distribution's entry point names it."""
+class Unnamed(TorchBackend):
+    """The built-in eager-torch backend (it passes the kit) with no `name`: its distribution's entry point names it."""
 
-    devices = ("cpu",)
-    model_format = "torch"
-    library = ()
-
-    def available(self, device: str = "cpu") -> tuple[bool, str]:
-        return True, ""
-
-    def prepare(self, model: Any, example_input: Any, device: str = "cpu", threads: int = 1, **opts: Any) -> Prepared:
-        import torch
-
-        if opts:
-            raise LpmError(f"unknown option(s) {', '.join(opts)}")
-        self.check(device)
-
-        def run() -> Any:
-            with torch.inference_mode():
-                return model(example_input)
-
-        return Prepared(run, output=lambda: run().numpy(), info={"device_kind": "cpu", "threads": threads})
-
-    def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
-        return host_times(prepared.run, n, clock)
-
-    def runtime_info(self, device: str = "cpu") -> dict[str, Any]:
-        return {"toy": "1.0.0"}
+    name = ""
 
 
 class NoTimes(Unnamed):
