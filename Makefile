@@ -25,7 +25,7 @@ venv: $(VENV)/.installed
 # Plugin distributions in this repository (each its own pyproject, found through entry points alone)
 PLUGINS := plugins/lpm-openvino
 
-$(VENV)/.installed: pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+$(VENV)/.installed: pyproject.toml setup.py $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
@@ -40,6 +40,7 @@ test: venv
 		echo "== the host-sensitive tests as $$h (LPM_HOST_IDENTITY=$$h)"; \
 		LPM_HOST_IDENTITY=$$h $(BIN)/python -m pytest -q -n 2 -m host || exit 1; \
 	done
+	bash scripts/wheel_smoke.sh  # the built wheel, installed non-editable, used from outside the clone
 
 demo: venv
 	$(BIN)/python scripts/demo.py

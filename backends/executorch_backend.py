@@ -19,6 +19,7 @@ from importlib import metadata
 from typing import Any
 
 from backends.base import Backend, Prepared
+from backends.quiet import quiet_stderr
 from backends.registry import register_backend
 from backends.timing import host_times
 from lpm_zoo.device import parse_device
@@ -32,7 +33,7 @@ DELEGATE = "XnnpackBackend"
 def _runtime() -> tuple[Any, Any]:
     """ExecuTorch's Python runtime and its pybindings module (thread pool control), or a one-line LpmError."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_stderr("executorch (loading)"):
             warnings.simplefilter("ignore")
             import executorch.extension.pybindings.portable_lib as portable_lib
             from executorch.runtime import Runtime
@@ -47,13 +48,13 @@ def _lower(model: Any, x: Any) -> tuple[bytes, dict[str, Any]]:
     import torch
 
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_stderr("executorch (loading the exporter)"):
             warnings.simplefilter("ignore")
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
             from executorch.exir import to_edge_transform_and_lower
     except ImportError as e:
         raise LpmError(f"executorch's exporter does not load ({str(e)[:120]}); {INSTALL}") from None
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_stderr("executorch (lowering to XNNPACK)"):
         warnings.simplefilter("ignore")
         with torch.no_grad():
             exported = torch.export.export(model, (x,))
@@ -107,14 +108,15 @@ class ExecutorchBackend(Backend):
         if delegation["delegate_calls"] == 0:
             raise LpmError("ExecuTorch's XNNPACK partitioner delegated nothing of this model: refusing to time "
                            "ExecuTorch's portable kernels as XNNPACK")
-        portable_lib._unsafe_reset_threadpool(threads)  # process-wide, like torch.set_num_threads
-        got_threads = int(portable_lib._threadpool_get_thread_count())
-        if got_threads != threads:
-            raise LpmError(f"asked ExecuTorch's thread pool for {threads} thread(s), it has {got_threads}")
-        if DELEGATE not in runtime.backend_registry.registered_backend_names:
-            raise LpmError(f"this executorch build has no {DELEGATE} in its runtime; {INSTALL}")
-        loaded = runtime.load_program(program)  # must outlive its method: the method reads the program's memory
-        method = loaded.load_method("forward")
+        with quiet_stderr("executorch (loading the program)"):  # its thread pool and cpuinfo log each step
+            portable_lib._unsafe_reset_threadpool(threads)  # process-wide, like torch.set_num_threads
+            got_threads = int(portable_lib._threadpool_get_thread_count())
+            if got_threads != threads:
+                raise LpmError(f"asked ExecuTorch's thread pool for {threads} thread(s), it has {got_threads}")
+            if DELEGATE not in runtime.backend_registry.registered_backend_names:
+                raise LpmError(f"this executorch build has no {DELEGATE} in its runtime; {INSTALL}")
+            loaded = runtime.load_program(program)  # must outlive its method: the method reads the program's memory
+            method = loaded.load_method("forward")
         torch.set_flush_denormal(True)  # denormals from random weights must not slow some networks down (as torch)
         inputs = [x]
 

@@ -20,7 +20,8 @@ B = TypeVar("B", bound=type)
 # the built-ins are also entry points; importing them directly keeps them there without pip install
 _REGISTRY: Registry[type[Backend]] = Registry(
     "backend", group=GROUP, accepts=Backend, attr="name",
-    builtins=("backends.ort_backend", "backends.torch_backend", "backends.trt_backend", "backends.executorch_backend"))
+    builtins=("backends.ort_backend", "backends.torch_backend", "backends.trt_backend",
+              "backends.executorch_backend"))
 
 
 def register_backend(name: str) -> Callable[[B], B]:

@@ -5,6 +5,9 @@ Like scikit-learn's `check_estimator`: a plugin's own tests call it, and each ch
 
     check_backend[timing] openvino on cpu: run_timed returned 4 times for n=5
 
+Without pytest, `lpm backends --check NAME` runs every check (`run_checks`) and prints one line each.
+A class that sets no `name` is named as the registry names it: by its installed entry point.
+
 The checks, in order (`CHECKS`; `run_check(name, ...)` runs one, for pytest parametrisation):
 
 - `interface`: `name` non-empty, `devices` a non-empty tuple of known device kinds, `model_format`
@@ -47,15 +50,17 @@ import re
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
 
 from backends.base import Backend, Prepared
 from backends.onnx_builder import build_onnx
 from backends.protocol import OPTION_NAME
+from backends.registry import GROUP
 from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.registry import entry_points
 from lpm_zoo.sampler import sample_cells
 from lpm_zoo.space import Genotype
 
@@ -93,10 +98,20 @@ def _fail(check: str, backend: Any, device: str, what: str) -> ConformanceError:
 
 def _instance(backend_cls: type[Backend] | Backend) -> Backend:
     if isinstance(backend_cls, Backend):
-        return backend_cls
-    if isinstance(backend_cls, type) and issubclass(backend_cls, Backend):
-        return backend_cls()
-    raise ConformanceError(f"check_backend[interface] {clip(backend_cls, 80)} is not a backends.base.Backend subclass")
+        b = backend_cls
+    elif isinstance(backend_cls, type) and issubclass(backend_cls, Backend):
+        b = backend_cls()
+    else:
+        raise ConformanceError(f"check_backend[interface] {clip(backend_cls, 80)} is not a backends.base.Backend subclass")
+    if not getattr(b, "name", ""):  # as the registry names it: the entry point's name (the class needs none)
+        b.name = entry_point_name(type(b))
+    return b
+
+
+def entry_point_name(cls: type) -> str:
+    """The name an installed `lpm_zoo.backends` entry point gives class `cls` ("" when none names it)."""
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    return next((ep.name for ep in entry_points(GROUP) if ep.value.replace(" ", "") == target), "")
 
 
 def _one_line(e: BaseException) -> bool:
@@ -114,7 +129,9 @@ def _usable(b: Backend, device: str) -> None:
 def check_interface(b: Backend, device: str = "cpu", **opts: Any) -> None:
     """`name`, `devices` and `model_format` are what the profiler and the registry expect."""
     if not isinstance(b.name, str) or not b.name.strip():
-        raise _fail("interface", b, device, "name is empty (register it, or set the class attribute `name`)")
+        raise _fail("interface", b, device, f"name is empty: no installed entry point in group {GROUP} names "
+                                             f"{type(b).__module__}:{type(b).__qualname__} (install its distribution, "
+                                             "e.g. pip install -e ., or set the class attribute `name`)")
     devices = b.devices
     if not isinstance(devices, tuple) or not devices or not all(isinstance(d, str) for d in devices):
         raise _fail("interface", b, device, f"devices must be a non-empty tuple of device kinds, got {clip(devices, 80)}")
@@ -347,6 +364,31 @@ def run_check(name: str, backend_cls: type[Backend] | Backend, device: str = "cp
     if name not in STATIC_CHECKS:
         check_interface(b, device)
     CHECKS[name](b, device, **opts)
+
+
+def run_checks(backend_cls: type[Backend] | Backend, device: str = "cpu",
+               **opts: Any) -> Iterator[tuple[str, str, str]]:
+    """Every check of `CHECKS`, each run whatever the others gave: (check, "pass" | "fail" | "not run", why).
+
+    What `lpm backends --check NAME` prints, without pytest. A check that raises something other than
+    ConformanceError (a bug in the backend) fails with its type and first line; one that cannot run here
+    (the backend not usable on `device`) is "not run", with the backend's reason.
+    """
+    b = _instance(backend_cls)
+    for name, check in CHECKS.items():
+        try:
+            if name not in STATIC_CHECKS:
+                check_interface(b, device)
+            check(b, device, **opts)
+        except ConformanceError as e:
+            yield name, "fail", str(e).partition(": ")[2] or str(e)
+        except BackendUnavailable as e:
+            yield name, "not run", str(e)
+        except Exception as e:  # noqa: BLE001 - a backend's own bug is this check's failure, in one line
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            yield name, "fail", f"raised {type(e).__name__}: {clip(first, 120)}"
+        else:
+            yield name, "pass", ""
 
 
 def check_backend(backend_cls: type[Backend] | Backend, device: str = "cpu", **opts: Any) -> None:

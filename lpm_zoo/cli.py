@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_environment()  # LPM_HOST_IDENTITY, ISA caps: before anything (torch) reads them
         code = int(args._run(args) or 0)
+        NOTES.release()
+        return code
     except LpmError as e:
         NOTES.discard()
         print(f"lpm {args.command}: error: {printable(e)}", file=sys.stderr)  # file text in it is escaped
@@ -118,5 +120,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    NOTES.release()
-    return code
+    finally:
+        NOTES.close()  # main() called in-process (tests, scripts): later library notes are warnings again

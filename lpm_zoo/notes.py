@@ -3,15 +3,21 @@
 A command that fails prints exactly one line: a note printed before its input was validated would make
 that two. So notes go through `note()`: while the CLI host holds them (`hold`, at the start of a
 command), they wait until the command says its input is valid (`release`) or returns, and are dropped
-when it fails with a user error (`discard`). Outside a command (library use) a note is printed at once.
+when it fails with a user error (`discard`). Outside a command (library use) a note is a Python warning
+(`LpmNote`, a UserWarning), which the caller can filter, log or turn into an error as with any other.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 from lpm_zoo.errors import printable
+
+
+class LpmNote(UserWarning):
+    """A note of lpm-zoo to a library caller (e.g. a predictor fitted on another CPU than this one)."""
 
 
 @dataclass
@@ -23,9 +29,12 @@ class NoteBuffer:
     pending: list[str] = field(default_factory=list)
 
     def note(self, text: str) -> None:
-        """Print `text` as a note, or keep it for `release()` while notes are held."""
+        """Print `text` as a note, or keep it for `release()` while notes are held; outside a command, warn."""
         text = printable(text)  # a note may quote a file (a zoo entry's hardware): escaped like errors
-        line = f"lpm {self.command}: note: {text}" if self.command else f"lpm: note: {text}"
+        if not self.command:  # library use: the caller's warnings filters decide (stack: caller > lpm > note)
+            warnings.warn(text, LpmNote, stacklevel=3)
+            return
+        line = f"lpm {self.command}: note: {text}"
         if self.held:
             if line not in self.pending:  # the same note twice (two loads of one predictor) is said once
                 self.pending.append(line)
@@ -41,6 +50,10 @@ class NoteBuffer:
         pending, self.pending, self.held = self.pending, [], False
         for line in pending:
             print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """The command returned: notes from now on are a library caller's again (warnings, not printed)."""
+        self.command, self.held, self.pending = "", False, []
 
     def discard(self) -> None:
         """The command failed: its held notes are not printed (its error is the one line it prints)."""

@@ -118,18 +118,18 @@ def _run_search(args: argparse.Namespace) -> int:
     _set_threads(args)
     cfg = _search_config(args)
     log = _log_to(args)
-    search = Search(cfg, args.out, log=log, progress=not args.no_progress)
+    searcher = Search(cfg, args.out, log=log, progress=not args.no_progress)
     if args.restart:
-        search.checkpoint_path.unlink(missing_ok=True)
-    elif search.try_resume():
-        log(f"resuming from {search.checkpoint_path} at epoch {search.state.epoch + 1}, step {search.state.step}")
+        searcher.checkpoint_path.unlink(missing_ok=True)
+    elif searcher.try_resume():
+        log(f"resuming from {searcher.checkpoint_path} at epoch {searcher.state.epoch + 1}, step {searcher.state.step}")
     release_notes()  # the input, checkpoint included, is valid: notes may now be printed
-    lt = search.latency
+    lt = searcher.latency
     if lt is not None:
         unit = (f"λ={cfg.lam:g} × LAT/{lt.reference_ms:.3f} ms (relative)" if cfg.relative
                 else f"λ={cfg.lam:g} s⁻¹")
         log(f"latency term: {cfg.predictor} ({lt.estimator} estimator, M={lt.samples}), {unit}")
-    result = search.run()
+    result = searcher.run()
     if result.get("interrupted"):
         log(f"interrupted at epoch {result['epoch'] + 1}, step {result['step']}; checkpoint saved in {args.out}: "
             "run the same command to resume")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError, clip
+from search.options import DATASET_CLASSES
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
@@ -74,7 +75,8 @@ def load_digits(resolution: int = 16, test_fraction: float = 0.2) -> ImageData:
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1234))  # fixed split
     n_test = int(round(test_fraction * len(y)))
     test, train = perm[:n_test], perm[n_test:]
-    return ImageData("digits", x[train], y[train], x[test], y[test], 10, crop_padding=resolution // 8, flip=False)
+    return ImageData("digits", x[train], y[train], x[test], y[test], DATASET_CLASSES["digits"],
+                     crop_padding=resolution // 8, flip=False)
 
 
 def read_cifar_bin(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +120,8 @@ def load_cifar10(data_dir: str | Path) -> ImageData:
     def norm(a: np.ndarray) -> torch.Tensor:
         return (torch.as_tensor(a, dtype=torch.float32) / 255.0 - mean) / std
 
-    return ImageData("cifar10", norm(x_tr), torch.as_tensor(y_tr), norm(x_te), torch.as_tensor(y_te), 10,
-                     crop_padding=4, flip=True)
+    return ImageData("cifar10", norm(x_tr), torch.as_tensor(y_tr), norm(x_te), torch.as_tensor(y_te),
+                     DATASET_CLASSES["cifar10"], crop_padding=4, flip=True)
 
 
 def split_halves(n: int, portion: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,9 +23,7 @@ import torch
 
 from lpm_zoo.encoding import N_EDGES, encode
 from lpm_zoo.errors import LpmError
-from lpm_zoo.notes import note
 from lpm_zoo.predictors import get_predictor
-from lpm_zoo.predictors.zoo import hardware_note
 from lpm_zoo.space import PRIMITIVES
 from search.architect import Architect
 from search.checkpoint import check_checkpoint_path, load_checkpoint, restoring, save_checkpoint
@@ -75,10 +73,7 @@ class Search:
         self.predictor = None
         self.latency: LatencyTerm | None = None
         if self.cfg.predictor:
-            self.predictor = get_predictor(self.cfg.predictor)
-            hw_note = hardware_note(self.predictor, self.cfg.predictor)
-            if hw_note:
-                note(hw_note)  # held by the CLI until the whole input (checkpoint included) is valid
+            self.predictor = get_predictor(self.cfg.predictor)  # its hardware note: held until the input is valid
             self.latency = LatencyTerm(self.predictor, self.cfg.lam, self.cfg.samples, self.cfg.estimator,
                                        self.cfg.relative, self.cfg.noise_ms)
         torch.manual_seed(self.cfg.seed)

@@ -219,7 +219,8 @@ def test_lpm_measure_on_a_p100_with_tensorrt_10_says_to_use_8_6(monkeypatch, cap
 def test_two_tensorrt_bindings_installed_together_are_refused(monkeypatch):
     fake_cuda(monkeypatch)
     monkeypatch.setitem(sys.modules, "tensorrt", FakeTrt("8.6.1"))
-    monkeypatch.setattr("backends.installs.installed_distributions", lambda names: ["tensorrt-bindings", "tensorrt-cu12-bindings"])
+    monkeypatch.setattr("backends.installs.installed_distributions",
+                        lambda names: ["tensorrt-bindings", "tensorrt-cu12-bindings"])
     ok, why = trtb.TrtBackend().available("cuda")
     assert not ok and "installed together" in why and "pip uninstall -y tensorrt-bindings tensorrt-cu12-bindings" in why
 

@@ -15,7 +15,7 @@ import pytest
 from lpm_zoo import hardware
 from lpm_zoo.errors import LpmError
 from lpm_zoo.hardware import HOST_IDENTITIES, HOST_IDENTITY_VAR, cpu_fingerprint, host_slug, model_from_cpuinfo
-from lpm_zoo.notes import NoteBuffer
+from lpm_zoo.notes import LpmNote, NoteBuffer
 
 # not marked `host`: every test here states the identities it runs as
 
@@ -69,17 +69,32 @@ def test_arm_cores_are_named_from_implementer_and_part(lines, model):
 
 def test_notes_wait_for_release_and_are_dropped_on_error(capsys):
     buf = NoteBuffer()
-    buf.note("at once")
+    with pytest.warns(LpmNote, match="^at once$"):  # outside a command: a Python warning, nothing printed
+        buf.note("at once")
     buf.hold("predict")
     buf.note("held")
     buf.note("held")
-    assert capsys.readouterr().err == "lpm: note: at once\n"
+    assert capsys.readouterr().err == ""
     buf.release()
     assert capsys.readouterr().err == "lpm predict: note: held\n"  # once, with its command
     buf.hold("search")
     buf.note("dropped")
     buf.discard()
     assert capsys.readouterr().err == ""
+    buf.close()  # the command returned (main() in-process): a library caller's notes are warnings again
+    with pytest.warns(LpmNote, match="^after$"):
+        buf.note("after")
+    assert capsys.readouterr().err == ""
+
+
+def test_main_in_process_leaves_library_notes_as_warnings(capsys):
+    from lpm_zoo.cli import main
+    from lpm_zoo.notes import NOTES
+
+    assert main(["zoo", "list"]) == 0 and NOTES.command == ""
+    with pytest.warns(LpmNote):
+        NOTES.note("a library note after a command")
+    assert "a library note" not in capsys.readouterr().err
 
 
 # Bad input through commands that load the shipped Xeon predictor: as any CPU, exactly one line (the error).
@@ -106,6 +121,24 @@ def test_the_hardware_note_follows_valid_input_on_another_cpu(any_host, tmp_path
     assert r.returncode == 0 and " ms " in r.stdout, r.stderr
     noted = "lpm predict: note: ort-cpu was fitted on Intel(R) Xeon(R) Processor" in r.stderr
     assert noted == (any_host != "xeon"), r.stderr  # the shipped predictor is the Xeon's
+
+
+def test_the_library_warns_of_another_cpus_predictor_through_warnings(any_host, tmp_path, monkeypatch, capsys):
+    """get_predictor from Python: an LpmNote warning (the CLI's note, not printed), only on another CPU."""
+    import warnings
+
+    from lpm_zoo import get_predictor
+
+    monkeypatch.setenv("LPM_ZOO_HOME", str(tmp_path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        get_predictor("ort-cpu")
+    notes = [str(w.message) for w in caught if issubclass(w.category, LpmNote)]
+    if any_host == "xeon":  # the shipped predictor is the Xeon's
+        assert notes == []
+    else:
+        assert len(notes) == 1 and notes[0].startswith("ort-cpu was fitted on Intel(R) Xeon(R)") and "lpm adapt" in notes[0]
+    assert capsys.readouterr().err == ""
 
 
 def test_identity_functions_read_the_environment_each_time(monkeypatch):

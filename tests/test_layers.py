@@ -1,5 +1,8 @@
 """The house rule as a contract: `lpm_zoo` imports neither `backends` nor `search`; `search` never
-imports `backends`. Every import statement counts, also one inside a function."""
+imports `backends`. Every import statement counts, also one inside a function or for type checkers only.
+
+The rooms are the repository's folders; each installs under the import name setup.py's ROOMS gives it
+(docs/README.md), so the rules below speak of folders and compare import names."""
 
 from __future__ import annotations
 
@@ -12,28 +15,45 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _installed_names() -> dict[str, str]:
+    """{folder: import name} of each room: `lpm_zoo/` is `lpm_zoo`; the others as setup.py's ROOMS maps them."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    rooms = next(ast.literal_eval(n.value) for n in tree.body
+                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "ROOMS")
+    return {"lpm_zoo": "lpm_zoo", **{folder: name for name, folder in rooms.items()}}
+
+
+PACKAGE = _installed_names()
+BACKENDS, SEARCH = PACKAGE["backends"], PACKAGE["search"]
 # the packages of the plugin distributions in plugins/ (found through entry points; the core never imports them)
 PLUGINS = {d.parent.name for d in ROOT.glob("plugins/*/*/__init__.py")}
-# package -> the top-level packages it may not import
-FORBIDDEN = {"lpm_zoo": {"backends", "search"} | PLUGINS, "search": {"backends"} | PLUGINS,
-             "backends": {"search"} | PLUGINS}
+# folder -> the packages (import names) its modules may not import
+FORBIDDEN = {"lpm_zoo": {BACKENDS, SEARCH} | PLUGINS, "search": {BACKENDS} | PLUGINS, "backends": {SEARCH} | PLUGINS}
+
+
+def within(name: str, package: str) -> bool:
+    """Whether module `name` is `package` or inside it."""
+    return name == package or name.startswith(f"{package}.")
 
 
 def forbidden_imports(root: Path) -> list[str]:
     """`file:line imports X` for every import under `root` that breaks FORBIDDEN."""
     found = []
-    for package, banned in FORBIDDEN.items():
-        for file in sorted((root / package).rglob("*.py")):
+    for folder, banned in FORBIDDEN.items():
+        for file in sorted((root / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(file.read_text(), str(file))):
                 if isinstance(node, ast.Import):
                     names = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
                 else:
                     continue
                 for name in names:
-                    if name.split(".")[0] in banned:
+                    if any(within(name, b) for b in banned):
                         found.append(f"{file.relative_to(root)}:{node.lineno} imports {name}")
+                        break
     return found
 
 
@@ -45,12 +65,15 @@ def test_the_contract_catches_a_forbidden_import(tmp_path):
     for package in FORBIDDEN:
         shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("zoo", "data", "__pycache__"))
     bad = tmp_path / "lpm_zoo" / "space.py"
-    bad.write_text(bad.read_text() + "\n\ndef _f():\n    from backends.registry import get_backend\n")
-    (tmp_path / "search" / "x.py").write_text("import backends.profiling as p\n")
+    bad.write_text(bad.read_text() + f"\n\ndef _f():\n    from {BACKENDS}.registry import get_backend\n")
+    (tmp_path / "search" / "x.py").write_text(f"import {BACKENDS}.profiling as p\n")
     (tmp_path / "backends" / "y.py").write_text("from lpm_openvino.backend import OpenVinoBackend\n")
+    if "." in SEARCH:  # `from lpm_zoo import search` reaches the room as surely as `import lpm_zoo.search`
+        (tmp_path / "lpm_zoo" / "z.py").write_text(f"from {SEARCH.rpartition('.')[0]} import {SEARCH.rpartition('.')[2]}\n")
     assert forbidden_imports(tmp_path) == [
-        f"lpm_zoo/space.py:{len(bad.read_text().splitlines())} imports backends.registry",
-        "search/x.py:1 imports backends.profiling",
+        f"lpm_zoo/space.py:{len(bad.read_text().splitlines())} imports {BACKENDS}.registry",
+        *([f"lpm_zoo/z.py:1 imports {SEARCH}"] if "." in SEARCH else []),
+        f"search/x.py:1 imports {BACKENDS}.profiling",
         "backends/y.py:1 imports lpm_openvino.backend",
     ]
 
@@ -66,34 +89,45 @@ HEAVY = {"numpy", "torch", "onnx", "onnxruntime", "tensorrt", "ray", "sklearn", 
          "safetensors", "pyarrow", "skimage", "PIL", "tqdm", "openvino", "executorch"}
 
 
+def module_name(file: Path, root: Path) -> str:
+    """The import name of project file `file` (a room's folder installs under its PACKAGE name)."""
+    parts = list(file.relative_to(root).with_suffix("").parts)
+    parts = PACKAGE[parts[0]].split(".") + parts[1:]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 class Imports:
-    """Every import statement of the project's modules under `root`: at module level, and inside functions."""
+    """Every import statement of the project's modules under `root`: at module level, inside functions, and for
+    type checkers only (`if TYPE_CHECKING:`, never run, but two modules naming each other there are still a circle)."""
 
     def __init__(self, root: Path):
         self.files: dict[str, Path] = {}
         for room in ROOMS:
             for file in sorted((root / room).rglob("*.py")):
-                parts = list(file.relative_to(root).with_suffix("").parts)
-                self.files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = file
+                self.files[module_name(file, root)] = file
         self.top: dict[str, list[tuple[str, list[str], int]]] = {}
         self.inner: dict[str, list[tuple[str, list[str], int]]] = {}
+        self.typing: dict[str, list[tuple[str, list[str], int]]] = {}
         for mod, file in self.files.items():
             tree = ast.parse(file.read_text(), str(file))
-            self.top[mod], self.inner[mod] = [], []
+            self.top[mod], self.inner[mod], self.typing[mod] = [], [], []
             self._walk(tree, mod, inside=False)
 
-    def _walk(self, node: ast.AST, mod: str, inside: bool) -> None:
+    def _walk(self, node: ast.AST, mod: str, inside: bool | None) -> None:
+        """Sort the imports below `node`: `inside` False at module level, True in a function, None type-checking."""
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and getattr(child.test, "id", "") == "TYPE_CHECKING":
-                continue  # for type checkers only: never run
+                self._walk(child, mod, None)
+                continue
             if isinstance(child, ast.Import):
                 found = [(a.name, [], child.lineno) for a in child.names]
             elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
                 found = [(child.module, [a.name for a in child.names], child.lineno)]
             else:
-                self._walk(child, mod, inside or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
+                in_function = isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
+                self._walk(child, mod, None if inside is None else inside or in_function)
                 continue
-            (self.inner if inside else self.top)[mod].extend(found)
+            (self.typing if inside is None else self.inner if inside else self.top)[mod].extend(found)
 
     def project(self, name: str, names: list[str] = (), parents: bool = True) -> list[str]:
         """The project modules an import of `name` (and `names` from it) runs (with `parents`: its packages too)."""
@@ -114,7 +148,8 @@ class Imports:
 
     def cycles(self) -> list[list[str]]:
         """Groups of modules that import each other (directly or round a circle), any import counted."""
-        graph = {m: {p for name, names, _ in self.top[m] + self.inner[m] for p in self.project(name, names, False) if p != m}
+        graph = {m: {p for name, names, _ in self.top[m] + self.inner[m] + self.typing[m]
+                     for p in self.project(name, names, False) if p != m}
                  for m in self.files}
         reach = {m: set() for m in graph}
         for m in graph:
@@ -169,14 +204,20 @@ def test_the_contract_catches_a_circle_a_light_inner_import_and_a_private_name(t
         shutil.copytree(ROOT / room, tmp_path / room, ignore=shutil.ignore_patterns("zoo", "data", "__pycache__"))
     (tmp_path / "lpm_zoo" / "errors.py").write_text((ROOT / "lpm_zoo" / "errors.py").read_text()
                                                     + "\n\ndef _f():\n    from lpm_zoo.notes import note\n")
-    (tmp_path / "search" / "x.py").write_text("from search.options import _SECRET\n")
+    (tmp_path / "search" / "x.py").write_text(f"from {SEARCH}.options import _SECRET\n")
     (tmp_path / "lpm_zoo" / "notes.py").write_text((ROOT / "lpm_zoo" / "notes.py").read_text()
                                                    + "\n\ndef _g():\n    from lpm_zoo.errors import clip\n")
+    # a circle seen only by type checkers is a circle too (base <-> files was one)
+    (tmp_path / "lpm_zoo" / "files.py").write_text((ROOT / "lpm_zoo" / "files.py").read_text()
+                                                   + "\nif TYPE_CHECKING:\n    from lpm_zoo.paths import cache_dir\n")
+    (tmp_path / "lpm_zoo" / "paths.py").write_text((ROOT / "lpm_zoo" / "paths.py").read_text()
+                                                   + "\nfrom lpm_zoo.files import open_regular\n")
     imports = Imports(tmp_path)
     assert ["lpm_zoo.errors", "lpm_zoo.notes"] in imports.cycles()
+    assert ["lpm_zoo.files", "lpm_zoo.paths"] in imports.cycles()
     errors_end = len((tmp_path / "lpm_zoo" / "errors.py").read_text().splitlines())
     assert f"lpm_zoo/errors.py:{errors_end} imports lpm_zoo.notes" in light_inner_imports(imports, tmp_path)
-    assert private_imports(imports, tmp_path) == ["search/x.py:1 imports search.options._SECRET"]
+    assert private_imports(imports, tmp_path) == [f"search/x.py:1 imports {SEARCH}.options._SECRET"]
 
 
 # --- every built-in is an entry point, and the other way round ----------------------------------------------------
@@ -185,7 +226,7 @@ def _decorated(root: Path, decorator: str) -> dict[str, str]:
     found = {}
     for room in ROOMS:
         for file in sorted((root / room).rglob("*.py")):
-            module = ".".join(file.relative_to(root).with_suffix("").parts)
+            module = module_name(file, root)
             for node in ast.walk(ast.parse(file.read_text(), str(file))):
                 for dec in getattr(node, "decorator_list", []):
                     if isinstance(dec, ast.Call) and getattr(dec.func, "id", "") == decorator:
@@ -198,7 +239,7 @@ def _commands(root: Path) -> set[str]:
     found = set()
     for room in ROOMS:
         for file in sorted((root / room).rglob("*.py")):
-            module = ".".join(file.relative_to(root).with_suffix("").parts)
+            module = module_name(file, root)
             for node in ast.parse(file.read_text(), str(file)).body:
                 if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
                         and getattr(node.value.func, "id", "") == "Command"):

@@ -8,6 +8,7 @@ from importlib import metadata
 
 from backends.registry import get_backend, list_backends
 from lpm_zoo.cli import Command
+from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError
 from lpm_zoo.registry import warn_once
 
@@ -16,11 +17,15 @@ def _configure_backends(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per backend and device kind")
     p.add_argument("--options", action="store_true",
                    help="also each backend's options (--backend-option NAME=VALUE of profile, measure and adapt)")
+    p.add_argument("--check", metavar="NAME",
+                   help="run the conformance kit on backend NAME (backends.testing, no pytest needed): one line per "
+                        "check; exit 0 when all pass, 1 when one fails or cannot run here")
+    p.add_argument("--device", default="cpu", help="the device --check runs on (default cpu; e.g. cuda:0)")
 
 
 def _run_backends(args: argparse.Namespace) -> int:
-
-
+    if args.check is not None:
+        return _run_check(args.check, args.device)
     rows = []
     for name in list_backends():
         try:  # a broken plugin is one warning line; every other backend is listed
@@ -43,9 +48,12 @@ def _run_backends(args: argparse.Namespace) -> int:
         for r in rows:
             print(json.dumps(r))
         return 0
-    for r in rows:
-        state = "available" if r["available"] else f"unavailable: {r['reason']}"
-        print(f"{r['backend']:<8} {r['device']:<5} {r['version'] or '-':<22} {state}")
+    table = [("BACKEND", "DEVICE", "VERSION", "STATE")] + [
+        (r["backend"], r["device"], r["version"] or "-", "available" if r["available"] else f"unavailable: {r['reason']}")
+        for r in rows]
+    widths = [max(len(t[i]) for t in table) for i in range(3)]  # the last column runs to the end of the line
+    for t in table:
+        print("  ".join(f"{v:<{w}}" for v, w in zip(t, widths)) + f"  {t[3]}")
     if args.options:
         seen = set()
         for r in rows:
@@ -58,6 +66,22 @@ def _run_backends(args: argparse.Namespace) -> int:
                 where = f" ({', '.join(o['devices'])} only)" if "devices" in o else ""
                 print(f"  --backend-option {k}={values}  {o['help']}{where}")
     return 0
+
+
+def _run_check(name: str, device: str) -> int:
+    """`lpm backends --check NAME`: each conformance check in one line, then the count."""
+    from backends.testing import run_checks  # builds DARTS networks: torch, loaded only for --check
+
+    b = get_backend(name)  # an unknown name: one line listing the known ones (exit 2)
+    parse_device(device)  # a malformed device: one line (exit 2)
+    counts: dict[str, int] = {}
+    for check, state, why in run_checks(b, device):
+        counts[state] = counts.get(state, 0) + 1
+        print(f"{state:<7}  {check:<20}  {why}".rstrip(), flush=True)
+    total, passed = sum(counts.values()), counts.get("pass", 0)
+    print(f"{b.name} on {device}: {passed} of {total} checks passed"
+          + "".join(f", {n} {s}" for s, n in counts.items() if s != "pass"))
+    return 0 if passed == total else 1
 
 
 def library_version(dists: tuple[str, ...]) -> str:

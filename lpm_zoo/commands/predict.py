@@ -80,10 +80,9 @@ def _run_predict(args: argparse.Namespace) -> int:
 
     from lpm_zoo.encoding import ENCODING_BOTH, cells_to_arrays
     from lpm_zoo.predictors import get_predictor
-    from lpm_zoo.predictors.zoo import hardware_note
     from lpm_zoo.profiles import PROFILES
 
-    p = get_predictor(args.predictor)
+    p = get_predictor(args.predictor)  # its hardware note waits until every input is valid: an error is one line
     prof = PROFILES.get(p.meta.get("profile", ""))
     both = p.meta.get("encoding") == ENCODING_BOTH  # whole genotypes: a missing reduction cell is an error
     reduce = prof.reduce if prof and not both else None
@@ -96,9 +95,6 @@ def _run_predict(args: argparse.Namespace) -> int:
                 items.append((spec, parse_genotype(spec, reduce)))
             except LpmError as e:
                 raise LpmError(f"--genotype {clip(spec, 60)}: {e}") from None
-    hw_note = hardware_note(p, args.predictor)  # notes come once every input is valid: an error is one line
-    if hw_note:
-        note(hw_note)
     if prof and not both and any(g.reduce != prof.reduce for _, g in items):
         note(f"{args.predictor} predicts the normal cell with the {prof.name} profile's fixed"
              " reduction cell; the given reduction cells are not part of the prediction")

@@ -13,7 +13,7 @@ import tempfile
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,8 +21,22 @@ from lpm_zoo.encoding import ENCODING, ENCODING_BOTH, decode_arrays
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import open_regular, read_regular
 
-if TYPE_CHECKING:
-    from lpm_zoo.predictors.base import Predictor
+
+class Saved(Protocol):
+    """What this module reads of a predictor (`lpm_zoo.predictors.base.Predictor` has it all).
+
+    A protocol, not the class itself: `base` imports `save_predictor` from here, so naming `Predictor`
+    (even for type checkers) would make the two modules import each other.
+    """
+
+    type_name: str
+    persistence: str
+    differentiable: bool
+    fitted: bool
+    meta: dict[str, Any]
+    skops_types: frozenset[str]
+
+    def get_params(self) -> dict[str, Any]: ...
 
 FORMAT_VERSION = 1
 META = "meta.json"
@@ -90,7 +104,7 @@ def read_train(path: str | Path) -> tuple[list[str], np.ndarray]:
 
 
 # --- save / load -----------------------------------------------------------------------------
-def save_predictor(p: Predictor, path: str | Path, **meta: Any) -> Path:
+def save_predictor(p: Saved, path: str | Path, **meta: Any) -> Path:
     """Write fitted predictor `p` to directory `path` (replacing it); extra `meta` is recorded too."""
     if not p.fitted or p._train_keys is None:
         raise LpmError("only a predictor fitted in this session can be saved; call fit(X, y_ms) first")
@@ -210,7 +224,7 @@ class Unreadable(Exception):
     """A skops file whose schema cannot be read at all (damaged): refit, don't refuse."""
 
 
-def check_skops_types(cls: type[Predictor], file: Path) -> list[str]:
+def check_skops_types(cls: type[Saved], file: Path) -> list[str]:
     """The types of skops file `file` beyond skops' defaults, if all are in `cls.skops_types`; else refuse.
 
     Reads only the file's schema (no object is built), so it is safe on any file.
@@ -218,7 +232,7 @@ def check_skops_types(cls: type[Predictor], file: Path) -> list[str]:
     return skops_types(cls, read_model(file), file)
 
 
-def skops_types(cls: type[Predictor], data: bytes, file: Path) -> list[str]:
+def skops_types(cls: type[Saved], data: bytes, file: Path) -> list[str]:
     """`check_skops_types` of a skops file's bytes (read once, so the file checked is the file loaded)."""
     import skops.io as sio
 

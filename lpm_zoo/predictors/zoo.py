@@ -274,5 +274,13 @@ def hardware_note(p: Predictor, name: str, backend_hint: str = "") -> str | None
 
 
 def get_predictor(name: str) -> Predictor:
-    """The fitted predictor `name` (e.g. `ort-cpu`), from the user's zoo or the bundled one."""
-    return load_predictor(predictor_path(name))
+    """The fitted predictor `name` (e.g. `ort-cpu`), from the user's zoo or the bundled one.
+
+    One fitted on another CPU than this one says so (`hardware_note`): a note of the command in the CLI,
+    an `LpmNote` warning in library use.
+    """
+    p = load_predictor(predictor_path(name))
+    hw_note = hardware_note(p, name)
+    if hw_note:
+        note(hw_note)
+    return p

@@ -20,21 +20,28 @@ def list_bundled() -> list[str]:
     """Names of the measurement stores shipped inside the package (`bundled:NAME` opens one)."""
 
     folder = resources.files("lpm_zoo").joinpath("data/measurements")
+    if not folder.is_dir():  # an install without the stores (a trimmed wheel): none shipped, nothing to fail on
+        return []
     return sorted(f.name[: -len(".db.gz")] for f in folder.iterdir() if f.name.endswith(".db.gz"))
 
 
 def bundled_name(spec: str | Path) -> str | None:
-    """The name of the shipped store `spec` means (`bundled:NAME`, or the path of its unpacked copy), else None."""
+    """The name of the shipped store `spec` means (`bundled:NAME`, or the path of its unpacked copy), else None.
+
+    A user's own file is told apart by where it lies, before anything of the package is looked at: only a
+    `.db` in the cache folder that `bundled:NAME` unpacks into is compared with the shipped names.
+    """
     text = str(spec)
     if text.startswith(BUNDLED_PREFIX):
         return text[len(BUNDLED_PREFIX):]
     path = Path(text).expanduser()
-    if path.suffix != ".db" or path.stem not in list_bundled():
+    if path.suffix != ".db":
         return None
     try:
-        return path.stem if path.resolve().parent == (cache_dir() / "data").resolve() else None
+        in_cache = path.resolve().parent == (cache_dir() / "data").resolve()
     except OSError:  # a link loop: not the cache's file
         return None
+    return path.stem if in_cache and path.stem in list_bundled() else None
 
 
 def bundled_target(name: str) -> Path:

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from lpm_zoo.encoding import cells_to_arrays
-from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.errors import LpmError, clip, printable
+from lpm_zoo.files import read_regular
 from lpm_zoo.hardware import is_stated
 from lpm_zoo.profiles import cells_of, get_profile
 from lpm_zoo.space import Genotype
@@ -61,6 +62,22 @@ from lpm_zoo.store.schema import (
 )
 from lpm_zoo.store.target import Target, baseline_key, checked_baseline, statistic_key
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def refuse_compressed(path: Path) -> None:
+    """A gzip-compressed store (a copy of a shipped `.db.gz`) refused with how to unpack it, not 'not a database'."""
+    try:
+        head = read_regular(path, 1)[:2] if path.is_file() else b""
+    except (OSError, LpmError):  # unreadable or not a regular file: the open below says so
+        return
+    if head == GZIP_MAGIC:
+        gz = path.name.endswith(".gz")
+        plain = path.with_name(path.name[:-3] if gz else f"{path.stem}-unpacked.db")
+        unpack = f"gunzip -k {path}" if gz else f"gunzip -c {path} > {plain}"
+        raise LpmError(f"{printable(path, 200)} is gzip-compressed, not an SQLite store; unpack it first: "
+                       f"{printable(unpack, 400)}, then give --db {printable(plain, 200)}")
+
 
 class MeasurementStore:
     """A SQLite measurement file in WAL mode; created on first use (`bundled:NAME` opens a shipped one, read-only).
@@ -86,6 +103,7 @@ class MeasurementStore:
             raise LpmError(f"{self.path} is a directory; give the path of a database file, e.g. {self.path}/lpm.db")
         if readonly and not self.path.is_file():
             raise LpmError(f"no measurement database at {self.path}")
+        refuse_compressed(self.path)
         try:
             version = self._inspect_readonly() if self.path.is_file() and self.path.stat().st_size else None
             if readonly:

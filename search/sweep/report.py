@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lpm_zoo.files import write_atomic
+from search.options import DATASET_CLASSES
 from search.sweep import claims
 from search.sweep.grid import lambda_value
 from search.sweep.results import profile_column
@@ -22,6 +23,15 @@ WHOLE_LABEL = "measured latency of the whole network, ms (lpm measure, ort/cpu, 
 CLAIM_CUT_PCT = 25.0
 #: ... at a test accuracy at most this many points below λ = 0's
 CLAIM_ACC_POINTS = 0.5
+#: a trial whose test accuracy is within this many points of chance (100 / classes) learned nothing to compare
+NEAR_CHANCE_POINTS = 5.0
+#: an evaluation training capped below this many steps (`--train-max-steps`) is too short to mean much
+MIN_TRAIN_STEPS = 200
+
+
+def _faster(cut: float) -> str:
+    """A latency cut in percent, in words: "12.3% faster" or, for a negative cut, "2.8% slower"."""
+    return f"{abs(cut):.1f}% {'faster' if cut >= 0 else 'slower'}"
 
 
 def _mean(rs: list[dict], key: str) -> float:
@@ -73,7 +83,7 @@ def claim(runs: dict[str, list[dict]]) -> list[str]:
                 continue
             cut = 100 * (1 - _div(_mean(rs, key), _mean(base, key)))
             ok = cut >= CLAIM_CUT_PCT and d_acc >= -CLAIM_ACC_POINTS
-            out.append(f"{spec}: {what} {cut:.1f}% faster, accuracy {d_acc:+.2f} points: "
+            out.append(f"{spec}: {what} {_faster(cut)}, accuracy {d_acc:+.2f} points: "
                        f"{'meets' if ok else 'does not meet'} the claim")
     return out
 
@@ -101,7 +111,7 @@ def lambda_claims(runs: dict[str, list[dict]]) -> list[str]:
             continue
         cut = 100 * (1 - _div(_mean(rs, key), _mean(base, key)))
         d_acc = _mean(rs, "acc") - _mean(base, "acc")
-        out.append(f"at {_lam_words(spec)} the found networks are {abs(cut):.1f}% {'faster' if cut >= 0 else 'slower'} "
+        out.append(f"at {_lam_words(spec)} the found networks are {_faster(cut)} "
                    f"than λ = 0 ({what}, measured) at {d_acc:+.2f} points of accuracy; seeds: {len(rs)} against "
                    f"{len(base)}, latency {_span(rs, key)} ms against {_span(base, key)} ms, accuracy "
                    f"{_span(rs, 'acc')}% against {_span(base, 'acc')}%")
@@ -207,7 +217,7 @@ def flops_claims(secs: dict[tuple, dict[str, list[dict]]]) -> list[str]:
         cut = 100 * (1 - _div(_mean(rs, key), _mean(frs, key)))
         out.append(f"{k[2]} at {_lam_words(s)} ({m:.0f} M multiply-adds) against {fk[2]} at {_lam_words(fs)} "
                    f"({_mean(frs, 'madds_M'):.0f} M, {100 * (_div(m, _mean(frs, 'madds_M')) - 1):+.1f}%): "
-                   f"{abs(cut):.1f}% {'faster' if cut >= 0 else 'slower'} measured, accuracy "
+                   f"{_faster(cut)} measured, accuracy "
                    f"{_mean(rs, 'acc') - _mean(frs, 'acc'):+.2f} points (seeds {len(rs)} and {len(frs)})")
     return out
 
@@ -230,6 +240,33 @@ def noise_claims(secs: dict[tuple, dict[str, list[dict]]]) -> list[str]:
             out.append(f"{k[2]} at {_lam_words(s)} with noise σ = {k[3]:g} ms: latency {shift:+.1f}% and accuracy "
                        f"{_mean(rs, 'acc') - _mean(c, 'acc'):+.2f} points against σ = 0 (latency {_span(rs, key)} ms "
                        f"against {_span(c, key)} ms over the seeds)")
+    return out
+
+
+def short_trial_warnings(rows: list[dict[str, Any]], train: list[str]) -> list[str]:
+    """Trials too short to mean anything, said rather than compared silently: an evaluation training capped
+    below MIN_TRAIN_STEPS, and per dataset the trials whose test accuracy is within NEAR_CHANCE_POINTS of chance."""
+    out = []
+    if "--max-steps" in train[:-1]:
+        steps = train[train.index("--max-steps") + 1]
+        if steps.isdigit() and int(steps) < MIN_TRAIN_STEPS:
+            out.append(f"each evaluation training stopped after {steps} steps (--train-max-steps): fewer than "
+                       f"{MIN_TRAIN_STEPS}, so its test accuracy says little about the cell")
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_dataset.setdefault(r["dataset"], []).append(r)
+    for dataset, rs in by_dataset.items():
+        classes = DATASET_CLASSES.get(dataset)
+        if not classes:
+            continue
+        chance = 100 / classes
+        low = [f"{r['trial']} ({100 * r['test_acc']:.2f}%)" for r in rs
+               if r.get("test_acc") is not None and 100 * r["test_acc"] < chance + NEAR_CHANCE_POINTS]
+        if low:
+            out.append(f"{len(low)} of {len(rs)} trials on {dataset} reached a test accuracy within "
+                       f"{NEAR_CHANCE_POINTS:g} points of chance ({chance:.0f}% for {classes} classes): "
+                       f"{', '.join(low[:8])}{' ...' if len(low) > 8 else ''}; they learned nothing, so their "
+                       "latency and accuracy compare nothing: train and search longer")
     return out
 
 
@@ -266,6 +303,9 @@ def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
               f"{' '.join([', '.join(profiles), *settings['measure']['flags']])}.", ""]
     if not secs:
         lines.append("No finished trials yet.")
+    warnings = short_trial_warnings(rows, settings["train"])
+    if warnings:
+        lines += ["**Warning: trials too short to mean anything.**", "", *[f"- {w}" for w in warnings], ""]
     for n, (key, runs) in enumerate(secs.items()):
         lines += [f"## {_title(key)}", "", *table(runs), ""]
         claims = lambda_claims(runs) if runs.get("0") else []
