@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DATASETS = ("digits", "textures", "cifar10")
+SELECTIONS = ("argmax", "perturbation")
+"""How the genotype is read from the trained supernet: DARTS' argmax α, or DARTS-PT's perturbation (`search.selection`)."""
+SELECT_IMAGES = 512
+"""Validation images per DARTS-PT measurement by default (one image is 0.2 points of accuracy)."""
 
 
 @dataclass(frozen=True)
