@@ -13,7 +13,7 @@ from lpm_zoo.cli import Command, check_threads
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.notes import release as release_notes
 from lpm_zoo.published import DARTS_V2
-from search.options import DATASETS, METHODS
+from search.options import DATASETS, METHODS, SELECT_IMAGES, SELECTIONS
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -71,6 +71,15 @@ def _configure_search(p: argparse.ArgumentParser) -> None:
                    help="P-DARTS: derive the normal cell with at most K skip_connect edges (0-8; default: no cap)")
     g.add_argument("--stop-skip", type=int, metavar="K",
                    help="DARTS+: stop the search once the derived normal cell has K skip_connect edges (1-8)")
+    s = p.add_argument_group("selection (after the last epoch; not part of the checkpoint's settings)")
+    s.add_argument("--select", choices=SELECTIONS, default="argmax",
+                   help="how the genotype is read from the trained supernet: argmax α (DARTS, default) or "
+                        "perturbation (DARTS-PT: keep the operation, then the edges, whose removal hurts the "
+                        "supernet's validation accuracy most); rerunning with the other value on a finished "
+                        "--out selects again from the same supernet")
+    s.add_argument("--select-images", type=int, default=SELECT_IMAGES, metavar="N",
+                   help=f"validation images per perturbation measurement (default {SELECT_IMAGES}; "
+                        "about 250 measurements in all)")
     p.add_argument("--out", default="search-out", metavar="DIR",
                    help="output folder: checkpoint (resumed when present), genotype.txt/.json, result.json, "
                         "cells.png/.svg (default ./search-out)")
@@ -100,7 +109,8 @@ def _search_config(args: argparse.Namespace):
                        batch_size=args.batch_size, lr=args.lr, lr_min=args.lr_min, arch_lr=args.arch_lr,
                        warmup_epochs=args.warmup_epochs, channels=args.channels, layers=args.layers,
                        partial_k=args.partial_k, max_steps=args.max_steps, max_skip=args.max_skip,
-                       stop_skip=args.stop_skip, seed=args.seed, device=args.device)
+                       stop_skip=args.stop_skip, seed=args.seed, device=args.device, select=args.select,
+                       select_images=args.select_images)
 
 
 def _check_search(args: argparse.Namespace) -> None:
@@ -130,6 +140,10 @@ def _run_search(args: argparse.Namespace) -> int:
                 else f"λ={cfg.lam:g} s⁻¹")
         log(f"latency term: {cfg.predictor} ({lt.estimator} estimator, M={lt.samples}), {unit}")
     result = searcher.run()
+    if result.get("phase") == "selection":
+        log(f"interrupted during the perturbation selection; the checkpoint in {args.out} holds the trained "
+            "supernet: run the same command to redo the selection")
+        return 130
     if result.get("interrupted"):
         log(f"interrupted at epoch {result['epoch'] + 1}, step {result['step']}; checkpoint saved in {args.out}: "
             "run the same command to resume")
@@ -138,11 +152,13 @@ def _run_search(args: argparse.Namespace) -> int:
         keep = ("genotype", "genotype_json", "predicted_latency_ms", "predicted_latency_of",
                 "lat_alpha_ms", "val_acc", "method", "predictor",
                 "lambda", "relative", "estimator", "reference_ms", "seed", "epochs", "stopped_early_after_epoch",
-                "skip_normal", "mean_step_s",
+                "skip_normal", "select", "genotype_argmax", "mean_step_s",
                 "mean_latency_term_s", "latency_term_fraction", "files")
         print(json.dumps({k: result[k] for k in keep}))
     else:
         print(f"genotype: {result['genotype']}")
+        if result["select"] != "argmax":
+            print(f"argmax α would give: {result['genotype_argmax']}")
         if result["predicted_latency_ms"] is not None:
             print(f"predicted latency of {result['predicted_latency_of']} ({cfg.predictor}): "
                   f"{result['predicted_latency_ms']:.3f} ms")

@@ -11,7 +11,8 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.store import MAX_LATENCY_MS
 from search.checkpoint import check_device, check_number
 from search.datasets import check_resolution
-from search.options import METHODS
+from search.options import METHODS, SELECT_IMAGES
+from search.selection import check_selection
 
 MAX_LAMBDA = {True: 1e3, False: 1e6}
 """The largest --lambda with and without --relative. Adam's step does not grow with the gradient, so once λ·LAT
@@ -50,6 +51,8 @@ class SearchConfig:
     stop_skip: int | None = None  # DARTS+: stop once the derived normal cell has this many skip_connect
     seed: int = 0
     device: str = "cpu"
+    select: str = "argmax"  # how the genotype is read from the trained supernet (search.selection)
+    select_images: int = SELECT_IMAGES  # validation images per DARTS-PT measurement
 
     def resolved(self) -> ResolvedSearch:
         """The settings with the method's defaults filled in (what the run actually uses)."""
@@ -127,8 +130,12 @@ def check_config(cfg: ResolvedSearch) -> ResolvedSearch:
         raise LpmError(f"--max-skip must be from 0 to 8 (skip_connect edges kept in the normal cell), got {cfg.max_skip}")
     if cfg.stop_skip is not None and not 1 <= cfg.stop_skip <= 8:
         raise LpmError(f"--stop-skip must be from 1 to 8 (skip_connect edges that stop the search), got {cfg.stop_skip}")
+    check_selection(cfg.select, cfg.select_images)
+    if cfg.select != "argmax" and cfg.max_skip is not None:
+        raise LpmError("--max-skip caps the argmax derivation; leave it out with --select perturbation")
     return cfg
 
 
-# The fields that must match for a checkpoint to be resumed (everything but presentation).
-RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in ("device",))
+# The fields that must match for a checkpoint to be resumed (everything but presentation and the selection, which
+# runs after the last epoch: one trained supernet can be read with argmax and with perturbation).
+RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in ("device", "select", "select_images"))

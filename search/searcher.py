@@ -24,9 +24,9 @@ import torch
 from lpm_zoo.encoding import N_EDGES, encode
 from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors import get_predictor
-from lpm_zoo.space import PRIMITIVES
+from lpm_zoo.space import PRIMITIVES, Genotype
 from search.architect import Architect
-from search.checkpoint import check_checkpoint_path, load_checkpoint, restoring, save_checkpoint
+from search.checkpoint import check_checkpoint_path, load_checkpoint, restoring, save_checkpoint, sigint_flag
 from search.config import RESUME_KEYS, SearchConfig, check_config
 from search.data import ImageData, iterate, split_halves
 from search.datasets import load_data
@@ -43,6 +43,7 @@ from search.loop import (
 )
 from search.model_search import SearchNetwork
 from search.plot import plot_genotype
+from search.selection import Interrupted, Selection, select_perturbation
 
 
 @dataclass
@@ -169,7 +170,29 @@ class Search:
         if self.stop:
             self.save_checkpoint()
             return {"interrupted": True, "epoch": self.state.epoch, "step": self.state.step}
-        return self.finish()
+        selection = None
+        if cfg.select == "perturbation":
+            try:
+                selection = self.select()
+            except Interrupted:  # the checkpoint (saved after the last epoch) holds the trained supernet
+                return {"interrupted": True, "epoch": self.state.epoch, "step": self.state.step, "phase": "selection"}
+        return self.finish(selection)
+
+    def selection_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The fixed validation batches DARTS-PT measures on: the α half's first `select_images` images (whole
+        batches of the search's batch size, so batch statistics are as in the search)."""
+        bs = self.cfg.batch_size
+        n = min(self.cfg.select_images, len(self.val_idx))
+        n = max(n // bs * bs, min(bs, len(self.val_idx)))
+        idx = self.val_idx[:n]
+        return [(self.data.x_train[idx[k:k + bs]].to(self.device), self.data.y_train[idx[k:k + bs]].to(self.device))
+                for k in range(0, n, bs)]
+
+    def select(self) -> Selection:
+        """DARTS-PT on a copy of the trained supernet (`search.selection`); Ctrl-C raises `Interrupted`."""
+        with sigint_flag(self.stop.on_sigint):
+            return select_perturbation(self.model, self.selection_batches(), self.cfg.seed,
+                                       stop=lambda: bool(self.stop), progress=self.progress)
 
     def _run_epoch(self, n_steps: int, bar) -> None:
         cfg, st, model = self.cfg, self.state, self.model
@@ -241,10 +264,14 @@ class Search:
 
         lat_alpha = self.latency.predict_mean_ms(det(m.alphas_normal), det(m.betas_normal),
                                                  alpha_reduce=det(m.alphas_reduce), beta_reduce=det(m.betas_reduce))
-        g = m.genotype(self.cfg.max_skip)
+        return {"lat_alpha_ms": lat_alpha, "lat_genotype_ms": self.predicted_genotype(m.genotype(self.cfg.max_skip))}
+
+    def predicted_genotype(self, g: Genotype) -> float | None:
+        """The predictor's latency of genotype `g` in ms (of the normal cell, or the whole network for a -both one)."""
+        if self.predictor is None:
+            return None
         x = [g] if self.latency.both else encode(g.normal)[None]
-        lat_g = float(np.asarray(self.predictor.predict(x)).reshape(-1)[0])
-        return {"lat_alpha_ms": lat_alpha, "lat_genotype_ms": lat_g}
+        return float(np.asarray(self.predictor.predict(x)).reshape(-1)[0])
 
     def _epoch_row(self, epoch: int, lr: float, arch_on: bool) -> dict[str, Any]:
         s = self.state.sums
@@ -301,11 +328,13 @@ class Search:
             parts.append("(α frozen: warm-up)")
         return "  ".join(parts)
 
-    def finish(self) -> dict[str, Any]:
-        """Write genotype.txt/.json, result.json, history.json/.csv and the cell pictures; return the result."""
+    def finish(self, selection: Selection | None = None) -> dict[str, Any]:
+        """Write genotype.txt/.json, result.json, history.json/.csv and the cell pictures; return the result.
+        The genotype is `selection`'s (DARTS-PT) when given, else argmax α's."""
 
         self.out.mkdir(parents=True, exist_ok=True)
-        g = self.model.genotype(self.cfg.max_skip)
+        g_argmax = self.model.genotype(self.cfg.max_skip)
+        g = g_argmax if selection is None else selection.genotype
         (self.out / "genotype.txt").write_text(g.to_darts() + "\n", encoding="utf-8")
         (self.out / "genotype.json").write_text(json.dumps(g.to_dict(), indent=1) + "\n", encoding="utf-8")
         (self.out / "history.json").write_text(json.dumps(self.state.history, indent=1) + "\n", encoding="utf-8")
@@ -324,7 +353,8 @@ class Search:
             "estimator": None if self.latency is None else self.latency.estimator,
             "reference_ms": None if self.latency is None else self.latency.reference_ms,
             "val_acc": last.get("val_acc"),
-            "predicted_latency_ms": last.get("lat_genotype_ms"),
+            "predicted_latency_ms": (last.get("lat_genotype_ms") if selection is None
+                                     else self.predicted_genotype(g)),
             "predicted_latency_of": None if self.latency is None else (
                 "the whole network (both cells)" if self.latency.both
                 else "the normal cell, with the profile's fixed reduction cell"),
@@ -332,6 +362,9 @@ class Search:
             "epochs": self.cfg.epochs,
             "stopped_early_after_epoch": self.stopped_early,
             "skip_normal": sum(op == "skip_connect" for op, _ in g.normal),
+            "select": self.cfg.select,
+            "genotype_argmax": g_argmax.to_darts(),
+            "selection": None if selection is None else selection.to_dict(),
             "seed": self.cfg.seed,
             "dataset": self.cfg.dataset,
             "config": self.cfg.as_dict(),
