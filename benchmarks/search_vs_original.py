@@ -8,6 +8,8 @@ while the networks are built, so they run on the CPU. Each round times, in turn,
 network (weights: forward, cross-entropy, backward, gradient clipping, SGD; α: first-order, DARTS'
 `_backward_step` for the original, `Architect.step` for the project), and the medians of the rounds
 are printed with the ratio project / original. The networks start from the same weights and α.
+`--peak-memory` instead runs each network alone in a fresh process (two weight steps and two α
+steps) and prints each one's peak resident memory (ru_maxrss).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import importlib
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -137,6 +140,8 @@ def measure(method: str, args, original) -> dict:
     import torch
 
     runners = build(method, args, original)
+    if args.single:
+        runners = {args.single: runners[args.single]}
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch_size, 3, args.resolution, args.resolution, generator=gen)
     y = torch.randint(0, 10, (args.batch_size,), generator=gen)
@@ -151,7 +156,7 @@ def measure(method: str, args, original) -> dict:
     med = {f"{n}_{kind}_ms": round(1e3 * statistics.median(v), 1) for (n, kind), v in times.items()}
     out = {"method": method, **med}
     for n in runners:
-        if n != "original":
+        if n != "original" and "original" in runners:
             for kind in ("w", "alpha"):
                 out[f"ratio_{n}_{kind}"] = round(med[f"{n}_{kind}_ms"] / med[f"original_{kind}_ms"], 3)
     return out
@@ -173,7 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", nargs="+", default=["ours"], choices=["ours", "plain"],
                     help="the project's networks to time against the original: ours (default), plain (reference)")
+    ap.add_argument("--peak-memory", action="store_true",
+                    help="peak resident memory of each network alone, each in a fresh process")
+    ap.add_argument("--single", choices=["ours", "plain", "original"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.peak_memory:
+        return _peak_memory(args, argv if argv is not None else sys.argv[1:])
     if not (args.darts_dir or args.pcdarts_dir):
         ap.error("pass --darts-dir and/or --pcdarts-dir (checkouts of the original code)")
     torch.set_num_threads(args.threads)
@@ -186,10 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     for method, folder in todo:
         original = load_original(folder.expanduser(), f"--{method.replace('pcdarts', 'pcdarts')}-dir")
         row = measure(method, args, original)
+        if args.single:
+            row["alone"] = args.single
         row.update(network=f"C={args.channels} layers={args.layers} batch={args.batch_size} "
                            f"{args.resolution}x{args.resolution}", threads=torch.get_num_threads(),
                    rounds=args.rounds, peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
         print(json.dumps(row), flush=True)
+    return 0
+
+
+def _peak_memory(args, argv: list[str]) -> int:
+    """Each network alone in a child process (same flags, `--single NAME`); prints each one's ru_maxrss."""
+    rest = [a for a in argv if a != "--peak-memory"]
+    for name in ("original", *args.variants):
+        cmd = [sys.executable, "-m", "benchmarks.search_vs_original", *rest, "--single", name,
+               "--rounds", "2", "--warmup", "0"]
+        subprocess.run(cmd, check=True)
     return 0
 
 
