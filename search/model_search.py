@@ -20,16 +20,11 @@ from lpm_zoo.encoding import NODE_OFFSET
 from lpm_zoo.layout import cell_plan
 from lpm_zoo.ops import OPS, FactorizedReduce, ReLUConvBN
 from lpm_zoo.space import CONCAT, EDGES, N_INPUTS, N_NODES, PRIMITIVES, Cell, Genotype
+from search.fused_cell import channel_shuffle, fused_cell_forward
 
 N_EDGES = len(EDGES)
 N_OPS = len(PRIMITIVES)
 NONE = PRIMITIVES.index("none")
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Interleave `groups` channel groups (PC-DARTS), so each step sees other channels."""
-    b, c, h, w = x.shape
-    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
 class MixedOp(nn.Module):
@@ -76,8 +71,18 @@ class SearchCell(nn.Module):
             MixedOp(c, 2 if reduction and j < 2 else 1, k) for i in range(steps) for j in range(2 + i)
         )
 
+    fused = True
+    """Training-mode forward per input state (`search.fused_cell`); False: the original per-edge loop."""
+
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+        if self.fused and self.training:
+            return fused_cell_forward(self, s0, s1, weights, edge_weights)
+        return self.forward_plain(s0, s1, weights, edge_weights)
+
+    def forward_plain(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                      edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The original code's loop: every mixed op of every edge on its own."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self._steps):
@@ -106,7 +111,7 @@ class SearchNetwork(nn.Module):
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, steps: int = N_NODES,
                  multiplier: int = 4, stem_multiplier: int = 3, partial_k: int = 1, edge_norm: bool = False,
-                 in_channels: int = 3):
+                 in_channels: int = 3, fused: bool = True):
         super().__init__()
         if steps != N_NODES or multiplier != len(CONCAT):
             raise ValueError("this search space has 4 intermediate nodes, all concatenated")
@@ -119,6 +124,7 @@ class SearchNetwork(nn.Module):
             SearchCell(steps, multiplier, p.c_prev_prev, p.c_prev, p.c, p.reduction, p.reduction_prev, partial_k)
             for p in plan
         )
+        self.set_fused(fused)
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(plan[-1].c_out if plan else c_curr, num_classes)
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(N_EDGES, N_OPS))
@@ -128,6 +134,13 @@ class SearchNetwork(nn.Module):
             self.betas_reduce = nn.Parameter(1e-3 * torch.randn(N_EDGES))
         else:
             self.betas_normal = self.betas_reduce = None
+
+    def set_fused(self, fused: bool) -> SearchNetwork:
+        """Train with the per-state cell forward (default) or the original per-edge one (the reference)."""
+        self.fused = fused
+        for cell in self.cells:
+            cell.fused = fused
+        return self
 
     # --- parameters -------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -149,7 +162,8 @@ class SearchNetwork(nn.Module):
     def new(self) -> SearchNetwork:
         """A network of the same shape carrying a copy of this one's architecture parameters (DARTS' `new`)."""
         other = SearchNetwork(self._C, self._num_classes, self._layers, partial_k=self.partial_k,
-                              edge_norm=self.edge_norm, in_channels=self.stem[0].in_channels)
+                              edge_norm=self.edge_norm, in_channels=self.stem[0].in_channels,
+                              fused=self.fused)
         for a, b in zip(other.arch_parameters(), self.arch_parameters()):
             a.data.copy_(b.data)
         return other
