@@ -71,7 +71,7 @@ class SearchCell(nn.Module):
             MixedOp(c, 2 if reduction and j < 2 else 1, k) for i in range(steps) for j in range(2 + i)
         )
 
-    fused = True
+    fused = False
     """Training-mode forward per input state (`search.fused_cell`); False: the original per-edge loop."""
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
@@ -111,7 +111,7 @@ class SearchNetwork(nn.Module):
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, steps: int = N_NODES,
                  multiplier: int = 4, stem_multiplier: int = 3, partial_k: int = 1, edge_norm: bool = False,
-                 in_channels: int = 3, fused: bool = True):
+                 in_channels: int = 3, fused: bool = False):
         super().__init__()
         if steps != N_NODES or multiplier != len(CONCAT):
             raise ValueError("this search space has 4 intermediate nodes, all concatenated")

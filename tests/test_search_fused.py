@@ -1,4 +1,4 @@
-"""The per-state search cell (`search.fused_cell`, the default) against the original per-edge loop:
+"""The per-state search cell (`search.fused_cell`, opt-in) against the original per-edge loop:
 same loss, same gradients of w, α and β, same batch-norm running statistics. In fp64 every tensor
 agrees to rounding (the algebra is the same); in fp32 the loss and the gradients of w and of α (β)
 agree within 1e-5 relative (norm of the difference over norm of the plain gradient)."""
@@ -17,7 +17,7 @@ REL = 1e-5
 
 def _pair(k: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple[SearchNetwork, SearchNetwork]:
     torch.manual_seed(seed)
-    fused = SearchNetwork(8, 10, 5, partial_k=k, edge_norm=k > 1).to(dtype)  # 5 cells: reductions at 1 and 3
+    fused = SearchNetwork(8, 10, 5, partial_k=k, edge_norm=k > 1, fused=True).to(dtype)  # 5 cells: reductions at 1 and 3
     with torch.no_grad():  # α, β far from uniform, so every op's weight matters
         for p in fused.arch_parameters():
             p.normal_()
@@ -41,6 +41,10 @@ def _loss_and_grads(k: int, dtype: torch.dtype):
     for (name, bf), bp in zip(fused.named_buffers(), plain.buffers()):
         assert torch.allclose(bf.double(), bp.double(), rtol=1e-5, atol=1e-7), name
     return out
+
+
+def test_the_default_network_is_the_original_per_edge_loop():
+    assert not SearchNetwork(8, 10, 5).cells[0].fused  # the default stays bit-exact with the original code
 
 
 @pytest.mark.parametrize("k", [1, 4], ids=["darts", "pcdarts"])
