@@ -7,7 +7,7 @@ here rather than listed in pyproject.toml so a new subpackage in any folder is f
 
 from setuptools import find_namespace_packages, setup
 
-ROOMS = {"backends": "backends", "search": "search"}  # import name: folder
+ROOMS = {"lpm_zoo.backends": "backends", "lpm_zoo.search": "search"}  # import name: folder
 
 
 def packages() -> list[str]:

@@ -2,7 +2,7 @@
 
 A backend turns a model (a `torch.nn.Module` or an ONNX graph) and an example input into
 something it can run (`prepare`), then times it (`run_timed`). Backends know nothing about
-DARTS. `backends.testing.check_backend` checks a subclass against this contract.
+DARTS. `lpm_zoo.backends.testing.check_backend` checks a subclass against this contract.
 """
 
 from __future__ import annotations

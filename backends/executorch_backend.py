@@ -18,10 +18,10 @@ import warnings
 from importlib import metadata
 from typing import Any
 
-from backends.base import Backend, Prepared
-from backends.quiet import quiet_stderr
-from backends.registry import register_backend
-from backends.timing import host_times
+from lpm_zoo.backends.base import Backend, Prepared
+from lpm_zoo.backends.quiet import quiet_stderr
+from lpm_zoo.backends.registry import register_backend
+from lpm_zoo.backends.timing import host_times
 from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError
 

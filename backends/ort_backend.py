@@ -12,12 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend, Prepared
-from backends.device import cuda_missing, parse_device
-from backends.installs import module_clash
-from backends.onnx_export import to_onnx
-from backends.registry import register_backend
-from backends.timing import cuda_event_times, host_times, side_stream
+from lpm_zoo.backends.base import Backend, Prepared
+from lpm_zoo.backends.device import cuda_missing, parse_device
+from lpm_zoo.backends.installs import module_clash
+from lpm_zoo.backends.onnx_export import to_onnx
+from lpm_zoo.backends.registry import register_backend
+from lpm_zoo.backends.timing import cuda_event_times, host_times, side_stream
 from lpm_zoo.errors import LpmError
 
 #: distributions that each install the `onnxruntime` module; two of them in one environment break it

@@ -1,7 +1,7 @@
 """The backend registry: `@register_backend("name")`, `get_backend`, `list_backends`, plus entry-point plugins.
 
 Third-party packages add a backend without touching this repo by naming a `Backend` subclass
-(`backends.base`) in the entry-point group `lpm_zoo.backends`; torch, ort and trt register the same way.
+(`lpm_zoo.backends.base`) in the entry-point group `lpm_zoo.backends`; torch, ort and trt register the same way.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from backends.base import Backend
+from lpm_zoo.backends.base import Backend
 from lpm_zoo.errors import LpmError, printable
 from lpm_zoo.registry import Registry
 
@@ -20,8 +20,8 @@ B = TypeVar("B", bound=type)
 # the built-ins are also entry points; importing them directly keeps them there without pip install
 _REGISTRY: Registry[type[Backend]] = Registry(
     "backend", group=GROUP, accepts=Backend, attr="name",
-    builtins=("backends.ort_backend", "backends.torch_backend", "backends.trt_backend",
-              "backends.executorch_backend"))
+    builtins=("lpm_zoo.backends.ort_backend", "lpm_zoo.backends.torch_backend", "lpm_zoo.backends.trt_backend",
+              "lpm_zoo.backends.executorch_backend"))
 
 
 def register_backend(name: str) -> Callable[[B], B]:

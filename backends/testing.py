@@ -1,4 +1,4 @@
-"""The backend conformance kit: `check_backend(BackendClass)` checks a `backends.base.Backend` against its contract.
+"""The backend conformance kit: `check_backend(BackendClass)` checks a `lpm_zoo.backends.base.Backend` against its contract.
 
 Like scikit-learn's `check_estimator`: a plugin's own tests call it, and each check that fails raises
 `ConformanceError` (an AssertionError) with one line naming the check and what was wrong, e.g.
@@ -54,10 +54,10 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any
 
-from backends.base import Backend, Prepared
-from backends.onnx_builder import build_onnx
-from backends.protocol import OPTION_NAME
-from backends.registry import GROUP
+from lpm_zoo.backends.base import Backend, Prepared
+from lpm_zoo.backends.onnx_builder import build_onnx
+from lpm_zoo.backends.protocol import OPTION_NAME
+from lpm_zoo.backends.registry import GROUP
 from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.registry import entry_points
@@ -102,7 +102,7 @@ def _instance(backend_cls: type[Backend] | Backend) -> Backend:
     elif isinstance(backend_cls, type) and issubclass(backend_cls, Backend):
         b = backend_cls()
     else:
-        raise ConformanceError(f"check_backend[interface] {clip(backend_cls, 80)} is not a backends.base.Backend subclass")
+        raise ConformanceError(f"check_backend[interface] {clip(backend_cls, 80)} is not a lpm_zoo.backends.base.Backend subclass")
     if not getattr(b, "name", ""):  # as the registry names it: the entry point's name (the class needs none)
         b.name = entry_point_name(type(b))
     return b
@@ -323,7 +323,7 @@ def check_identity(b: Backend, device: str = "cpu", **opts: Any) -> None:
     p = b.prepare(model, x, device, threads=1, **opts)
     try:
         if not isinstance(p, Prepared):
-            raise _fail("identity", b, device, f"prepare() must return a backends.base.Prepared, got {type(p).__name__}")
+            raise _fail("identity", b, device, f"prepare() must return a lpm_zoo.backends.base.Prepared, got {type(p).__name__}")
         info = p.info
     finally:
         _close(p)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.base import Backend, Option, Prepared
-from backends.device import cuda_missing, parse_device
-from backends.registry import register_backend
-from backends.timing import cuda_event_times, host_times, side_stream
+from lpm_zoo.backends.base import Backend, Option, Prepared
+from lpm_zoo.backends.device import cuda_missing, parse_device
+from lpm_zoo.backends.registry import register_backend
+from lpm_zoo.backends.timing import cuda_event_times, host_times, side_stream
 from lpm_zoo.errors import LpmError
 
 

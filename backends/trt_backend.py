@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backends.base import Backend, Prepared
-from backends.device import cuda_missing, parse_device, short_gpu_name
-from backends.installs import module_clash
-from backends.ort_backend import model_bytes
-from backends.registry import register_backend
-from backends.timing import cuda_event_times, side_stream
+from lpm_zoo.backends.base import Backend, Prepared
+from lpm_zoo.backends.device import cuda_missing, parse_device, short_gpu_name
+from lpm_zoo.backends.installs import module_clash
+from lpm_zoo.backends.ort_backend import model_bytes
+from lpm_zoo.backends.registry import register_backend
+from lpm_zoo.backends.timing import cuda_event_times, side_stream
 from lpm_zoo.errors import LpmError
 from lpm_zoo.notes import note
 from lpm_zoo.paths import cache_dir

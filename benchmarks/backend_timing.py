@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from backends.profiling import run_profile
-from backends.protocol import STATISTICS, Protocol, statistic_of
+from lpm_zoo.backends.profiling import run_profile
+from lpm_zoo.backends.protocol import STATISTICS, Protocol, statistic_of
 from lpm_zoo.store import MeasurementStore
 
 
@@ -35,7 +35,7 @@ def repeatability(backend: str, samples: int, profile: str = "cifar-b1", seed: i
                   protocol: Protocol | None = None) -> dict:
     """Measure the same `samples` architectures in two separate passes (fresh sessions, as two profiler runs
     would); per statistic, median and p90 over architectures of |a-b|/mean(a,b), raw and drift-corrected."""
-    from backends.profiling import Measurer, normalize
+    from lpm_zoo.backends.profiling import Measurer, normalize
     from lpm_zoo.encoding import arrays_to_cell
     from lpm_zoo.sampler import sample_unique_arrays
 
@@ -94,7 +94,7 @@ def onnx_build(samples: int, profile: str = "cifar-b1", seed: int = 0) -> dict:
 
     import torch
 
-    from backends.onnx_builder import build_onnx
+    from lpm_zoo.backends.onnx_builder import build_onnx
     from lpm_zoo.encoding import arrays_to_cell
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.sampler import sample_unique_arrays

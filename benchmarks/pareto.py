@@ -2,7 +2,7 @@
 
 For the folders the old `benchmarks/lambda_sweep.sh OUT ...` wrote (OUT/SPEC-sSEED/{search,measure,measure_whole,train}.json),
 the figures in BENCHMARKS.md came from; new sweeps are `lpm sweep`, whose report.md holds the same table (the table,
-the claim and the picture are `search.sweep.report`'s). It
+the claim and the picture are `lpm_zoo.search.sweep.report`'s). It
 prints a table per spec (mean over seeds, the seeds' range), checks the paper's claim (some λ gives
 >= 25% lower measured latency at test accuracy within 0.5 points of λ = 0) and draws OUT/pareto.png.
     usage: python benchmarks/pareto.py OUT [--plot FILE] [--title TEXT]
@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from search.sweep.report import claim, plot, table
+from lpm_zoo.search.sweep.report import claim, plot, table
 
 
 def _last_json(path: Path) -> dict:

@@ -15,8 +15,8 @@ import argparse
 
 import numpy as np
 
-from backends.profiling import Measurer, normalize
-from backends.protocol import Protocol
+from lpm_zoo.backends.profiling import Measurer, normalize
+from lpm_zoo.backends.protocol import Protocol
 from lpm_zoo.published import get_genotype
 from lpm_zoo.sampler import sample_cells
 from lpm_zoo.space import Genotype

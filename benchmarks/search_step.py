@@ -31,7 +31,7 @@ def _synthetic_predictors(root: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from search.searcher import Search, SearchConfig
+    from lpm_zoo.search.searcher import Search, SearchConfig
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.search_step", description=__doc__.splitlines()[0])
     ap.add_argument("--predictor", action="append", help="fitted predictor(s); default: synthetic mlp and knn")

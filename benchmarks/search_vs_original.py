@@ -110,8 +110,8 @@ def build(method: str, args, original) -> dict[str, Runner]:
     import torch
     import torch.nn.functional as F
 
-    from search.architect import Architect
-    from search.model_search import SearchNetwork
+    from lpm_zoo.search.architect import Architect
+    from lpm_zoo.search.model_search import SearchNetwork
 
     k = 4 if method == "pcdarts" else 1
     torch.manual_seed(args.seed)

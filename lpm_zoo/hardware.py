@@ -5,7 +5,7 @@ fingerprint of the hardware it came from (CPU model, logical cores, the ISA exte
 change kernels, OS; a GPU backend adds the GPU's), so `lpm zoo list` can say which machine a
 predictor is for and `lpm predict` / `lpm search` can warn when it is used on another CPU. The
 slug (`xeon`, `epyc`, `p100`) names devices by default: `ort-xeon`, `trt-p100`. Reading the
-host's facts needs no runtime, so it lives in the core; GPU facts come from `backends.device`.
+host's facts needs no runtime, so it lives in the core; GPU facts come from `lpm_zoo.backends.device`.
 
 A host identity can be *stated* instead of read (`LPM_HOST_IDENTITY`, see `HOST_IDENTITIES`), so
 that what depends on "which CPU is this" can be tried, and tested, for CPUs one does not have; a

@@ -1,7 +1,7 @@
 """How DARTS networks are laid out, without torch: the evaluation settings and the per-cell channel plan.
 
-`lpm_zoo.networks` (PyTorch), `search.model_search` (the search network) and
-`backends.onnx_builder` (ONNX written directly) all stack their cells from `cell_plan`, so the
+`lpm_zoo.networks` (PyTorch), `lpm_zoo.search.model_search` (the search network) and
+`lpm_zoo.backends.onnx_builder` (ONNX written directly) all stack their cells from `cell_plan`, so the
 three agree on every cell's channels and reductions by construction.
 """
 

@@ -42,7 +42,7 @@ EDGES: tuple[tuple[int, int], ...] = tuple(
 EDGE_INDEX: dict[tuple[int, int], int] = {e: k for k, e in enumerate(EDGES)}
 OP_INDEX: dict[str, int] = {name: k for k, name in enumerate(PRIMITIVES)}
 #: kernel, padding and dilation of the convolution primitives (the DARTS code's OPS table): what the PyTorch
-#: operations (`lpm_zoo.ops`) and the torch-free ONNX builder (`backends.onnx_builder`) both build
+#: operations (`lpm_zoo.ops`) and the torch-free ONNX builder (`lpm_zoo.backends.onnx_builder`) both build
 CONV_GEOMETRY: dict[str, tuple[int, int, int]] = {
     "sep_conv_3x3": (3, 1, 1), "sep_conv_5x5": (5, 2, 1),
     "dil_conv_3x3": (3, 2, 2), "dil_conv_5x5": (5, 4, 2),

@@ -87,7 +87,7 @@ def machine(device: str) -> dict[str, Any]:
     """GPU, driver, compute capability and the runtimes' versions and providers."""
     import torch
 
-    from backends.device import parse_device
+    from lpm_zoo.backends.device import parse_device
 
     index = parse_device(device)[1]
     props = torch.cuda.get_device_properties(index)
@@ -126,8 +126,8 @@ def time_runtime(name: str, backend: str, model: Any, x: Any, want: Any, device:
     import numpy as np
     import torch
 
-    from backends.protocol import GPU_WARMUP_S
-    from backends.registry import get_backend
+    from lpm_zoo.backends.protocol import GPU_WARMUP_S
+    from lpm_zoo.backends.registry import get_backend
 
     b = get_backend(backend)
     ok, why = b.available(device)
@@ -149,7 +149,7 @@ def time_runtime(name: str, backend: str, model: Any, x: Any, want: Any, device:
         note = ", ".join(f"{k}={v}" for k, v in p.info.items() if k in ("precision", "tf32", "providers"))
         share = None
         if backend == "ort":
-            from backends.ort_backend import node_providers
+            from lpm_zoo.backends.ort_backend import node_providers
 
             counts = node_providers(model, x, device)
             share = counts.get("CPUExecutionProvider", 0) / max(1, sum(counts.values()))
@@ -161,7 +161,7 @@ def time_runtime(name: str, backend: str, model: Any, x: Any, want: Any, device:
 
 def trt_cache_build_times(onnx_model: Any, x: Any, device: str) -> str:
     """TensorRT engine build time with a cold (new) and then a warm timing cache."""
-    from backends.registry import get_backend
+    from lpm_zoo.backends.registry import get_backend
 
     b = get_backend("trt")
     with tempfile.TemporaryDirectory() as tmp:
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = start + args.budget_s
     import torch
 
-    from backends.device import parse_device
+    from lpm_zoo.backends.device import parse_device
     from lpm_zoo.device import cuda_missing
     from lpm_zoo.errors import LpmError
 
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in info.items():
         print(f"{key}: {value}")
 
-    from backends.onnx_builder import build_onnx
+    from lpm_zoo.backends.onnx_builder import build_onnx
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.published import DARTS_V2
 

@@ -2,7 +2,7 @@
 
 The latency term is a library, for your own DARTS code (docs/latency-term.md):
 
-    from search import LatencyTerm
+    from lpm_zoo.search import LatencyTerm
     term = LatencyTerm(get_predictor("ort-cpu"), lam=0.5, samples=20, relative=True)
     est = term(alpha)          # est.loss (λ·LAT, differentiable in α), est.lat_ms (LAT(α) in ms)
 

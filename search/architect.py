@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import torch
 
-from search.latency import check_finite
-from search.model_search import SearchNetwork
+from lpm_zoo.search.latency import check_finite
+from lpm_zoo.search.model_search import SearchNetwork
 
 LatencyFn = Callable[[], torch.Tensor]
 

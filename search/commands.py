@@ -13,7 +13,7 @@ from lpm_zoo.cli import Command, check_threads
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.notes import release as release_notes
 from lpm_zoo.published import DARTS_V2
-from search.options import DATASETS, METHODS, SELECT_IMAGES, SELECTIONS
+from lpm_zoo.search.options import DATASETS, METHODS, SELECT_IMAGES, SELECTIONS
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -101,7 +101,7 @@ def _set_threads(args: argparse.Namespace) -> None:
 
 
 def _search_config(args: argparse.Namespace):
-    from search.config import SearchConfig
+    from lpm_zoo.search.config import SearchConfig
 
     return SearchConfig(method=args.method, predictor=args.predictor, lam=args.lam, relative=args.relative,
                        estimator=args.estimator, samples=args.samples, noise_ms=args.noise, dataset=args.dataset,
@@ -115,7 +115,7 @@ def _search_config(args: argparse.Namespace):
 
 def _check_search(args: argparse.Namespace) -> None:
     """Every setting `lpm search` would use, checked as its run checks it; nothing loaded or created."""
-    from search.config import check_config
+    from lpm_zoo.search.config import check_config
 
     if args.threads is not None:
         check_threads(args.threads)
@@ -123,7 +123,7 @@ def _check_search(args: argparse.Namespace) -> None:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from search.searcher import Search
+    from lpm_zoo.search.searcher import Search
 
     _set_threads(args)
     cfg = _search_config(args)
@@ -189,7 +189,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    from search.train import TrainConfig
+    from lpm_zoo.search.train import TrainConfig
 
     return TrainConfig(dataset=args.dataset, data_dir=args.data_dir, resolution=args.resolution, epochs=args.epochs,
                        batch_size=args.batch_size, channels=args.channels, layers=args.layers, cutout=args.cutout,
@@ -206,7 +206,7 @@ def _check_train(args: argparse.Namespace) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from search.train import train_genotype
+    from lpm_zoo.search.train import train_genotype
 
     _set_threads(args)
     genotype = parse_genotype(args.genotype, DARTS_V2.reduce)

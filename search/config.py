@@ -8,11 +8,11 @@ from typing import Any
 
 from lpm_zoo.cli import check_seed
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.search.checkpoint import check_device, check_number
+from lpm_zoo.search.datasets import check_resolution
+from lpm_zoo.search.options import METHODS, SELECT_IMAGES
+from lpm_zoo.search.selection import check_selection
 from lpm_zoo.store import MAX_LATENCY_MS
-from search.checkpoint import check_device, check_number
-from search.datasets import check_resolution
-from search.options import METHODS, SELECT_IMAGES
-from search.selection import check_selection
 
 MAX_LAMBDA = {True: 1e3, False: 1e6}
 """The largest --lambda with and without --relative. Adam's step does not grow with the gradient, so once λ·LAT
@@ -51,7 +51,7 @@ class SearchConfig:
     stop_skip: int | None = None  # DARTS+: stop once the derived normal cell has this many skip_connect
     seed: int = 0
     device: str = "cpu"
-    select: str = "argmax"  # how the genotype is read from the trained supernet (search.selection)
+    select: str = "argmax"  # how the genotype is read from the trained supernet (lpm_zoo.search.selection)
     select_images: int = SELECT_IMAGES  # validation images per DARTS-PT measurement
 
     def resolved(self) -> ResolvedSearch:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError, clip
-from search.options import DATASET_CLASSES
+from lpm_zoo.search.options import DATASET_CLASSES
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lpm_zoo.errors import LpmError, clip
-from search.data import ImageData, check_cifar_resolution, check_digits_resolution, load_cifar10, load_digits
-from search.options import DATASETS
-from search.textures import check_texture_resolution, load_textures
+from lpm_zoo.search.data import ImageData, check_cifar_resolution, check_digits_resolution, load_cifar10, load_digits
+from lpm_zoo.search.options import DATASETS
+from lpm_zoo.search.textures import check_texture_resolution, load_textures
 
 _RESOLUTION: dict[str, Callable[[int | None], int]] = {
     "digits": check_digits_resolution, "textures": check_texture_resolution, "cifar10": check_cifar_resolution}

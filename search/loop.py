@@ -17,7 +17,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR
 
 from lpm_zoo.errors import LpmError
-from search.checkpoint import sigint_flag
+from lpm_zoo.search.checkpoint import sigint_flag
 
 T = TypeVar("T")
 CHECKPOINT_FORMAT = 2

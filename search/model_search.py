@@ -19,8 +19,8 @@ from torch import nn
 from lpm_zoo.encoding import NODE_OFFSET
 from lpm_zoo.layout import cell_plan
 from lpm_zoo.ops import OPS, FactorizedReduce, ReLUConvBN
+from lpm_zoo.search.fused_cell import channel_shuffle, fused_cell_forward
 from lpm_zoo.space import CONCAT, EDGES, N_INPUTS, N_NODES, PRIMITIVES, Cell, Genotype
-from search.fused_cell import channel_shuffle, fused_cell_forward
 
 N_EDGES = len(EDGES)
 N_OPS = len(PRIMITIVES)
@@ -72,7 +72,7 @@ class SearchCell(nn.Module):
         )
 
     fused = False
-    """Training-mode forward per input state (`search.fused_cell`); False: the original per-edge loop."""
+    """Training-mode forward per input state (`lpm_zoo.search.fused_cell`); False: the original per-edge loop."""
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None = None) -> torch.Tensor:

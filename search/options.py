@@ -9,7 +9,7 @@ DATASETS = ("digits", "textures", "cifar10")
 #: classes of each dataset (chance accuracy is 1 / classes): what a report needs without loading the data
 DATASET_CLASSES = {"digits": 10, "textures": 4, "cifar10": 10}
 SELECTIONS = ("argmax", "perturbation")
-"""How the genotype is read from the trained supernet: DARTS' argmax α, or DARTS-PT's perturbation (`search.selection`)."""
+"""How the genotype is read from the trained supernet: DARTS' argmax α, or DARTS-PT's perturbation (`lpm_zoo.search.selection`)."""
 SELECT_IMAGES = 512
 """Validation images per DARTS-PT measurement by default (one image is 0.2 points of accuracy)."""
 

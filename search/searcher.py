@@ -1,10 +1,10 @@
 """The search loop: DARTS (1st/2nd order) or PC-DARTS with λ·LAT(α), checkpointed and resumable.
 
-Defaults are the paper's §4.1 hyperparameters per method (`search.options.METHODS`); every one is overridable.
+Defaults are the paper's §4.1 hyperparameters per method (`lpm_zoo.search.options.METHODS`); every one is overridable.
 A checkpoint (`checkpoint.pt` in the output directory, written with `torch.save` and read back
 with `weights_only=True`) holds the network, α/β, both optimisers, the learning-rate schedule,
 the random generators, the epoch and step and the log so far, so a resumed run continues
-exactly where it stopped (the loop itself is `search.loop`'s, shared with `search.train`).
+exactly where it stopped (the loop itself is `lpm_zoo.search.loop`'s, shared with `lpm_zoo.search.train`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ import torch
 from lpm_zoo.encoding import N_EDGES, encode
 from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors import get_predictor
-from lpm_zoo.space import PRIMITIVES, Genotype
-from search.architect import Architect
-from search.checkpoint import check_checkpoint_path, load_checkpoint, restoring, save_checkpoint, sigint_flag
-from search.config import RESUME_KEYS, SearchConfig, check_config
-from search.data import ImageData, iterate, split_halves
-from search.datasets import load_data
-from search.latency import LatencyTerm, check_finite
-from search.loop import (
+from lpm_zoo.search.architect import Architect
+from lpm_zoo.search.checkpoint import check_checkpoint_path, load_checkpoint, restoring, save_checkpoint, sigint_flag
+from lpm_zoo.search.config import RESUME_KEYS, SearchConfig, check_config
+from lpm_zoo.search.data import ImageData, iterate, split_halves
+from lpm_zoo.search.datasets import load_data
+from lpm_zoo.search.latency import LatencyTerm, check_finite
+from lpm_zoo.search.loop import (
     StopFlag,
     allocated,
     checkpoint_state,
@@ -41,9 +40,10 @@ from search.loop import (
     run_epochs,
     sync_device,
 )
-from search.model_search import SearchNetwork
-from search.plot import plot_genotype
-from search.selection import Interrupted, Selection, select_perturbation
+from lpm_zoo.search.model_search import SearchNetwork
+from lpm_zoo.search.plot import plot_genotype
+from lpm_zoo.search.selection import Interrupted, Selection, select_perturbation
+from lpm_zoo.space import PRIMITIVES, Genotype
 
 
 @dataclass
@@ -189,7 +189,7 @@ class Search:
                 for k in range(0, n, bs)]
 
     def select(self) -> Selection:
-        """DARTS-PT on a copy of the trained supernet (`search.selection`); Ctrl-C raises `Interrupted`."""
+        """DARTS-PT on a copy of the trained supernet (`lpm_zoo.search.selection`); Ctrl-C raises `Interrupted`."""
         with sigint_flag(self.stop.on_sigint):
             return select_perturbation(self.model, self.selection_batches(), self.cfg.seed,
                                        stop=lambda: bool(self.stop), progress=self.progress)

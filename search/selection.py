@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError, clip
+from lpm_zoo.search.options import SELECTIONS
 from lpm_zoo.space import EDGES, N_INPUTS, N_NODES, PRIMITIVES, Genotype
-from search.options import SELECTIONS
 
 NONE = PRIMITIVES.index("none")
 CANDIDATES = tuple(k for k in range(len(PRIMITIVES)) if k != NONE)

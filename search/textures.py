@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from lpm_zoo.errors import LpmError, clip
-from search.data import ImageData
+from lpm_zoo.search.data import ImageData
 
 TEXTURE_IMAGES: tuple[str, ...] = (
     "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "coffee.png", "coins.png",

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 
 from lpm_zoo.cli import check_seed
 from lpm_zoo.errors import LpmError
+from lpm_zoo.search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
+from lpm_zoo.search.data import iterate
+from lpm_zoo.search.datasets import check_resolution, load_data
+from lpm_zoo.search.loop import StopFlag, allocated, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 from lpm_zoo.space import Genotype
-from search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
-from search.data import iterate
-from search.datasets import check_resolution, load_data
-from search.loop import StopFlag, allocated, checkpoint_state, cosine_schedule, evaluate, restore_state, run_epochs
 
 TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar10": dict(epochs=600, batch_size=128, channels=36, layers=20, cutout=16, resolution=32,

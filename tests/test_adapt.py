@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from backends.device import device_name
 from lpm_zoo.adaptation.methods import choose_method
 from lpm_zoo.adaptation.predictor import AdaptedPredictor
+from lpm_zoo.backends.device import device_name
 from lpm_zoo.calibration import calibration_keys, coverage
 from lpm_zoo.cli import main
 from lpm_zoo.encoding import op_counts

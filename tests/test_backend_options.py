@@ -10,13 +10,13 @@ import re
 
 import pytest
 
-from backends import registry
-from backends.base import Option
-from backends.commands.options import backend_options
-from backends.device import check_same_options
-from backends.profiling import Measurer
-from backends.protocol import Protocol, check_backend_options
-from backends.torch_backend import TorchBackend
+from lpm_zoo.backends import registry
+from lpm_zoo.backends.base import Option
+from lpm_zoo.backends.commands.options import backend_options
+from lpm_zoo.backends.device import check_same_options
+from lpm_zoo.backends.profiling import Measurer
+from lpm_zoo.backends.protocol import Protocol, check_backend_options
+from lpm_zoo.backends.torch_backend import TorchBackend
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.published import DARTS_V2

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-import backends.registry as registry
+import lpm_zoo.backends.registry as registry
 import lpm_zoo.registry as core_registry
-from backends.base import Backend, Prepared
-from backends.device import device_name, parse_device, short_gpu_name
-from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
-from backends.registry import get_backend, list_backends, register_backend
-from backends.timing import host_times
+from lpm_zoo.backends.base import Backend, Prepared
+from lpm_zoo.backends.device import device_name, parse_device, short_gpu_name
+from lpm_zoo.backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
+from lpm_zoo.backends.registry import get_backend, list_backends, register_backend
+from lpm_zoo.backends.timing import host_times
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.hardware import cpu_model, cpu_slug
@@ -70,8 +70,8 @@ def test_register_backend_decorator_and_type_check():
 
 def test_third_party_backend_through_entry_point(tmp_path, monkeypatch, capsys):
     (tmp_path / "lpm_fake_plugin.py").write_text(textwrap.dedent("""
-        from backends.base import Backend, Prepared
-        from backends.timing import host_times
+        from lpm_zoo.backends.base import Backend, Prepared
+        from lpm_zoo.backends.timing import host_times
 
         class FakeAccel(Backend):
             devices = ("cpu",)
@@ -208,7 +208,7 @@ def test_torch_cpu_times_and_outputs_the_model():
 
 
 def test_ort_cpu_from_onnx_bytes_and_module_match_torch():
-    from backends.onnx_export import to_onnx
+    from lpm_zoo.backends.onnx_export import to_onnx
 
     b = get_backend("ort")
     model, x = _tiny_model(), torch.randn(2, 3, 8, 8)
@@ -230,8 +230,8 @@ def test_ort_cuda_request_that_falls_back_to_cpu_is_an_error(monkeypatch):
 
     if "CUDAExecutionProvider" in ort.get_available_providers() and HAS_CUDA:
         pytest.skip("a real CUDA EP is present: nothing falls back here")
-    from backends.onnx_export import to_onnx
-    from backends.ort_backend import OrtBackend
+    from lpm_zoo.backends.onnx_export import to_onnx
+    from lpm_zoo.backends.ort_backend import OrtBackend
 
     monkeypatch.setattr(OrtBackend, "available", lambda self, device="cpu": (True, ""))
     model, x = _tiny_model(), torch.randn(1, 3, 8, 8)
@@ -268,7 +268,7 @@ def test_torch_cuda_matches_cpu(cuda_graph):
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_ort_cuda_matches_cpu():
-    from backends.onnx_export import to_onnx
+    from lpm_zoo.backends.onnx_export import to_onnx
 
     ok, why = get_backend("ort").available("cuda")
     if not ok:
@@ -286,7 +286,7 @@ def test_ort_cuda_matches_cpu():
 @pytest.mark.trt
 @pytest.mark.skipif(not (HAS_CUDA and HAS_TRT), reason="needs TensorRT and a CUDA device")
 def test_trt_engine_matches_cpu_and_keeps_a_timing_cache(tmp_path):
-    from backends.onnx_export import to_onnx
+    from lpm_zoo.backends.onnx_export import to_onnx
 
     b = get_backend("trt")
     model, x = _tiny_model(), torch.randn(2, 3, 8, 8)
@@ -330,7 +330,7 @@ def test_single_thread_runs_on_the_calling_thread(backend):
     CPU time during the runs must be (almost) all that thread's."""
     import time
 
-    from backends.profiling import model_for
+    from lpm_zoo.backends.profiling import model_for
     from lpm_zoo.profiles import get_profile
     from lpm_zoo.published import DARTS_V2
 

@@ -7,12 +7,12 @@ from importlib import metadata
 
 import pytest
 
-import backends.registry as registry
-import backends.testing as testing
-from backends.base import Prepared
-from backends.registry import GROUP
-from backends.timing import host_times
-from backends.torch_backend import TorchBackend
+import lpm_zoo.backends.registry as registry
+import lpm_zoo.backends.testing as testing
+from lpm_zoo.backends.base import Prepared
+from lpm_zoo.backends.registry import GROUP
+from lpm_zoo.backends.timing import host_times
+from lpm_zoo.backends.torch_backend import TorchBackend
 from lpm_zoo.cli import main
 
 

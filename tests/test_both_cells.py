@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from backends.device import device_name
+from lpm_zoo.backends.device import device_name
 from lpm_zoo.calibration import calibration_cells, calibration_keys
 from lpm_zoo.cli import main
 from lpm_zoo.encoding import (

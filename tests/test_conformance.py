@@ -1,4 +1,4 @@
-"""The backend conformance kit (`backends.testing`): the built-in CPU backends pass it check by check, and a
+"""The backend conformance kit (`lpm_zoo.backends.testing`): the built-in CPU backends pass it check by check, and a
 deliberately broken toy backend fails it with one line naming the check, for each way of breaking it."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends.base import Backend, Prepared
-from backends.registry import get_backend
-from backends.testing import (
+from lpm_zoo.backends.base import Backend, Prepared
+from lpm_zoo.backends.registry import get_backend
+from lpm_zoo.backends.testing import (
     CHECKS,
     REPEAT_TOLERANCE,
     BackendUnavailable,
@@ -21,7 +21,7 @@ from backends.testing import (
     check_backend,
     run_check,
 )
-from backends.timing import host_times
+from lpm_zoo.backends.timing import host_times
 from lpm_zoo.errors import LpmError
 
 
@@ -44,7 +44,7 @@ def test_check_backend_runs_every_check_and_accepts_an_instance():
 def test_unknown_check_and_non_backend_are_refused():
     with pytest.raises(LpmError, match="unknown conformance check 'nope'; known: interface"):
         run_check("nope", type(get_backend("torch")))
-    with pytest.raises(ConformanceError, match=r"check_backend\[interface\] .* is not a backends.base.Backend subclass"):
+    with pytest.raises(ConformanceError, match=r"check_backend\[interface\] .* is not a lpm_zoo.backends.base.Backend subclass"):
         check_backend(object)
 
 

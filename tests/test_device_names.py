@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends.device import device_name, store_device_name
+from lpm_zoo.backends.device import device_name, store_device_name
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.hardware import cpu_fingerprint, cpu_model, cpu_slug

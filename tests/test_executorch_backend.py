@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from backends.registry import get_backend, list_backends
-from backends.testing import randomize_batchnorm
 from lpm_zoo import Genotype, build_network, sample_cells
+from lpm_zoo.backends.registry import get_backend, list_backends
+from lpm_zoo.backends.testing import randomize_batchnorm
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 
@@ -132,5 +132,5 @@ def test_missing_executorch_says_how_to_install(monkeypatch):
 
 
 def test_conformance_kit():
-    testing = pytest.importorskip("backends.testing", reason="the conformance kit (backends.testing) is not here")
+    testing = pytest.importorskip("lpm_zoo.backends.testing", reason="the conformance kit (lpm_zoo.backends.testing) is not here")
     testing.check_backend(type(get_backend("executorch")), "cpu")

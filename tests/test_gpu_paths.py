@@ -21,9 +21,9 @@ import pytest
 import torch
 from fakes_trt import FakeTrt, fake_cuda
 
-import backends.trt_backend as trtb
-from backends.base import Prepared
-from backends.protocol import GPU_WARMUP_S, Protocol, default_warmup_s, time_interleaved
+import lpm_zoo.backends.trt_backend as trtb
+from lpm_zoo.backends.base import Prepared
+from lpm_zoo.backends.protocol import GPU_WARMUP_S, Protocol, default_warmup_s, time_interleaved
 from lpm_zoo.cli import main
 from lpm_zoo.device import arch_runs_on, cuda_missing, kernel_gap
 from lpm_zoo.errors import LpmError
@@ -219,7 +219,7 @@ def test_lpm_measure_on_a_p100_with_tensorrt_10_says_to_use_8_6(monkeypatch, cap
 def test_two_tensorrt_bindings_installed_together_are_refused(monkeypatch):
     fake_cuda(monkeypatch)
     monkeypatch.setitem(sys.modules, "tensorrt", FakeTrt("8.6.1"))
-    monkeypatch.setattr("backends.installs.installed_distributions",
+    monkeypatch.setattr("lpm_zoo.backends.installs.installed_distributions",
                         lambda names: ["tensorrt-bindings", "tensorrt-cu12-bindings"])
     ok, why = trtb.TrtBackend().available("cuda")
     assert not ok and "installed together" in why and "pip uninstall -y tensorrt-bindings tensorrt-cu12-bindings" in why
@@ -243,7 +243,7 @@ class _FakeStream:
 
 def test_trt_prepare_waits_for_the_input_copy_and_records_what_it_built(tmp_path, monkeypatch):
     """prepare() end to end on the fakes: the side stream waits on the current stream before any run."""
-    from backends.onnx_export import to_onnx
+    from lpm_zoo.backends.onnx_export import to_onnx
 
     fake_cuda(monkeypatch, capability=(7, 5), name="Tesla T4")
     trt = FakeTrt("10.16.1.11", gpu="t4")
@@ -267,7 +267,7 @@ def test_trt_prepare_waits_for_the_input_copy_and_records_what_it_built(tmp_path
 
 
 def test_torch_cuda_precision_is_ieee_fp32():
-    from backends.torch_backend import set_tf32
+    from lpm_zoo.backends.torch_backend import set_tf32
 
     settings = [torch.backends.cudnn.conv, torch.backends.cuda.matmul]
     before = [s.fp32_precision for s in settings]
@@ -282,7 +282,7 @@ def test_torch_cuda_precision_is_ieee_fp32():
 
 
 def test_side_stream_waits_on_the_current_stream(monkeypatch):
-    from backends.timing import side_stream
+    from lpm_zoo.backends.timing import side_stream
 
     monkeypatch.setattr(torch.cuda, "Stream", _FakeStream)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("current", device))
@@ -294,7 +294,7 @@ def test_ort_cuda_session_forbids_cpu_fallback_and_tf32(monkeypatch):
     """What the CUDA session is asked for (recorded by a fake InferenceSession that reports the CUDA EP)."""
     import onnxruntime as ort
 
-    from backends.ort_backend import _session
+    from lpm_zoo.backends.ort_backend import _session
 
     seen = {}
 
@@ -315,7 +315,7 @@ def test_ort_cuda_session_forbids_cpu_fallback_and_tf32(monkeypatch):
 
 
 def test_node_providers_counts_the_nodes_each_provider_ran():
-    from backends.ort_backend import node_providers
+    from lpm_zoo.backends.ort_backend import node_providers
 
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten()).eval()
     counts = node_providers(model, torch.randn(1, 3, 8, 8), "cpu")
@@ -323,9 +323,9 @@ def test_node_providers_counts_the_nodes_each_provider_ran():
 
 
 def test_onnxruntime_and_onnxruntime_gpu_together_are_refused(monkeypatch, capsys):
-    import backends.ort_backend as ortb
+    import lpm_zoo.backends.ort_backend as ortb
 
-    monkeypatch.setattr("backends.installs.installed_distributions", lambda names: ["onnxruntime", "onnxruntime-gpu"])
+    monkeypatch.setattr("lpm_zoo.backends.installs.installed_distributions", lambda names: ["onnxruntime", "onnxruntime-gpu"])
     ok, why = ortb.OrtBackend().available("cpu")
     assert not ok and "pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'lpm-zoo[gpu]'" in why
     assert main(["measure", "--backend", "ort", "--genotype", "DARTS_V2"]) == 2
@@ -388,7 +388,7 @@ def test_warm_up_defaults_and_bounds(capsys):
 # --- the search on CUDA ---------------------------------------------------------------------------------------
 def test_checkpoints_keep_and_restore_the_cuda_rng_state(monkeypatch):
     """With CUDA in use (faked: the generator calls are recorded), its state goes into the checkpoint and back."""
-    from search.loop import checkpoint_state, cosine_schedule, restore_state
+    from lpm_zoo.search.loop import checkpoint_state, cosine_schedule, restore_state
 
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -408,7 +408,7 @@ def test_checkpoints_keep_and_restore_the_cuda_rng_state(monkeypatch):
 
 
 def test_latency_timer_waits_for_queued_gpu_work(monkeypatch):
-    from search.loop import sync_device
+    from lpm_zoo.search.loop import sync_device
 
     synced = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
@@ -470,7 +470,7 @@ HAS_CUDA = torch.cuda.is_available() and not cuda_missing(0)
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a usable CUDA device")
 def test_real_ort_cuda_runs_every_node_on_the_gpu():
-    from backends.ort_backend import OrtBackend, node_providers
+    from lpm_zoo.backends.ort_backend import OrtBackend, node_providers
 
     ok, why = OrtBackend().available("cuda")
     if not ok:
@@ -484,7 +484,7 @@ def test_real_ort_cuda_runs_every_node_on_the_gpu():
 @pytest.mark.trt
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a usable CUDA device")
 def test_real_trt_timing_cache_is_new_then_reused(tmp_path):
-    from backends.onnx_export import to_onnx
+    from lpm_zoo.backends.onnx_export import to_onnx
 
     ok, why = trtb.TrtBackend().available("cuda")
     if not ok:

@@ -101,7 +101,7 @@ def test_sampling_refuses_nan_weights_in_one_line():
     import torch
 
     from lpm_zoo.errors import LpmError
-    from search.latency import DIVERGED, sample_subnetworks
+    from lpm_zoo.search.latency import DIVERGED, sample_subnetworks
 
     alpha = torch.zeros(14, 8)
     edges, ops = sample_subnetworks(alpha, torch.zeros(14), 5)

@@ -140,7 +140,7 @@ def test_checkpoint_folder_is_left_alone_and_nothing_written(paths):
 
 
 def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
-    from search.checkpoint import save_checkpoint
+    from lpm_zoo.search.checkpoint import save_checkpoint
 
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"epoch": 1})

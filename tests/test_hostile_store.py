@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from backends.device import device_name
-from backends.profiling import recheck_plan, run_profile, run_recheck
-from backends.profiling.measurer import adopt_baseline, baseline_of
-from backends.protocol import Protocol
+from lpm_zoo.backends.device import device_name
+from lpm_zoo.backends.profiling import recheck_plan, run_profile, run_recheck
+from lpm_zoo.backends.profiling.measurer import adopt_baseline, baseline_of
+from lpm_zoo.backends.protocol import Protocol
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.published import DARTS_V2

@@ -16,9 +16,9 @@ from test_sweep import _args, _done, _events, fake  # noqa: F401 - `fake` is a f
 
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
-from search.sweep import reuse
-from search.sweep.report import write_report
-from search.sweep.trial import STATE, Step, acquire, execute, flocked, release
+from lpm_zoo.search.sweep import reuse
+from lpm_zoo.search.sweep.report import write_report
+from lpm_zoo.search.sweep.trial import STATE, Step, acquire, execute, flocked, release
 
 T = "darts-textures-ort-cpu-rel0.5-n0-s0"
 ONE = {"lambdas": "rel0.5", "seeds": "0"}
@@ -121,7 +121,7 @@ def test_every_writer_refuses_a_link_planted_after_the_checks(tmp_path):
 
 
 def test_a_search_checkpoint_is_never_written_through_a_link(tmp_path):
-    from search.checkpoint import check_checkpoint_path, save_checkpoint
+    from lpm_zoo.search.checkpoint import check_checkpoint_path, save_checkpoint
 
     outside = tmp_path / "outside.txt"
     outside.write_text("mine")

@@ -33,7 +33,7 @@ def test_the_guides_example_runs_as_written_and_lowers_lat(tmp_path):
 def test_the_public_names_are_listed_and_load_lazily():
     code = """
 import sys
-import search as package
+import lpm_zoo.search as package
 assert 'torch' not in sys.modules
 print(sorted(package.__all__))
 print(package.LatencyTerm.__module__, package.LatencyEstimate.__name__)
@@ -41,4 +41,4 @@ print(package.LatencyTerm.__module__, package.LatencyEstimate.__name__)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     names, origin = r.stdout.splitlines()
     assert "'LatencyTerm'" in names and "'ESTIMATORS'" in names
-    assert origin.endswith("search.latency LatencyEstimate")
+    assert origin.endswith("lpm_zoo.search.latency LatencyEstimate")

@@ -254,7 +254,7 @@ def test_every_built_in_is_an_entry_point_and_every_entry_point_a_built_in():
     assert groups["lpm_zoo.backends"] == _decorated(ROOT, "register_backend")
     assert set(groups["lpm_zoo.commands"].values()) == _commands(ROOT)
     # the registries import their built-ins by module name (no pip install needed): the same modules
-    from backends.registry import _REGISTRY as backends
+    from lpm_zoo.backends.registry import _REGISTRY as backends
     from lpm_zoo.predictors.registry import _TYPES as predictors
 
     for registry, group in ((predictors, "lpm_zoo.predictors"), (backends, "lpm_zoo.backends")):

@@ -8,7 +8,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from backends.device import device_name
+from lpm_zoo.backends.device import device_name
 from lpm_zoo.cli import main
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.sampler import sample_cells

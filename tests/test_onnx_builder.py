@@ -6,8 +6,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from backends.onnx_builder import build_onnx
-from backends.testing import randomize_batchnorm
+from lpm_zoo.backends.onnx_builder import build_onnx
+from lpm_zoo.backends.testing import randomize_batchnorm
 from lpm_zoo.errors import LpmError
 from lpm_zoo.layout import get_setting
 from lpm_zoo.networks import build_network

@@ -25,7 +25,7 @@ from lpm_zoo.registry import Registry
 
 PLUGIN = textwrap.dedent('''
     import time
-    from backends.base import Backend, Prepared
+    from lpm_zoo.backends.base import Backend, Prepared
     from lpm_zoo.predictors import Predictor
 
     class _Base(Backend):
@@ -93,7 +93,7 @@ def test_lpm_backends_lists_every_other_backend_with_one_escaped_line_per_broken
     assert "\x1b" not in r.stderr and "\x07" not in r.stderr and "\\x1b" in r.stderr  # escaped, never raw
     assert all(len(line) < 400 for line in lines)  # a plugin's 5000 characters are capped
     for name, says in (("raises", "raised RuntimeError"), ("badinit", "failed to start: ValueError"),
-                       ("hangs", "gave no answer in 1 s"), ("ort", "the built-in backends.ort_backend.OrtBackend, "
+                       ("hangs", "gave no answer in 1 s"), ("ort", "the built-in lpm_zoo.backends.ort_backend.OrtBackend, "
                                                                   "which is kept")):
         mine = [line for line in lines if f"'{name}'" in line]
         assert len(mine) == 1 and says in mine[0], (name, r.stderr)  # once per process, accurate
@@ -104,7 +104,7 @@ def test_lpm_backends_json_stays_json_beside_broken_plugins(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     by = {(row["backend"], row["device"]): row for row in rows}
-    assert by["ort", "cpu"]["module"] == "backends.ort_backend" and by["ort", "cpu"]["available"]
+    assert by["ort", "cpu"]["module"] == "lpm_zoo.backends.ort_backend" and by["ort", "cpu"]["available"]
     assert not by["raises", "cpu"]["available"] and "badinit" not in {row["backend"] for row in rows}
 
 
@@ -145,14 +145,14 @@ def test_a_plugin_warning_is_escaped_capped_and_printed_once(capsys):
 def test_a_plugin_cannot_take_a_built_ins_name_even_when_it_sorts_first(monkeypatch, capsys):
     from importlib import metadata as md
 
-    from backends import registry
-    from backends.ort_backend import OrtBackend
+    from lpm_zoo.backends import registry
+    from lpm_zoo.backends.ort_backend import OrtBackend
 
     eps = [md.EntryPoint("ort", "aaa_evil:Ort", registry.GROUP),
-           md.EntryPoint("ort", "backends.ort_backend:OrtBackend", registry.GROUP)]
+           md.EntryPoint("ort", "lpm_zoo.backends.ort_backend:OrtBackend", registry.GROUP)]
     monkeypatch.setattr(core, "entry_points", lambda group: eps if group == registry.GROUP else [])
     fresh = Registry("backend", group=registry.GROUP, accepts=registry.Backend, attr="name",
-                     builtins=("backends.ort_backend",))
+                     builtins=("lpm_zoo.backends.ort_backend",))
     fresh._items["ort"] = OrtBackend  # what importing the built-in module registers
     assert fresh.get("ort") is OrtBackend
     err = capsys.readouterr().err
@@ -215,7 +215,7 @@ def test_the_rules_section_names_the_knobs_and_tests_the_code_has():
     """docs/security-and-file-formats.md states these rules with the variables, defaults and tests the code has."""
     from pathlib import Path
 
-    from backends.base import PROBE_TIMEOUT_S, PROBE_TIMEOUT_VAR
+    from lpm_zoo.backends.base import PROBE_TIMEOUT_S, PROBE_TIMEOUT_VAR
     from lpm_zoo.hardware import ALLOW_STATED_VAR, HOST_IDENTITY_VAR
     from lpm_zoo.ray_cluster import CONNECT_TIMEOUT_S, JOIN_TIMEOUT_S, JOIN_TIMEOUT_VAR
 

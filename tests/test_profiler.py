@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from backends.device import device_name
-from backends.profiling import Measurer, normalize, plan, recheck_plan, run_profile, run_recheck
-from backends.protocol import Protocol
+from lpm_zoo.backends.device import device_name
+from lpm_zoo.backends.profiling import Measurer, normalize, plan, recheck_plan, run_profile, run_recheck
+from lpm_zoo.backends.protocol import Protocol
 from lpm_zoo.cli import main
 from lpm_zoo.encoding import cell_key
 from lpm_zoo.errors import LpmError

@@ -1,4 +1,4 @@
-"""`backends.quiet.quiet_stderr`: a runtime's own stderr (C++ at fd 2, or Python) is hidden while it works and
+"""`lpm_zoo.backends.quiet.quiet_stderr`: a runtime's own stderr (C++ at fd 2, or Python) is hidden while it works and
 summarised in one line when it fails (the ExecuTorch backend wraps its loading and lowering in it; executorch
 is not installed in the default venv, so the helper is tested here on its own, with real writes to fd 2)."""
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from backends.quiet import quiet_stderr
+from lpm_zoo.backends.quiet import quiet_stderr
 from lpm_zoo.errors import LpmError
 
 

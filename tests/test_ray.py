@@ -24,11 +24,11 @@ from types import SimpleNamespace
 import pytest
 from proc_tree import kill_alive, proc_tree
 
-from backends.commands.options import protocol_from_args
-from backends.profiling.ray import ONE_MACHINE_ENV, RayPool, _to_plain
-from backends.profiling.recheck import recorded_protocol
-from backends.profiling.workers import _child_argv
-from backends.protocol import Protocol, protocol_flags
+from lpm_zoo.backends.commands.options import protocol_from_args
+from lpm_zoo.backends.profiling.ray import ONE_MACHINE_ENV, RayPool, _to_plain
+from lpm_zoo.backends.profiling.recheck import recorded_protocol
+from lpm_zoo.backends.profiling.workers import _child_argv
+from lpm_zoo.backends.protocol import Protocol, protocol_flags
 from lpm_zoo.cli import build_parser, discover_commands
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile

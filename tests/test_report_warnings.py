@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search.sweep.report import MIN_TRAIN_STEPS, write_report
+from lpm_zoo.search.sweep.report import MIN_TRAIN_STEPS, write_report
 
 SETTINGS = {"search": ["--epochs", "1"], "measure": {"backend": "ort", "device": "cpu", "flags": [],
                                                        "profiles": ["cifar-b1", "cifar-b1-both"]}}
@@ -36,7 +36,7 @@ def test_trials_at_chance_and_short_trainings_are_warned_of(tmp_path):
 
 
 def test_the_class_counts_are_the_loaders():
-    from search.options import DATASET_CLASSES, DATASETS
-    from search.textures import ORIENTATIONS
+    from lpm_zoo.search.options import DATASET_CLASSES, DATASETS
+    from lpm_zoo.search.textures import ORIENTATIONS
 
     assert set(DATASET_CLASSES) == set(DATASETS) and DATASET_CLASSES["textures"] == len(ORIENTATIONS)

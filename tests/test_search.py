@@ -12,12 +12,12 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.predictors import create_predictor
 from lpm_zoo.sampler import sample_arrays
+from lpm_zoo.search.data import load_cifar10, read_cifar_bin
+from lpm_zoo.search.datasets import load_data
+from lpm_zoo.search.model_search import SearchNetwork, derive_capped, derive_cell
+from lpm_zoo.search.searcher import Search, SearchConfig
 from lpm_zoo.space import OP_INDEX, PRIMITIVES, Genotype
 from lpm_zoo.synthetic import OP_COST
-from search.data import load_cifar10, read_cifar_bin
-from search.datasets import load_data
-from search.model_search import SearchNetwork, derive_capped, derive_cell
-from search.searcher import Search, SearchConfig
 
 TINY = dict(channels=4, layers=3, batch_size=16, max_steps=2, epochs=1, resolution=8)
 
@@ -278,7 +278,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_checkpoint_schedule_is_restored_or_replayed():
     import math
 
-    from search.loop import checkpoint_state, cosine_schedule, restore_state
+    from lpm_zoo.search.loop import checkpoint_state, cosine_schedule, restore_state
 
     def fresh():
         model = torch.nn.Linear(2, 1)
@@ -331,7 +331,7 @@ class _Smooth(torch.nn.Module):
 def test_second_order_gradient_is_the_unrolled_total_derivative():
     """DARTS' second-order α gradient (virtual step + finite-difference Hessian-vector product) equals
     d/dα L_val(w − ξ(momentum + ∇w L_train + wd·w), α), computed exactly by autograd."""
-    from search.architect import Architect
+    from lpm_zoo.search.architect import Architect
 
     torch.manual_seed(0)
     model = _Smooth()
@@ -377,7 +377,7 @@ def test_cell_pictures_have_no_overlapping_operation_labels(name):
 
     from lpm_zoo.published import get_genotype
     from lpm_zoo.sampler import sample_cells
-    from search.plot import draw_cell
+    from lpm_zoo.search.plot import draw_cell
 
     if name.startswith("random"):
         cells = sample_cells(2, seed=int(name[-1]))

@@ -1,4 +1,4 @@
-"""The per-state search cell (`search.fused_cell`, opt-in) against the original per-edge loop:
+"""The per-state search cell (`lpm_zoo.search.fused_cell`, opt-in) against the original per-edge loop:
 same loss, same gradients of w, α and β, same batch-norm running statistics. In fp64 every tensor
 agrees to rounding (the algebra is the same); in fp32 the loss and the gradients of w and of α (β)
 agree within 1e-5 relative (norm of the difference over norm of the plain gradient)."""
@@ -10,7 +10,7 @@ import copy
 import pytest
 import torch
 
-from search.model_search import SearchNetwork
+from lpm_zoo.search.model_search import SearchNetwork
 
 REL = 1e-5
 

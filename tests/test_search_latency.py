@@ -10,9 +10,7 @@ from lpm_zoo.encoding import encode_arrays
 from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors import create_predictor
 from lpm_zoo.sampler import sample_arrays
-from lpm_zoo.space import EDGES, OP_INDEX
-from lpm_zoo.synthetic import OP_COST
-from search.latency import (
+from lpm_zoo.search.latency import (
     LatencyTerm,
     edge_distribution,
     encode_samples,
@@ -20,6 +18,8 @@ from search.latency import (
     sample_subnetworks,
     subnetwork_arrays,
 )
+from lpm_zoo.space import EDGES, OP_INDEX
+from lpm_zoo.synthetic import OP_COST
 
 COST = OP_COST  # ms per kept edge: skip_connect is the cheapest op, sep_conv_5x5 the dearest
 SKIP, SEP5 = OP_INDEX["skip_connect"], OP_INDEX["sep_conv_5x5"]
@@ -103,7 +103,7 @@ def test_a_pure_latency_loss_favours_the_cheap_op(which, estimator, request):
 
 def _exact_expectation(alpha, beta, predictor, ops_allowed):
     """E[f(γ)] under S(α, β) by enumerating every cell whose ops are in `ops_allowed` (differentiable)."""
-    from search.latency import op_distribution
+    from lpm_zoo.search.latency import op_distribution
 
     p = op_distribution(alpha).double()  # (14, 8)
     q = edge_distribution(beta).double()  # (4, 5)
@@ -235,7 +235,7 @@ def _two_ops_two_edges(seed):
 def test_whole_network_latency_reaches_the_reduction_cell_exactly(which, estimator, both_predictors):
     """With an lpm-224 predictor, LAT(α) samples both cells and its gradient reaches α_reduce: both estimators
     average to the gradient of E[LPM] enumerated over all 65,536 (normal, reduction) pairs of a restricted space."""
-    from search.latency import op_distribution
+    from lpm_zoo.search.latency import op_distribution
 
     pred = both_predictors[which]
     (an0, bn), (ar0, br) = _two_ops_two_edges(1), _two_ops_two_edges(2)

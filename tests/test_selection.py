@@ -1,4 +1,4 @@
-"""Perturbation-based selection (DARTS-PT, `search.selection`): the masks, the decisions, the option, Ctrl-C."""
+"""Perturbation-based selection (DARTS-PT, `lpm_zoo.search.selection`): the masks, the decisions, the option, Ctrl-C."""
 
 import json
 import math
@@ -9,13 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import search.selection as selection
+import lpm_zoo.search.selection as selection
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
-from lpm_zoo.space import EDGES, OP_INDEX, PRIMITIVES, Genotype
-from search.model_search import SearchNetwork
-from search.searcher import Search, SearchConfig
-from search.selection import (
+from lpm_zoo.search.model_search import SearchNetwork
+from lpm_zoo.search.searcher import Search, SearchConfig
+from lpm_zoo.search.selection import (
     CANDIDATES,
     NONE,
     check_selection,
@@ -24,6 +23,7 @@ from search.selection import (
     without_edge,
     without_op,
 )
+from lpm_zoo.space import EDGES, OP_INDEX, PRIMITIVES, Genotype
 
 TINY = dict(channels=4, layers=3, batch_size=16, max_steps=2, epochs=1, resolution=8)
 N_MEASUREMENTS = 1 + 2 * (len(EDGES) * (len(CANDIDATES) + 1) + (3 + 1) + (4 + 1) + (5 + 1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.protocol import Protocol, time_interleaved
+from lpm_zoo.backends.protocol import Protocol, time_interleaved
 from lpm_zoo.errors import LpmError
 from lpm_zoo.statistics import (
     STATISTICS,

@@ -21,9 +21,9 @@ import pytest
 
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
-from search.sweep.grid import Grid, lambda_spec
-from search.sweep.report import write_report
-from search.sweep.trial import LOCK, acquire, release
+from lpm_zoo.search.sweep.grid import Grid, lambda_spec
+from lpm_zoo.search.sweep.report import write_report
+from lpm_zoo.search.sweep.trial import LOCK, acquire, release
 
 FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"

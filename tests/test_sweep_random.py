@@ -13,8 +13,8 @@ import pytest
 
 from lpm_zoo.cli import main
 from lpm_zoo.sampler import sample_random_genotypes
+from lpm_zoo.search.sweep.grid import Grid
 from lpm_zoo.space import OPS_KEPT
-from search.sweep.grid import Grid
 
 FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
@@ -92,7 +92,7 @@ def _row(kind, acc, ms, seed, genotype, method=None, lam=None, reference=None):
 
 def _claim_rows(lam_acc, lam_ms, zero_acc=0.85):
     from lpm_zoo.published import DARTS_V2
-    from search.sweep.claims import claim_rows
+    from lpm_zoo.search.sweep.claims import claim_rows
 
     gen = sample_random_genotypes(13, 0)
     rows = [_row("random", 0.80 + 0.01 * (i % 6) + 0.002 * s, 10.0 + i, s, g)
@@ -120,7 +120,7 @@ def test_claim_rows_are_plain_and_published_names_kept():
     (0.80, 13.0, 0.80, False, False),  # λ = 0 under DARTS_V2 − 1 and under the random median; random cells dominate
 ])
 def test_verdicts_pass_and_fail_on_the_issue_bars(lam_acc, lam_ms, zero_acc, lam_pass, zero_pass):
-    from search.sweep.claims import random_band, verdicts
+    from lpm_zoo.search.sweep.claims import random_band, verdicts
 
     crows = _claim_rows(lam_acc, lam_ms, zero_acc)
     band = random_band(crows)

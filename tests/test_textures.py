@@ -8,9 +8,9 @@ import torch
 
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
-from search import textures
-from search.datasets import load_data
-from search.textures import (
+from lpm_zoo.search import textures
+from lpm_zoo.search.datasets import load_data
+from lpm_zoo.search.textures import (
     BLOCK,
     ORIENTATIONS,
     PATCH,

@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from backends.commands.options import backend_options, require_own_name
-from backends.device import check_same_machine, check_same_options, device_fingerprint, plain_name, store_device_name
-from backends.registry import get_backend
+from lpm_zoo.backends.commands.options import backend_options, require_own_name
+from lpm_zoo.backends.device import check_same_machine, check_same_options, device_fingerprint, plain_name, store_device_name
+from lpm_zoo.backends.registry import get_backend
 from lpm_zoo.cli import Command, check_seed
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.hardware import check_stated_rows, cpu_fingerprint, is_stated
@@ -54,9 +54,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
 
 
-    from backends.profiling import Measurer, choose_statistic, drive
-    from backends.protocol import Protocol, default_warmup_s
     from lpm_zoo.adaptation import MAX_SOURCES, MIN_CELLS, adapt
+    from lpm_zoo.backends.profiling import Measurer, choose_statistic, drive
+    from lpm_zoo.backends.protocol import Protocol, default_warmup_s
     from lpm_zoo.calibration import calibration_cells
     from lpm_zoo.encoding import ENCODING
     from lpm_zoo.predictors import get_predictor, user_zoo_dir

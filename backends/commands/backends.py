@@ -6,7 +6,7 @@ import argparse
 import json
 from importlib import metadata
 
-from backends.registry import get_backend, list_backends
+from lpm_zoo.backends.registry import get_backend, list_backends
 from lpm_zoo.cli import Command
 from lpm_zoo.device import parse_device
 from lpm_zoo.errors import LpmError
@@ -18,7 +18,7 @@ def _configure_backends(p: argparse.ArgumentParser) -> None:
     p.add_argument("--options", action="store_true",
                    help="also each backend's options (--backend-option NAME=VALUE of profile, measure and adapt)")
     p.add_argument("--check", metavar="NAME",
-                   help="run the conformance kit on backend NAME (backends.testing, no pytest needed): one line per "
+                   help="run the conformance kit on backend NAME (lpm_zoo.backends.testing, no pytest needed): one line per "
                         "check; exit 0 when all pass, 1 when one fails or cannot run here")
     p.add_argument("--device", default="cpu", help="the device --check runs on (default cpu; e.g. cuda:0)")
 
@@ -70,7 +70,7 @@ def _run_backends(args: argparse.Namespace) -> int:
 
 def _run_check(name: str, device: str) -> int:
     """`lpm backends --check NAME`: each conformance check in one line, then the count."""
-    from backends.testing import run_checks  # builds DARTS networks: torch, loaded only for --check
+    from lpm_zoo.backends.testing import run_checks  # builds DARTS networks: torch, loaded only for --check
 
     b = get_backend(name)  # an unknown name: one line listing the known ones (exit 2)
     parse_device(device)  # a malformed device: one line (exit 2)

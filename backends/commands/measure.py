@@ -6,8 +6,8 @@ import argparse
 import json
 from dataclasses import replace
 
-from backends.commands.options import add_common, protocol_from_args, store_name
-from backends.registry import get_backend
+from lpm_zoo.backends.commands.options import add_common, protocol_from_args, store_name
+from lpm_zoo.backends.registry import get_backend
 from lpm_zoo.cli import Command
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.genotype_spec import parse_genotype
@@ -33,8 +33,8 @@ def _configure_measure(p: argparse.ArgumentParser) -> None:
 def _checked(args: argparse.Namespace):
     """(genotypes, protocol, the store's baseline or None): every value `lpm measure` uses, checked before any
     timing; nothing is created."""
-    from backends.profiling import DEFAULT_STATISTIC
-    from backends.protocol import AUTO
+    from lpm_zoo.backends.profiling import DEFAULT_STATISTIC
+    from lpm_zoo.backends.protocol import AUTO
     from lpm_zoo.profiles import get_profile
 
     if len(args.genotype) > MAX_MEASURE:
@@ -63,7 +63,7 @@ def _check_measure(args: argparse.Namespace) -> None:
 
 
 def _run_measure(args: argparse.Namespace) -> int:
-    from backends.profiling import Measurer, normalize
+    from lpm_zoo.backends.profiling import Measurer, normalize
     from lpm_zoo.store import json_safe
 
     genotypes, protocol, base = _checked(args)
@@ -96,8 +96,8 @@ def _run_measure(args: argparse.Namespace) -> int:
 def _store_protocol(args: argparse.Namespace, protocol):
     """`protocol` with the statistic of the store at `args.db`, and the store's reference baseline (ms)."""
 
-    from backends.profiling import baseline_of
-    from backends.protocol import AUTO
+    from lpm_zoo.backends.profiling import baseline_of
+    from lpm_zoo.backends.protocol import AUTO
     from lpm_zoo.statistics import is_ratio
     from lpm_zoo.store import MeasurementStore, Target, resolve_db, statistic_key
 

@@ -8,8 +8,8 @@ import json
 import math
 import sys
 
-from backends.device import device_name, store_device_name
-from backends.registry import get_backend
+from lpm_zoo.backends.device import device_name, store_device_name
+from lpm_zoo.backends.registry import get_backend
 from lpm_zoo.cli import check_threads
 from lpm_zoo.errors import LpmError, clip
 
@@ -60,7 +60,7 @@ STATISTICS_HELP = ("ref_ratio, round_min_ratio, min_ratio, p10_ratio, p25_ratio 
 def protocol_from_args(args: argparse.Namespace, interleave: int = 1):
 
 
-    from backends.protocol import Protocol, default_warmup_s
+    from lpm_zoo.backends.protocol import Protocol, default_warmup_s
 
     check_threads(args.threads)
     if not math.isfinite(args.target_pct) or args.target_pct < 0:
@@ -83,7 +83,7 @@ def backend_options(backend: str, items: list[str], device: str = "cpu") -> tupl
     LpmError line naming what the backend takes (before any store is opened or anything measured)."""
     if not items:
         return ()
-    from backends.protocol import check_backend_options
+    from lpm_zoo.backends.protocol import check_backend_options
 
     b = get_backend(backend)
     declared = b.option_specs()
@@ -138,7 +138,7 @@ def log_for(command: str):
 
 def store_name(args: argparse.Namespace, reading: bool = False) -> str:
     """The device name `args` files under (or, `reading`, reads) in the store at `args.db` (see
-    `backends.device.store_device_name`); the detected one when the store does not exist yet."""
+    `lpm_zoo.backends.device.store_device_name`); the detected one when the store does not exist yet."""
 
     from lpm_zoo.store import MeasurementStore, resolve_db
 

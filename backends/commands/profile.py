@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from backends.commands.options import add_common, log_for, protocol_from_args, require_own_name, store_name
+from lpm_zoo.backends.commands.options import add_common, log_for, protocol_from_args, require_own_name, store_name
 from lpm_zoo.cli import Command
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.ray_cluster import ray_address
@@ -32,7 +32,7 @@ def _configure_profile(p: argparse.ArgumentParser) -> None:
 
 
 def _run_profile(args: argparse.Namespace) -> int:
-    from backends.profiling import run_profile
+    from lpm_zoo.backends.profiling import run_profile
     from lpm_zoo.store import MeasurementStore
 
     shard = _shard(args.shard)
@@ -41,7 +41,7 @@ def _run_profile(args: argparse.Namespace) -> int:
     if not args.ray:
         args.device_name = store_name(args)  # a store measured here under another name resumes under it
     if args.workers is not None and not args.ray:
-        from backends.profiling.workers import run_local_workers
+        from lpm_zoo.backends.profiling.workers import run_local_workers
 
         added = run_local_workers(args, protocol, log_for("profile"))
     else:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from backends.commands.options import add_target, log_for, store_name
+from lpm_zoo.backends.commands.options import add_target, log_for, store_name
 from lpm_zoo.cli import Command
 from lpm_zoo.errors import LpmError, clip
 
@@ -34,7 +34,7 @@ def _configure_recheck(p: argparse.ArgumentParser) -> None:
 def _run_recheck(args: argparse.Namespace) -> int:
 
 
-    from backends.profiling import run_recheck
+    from lpm_zoo.backends.profiling import run_recheck
     from lpm_zoo.store import MeasurementStore, Target, json_safe
     from lpm_zoo.store.analysis import pass_report
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
-from backends.device import (
+from lpm_zoo.backends.device import (
     check_same_machine,
     check_same_options,
 )
-from backends.profiling.measurer import adopt_baseline, baseline_of, normalize
+from lpm_zoo.backends.profiling.measurer import adopt_baseline, baseline_of, normalize
 from lpm_zoo.space import Cell
 from lpm_zoo.store import (
     Measurement,

@@ -7,17 +7,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from backends.base import Backend
-from backends.device import (
+from lpm_zoo.backends.base import Backend
+from lpm_zoo.backends.device import (
     cpu_model,
     device_fingerprint,
     device_model,
     device_name,
     parse_device,
 )
-from backends.onnx_builder import build_onnx
-from backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
-from backends.registry import get_backend
+from lpm_zoo.backends.onnx_builder import build_onnx
+from lpm_zoo.backends.protocol import Protocol, spread_of, statistic_of, time_interleaved
+from lpm_zoo.backends.registry import get_backend
 from lpm_zoo.profiles import Profile, get_profile
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.space import Cell, Genotype

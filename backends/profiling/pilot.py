@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from backends.device import (
+from lpm_zoo.backends.device import (
     device_name,
 )
-from backends.profiling.drive import groups, store_group
-from backends.profiling.measurer import Measurer, baseline_of
-from backends.protocol import AUTO, Protocol
+from lpm_zoo.backends.profiling.drive import groups, store_group
+from lpm_zoo.backends.profiling.measurer import Measurer, baseline_of
+from lpm_zoo.backends.protocol import AUTO, Protocol
 from lpm_zoo.errors import LpmError
 from lpm_zoo.space import Cell
 from lpm_zoo.statistics import STATISTICS, check_statistic, compare_statistics, is_ratio

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields
 from typing import Any
 
-from backends.device import parse_device
-from backends.profiling.measurer import Measurer
-from backends.protocol import Protocol
+from lpm_zoo.backends.device import parse_device
+from lpm_zoo.backends.profiling.measurer import Measurer
+from lpm_zoo.backends.protocol import Protocol
 from lpm_zoo.errors import LpmError
 from lpm_zoo.ray_cluster import ONE_MACHINE_ENV, import_ray, join, reread_one_machine
 from lpm_zoo.space import Cell, Genotype

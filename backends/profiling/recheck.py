@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from backends.device import (
+from lpm_zoo.backends.device import (
     check_same_machine,
     device_fingerprint,
     store_device_name,
 )
-from backends.profiling.drive import drive
-from backends.profiling.measurer import Measurer, baseline_of
-from backends.protocol import Protocol
+from lpm_zoo.backends.profiling.drive import drive
+from lpm_zoo.backends.profiling.measurer import Measurer, baseline_of
+from lpm_zoo.backends.protocol import Protocol
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.evaluation.metrics import split_indices
 from lpm_zoo.profiles import get_profile

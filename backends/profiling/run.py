@@ -6,19 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from backends.device import (
+from lpm_zoo.backends.device import (
     check_same_machine,
     check_same_options,
     device_fingerprint,
     device_name,
     store_device_name,
 )
-from backends.profiling.drive import drive
-from backends.profiling.measurer import Measurer
-from backends.profiling.pilot import DEFAULT_STATISTIC, choose_statistic
-from backends.profiling.ray import RayPool
-from backends.protocol import AUTO, Protocol
-from backends.registry import get_backend
+from lpm_zoo.backends.profiling.drive import drive
+from lpm_zoo.backends.profiling.measurer import Measurer
+from lpm_zoo.backends.profiling.pilot import DEFAULT_STATISTIC, choose_statistic
+from lpm_zoo.backends.profiling.ray import RayPool
+from lpm_zoo.backends.protocol import AUTO, Protocol
+from lpm_zoo.backends.registry import get_backend
 from lpm_zoo.calibration import calibration_cells
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile

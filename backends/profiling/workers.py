@@ -20,11 +20,11 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from backends.device import parse_device, store_device_name
-from backends.profiling.pilot import choose_statistic
-from backends.profiling.run import plan
-from backends.protocol import protocol_flags
-from backends.registry import get_backend
+from lpm_zoo.backends.device import parse_device, store_device_name
+from lpm_zoo.backends.profiling.pilot import choose_statistic
+from lpm_zoo.backends.profiling.run import plan
+from lpm_zoo.backends.protocol import protocol_flags
+from lpm_zoo.backends.registry import get_backend
 from lpm_zoo.errors import LpmError
 from lpm_zoo.profiles import get_profile
 from lpm_zoo.store import MeasurementStore, Target

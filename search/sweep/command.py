@@ -16,8 +16,8 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2, list_genotypes
 from lpm_zoo.ray_cluster import ray_address
-from search.options import DATASETS, METHODS
-from search.sweep.grid import (
+from lpm_zoo.search.options import DATASETS, METHODS
+from lpm_zoo.search.sweep.grid import (
     AXES,
     MAX_RANDOM,
     NOISE_MAX,
@@ -32,13 +32,13 @@ from search.sweep.grid import (
     split_list,
     write_json_atomic,
 )
-from search.sweep.preflight import check_folder, check_steps
-from search.sweep.ray_runner import RayRunner, check_ray_address, device_resource
-from search.sweep.report import write_report
-from search.sweep.results import collect_rows
-from search.sweep.reuse import plan_reuse, reuse_trials
-from search.sweep.runner import LocalRunner, Sweep, stderr_log
-from search.sweep.trial import lpm_prefix
+from lpm_zoo.search.sweep.preflight import check_folder, check_steps
+from lpm_zoo.search.sweep.ray_runner import RayRunner, check_ray_address, device_resource
+from lpm_zoo.search.sweep.report import write_report
+from lpm_zoo.search.sweep.results import collect_rows
+from lpm_zoo.search.sweep.reuse import plan_reuse, reuse_trials
+from lpm_zoo.search.sweep.runner import LocalRunner, Sweep, stderr_log
+from lpm_zoo.search.sweep.trial import lpm_prefix
 
 #: search settings passed to every `lpm search` (flag, type, default): benchmarks/lambda_sweep.sh's SEARCH_FLAGS
 SEARCH_FLAGS = (("--epochs", int, 5), ("--max-steps", int, 40), ("--channels", int, 4), ("--layers", int, 5),

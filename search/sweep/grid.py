@@ -22,14 +22,14 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import read_own_json, refuse_link, write_atomic
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2, list_genotypes
-from search.options import DATASETS, METHODS
-from search.sweep.checks import AFTER, bad, integer, obj, strings, text
+from lpm_zoo.search.options import DATASETS, METHODS
+from lpm_zoo.search.sweep.checks import AFTER, bad, integer, obj, strings, text
 
 GRID_VERSION = 1
 AXES = ("method", "dataset", "predictor", "lambda", "noise", "seed")
 MAX_TRIALS = 10_000
 MAX_RANDOM = 1_000
-MAX_LAMBDA = {True: 1e3, False: 1e6}  # as `lpm search` (search.searcher.MAX_LAMBDA), without importing torch
+MAX_LAMBDA = {True: 1e3, False: 1e6}  # as `lpm search` (lpm_zoo.search.searcher.MAX_LAMBDA), without importing torch
 
 
 def lambda_spec(text: str, relative: bool = False) -> str:

@@ -15,9 +15,9 @@ from lpm_zoo.cli import build_parser, discover_commands
 from lpm_zoo.device import canonical_device
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import refuse_link
-from search.sweep.grid import Grid, Trial
-from search.sweep.results import results_row
-from search.sweep.trial import read_state, trial_steps
+from lpm_zoo.search.sweep.grid import Grid, Trial
+from lpm_zoo.search.sweep.results import results_row
+from lpm_zoo.search.sweep.trial import read_state, trial_steps
 
 #: the files lpm keeps at the top of a sweep folder (each refused when it is a link)
 TOP_FILES = ("grid.json", ".trials.mutex", ".results.mutex", "results.csv", "results.parquet", "report.md",

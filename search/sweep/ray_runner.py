@@ -21,7 +21,7 @@ from typing import Any
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.hardware import host_slug
 from lpm_zoo.ray_cluster import import_ray, join
-from search.sweep.trial import Children, Step, execute, get_files, lpm_prefix, put_files
+from lpm_zoo.search.sweep.trial import Children, Step, execute, get_files, lpm_prefix, put_files
 
 RETRIES = 3
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lpm_zoo.files import write_atomic
-from search.options import DATASET_CLASSES
-from search.sweep import claims
-from search.sweep.grid import lambda_value
-from search.sweep.results import profile_column
+from lpm_zoo.search.options import DATASET_CLASSES
+from lpm_zoo.search.sweep import claims
+from lpm_zoo.search.sweep.grid import lambda_value
+from lpm_zoo.search.sweep.results import profile_column
 
 WHOLE_LABEL = "measured latency of the whole network, ms (lpm measure, ort/cpu, cifar-b1-both)"
 #: the paper's claim as tested here: at least this much lower measured latency ...
@@ -278,7 +278,7 @@ def _title(key: tuple) -> str:
 
 
 def _claim_section(out: Path, rows: list[dict[str, Any]], whole: str) -> list[str]:
-    """The search claim against the random cells (search.sweep.claims): its verdicts, picture and DIR/claim.json."""
+    """The search claim against the random cells (lpm_zoo.search.sweep.claims): its verdicts, picture and DIR/claim.json."""
     crows = claims.claim_rows(rows, profile_column(whole))
     write_atomic(out / "claim.json", (json.dumps(crows, indent=1, allow_nan=False) + "\n").encode())
     png, buf = out / "claim.png", io.BytesIO()

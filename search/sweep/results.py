@@ -13,9 +13,9 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import refuse_link, write_atomic
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2
-from search.sweep.checks import bad, number, obj, read_checked, text
-from search.sweep.grid import Trial, lambda_value
-from search.sweep.trial import read_state
+from lpm_zoo.search.sweep.checks import bad, number, obj, read_checked, text
+from lpm_zoo.search.sweep.grid import Trial, lambda_value
+from lpm_zoo.search.sweep.trial import read_state
 
 COLUMNS = ("trial", "kind", "method", "dataset", "predictor", "lambda", "lambda_value", "relative", "noise", "seed",
            "reference", "genotype", "skip_normal", "predicted_ms", "lat_alpha_ms", "reference_ms", "val_acc",

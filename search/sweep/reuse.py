@@ -18,9 +18,9 @@ from pathlib import Path
 
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import new_temp, open_own, own_dir
-from search.sweep.grid import Grid, Trial, read_grid
-from search.sweep.results import results_row
-from search.sweep.trial import LOCK, flocked, read_state
+from lpm_zoo.search.sweep.grid import Grid, Trial, read_grid
+from lpm_zoo.search.sweep.results import results_row
+from lpm_zoo.search.sweep.trial import LOCK, flocked, read_state
 
 #: the most bytes all reused trial folders together may hold (search checkpoints included), checked before copying
 MAX_REUSE_BYTES = 2 << 30

@@ -1,5 +1,5 @@
 """Runs a sweep's trials: each trial under its lock, step after step, on this machine (`--jobs N` trials at a time,
-measurements one at a time per device) or on Ray (`search.sweep.ray_runner`). Finished steps are skipped, so a
+measurements one at a time per device) or on Ray (`lpm_zoo.search.sweep.ray_runner`). Finished steps are skipped, so a
 rerun resumes; Ctrl-C stops every running step once (each saves its checkpoint) and the sweep exits 130."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 from lpm_zoo.errors import LpmError
 from lpm_zoo.files import own_dir
-from search.sweep.grid import Grid, Trial
-from search.sweep.results import collect_rows, results_row, write_tables
-from search.sweep.trial import (
+from lpm_zoo.search.sweep.grid import Grid, Trial
+from lpm_zoo.search.sweep.results import collect_rows, results_row, write_tables
+from lpm_zoo.search.sweep.trial import (
     Children,
     Step,
     acquire,

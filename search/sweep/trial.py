@@ -43,8 +43,8 @@ from lpm_zoo.files import (
     refuse_link,
     write_atomic,
 )
-from search.sweep.checks import bad, integer, number, obj, read_checked, text
-from search.sweep.grid import Trial, lambda_value, write_json_atomic
+from lpm_zoo.search.sweep.checks import bad, integer, number, obj, read_checked, text
+from lpm_zoo.search.sweep.grid import Trial, lambda_value, write_json_atomic
 
 LOCK = "lock"
 STATE = "state.json"

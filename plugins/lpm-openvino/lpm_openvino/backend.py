@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.base import Backend, Option, Prepared
-from backends.device import parse_device
-from backends.timing import host_times
+from lpm_zoo.backends.base import Backend, Option, Prepared
+from lpm_zoo.backends.device import parse_device
+from lpm_zoo.backends.timing import host_times
 from lpm_zoo.errors import LpmError, clip
 
 #: inference precisions this backend accepts (INFERENCE_PRECISION_HINT); the first is the default
@@ -157,7 +157,7 @@ def _model_bytes(model: Any, example_input: Any) -> bytes:
     if hasattr(model, "SerializeToString"):
         return model.SerializeToString()
     if hasattr(model, "forward"):
-        from backends.onnx_export import to_onnx
+        from lpm_zoo.backends.onnx_export import to_onnx
 
         return to_onnx(model, example_input).SerializeToString()
     raise LpmError(f"the openvino backend takes an ONNX ModelProto or its bytes, not {type(model).__name__}")

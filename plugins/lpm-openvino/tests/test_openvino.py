@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from backends.onnx_builder import build_onnx
-from backends.registry import get_backend, list_backends
-from backends.testing import CHECKS, randomize_batchnorm, run_check
+from lpm_zoo.backends.onnx_builder import build_onnx
+from lpm_zoo.backends.registry import get_backend, list_backends
+from lpm_zoo.backends.testing import CHECKS, randomize_batchnorm, run_check
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.networks import build_network
