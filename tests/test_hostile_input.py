@@ -146,8 +146,8 @@ def test_failed_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatch):
     save_checkpoint(path, {"epoch": 1})
     before = path.read_bytes()
 
-    def disk_full(obj, f, *a, **k):
-        Path(f).write_bytes(b"partial")
+    def disk_full(obj, f, *a, **k):  # torch.save gets the open temporary file
+        f.write(b"partial")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
