@@ -18,7 +18,7 @@ EXTRAS ?= test,cpu
 HOSTS  := xeon epyc graviton3
 MAIN_HOST := $(or $(LPM_HOST_IDENTITY),xeon)
 
-.PHONY: demo test venv clean
+.PHONY: demo test smoke venv clean
 
 venv: $(VENV)/.installed
 
@@ -40,7 +40,11 @@ test: venv
 		echo "== the host-sensitive tests as $$h (LPM_HOST_IDENTITY=$$h)"; \
 		LPM_HOST_IDENTITY=$$h $(BIN)/python -m pytest -q -n 2 -m host || exit 1; \
 	done
-	bash scripts/wheel_smoke.sh  # the built wheel, installed non-editable, used from outside the clone
+
+# The built wheel (and the OpenVINO plugin's), installed non-editable into a fresh venv and used from outside the
+# clone: what a user installs. CI runs it after `make test` (.ci/run); ~2 min on 2 cores.
+smoke: venv
+	bash scripts/wheel_smoke.sh
 
 demo: venv
 	$(BIN)/python scripts/demo.py
