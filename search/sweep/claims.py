@@ -132,9 +132,11 @@ def verdicts(crows: list[dict[str, Any]]) -> list[str]:
     refs = _by_network([r for r in crows if r["kind"] == "reference"])
     out = []
     if band["cells"]:
+        seeds = band["between_seeds_sd"]
         out.append(f"random cells: {band['cells']}, accuracy median {band['median']:.2f}%, 80th percentile "
                    f"{band['p80']:.2f}%; spread between cells (sd of cell means) {band['between_cells_sd']:.2f} points "
-                   f"against {band['between_seeds_sd']:.2f} between training seeds of one cell")
+                   + (f"against {seeds:.2f} between training seeds of one cell" if seeds == seeds
+                      else "(one training seed per cell so far: the spread between seeds is not known)"))
     groups = _groups(crows)
     darts = refs.get("DARTS_V2")
     for method in sorted({m for m, _ in groups}):
@@ -183,7 +185,8 @@ def plot_claim(crows: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.axhline(band["median"], color="0.5", ls=":", lw=1, label="random median")
     for (name, rs), marker in zip(sorted(_by_network([r for r in crows if r["kind"] == "reference"]).items()), "*DPX^v"):
         acc, ms = _point(rs)
-        ax.scatter([ms], [acc], s=90, marker=marker, color="black", label=name, zorder=3)
+        label = name if len(name) <= 24 else f"given genotype ({rs[0]['skips']} skip_connect in the normal cell)"
+        ax.scatter([ms], [acc], s=90, marker=marker, color="black", label=label, zorder=3)
     groups = _groups(crows)
     for i, ((method, lam), rs) in enumerate(sorted(groups.items())):
         color = plt.cm.viridis(i / max(1, len(groups) - 1))
@@ -196,6 +199,5 @@ def plot_claim(crows: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # the legend stands outside the axes
     plt.close(fig)
