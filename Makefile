@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml setup.py $(addsuffix /pyproject.toml,$(PLUGIN
 
 test: venv
 	$(BIN)/ruff check lpm_zoo backends search tests scripts benchmarks plugins
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
 	for h in $(filter-out $(MAIN_HOST),$(HOSTS)); do \
 		echo "== the host-sensitive tests as $$h (LPM_HOST_IDENTITY=$$h)"; \
 		LPM_HOST_IDENTITY=$$h $(BIN)/python -m pytest -q -n 2 -m host || exit 1; \

@@ -104,7 +104,7 @@ def _original_alpha_step(r: Runner, x, y) -> None:
 
 
 def build(method: str, args, original) -> dict[str, Runner]:
-    """Our network (fused and plain) and the original one, same weights and α."""
+    """Our networks (the default, and the plain and fused forwards) and the original one, same weights and α."""
     import copy
 
     import torch
@@ -120,7 +120,8 @@ def build(method: str, args, original) -> dict[str, Runner]:
         theirs = original.Network(args.channels, 10, args.layers, torch.nn.CrossEntropyLoss())
     _copy_into_original(ours, theirs)
     runners = {}
-    for name, model in (("ours", ours), ("plain", copy.deepcopy(ours).set_fused(False))):
+    for name, model in (("ours", ours), ("plain", copy.deepcopy(ours).set_fused(False)),
+                        ("fused", copy.deepcopy(ours).set_fused(True))):
         if name not in args.variants:
             continue
         model.train()
@@ -176,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", nargs="+", default=["ours"], choices=["ours", "plain"],
-                    help="the project's networks to time against the original: ours (default), plain (reference)")
+    ap.add_argument("--variants", nargs="+", default=["ours"], choices=["ours", "plain", "fused"],
+                    help="the project's networks to time against the original: ours (the default network), "
+                         "plain (the per-edge loop), fused (the per-state forward, opt-in)")
     ap.add_argument("--peak-memory", action="store_true",
                     help="peak resident memory of each network alone, each in a fresh process")
-    ap.add_argument("--single", choices=["ours", "plain", "original"], help=argparse.SUPPRESS)
+    ap.add_argument("--single", choices=["ours", "plain", "fused", "original"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.peak_memory:
         return _peak_memory(args, argv if argv is not None else sys.argv[1:])

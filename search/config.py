@@ -53,6 +53,7 @@ class SearchConfig:
     device: str = "cpu"
     select: str = "argmax"  # how the genotype is read from the trained supernet (lpm_zoo.search.selection)
     select_images: int = SELECT_IMAGES  # validation images per DARTS-PT measurement
+    fused: bool = False  # train with the per-state forward (lpm_zoo.search.fused_cell): same function, faster
 
     def resolved(self) -> ResolvedSearch:
         """The settings with the method's defaults filled in (what the run actually uses)."""
@@ -138,4 +139,4 @@ def check_config(cfg: ResolvedSearch) -> ResolvedSearch:
 
 # The fields that must match for a checkpoint to be resumed (everything but presentation and the selection, which
 # runs after the last epoch: one trained supernet can be read with argmax and with perturbation).
-RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in ("device", "select", "select_images"))
+RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in ("device", "select", "select_images", "fused"))

@@ -31,6 +31,8 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
+
+
 def batch_norm(x: torch.Tensor, modules: list[nn.BatchNorm2d], scale: torch.Tensor | None = None) -> torch.Tensor:
     """Training-mode batch norm of `x`, whose channels are those of `modules` in turn, times `scale`
     per channel; each module's running statistics are updated as its own forward would."""
@@ -76,7 +78,31 @@ def _conv(x: torch.Tensor, convs: list[nn.Conv2d], shared_input: bool = False) -
     first = convs[0]
     weight = torch.cat([c.weight for c in convs]) if len(convs) > 1 else first.weight
     groups = first.groups * (1 if shared_input else len(convs))
+    d = first.dilation[0]
+    if d > 1 and _phases_fit(x, first):
+        return _dilated_by_phases(x, weight, first.stride[0], d, groups)
     return F.conv2d(x, weight, None, first.stride, first.padding, first.dilation, groups)
+
+
+def _phases_fit(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """Whether `conv` (dilation d, "same" padding, stride 1 or d) can run on the d×d phase grids of `x`."""
+    d, k = conv.dilation[0], conv.kernel_size[0]
+    return (conv.dilation == (d, d) and conv.kernel_size == (k, k) and conv.padding == (d * (k - 1) // 2,) * 2
+            and conv.stride[0] in (1, d) and conv.stride[0] == conv.stride[1]
+            and x.shape[2] % d == 0 and x.shape[3] % d == 0)
+
+
+def _dilated_by_phases(x: torch.Tensor, weight: torch.Tensor, stride: int, d: int, groups: int) -> torch.Tensor:
+    """A dilation-d "same" convolution as the undilated one on the d×d phase grids of `x` (atrous convolution by
+    space-to-batch): the same products and sums, through the fast undilated kernels. Stride d reads phase (0, 0) only."""
+    k = weight.shape[-1]
+    if stride == d:
+        return F.conv2d(x[:, :, ::d, ::d], weight, None, 1, (k - 1) // 2, 1, groups)
+    b, c, h, w = x.shape
+    phases = x.reshape(b, c, h // d, d, w // d, d).permute(0, 3, 5, 1, 2, 4).reshape(b * d * d, c, h // d, w // d)
+    y = F.conv2d(phases, weight, None, 1, (k - 1) // 2, 1, groups)
+    co = y.shape[1]
+    return y.reshape(b, d, d, co, h // d, w // d).permute(0, 3, 4, 1, 5, 2).reshape(b, co, h, w)
 
 
 def _scale(w: torch.Tensor, c: int) -> torch.Tensor:
@@ -151,11 +177,13 @@ def fused_cell_forward(cell: nn.Module, s0: torch.Tensor, s1: torch.Tensor, weig
         edges = [NODE_START[node] + j for node in range(first_node, N_NODES)]
         stride = 2 if cell.reduction and j < N_INPUTS else 1
         c = h.shape[1] // k
-        out = state_edges(cell, h[:, :c] if k > 1 else h, edges, weights[edges], stride)
-        for i, node in enumerate(range(first_node, N_NODES)):
-            parts[node].append(out[:, i * c:(i + 1) * c])
+        # split, not slicing: a split's gradient is the concatenation of its parts' gradients, where each
+        # slice's gradient would be a zero tensor of the whole size, filled and summed
+        xa, xb = h.split([c, h.shape[1] - c], dim=1) if k > 1 else (h, None)
+        out = state_edges(cell, xa, edges, weights[edges], stride)
+        for node, part in zip(range(first_node, N_NODES), out.split(c, dim=1)):
+            parts[node].append(part)
         if k > 1:
-            xb = h[:, c:]
             if stride > 1:
                 xb = cell._ops[edges[0]].mp(xb)
             for node, e in zip(range(first_node, N_NODES), edges):

@@ -136,7 +136,7 @@ class SearchNetwork(nn.Module):
             self.betas_normal = self.betas_reduce = None
 
     def set_fused(self, fused: bool) -> SearchNetwork:
-        """Train with the per-state cell forward (default) or the original per-edge one (the reference)."""
+        """Train with the per-state cell forward, or with the original code's per-edge loop (the reference)."""
         self.fused = fused
         for cell in self.cells:
             cell.fused = fused

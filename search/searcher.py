@@ -80,7 +80,8 @@ class Search:
         torch.manual_seed(self.cfg.seed)
         self.model = allocated(lambda: SearchNetwork(self.cfg.channels, self.data.num_classes, self.cfg.layers,
                                                      partial_k=self.cfg.partial_k,
-                                                     edge_norm=self.cfg.edge_norm).to(self.device),
+                                                     edge_norm=self.cfg.edge_norm,
+                                                     fused=self.cfg.fused).to(self.device),
                                f"a search network of C={self.cfg.channels} and {self.cfg.layers} cells")
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                                      weight_decay=self.cfg.weight_decay)

@@ -449,3 +449,22 @@ def test_a_whole_network_predictor_steers_the_reduction_cell_too(method, tmp_pat
     assert r["predicted_latency_of"] == "the whole network (both cells)" and r["predicted_latency_ms"] > 0
     g = parse_genotype(r["genotype"])
     assert r["predicted_latency_ms"] == pytest.approx(float(s.predictor.predict([g])[0]))
+
+
+def test_fused_search_resumes_a_plain_checkpoint_and_trains_the_same_cells(tmp_path):
+    """`lpm search --fused` is a speed setting, not part of the checkpoint's settings: a run stopped with the
+    per-edge loop resumes with the per-state forward, and two short runs that differ only in it end with the
+    same α to fp32 rounding (same function; the cells are then the same unless two α are within rounding)."""
+    cfg = SearchConfig(**{**TINY, "epochs": 2})
+    plain = Search(cfg, tmp_path / "plain", progress=False, log=lambda m: None)
+    assert not plain.model.cells[0].fused
+    plain.run()
+    fused = Search(SearchConfig(fused=True, **{**TINY, "epochs": 2}), tmp_path / "fused", progress=False,
+                   log=lambda m: None)
+    assert fused.model.cells[0].fused
+    fused.run()
+    for a, b in zip(plain.model.arch_parameters(), fused.model.arch_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    resumed = Search(SearchConfig(fused=True, **{**TINY, "epochs": 2}), tmp_path / "plain", progress=False,
+                     log=lambda m: None)
+    assert resumed.try_resume() and resumed.model.cells[0].fused
