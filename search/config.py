@@ -137,6 +137,7 @@ def check_config(cfg: ResolvedSearch) -> ResolvedSearch:
     return cfg
 
 
-# The fields that must match for a checkpoint to be resumed (everything but presentation and the selection, which
-# runs after the last epoch: one trained supernet can be read with argmax and with perturbation).
+# The fields that must match for a checkpoint to be resumed (everything but presentation, the selection, which
+# runs after the last epoch: one trained supernet can be read with argmax and with perturbation, and `fused`, which
+# computes the same function faster).
 RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in ("device", "select", "select_images", "fused"))

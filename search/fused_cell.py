@@ -31,8 +31,6 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
-
-
 def batch_norm(x: torch.Tensor, modules: list[nn.BatchNorm2d], scale: torch.Tensor | None = None) -> torch.Tensor:
     """Training-mode batch norm of `x`, whose channels are those of `modules` in turn, times `scale`
     per channel; each module's running statistics are updated as its own forward would."""

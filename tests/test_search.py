@@ -451,7 +451,7 @@ def test_a_whole_network_predictor_steers_the_reduction_cell_too(method, tmp_pat
     assert r["predicted_latency_ms"] == pytest.approx(float(s.predictor.predict([g])[0]))
 
 
-def test_fused_search_resumes_a_plain_checkpoint_and_trains_the_same_cells(tmp_path):
+def test_fused_search_resumes_a_plain_checkpoint_and_ends_with_the_same_alpha(tmp_path):
     """`lpm search --fused` is a speed setting, not part of the checkpoint's settings: a run stopped with the
     per-edge loop resumes with the per-state forward, and two short runs that differ only in it end with the
     same α to fp32 rounding (same function; the cells are then the same unless two α are within rounding)."""

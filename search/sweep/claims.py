@@ -135,7 +135,7 @@ def verdicts(crows: list[dict[str, Any]]) -> list[str]:
         seeds = band["between_seeds_sd"]
         out.append(f"random cells: {band['cells']}, accuracy median {band['median']:.2f}%, 80th percentile "
                    f"{band['p80']:.2f}%; spread between cells (sd of cell means) {band['between_cells_sd']:.2f} points "
-                   + (f"against {seeds:.2f} between training seeds of one cell" if seeds == seeds
+                   + (f"against {seeds:.2f} between training seeds of one cell" if not math.isnan(seeds)
                       else "(one training seed per cell so far: the spread between seeds is not known)"))
     groups = _groups(crows)
     darts = refs.get("DARTS_V2")
