@@ -7,18 +7,25 @@ fp32 only (no quantisation). The XNNPACK thread pool is process-wide and is set 
 (default 1) before each load; with one thread XNNPACK computes on the calling thread, so the
 protocol's thread clock sees the whole run (tests/test_executorch_backend.py checks it).
 
-Lowering is slow: the pass pipeline is Python, so a 20-cell CIFAR network takes minutes to
-prepare on a 2-core VM (timing it takes seconds); README, "A mobile-class runtime".
+Lowering is slow: the pass pipeline is Python, so a 20-cell CIFAR network took 2.5 minutes to prepare on a
+2-core VM (timing it takes seconds). Two things halve that without changing the program XNNPACK runs: batch
+norms are folded into their convolutions first (`batchnorm_fold`, the fusion XNNPACK makes itself), and
+Python's cyclic garbage collector is paused while the passes allocate their millions of small objects
+(docs/runtimes.md, "Its cost"; the profile is in BENCHMARKS.md, "ExecuTorch lowering").
 """
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from typing import Any
 
 from lpm_zoo.backends.base import Backend, Prepared
+from lpm_zoo.backends.batchnorm_fold import fold_batch_norms
 from lpm_zoo.backends.quiet import quiet_stderr
 from lpm_zoo.backends.registry import register_backend
 from lpm_zoo.backends.timing import host_times
@@ -42,9 +49,23 @@ def _runtime() -> tuple[Any, Any]:
     return Runtime.get(), portable_lib
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Python's cyclic collector off for the block (the lowering passes allocate millions of short-lived objects
+    and the collector's scans of the growing heap cost 10-25% of the lowering), then one collection."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
+
+
 def _lower(model: Any, x: Any) -> tuple[bytes, dict[str, Any]]:
     """The `.pte` program of `model` on input `x` with every supported op in the XNNPACK delegate, and a summary of
-    what was delegated (calls into the delegate, operators left outside it)."""
+    what was delegated (calls into the delegate, operators left outside it, batch norms folded beforehand)."""
     import torch
 
     try:
@@ -54,7 +75,8 @@ def _lower(model: Any, x: Any) -> tuple[bytes, dict[str, Any]]:
             from executorch.exir import to_edge_transform_and_lower
     except ImportError as e:
         raise LpmError(f"executorch's exporter does not load ({str(e)[:120]}); {INSTALL}") from None
-    with warnings.catch_warnings(), quiet_stderr("executorch (lowering to XNNPACK)"):
+    model, folded = fold_batch_norms(model)
+    with warnings.catch_warnings(), quiet_stderr("executorch (lowering to XNNPACK)"), _gc_paused():
         warnings.simplefilter("ignore")
         with torch.no_grad():
             exported = torch.export.export(model, (x,))
@@ -70,7 +92,8 @@ def _lower(model: Any, x: Any) -> tuple[bytes, dict[str, Any]]:
             elif name != "getitem":
                 outside[name] = outside.get(name, 0) + 1
         program = edge.to_executorch().buffer
-    return bytes(program), {"delegate_calls": calls, "ops_outside_delegate": dict(sorted(outside.items()))}
+    return bytes(program), {"delegate_calls": calls, "ops_outside_delegate": dict(sorted(outside.items())),
+                            "batchnorms_folded": folded}
 
 
 @register_backend("executorch")

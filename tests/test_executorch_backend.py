@@ -62,6 +62,7 @@ def test_prepared_info_records_the_settings_really_used(lowered):
     assert info["device_kind"] == "cpu" and info["threads"] == 1 and info["precision"] == "fp32"
     assert info["delegate"] == "XnnpackBackend" and info["delegate_calls"] >= 1
     assert info["program_bytes"] > 0 and isinstance(info["ops_outside_delegate"], dict)
+    assert info["batchnorms_folded"] > 0  # folded before lowering; the output test above holds with it
     from importlib import metadata
 
     rt = get_backend("executorch").runtime_info("cpu")
