@@ -49,15 +49,20 @@ class Prepared:
 
     `run` is one forward pass, not synchronised (the backend's `run_timed` does that); `stream`
     is the device stream a GPU backend times on (None on CPUs); `keep` holds objects that must
-    live as long as the prepared model (sessions, bindings, engines, buffers).
+    live as long as the prepared model (sessions, bindings, engines, buffers). `info` holds the
+    settings the backend really used (recorded with each measurement as its runtime identity: rows
+    that differ in them are different measurements); `network` holds facts about this one prepared
+    network (a program's size, what a delegate took), recorded with its row but never a setting.
     """
 
-    __slots__ = ("run", "info", "stream", "keep", "_output", "_close")
+    __slots__ = ("run", "info", "network", "stream", "keep", "_output", "_close")
 
     def __init__(self, run: Callable[[], Any], output: Callable[[], Any] | None = None, info: dict | None = None,
-                 close: Callable[[], None] | None = None, stream: Any = None, keep: tuple = ()):
+                 close: Callable[[], None] | None = None, stream: Any = None, keep: tuple = (),
+                 network: dict | None = None):
         self.run = run
         self.info: dict[str, Any] = dict(info or {})
+        self.network: dict[str, Any] = dict(network or {})
         self.stream = stream
         self.keep = keep
         self._output = output

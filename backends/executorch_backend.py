@@ -150,8 +150,9 @@ class ExecutorchBackend(Backend):
             return run()[0].detach().numpy().copy()
 
         info = {"device_kind": "cpu", "threads": got_threads, "delegate": DELEGATE, "precision": "fp32",
-                "flush_denormal": True, "program_bytes": len(program), **delegation}
-        return Prepared(run, output=output, info=info, keep=(loaded, method, inputs))
+                "flush_denormal": True}
+        network = {"program_bytes": len(program), **delegation}  # this network's facts, not settings
+        return Prepared(run, output=output, info=info, keep=(loaded, method, inputs), network=network)
 
     def run_timed(self, prepared: Prepared, n: int, clock: str = "wall") -> list[float]:
         """Per-run ms on the host clock (one thread computes on the calling thread: the thread clock is valid)."""

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from lpm_zoo.backends.batchnorm_fold import fold_batch_norms
+from lpm_zoo.backends.testing import randomize_batchnorm
 from lpm_zoo.networks import build_network
 from lpm_zoo.published import get_genotype
 from lpm_zoo.sampler import sample_genotypes
@@ -17,24 +18,11 @@ def _pairs(model: nn.Module) -> int:
                for m in model.modules() if isinstance(m, nn.Sequential) for i in range(len(m) - 1))
 
 
-def _randomise_batch_norms(model: nn.Module, seed: int) -> nn.Module:
-    """Running statistics and affine parameters far from the identity, so a wrong fold shows in the output."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g))
-            m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.1)
-            if m.affine:
-                m.weight.data.copy_(torch.randn(n, generator=g))
-                m.bias.data.copy_(torch.randn(n, generator=g))
-    return model
-
-
 @pytest.mark.parametrize("genotype", [get_genotype("DARTS_V2"), *sample_genotypes(2, seed=5)])
 def test_folded_network_gives_the_same_output_and_keeps_only_unfoldable_batch_norms(genotype):
     torch.manual_seed(0)
-    model = _randomise_batch_norms(build_network(genotype, "cifar", C=8, layers=5), seed=1).eval()
+    model = build_network(genotype, "cifar", C=8, layers=5).eval()
+    randomize_batchnorm(model, torch.Generator().manual_seed(1))  # far from identity: a wrong fold shows
     before = {k: v.clone() for k, v in model.state_dict().items()}
     pairs = _pairs(model)
     folded, count = fold_batch_norms(model)

@@ -55,14 +55,45 @@ def test_output_equals_torch_eager_within_fp32_tolerance(lowered):
     assert not np.allclose(want, want[..., :1])  # a network whose outputs differ, so equality means something
 
 
+def test_folding_batch_norms_first_gives_the_xnnpack_graph_of_the_plain_lowering(monkeypatch):
+    """The backend folds batch norms before lowering (to prepare faster); XNNPACK's own passes fold them on the plain
+    path, so the delegate must receive the same graph: the same node kinds in the same order, the same values."""
+    import executorch.backends.xnnpack.xnnpack_preprocess as preprocess
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from lpm_zoo.backends.executorch_backend import _lower
+
+    graphs = []
+    serialize = preprocess.serialize_xnnpack_binary
+
+    def spy(graph, *args, **kwargs):
+        graphs.append(graph)
+        return serialize(graph, *args, **kwargs)
+
+    monkeypatch.setattr(preprocess, "serialize_xnnpack_binary", spy)
+    model, x = _random_net("cifar", seed=3)
+    with torch.no_grad():
+        to_edge_transform_and_lower(torch.export.export(model, (x,)), partitioner=[XnnpackPartitioner()])
+    _, info = _lower(model, x)
+    assert info["batchnorms_folded"] > 0 and len(graphs) == 2
+    plain, ours = ([type(n.xnode_union).__name__ for n in g.xnodes] for g in graphs)
+    assert plain == ours and "XNNConv2d" in plain
+    assert len(graphs[0].xvalues) == len(graphs[1].xvalues)
+
+
 def test_prepared_info_records_the_settings_really_used(lowered):
     _, _, _, p = lowered
     info = p.info
     json.dumps(info, allow_nan=False)
     assert info["device_kind"] == "cpu" and info["threads"] == 1 and info["precision"] == "fp32"
-    assert info["delegate"] == "XnnpackBackend" and info["delegate_calls"] >= 1
-    assert info["program_bytes"] > 0 and isinstance(info["ops_outside_delegate"], dict)
-    assert info["batchnorms_folded"] > 0  # folded before lowering; the output test above holds with it
+    assert info["delegate"] == "XnnpackBackend"
+    # facts of this one network, recorded with its row but not settings (two networks differ in them)
+    net = p.network
+    json.dumps(net, allow_nan=False)
+    assert net["delegate_calls"] >= 1 and net["program_bytes"] > 0 and isinstance(net["ops_outside_delegate"], dict)
+    assert net["batchnorms_folded"] > 0  # folded before lowering; the output test above holds with it
+    assert not set(net) & set(info)
     from importlib import metadata
 
     rt = get_backend("executorch").runtime_info("cpu")

@@ -45,6 +45,29 @@ def test_measurer_records_protocol_raw_runs_and_reference():
     assert a.latency_ms == pytest.approx(p["ratio"] * p["reference_ms"])
 
 
+def test_per_network_facts_are_recorded_beside_the_runtime_settings_and_never_mix_them(tmp_path, monkeypatch):
+    """`Prepared.network` (a program's size, what a delegate took: ExecuTorch's) goes into the row's `network`, not its
+    `runtime`: rows of different networks must not look like rows of different settings."""
+    from lpm_zoo.backends.ort_backend import OrtBackend
+
+    real, sizes = OrtBackend.prepare, iter(range(1000, 2000))
+
+    def prepare(self, *args, **kwargs):
+        p = real(self, *args, **kwargs)
+        p.network = {"program_bytes": next(sizes)}
+        return p
+
+    monkeypatch.setattr(OrtBackend, "prepare", prepare)
+    db = str(tmp_path / "m.db")
+    assert run_profile("ort", "cpu", "cifar-b1", 3, db, seed=3, protocol=FAST, progress=False) == 3
+    with MeasurementStore(db) as s:
+        rows = list(s.measurements())
+    assert len({r["protocol"]["network"]["program_bytes"] for r in rows}) == 3
+    assert not any("program_bytes" in r["protocol"]["runtime"] for r in rows)
+    data = load_dataset(db, Target("ort", HERE, "cifar-b1"))
+    assert data.runtime_mixed == [] and data.runtime["providers"] == ["CPUExecutionProvider"]
+
+
 def test_normalize_expresses_every_group_in_the_first_groups_reference():
     m = Measurer("ort", "cpu", "cifar-b1", FAST)
     try:

@@ -114,6 +114,8 @@ class Measurer:
             raw = statistic_of(r, used, "min_round_median")
             rec = {**self._static, "rounds": used, "runtime": {**runtime, **p.info}, "prepare_s": round(ps, 4),
                    "timing_s": round(timing_s, 4), "raw_latency_ms": raw}
+            if p.network:
+                rec["network"] = p.network
             if ref_runs is not None:
                 rec.update(reference="DARTS_V2", reference_ms=ref_ms,
                            reference_runs_ms=[round(t, 6) for t in ref_runs])
