@@ -23,12 +23,14 @@ $LPM profile "${P[@]}" --samples 30 --cells calibration --db "$WORK/calib.db" &
 $LPM profile "${P[@]}" --samples 60 --seed 7 --db "$WORK/val.db" --workers "$WORKERS"
 wait
 
-# The predictor: each zoo source alone, then the chosen stack; adapt reuses the 30 measured cells and picks its map by
-# its own cross-validation (the validation cells are not seen).
-$LPM adapt --from ort-cpu --from openvino-epyc --backend executorch --profile cifar-b1 --samples 30 \
+# The predictor: adapt reuses the 30 measured cells and picks its map by its own leave-one-out error (the validation
+# cells are not seen); openvino-epyc was the source with the lowest one (BENCHMARKS.md).
+$LPM adapt --from openvino-epyc --backend executorch --profile cifar-b1 --samples 30 \
     --db "$WORK/calib.db" --name "executorch-$SLUG" --zoo-dir lpm_zoo/zoo --force --json
 # The from-scratch baseline on the same cells
 $LPM fit --db "$WORK/calib.db" --backend executorch --device-name "$SLUG" --profile cifar-b1 --predictor lut \
-    --name "executorch-$SLUG-lut30" --zoo-dir "$WORK/zoo" --force
+    --name "executorch-$SLUG-lut30" --zoo-dir "$WORK/zoo" --test-size 0
+# The labels' own noise, then the check on the 60 cells (on the fitting store's DARTS_V2 baseline)
+$LPM recheck --backend executorch --device cpu --profile cifar-b1 --samples 16 --db "$WORK/val.db"
 $PY -m benchmarks.adapt_eval --db "$WORK/val.db" --backend executorch --device-name "$SLUG" --exclude-calibration 0 \
-    --predictors "executorch-$SLUG,$WORK/zoo/executorch-$SLUG-lut30"
+    --predictors "executorch-$SLUG,$WORK/zoo/executorch-$SLUG-lut30" --baseline-from "$WORK/calib.db"
