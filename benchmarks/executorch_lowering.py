@@ -6,7 +6,7 @@ paused), timed in turns in one process, with the two programs' outputs and deleg
 Needs `pip install 'lpm-zoo[executorch]'`. Prints one JSON object: per path the median wall seconds of the export,
 the lowering and the serialisation, the delegate calls, the operators left outside the delegate, the program's bytes,
 and the largest difference between the two programs' outputs (and each against eager torch). BENCHMARKS.md,
-"ExecuTorch lowering", has the figures and the profile.
+"ExecuTorch: lowering halved", has the figures and the profile.
 """
 
 from __future__ import annotations
