@@ -4,8 +4,8 @@ A lowering pipeline such as ExecuTorch's runs dozens of Python passes over every
 parameter and buffer per node, so a network's batch norms (four tensors and a counter each, and a node)
 make preparing it slower without changing what runs: XNNPACK's own pass fuses a convolution's batch norm
 into the convolution's weights and bias. Folding them in PyTorch first gives the delegate the same
-convolutions (weights equal to rounding), in about half the lowering time (BENCHMARKS.md, "ExecuTorch
-lowering"). Only a Conv2d directly followed by a BatchNorm2d in one nn.Sequential is folded; a batch norm
+convolutions (weights equal to rounding), in about half the lowering time (BENCHMARKS.md, "ExecuTorch:
+lowering halved"). Only a Conv2d directly followed by a BatchNorm2d in one nn.Sequential is folded; a batch norm
 after anything else (a concatenation, a pooling) is left as it is.
 """
 
