@@ -34,7 +34,9 @@ The checks, in order (`CHECKS`; `run_check(name, ...)` runs one, for pytest para
   graph on a worker thread must time on the wall clock whatever `clock` says, or the protocol's thread
   clock would measure nothing);
 - `identity`: `Prepared.info` is a JSON-serialisable dict with `device_kind` and, on a CPU, the
-  `threads` asked for: with `runtime_info` it is the runtime identity stored in every measurement.
+  `threads` asked for: with `runtime_info` it is the runtime identity stored in every measurement;
+  `Prepared.network` (facts of one prepared network, stored as the row's `network`) is JSON-serialisable
+  and shares no key with `info`.
 
 Checks that run a model need the backend usable on `device`: where `available()` says it is not,
 `check_backend` runs the static checks, then raises `BackendUnavailable` with the backend's reason
@@ -324,13 +326,21 @@ def check_identity(b: Backend, device: str = "cpu", **opts: Any) -> None:
     try:
         if not isinstance(p, Prepared):
             raise _fail("identity", b, device, f"prepare() must return a lpm_zoo.backends.base.Prepared, got {type(p).__name__}")
-        info = p.info
+        info, network = p.info, p.network
     finally:
         _close(p)
     try:
         json.dumps({**b.runtime_info(device), **info}, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise _fail("identity", b, device, f"Prepared.info is not JSON-serialisable: {clip(str(e), 120)}") from None
+    try:
+        json.dumps(network, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise _fail("identity", b, device, f"Prepared.network is not JSON-serialisable: {clip(str(e), 120)}") from None
+    both = sorted(set(network) & set(info))
+    if both:
+        raise _fail("identity", b, device, f"Prepared.network repeats the settings {clip(', '.join(both), 80)} of "
+                                            "Prepared.info: a value is either a setting or a fact of one network")
     kind = parse_device(device)[0]
     if info.get("device_kind") != kind:
         raise _fail("identity", b, device, f"Prepared.info must record device_kind={kind!r}, got "

@@ -237,6 +237,20 @@ class _NotJsonInfo(Toy):
         return p
 
 
+class _NotJsonNetwork(Toy):
+    def prepare(self, model, example_input, device="cpu", threads=1, **opts):
+        p = Toy.prepare(self, model, example_input, device, threads, **opts)
+        p.network["program"] = object()
+        return p
+
+
+class _SettingAsNetworkFact(Toy):
+    def prepare(self, model, example_input, device="cpu", threads=1, **opts):
+        p = Toy.prepare(self, model, example_input, device, threads, **opts)
+        p.network["threads"] = p.info["threads"]
+        return p
+
+
 BROKEN = [  # (toy variant, the check that must fail, what its one line must say)
     (_Unnamed, "interface", "name is empty"),
     (_UnknownDevice, "interface", r"devices lists unknown kind\(s\) \['tpu'\]"),
@@ -264,6 +278,8 @@ BROKEN = [  # (toy variant, the check that must fail, what its one line must say
     (_WorkerThread, "timing", "the run happens on another thread"),
     (_NoThreads, "identity", r"must record the threads asked for \(1\), got None"),
     (_NotJsonInfo, "identity", "Prepared.info is not JSON-serialisable"),
+    (_NotJsonNetwork, "identity", "Prepared.network is not JSON-serialisable"),
+    (_SettingAsNetworkFact, "identity", "Prepared.network repeats the settings 'threads' of Prepared.info"),
 ]
 
 
