@@ -49,6 +49,20 @@ def _runtime() -> tuple[Any, Any]:
     return Runtime.get(), portable_lib
 
 
+def delegation_of(edge: Any) -> dict[str, Any]:
+    """What a lowered edge program delegated: its calls into a delegate and the operators left outside one."""
+    calls, outside = 0, {}
+    for node in edge.exported_program().graph_module.graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = str(getattr(node.target, "__name__", node.target))
+        if "executorch_call_delegate" in name:
+            calls += 1
+        elif name != "getitem":
+            outside[name] = outside.get(name, 0) + 1
+    return {"delegate_calls": calls, "ops_outside_delegate": dict(sorted(outside.items()))}
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Python's cyclic collector off for the block (the lowering passes allocate millions of short-lived objects
@@ -81,19 +95,9 @@ def _lower(model: Any, x: Any) -> tuple[bytes, dict[str, Any]]:
         with torch.no_grad():
             exported = torch.export.export(model, (x,))
         edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
-        graph = edge.exported_program().graph_module.graph
-        calls, outside = 0, {}
-        for node in graph.nodes:
-            if node.op != "call_function":
-                continue
-            name = str(getattr(node.target, "__name__", node.target))
-            if "executorch_call_delegate" in name:
-                calls += 1
-            elif name != "getitem":
-                outside[name] = outside.get(name, 0) + 1
+        delegation = delegation_of(edge)
         program = edge.to_executorch().buffer
-    return bytes(program), {"delegate_calls": calls, "ops_outside_delegate": dict(sorted(outside.items())),
-                            "batchnorms_folded": folded}
+    return bytes(program), {**delegation, "batchnorms_folded": folded}
 
 
 @register_backend("executorch")

@@ -21,6 +21,17 @@ from lpm_zoo.calibration import calibration_keys
 from lpm_zoo.predictors import get_predictor
 from lpm_zoo.store import MeasurementStore, Target, load_dataset
 
+
+def baseline(db: str, target: Target) -> float:
+    """The one DARTS_V2 baseline (ms) a ratio store's rows of `target` are expressed in."""
+    with MeasurementStore(db) as store:
+        values = {r["protocol"].get("reference_baseline_ms") for r in store.measurements(
+            backend=target.backend, device=target.device, profile=target.profile)}
+    if len(values) != 1 or None in values:
+        raise SystemExit(f"{db}: the rows do not share one reference_baseline_ms ({sorted(map(str, values))[:3]})")
+    return float(values.pop())
+
+
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--db", required=True)
 ap.add_argument("--backend", required=True)
@@ -37,14 +48,7 @@ skip = set(calibration_keys(args.exclude_calibration)) if args.exclude_calibrati
 idx = np.array([i for i, k in enumerate(data.keys) if k not in skip and data.measured[i] >= args.min_measurements])
 y = data.latency_ms[idx]
 if args.baseline_from:
-    def baseline(db: str) -> float:
-        with MeasurementStore(db) as store:
-            values = {r["protocol"].get("reference_baseline_ms") for r in store.measurements(
-                backend=target.backend, device=target.device, profile=target.profile)}
-        if len(values) != 1 or None in values:
-            raise SystemExit(f"{db}: the rows do not share one reference_baseline_ms ({sorted(map(str, values))[:3]})")
-        return float(values.pop())
-    fit_base, own_base = baseline(args.baseline_from), baseline(args.db)
+    fit_base, own_base = baseline(args.baseline_from, target), baseline(args.db, target)
     y = y * fit_base / own_base
     print(f"labels on {args.baseline_from}'s baseline: x {fit_base:.3f} / {own_base:.3f} ms")
 print(f"{args.db}: {len(idx)} architectures of {args.backend}/{args.device_name}/{args.profile}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from lpm_zoo.backends.executorch_backend import _lower
+from lpm_zoo.backends.executorch_backend import _lower, delegation_of
 from lpm_zoo.profiles import get_profile
 from lpm_zoo.published import get_genotype
 
@@ -36,15 +36,9 @@ def _plain(model: torch.nn.Module, x: torch.Tensor) -> tuple[bytes, dict[str, An
     t1 = time.perf_counter()
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     t2 = time.perf_counter()
-    graph = edge.exported_program().graph_module.graph
-    targets = [str(getattr(n.target, "__name__", n.target)) for n in graph.nodes if n.op == "call_function"]
+    info = delegation_of(edge)
     program = bytes(edge.to_executorch().buffer)
     t3 = time.perf_counter()
-    outside: dict[str, int] = {}
-    for t in targets:
-        if "executorch_call_delegate" not in t and t != "getitem":
-            outside[t] = outside.get(t, 0) + 1
-    info = {"delegate_calls": sum("executorch_call_delegate" in t for t in targets), "ops_outside_delegate": outside}
     return program, info, {"export_s": t1 - t0, "lower_s": t2 - t1, "serialise_s": t3 - t2}
 
 
