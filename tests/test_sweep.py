@@ -21,9 +21,9 @@ import pytest
 
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
-from lpm_zoo.search.sweep.grid import Grid, lambda_spec
+from lpm_zoo.search.sweep.grid import Grid, lambda_spec, read_grid
 from lpm_zoo.search.sweep.report import write_report
-from lpm_zoo.search.sweep.trial import LOCK, acquire, release
+from lpm_zoo.search.sweep.trial import LOCK, acquire, release, trial_steps
 
 FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
@@ -93,6 +93,7 @@ def test_lambda_values_and_the_trials_of_a_grid():
     (["--db", "cifar-b1=/no/such.db"], "no measurement store at"),
     (["--db", "other=x.db"], "expected PROFILE=STORE"),
     (["--jobs", "0"], "--jobs must be between 1 and 256"),
+    (["--select", "best"], "the search step would fail: \"lpm search: error: argument --select: invalid choice"),
 ])
 def test_bad_input_is_one_line_and_creates_nothing(tmp_path, capsys, extra, message):
     out = tmp_path / "sw"
@@ -100,6 +101,22 @@ def test_bad_input_is_one_line_and_creates_nothing(tmp_path, capsys, extra, mess
     err = capsys.readouterr().err
     assert err.startswith("lpm sweep: error:") and message in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+def test_search_selection_and_the_fused_forward_reach_every_search_step(tmp_path, fake):
+    out = tmp_path / "sw"
+    assert main(_args(out, "--fused", "--select", "perturbation", "--select-images", "64", "--random", "1")) == 0
+    grid = read_grid(out)
+    searches = [s.argv for t in grid.trials() for s in trial_steps(t, grid.settings) if s.kind == "search"]
+    assert len(searches) == 4  # two λ x two seeds; the random trials search nothing
+    for argv in searches:
+        assert "--fused" in argv and argv[argv.index("--select") + 1] == "perturbation"
+        assert argv[argv.index("--select-images") + 1] == "64"
+    trains = [s.argv for t in grid.trials() for s in trial_steps(t, grid.settings) if s.kind == "train"]
+    assert trains and not any({"--fused", "--select"} & set(a) for a in trains)  # search flags only
+    plain = tmp_path / "plain"
+    assert main(_args(plain, lambdas="0", seeds="0")) == 0
+    assert not {"--fused", "--select"} & set(read_grid(plain).settings["search"])  # unset: lpm search's defaults
 
 
 def test_a_sweep_its_tables_report_rerun_and_another_grid_refused_or_extended(tmp_path, capsys, fake):

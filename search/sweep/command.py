@@ -44,7 +44,8 @@ from lpm_zoo.search.sweep.trial import lpm_prefix
 SEARCH_FLAGS = (("--epochs", int, 5), ("--max-steps", int, 40), ("--channels", int, 4), ("--layers", int, 5),
                 ("--batch-size", int, 32), ("--arch-lr", float, 3e-3), ("--lr", float, None),
                 ("--samples", int, None), ("--estimator", str, None), ("--warmup-epochs", int, None),
-                ("--partial-k", int, None), ("--max-skip", int, None), ("--stop-skip", int, None))
+                ("--partial-k", int, None), ("--max-skip", int, None), ("--stop-skip", int, None),
+                ("--select", str, None), ("--select-images", int, None))
 #: evaluation-training settings (`--train-X` becomes `lpm train --X`); unset: `lpm train`'s defaults for the task
 TRAIN_FLAGS = (("--epochs", int), ("--max-steps", int), ("--channels", int), ("--layers", int), ("--batch-size", int),
                ("--cutout", int), ("--auxiliary-weight", float), ("--drop-path", float))
@@ -85,6 +86,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     for flag, typ, default in SEARCH_FLAGS:
         s.add_argument(flag, type=typ, default=default, help=f"lpm search {flag} (default {default or 'its own'})"
                        + ("; 0: every step of each epoch" if flag == "--max-steps" else ""))
+    s.add_argument("--fused", action="store_true",
+                   help="lpm search --fused: the per-input-state forward (same loss and gradients, faster)")
     t = p.add_argument_group("search and evaluation training")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads per search or training (default 1)")
     t.add_argument("--device", default="cpu", help="where searches and trainings run: cpu (default) or cuda[:N]")
@@ -188,7 +191,7 @@ def build_grid(args: argparse.Namespace) -> Grid:
     vals = {f: getattr(args, f[2:].replace("-", "_")) for f, *_ in SEARCH_FLAGS}
     if vals["--max-steps"] == 0:
         vals["--max-steps"] = None  # 0: no cap
-    search = _flags(list(vals.items())) + shared
+    search = _flags(list(vals.items())) + (["--fused"] if args.fused else []) + shared
     train = _flags([(f, getattr(args, f"train_{f[2:].replace('-', '_')}")) for f, _ in TRAIN_FLAGS]) + shared
     measure = {"backend": args.backend, "device": args.measure_device, "profiles": profiles, "db": db,
                "flags": _flags([(f, getattr(args, f[2:])) for f, _ in MEASURE_FLAGS])}
