@@ -78,10 +78,49 @@ def test_bad_random_values_are_one_line_and_create_nothing(tmp_path, fake, capsy
 def test_a_crafted_random_entry_in_grid_json_is_refused(random):
     from lpm_zoo.errors import LpmError
 
-    data = Grid({"method": ["darts"], "dataset": ["textures"], "predictor": ["ort-cpu"], "lambda": [], "noise": [0.0],
-                 "seed": [0]}, [], {}).to_json()
+    data = _valid_grid_json()
+    Grid.from_json(data)  # valid as it is: the entry below is what is refused
     data["random"] = random
-    with pytest.raises(LpmError, match="not a sweep grid"):
+    with pytest.raises(LpmError, match="not a sweep grid.*random"):
+        Grid.from_json(data)
+
+
+def _valid_grid_json() -> dict:
+    settings = {"search": [], "train": [], "measure": {"backend": "ort", "device": "cpu", "profiles": ["cifar-b1-both"],
+                                                       "db": {}, "flags": []}}
+    return Grid({"method": ["darts"], "dataset": ["textures"], "predictor": ["ort-cpu"], "lambda": [], "noise": [0.0],
+                 "seed": [0]}, [], settings).to_json()
+
+
+def test_baselines_train_with_their_own_seeds_and_a_random_study_is_reused(tmp_path, fake, capsys):
+    study, claim = tmp_path / "random", tmp_path / "claim"
+    assert _sweep(study, "--references", "DARTS_V2", "--random", "2", "--seeds", "0,1") == 0
+    before = len(fake.read_text().splitlines())
+    flags = ["--lambda", "0", "--seeds", "0,1,2", "--references", "DARTS_V2", "--random", "2"]
+    assert _sweep(claim, *flags, "--baseline-seeds", "0,1", "--reuse", str(study)) == 0
+    ran = {line.split()[1] for line in fake.read_text().splitlines()[before:]}
+    assert ran == {f"darts-textures-ort-cpu-0-n0-s{s}" for s in (0, 1, 2)}  # the 6 baselines were taken, not run
+    rows = read_results(claim)
+    assert sorted((r["kind"], r["seed"]) for r in rows) == sorted(
+        [("search", s) for s in (0, 1, 2)] + [(k, s) for s in (0, 1) for k in ("reference", "random", "random")])
+    assert json.loads((claim / "grid.json").read_text())["baseline_seeds"] == [0, 1]
+    assert _sweep(claim, *flags, "--baseline-seeds", "0,1", "--reuse", str(study)) == 0  # the same grid: resumes
+    capsys.readouterr()
+    assert _sweep(claim, *flags, "--baseline-seeds", "0,1,2") == 2  # another grid without --extend: refused
+    assert "it differs in baseline seeds" in capsys.readouterr().err
+    assert _sweep(claim, *flags, "--baseline-seeds", "0,1,2", "--extend") == 0  # seed 2 of the 3 baselines
+    assert sorted(r["seed"] for r in read_results(claim) if r["kind"] != "search") == [0] * 3 + [1] * 3 + [2] * 3
+
+
+@pytest.mark.parametrize("seeds", [[-1], ["0"], [0, 0], "0,1", [True], list(range(101))])
+def test_a_crafted_baseline_seeds_entry_in_grid_json_is_refused(seeds):
+    from lpm_zoo.errors import LpmError
+
+    data = _valid_grid_json()
+    data["baseline_seeds"] = [0, 1]
+    assert [t.seed for t in Grid.from_json(data).trials()] == []  # no references or random cells: no trials
+    data["baseline_seeds"] = seeds
+    with pytest.raises(LpmError, match="not a sweep grid.*baseline_seeds"):
         Grid.from_json(data)
 
 

@@ -77,6 +77,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--random-seed", type=int, default=0, metavar="S",
                    help="the sampler's seed for --random (default 0); the same S gives the same genotypes, and a "
                         "larger N with --extend adds genotypes after the first N")
+    g.add_argument("--baseline-seeds", metavar="LIST",
+                   help="the training seeds of the references and random cells (default: --seeds); e.g. 3 search "
+                        "seeds against 20 random cells trained with 2 seeds each")
     g.add_argument("--extend", action="store_true",
                    help="add this grid's new values to the grid already in --out (only the new trials run)")
     g.add_argument("--reuse", action="append", default=[], metavar="DIR",
@@ -164,6 +167,8 @@ def build_grid(args: argparse.Namespace) -> Grid:
     if not 0 <= args.random_seed < 2**32:
         raise LpmError(f"--random-seed must be between 0 and 2^32-1, got {args.random_seed}")
     random = {"n": args.random, "seed": args.random_seed} if args.random else {}
+    base = list(dict.fromkeys(int_list(args.baseline_seeds, "--baseline-seeds", 0, SEED_MAX))) \
+        if args.baseline_seeds is not None else []
     profiles = split_list(args.profiles, "--profiles")
     for prof in profiles:
         try:
@@ -196,7 +201,7 @@ def build_grid(args: argparse.Namespace) -> Grid:
     measure = {"backend": args.backend, "device": args.measure_device, "profiles": profiles, "db": db,
                "flags": _flags([(f, getattr(args, f[2:])) for f, _ in MEASURE_FLAGS])}
     axes = dict(zip(AXES, (methods, datasets, preds, lams, noise, seeds)))
-    return Grid(axes, refs, {"search": search, "train": train, "measure": measure}, random)
+    return Grid(axes, refs, {"search": search, "train": train, "measure": measure}, random, base)
 
 
 def _run(args: argparse.Namespace) -> int:

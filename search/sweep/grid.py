@@ -5,7 +5,8 @@ A trial is one point of the grid and one seed; its id names its folder. λ = 0 t
 or the noise (the latency term has no weight), so there is one per method, dataset and seed, run with the first
 predictor and no noise. A reference trial trains and measures a published genotype the same way, one per dataset
 and seed; a random trial does so for one of `random.n` genotypes drawn from the space with `random.seed` (the
-random-search baseline).
+random-search baseline). The baselines (references and random cells) train with the seed axis's seeds, or with
+`baseline_seeds` when the grid names them (say 3 search seeds against 2 training seeds of 20 random cells).
 """
 
 from __future__ import annotations
@@ -125,11 +126,13 @@ class Grid:
     references: list[list[str]] = field(default_factory=list)  # [label, published name or genotype JSON]
     settings: dict[str, Any] = field(default_factory=dict)
     random: dict[str, int] = field(default_factory=dict)  # {"n": genotypes, "seed": sampler seed}, or empty
+    baseline_seeds: list[int] = field(default_factory=list)  # the references' and random cells' seeds; empty: axis's
 
     def to_json(self) -> dict[str, Any]:
         """grid.json's content."""
         return {"version": GRID_VERSION, "axes": {a: self.axes[a] for a in AXES}, "references": self.references,
-                "settings": self.settings, **({"random": self.random} if self.random else {})}
+                "settings": self.settings, **({"random": self.random} if self.random else {}),
+                **({"baseline_seeds": self.baseline_seeds} if self.baseline_seeds else {})}
 
     @classmethod
     def from_json(cls, data: Any, where: str = "grid.json", named: Grid | None = None) -> Grid:
@@ -140,10 +143,11 @@ class Grid:
     def trials(self) -> list[Trial]:
         """Every trial of the grid in run order (seed-major, λ = 0 first), each once; the references last per seed."""
         a = self.axes
+        base = self.baseline_seeds or a["seed"]
         out: dict[str, Trial] = {}
-        for seed in a["seed"]:
+        for seed in a["seed"] + [s for s in base if s not in a["seed"]]:
             for dataset in a["dataset"]:
-                for method in a["method"]:
+                for method in a["method"] if seed in a["seed"] else []:
                     for lam in sorted(a["lambda"], key=lambda s: s != "0"):
                         for pred in a["predictor"]:
                             for noise in a["noise"]:
@@ -151,10 +155,10 @@ class Grid:
                                     pred, noise = a["predictor"][0], 0.0
                                 tid = f"{method}-{dataset}-{slug(pred)}-{lam}-n{noise:g}-s{seed}"
                                 out.setdefault(tid, Trial(tid, method, dataset, pred, lam, float(noise), int(seed)))
-                for label, spec in self.references:
+                for label, spec in self.references if seed in base else []:
                     tid = f"ref-{slug(label)}-{dataset}-s{seed}"
                     out.setdefault(tid, Trial(tid, None, dataset, None, None, 0.0, int(seed), label, spec, "reference"))
-                for label, spec in self.random_genotypes():
+                for label, spec in self.random_genotypes() if seed in base else []:
                     tid = f"{label}-{dataset}-s{seed}"
                     out.setdefault(tid, Trial(tid, None, dataset, None, None, 0.0, int(seed), label, spec, "random"))
         if len(out) > MAX_TRIALS:
@@ -180,7 +184,12 @@ class Grid:
         if self.random and (not old.random or (self.random["seed"] == old.random["seed"]
                                                and self.random["n"] > old.random["n"])):
             random = self.random
-        return Grid(axes, refs, old.settings, random)
+        base = []
+        if old.baseline_seeds or self.baseline_seeds:  # once named, the baselines' seeds are listed for good
+            mine = self.baseline_seeds or self.axes["seed"]
+            base = (old.baseline_seeds or old.axes["seed"]) + [s for s in mine if s not in (old.baseline_seeds
+                                                                                          or old.axes["seed"])]
+        return Grid(axes, refs, old.settings, random, base)
 
 
 def check_random(random: dict[str, Any]) -> dict[str, int]:
@@ -225,7 +234,8 @@ def settle_grid(out: Path, grid: Grid, extend: bool) -> tuple[Grid, int, bool]:
     if not extend:
         diff = [a for a in AXES if old.axes[a] != grid.axes[a]] + (["references"] if old.references != grid.references
                                                                     else []) + (["random"] if old.random != grid.random
-                                                                                else [])
+                                                                                else []) \
+            + (["baseline seeds"] if old.baseline_seeds != grid.baseline_seeds else [])
         raise LpmError(f"{clip(str(out))} holds another grid (it differs in {', '.join(diff)}); "
                        f"add --extend to add the {added} new trials, or use another --out")
     return new, added, bool(added or new.to_json() != old.to_json())
@@ -347,7 +357,7 @@ def check_grid(data: Any, where: str, named: Grid | None = None) -> Grid:
     run it (the predictor folders it names), None when the grid is only read (a report, a --reuse source)."""
     d = obj(data, where)
     if d.get("version") != GRID_VERSION or not {"version", "axes", "references", "settings"} <= set(d) \
-            or not set(d) <= {"version", "axes", "references", "settings", "random"}:
+            or not set(d) <= {"version", "axes", "references", "settings", "random", "baseline_seeds"}:
         raise LpmError(f"{clip(where)} is not a sweep grid (version {clip(d.get('version'), 20)}); use another --out")
     try:
         axes = check_axes(obj(d["axes"], where, "axes"), where, named)
@@ -361,7 +371,11 @@ def check_grid(data: Any, where: str, named: Grid | None = None) -> Grid:
             random = check_random(dict(obj(d.get("random") or {}, where, "random")))
         except ValueError as e:
             raise bad(where, str(e)) from None
-        grid = Grid(axes, refs, check_settings(d["settings"], where), random)
+        base = d.get("baseline_seeds", [])
+        if not isinstance(base, list) or len(base) > 100 or len(set(map(json.dumps, base))) != len(base):
+            raise bad(where, "baseline_seeds is not a list of at most 100 distinct seeds")
+        base = [integer(v, where, "baseline_seeds", 0, SEED_MAX) for v in base]
+        grid = Grid(axes, refs, check_settings(d["settings"], where), random, base)
     except LpmError as e:
         what = str(e).removeprefix(f"{clip(where)}: ").removesuffix(AFTER)
         raise LpmError(f"{clip(where)} is not a sweep grid ({what}); use another --out") from None
