@@ -1,0 +1,106 @@
+"""Issue 34's claim with every network timed in turns: a sweep's trained networks are measured again with
+`lpm measure --profile cifar-b1-both` in interleaved groups (at most 16 networks a group, DARTS_V2 in each, every
+group scaled to the first group's DARTS_V2), so a passing load hits them alike; their whole-network ms replace the
+per-trial figures (each measured alone, under whatever ran beside it), and the verdicts of
+`lpm_zoo.search.sweep.claims`, its picture and the rows of benchmarks/results/search-claim.json are written from them.
+
+    python -m benchmarks.claim_latency runs/claim-search --out benchmarks/results/search-claim.json \\
+        --png docs/search_claim.png
+
+Run it on a quiet machine: it prints the `lscpu` model the figures belong to. The sweep folder is read as untrusted
+input (its grid and every row are checked and recomputed by `lpm sweep`'s own reader; a genotype is data, never a
+path)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from lpm_zoo.hardware import cpu_fingerprint, describe
+from lpm_zoo.search.sweep import claims
+from lpm_zoo.search.sweep.grid import read_grid
+from lpm_zoo.search.sweep.results import collect_rows, profile_column
+
+PROFILE = "cifar-b1-both"
+ANCHOR = "DARTS_V2"
+#: networks per `lpm measure` call (its cap), the anchor included
+GROUP = 16
+
+
+def networks(rows: list[dict]) -> list[str]:
+    """The distinct genotypes (as the sweep wrote them: JSON) of the finished rows, in first-seen order."""
+    return list(dict.fromkeys(r["genotype"] for r in rows if r.get("genotype")))
+
+
+def measure_group(genotypes: list[str], threads: int, rounds: int | None) -> list[float]:
+    """Whole-network ms of ANCHOR and then each genotype, timed together in turns by one `lpm measure`."""
+    argv = [sys.executable, "-m", "lpm_zoo", "measure", "--backend", "ort", "--profile", PROFILE, "--threads",
+            str(threads), "--json", "--genotype", ANCHOR]
+    for g in genotypes:
+        argv += ["--genotype", g]
+    if rounds:
+        argv += ["--rounds", str(rounds)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode:
+        sys.exit(f"claim_latency: lpm measure failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+    out = [json.loads(line)["latency_ms"] for line in done.stdout.splitlines() if line.startswith("{")]
+    if len(out) != len(genotypes) + 1:
+        sys.exit(f"claim_latency: lpm measure printed {len(out)} results for {len(genotypes) + 1} networks")
+    return out
+
+
+def interleaved_ms(genotypes: list[str], threads: int, rounds: int | None) -> tuple[dict[str, float], list[dict]]:
+    """Each genotype's ms in the first group's terms, and each group's raw figures (anchor first)."""
+    ms: dict[str, float] = {}
+    groups = []
+    anchor0 = None
+    for i in range(0, len(genotypes), GROUP - 1):
+        part = genotypes[i:i + GROUP - 1]
+        got = measure_group(part, threads, rounds)
+        anchor0 = anchor0 or got[0]
+        scale = anchor0 / got[0]
+        groups.append({"anchor_ms": got[0], "scale": scale, "ms": got[1:]})
+        for g, v in zip(part, got[1:]):
+            ms[g] = v * scale
+        print(f"group {len(groups)}: {len(part)} networks, {ANCHOR} {got[0]:.3f} ms (scale {scale:.4f})",
+              file=sys.stderr)
+    return ms, groups
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("sweep", type=Path, help="a finished (or partly finished) `lpm sweep` folder")
+    p.add_argument("--out", type=Path, required=True, help="the claim rows (search-claim.json)")
+    p.add_argument("--png", type=Path, help="the picture (accuracy against the interleaved ms)")
+    p.add_argument("--threads", type=int, default=1, help="threads of every measurement (the sweep's: 1)")
+    p.add_argument("--rounds", type=int, help="lpm measure --rounds (default its own)")
+    args = p.parse_args(argv)
+    grid = read_grid(args.sweep)
+    if grid is None:
+        sys.exit(f"claim_latency: {args.sweep} holds no sweep (no grid.json)")
+    rows = collect_rows(args.sweep, grid.trials(), grid.settings)
+    if not rows:
+        sys.exit(f"claim_latency: {args.sweep} has no finished trial")
+    ms, groups = interleaved_ms(networks(rows), args.threads, args.rounds)
+    column = profile_column(PROFILE)
+    for r in rows:
+        r[column] = ms.get(r["genotype"])
+    crows = claims.claim_rows(rows, column)
+    args.out.write_text(json.dumps(crows, indent=1, allow_nan=False) + "\n")
+    timing = args.out.with_suffix(".timing.json")
+    timing.write_text(json.dumps({"machine": describe(cpu_fingerprint()), "profile": PROFILE, "backend": "ort",
+                                  "threads": args.threads, "anchor": ANCHOR, "groups": groups}, indent=1) + "\n")
+    machine = describe(cpu_fingerprint())
+    if args.png:
+        claims.plot_claim(crows, args.png, f"accuracy against whole-network ms, timed in turns ({machine})")
+    print(f"machine: {machine}; {len(ms)} networks in {len(groups)} interleaved groups; wrote {args.out}, {timing}")
+    for line in claims.verdicts(crows):
+        print(f"- {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""benchmarks/claim_latency.py: a sweep's networks timed again in interleaved groups, each group scaled to the first
+group's DARTS_V2, and the claim rows written with those figures. The sweep's steps are tests/sweep_fake_lpm.py; the
+measurement is a recording fake (it says which networks each `lpm measure` call got and answers fixed figures), so
+the grouping and the scaling are what is tested, not a timing."""
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from lpm_zoo.cli import main
+
+_SPEC = importlib.util.spec_from_file_location("claim_latency",
+                                               Path(__file__).parents[1] / "benchmarks" / "claim_latency.py")
+claim_latency = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(claim_latency)
+
+FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
+STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
+
+
+def test_groups_share_the_anchor_and_are_scaled_to_the_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
+    sweep = tmp_path / "sw"
+    assert main(["sweep", "--out", str(sweep), "--lambda", "0", "--seeds", "1", "--references", "DARTS_V2",
+                 "--random", "3", "--profiles", "cifar-b1-both", "--step-command", STEP]) == 0
+    calls = []
+
+    def fake_measure(genotypes, threads, rounds):  # the anchor is 10 ms in the first call, 20 ms in the next ones
+        calls.append(list(genotypes))
+        anchor = 10.0 if len(calls) == 1 else 20.0
+        return [anchor] + [anchor * (1 + 0.1 * k) for k in range(1, len(genotypes) + 1)]
+
+    monkeypatch.setattr(claim_latency, "measure_group", fake_measure)
+    monkeypatch.setattr(claim_latency, "GROUP", 3)  # anchor + 2 networks a call
+    out = tmp_path / "claim.json"
+    assert claim_latency.main([str(sweep), "--out", str(out)]) == 0
+    nets = [n for c in calls for n in c]
+    assert len(calls) == 3 and [len(c) for c in calls] == [2, 2, 1]  # search (seed 1), reference, 3 random
+    assert len(set(nets)) == 5
+    rows = json.loads(out.read_text())
+    assert len(rows) == 5 and {r["kind"] for r in rows} == {"search", "reference", "random"}
+    want = {}  # the second and third call's figures halved: in the first call's terms
+    for i, c in enumerate(calls):
+        for k, g in enumerate(c, start=1):
+            want[g] = (10.0 if i == 0 else 20.0) * (1 + 0.1 * k) * (1.0 if i == 0 else 0.5)
+    assert sorted(r["whole_ms"] for r in rows) == sorted(want.values())
+    timing = json.loads(out.with_suffix(".timing.json").read_text())
+    assert [g["scale"] for g in timing["groups"]] == [1.0, 0.5, 0.5] and timing["anchor"] == "DARTS_V2"
