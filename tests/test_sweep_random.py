@@ -96,14 +96,15 @@ def test_baselines_train_with_their_own_seeds_and_a_random_study_is_reused(tmp_p
     study, claim = tmp_path / "random", tmp_path / "claim"
     assert _sweep(study, "--references", "DARTS_V2", "--random", "2", "--seeds", "0,1") == 0
     before = len(fake.read_text().splitlines())
-    flags = ["--lambda", "0", "--seeds", "0,1,2", "--references", "DARTS_V2", "--random", "2"]
-    assert _sweep(claim, *flags, "--baseline-seeds", "0,1", "--reuse", str(study)) == 0
+    assert _sweep(claim, "--lambda", "0", "--seeds", "0,1,2") == 0  # the searches first, without baselines
+    flags = ["--lambda", "0,rel0.5", "--seeds", "0,1,2", "--references", "DARTS_V2", "--random", "2"]
+    assert _sweep(claim, *flags, "--baseline-seeds", "0,1", "--reuse", str(study), "--extend") == 0
     ran = {line.split()[1] for line in fake.read_text().splitlines()[before:]}
-    assert ran == {f"darts-textures-ort-cpu-0-n0-s{s}" for s in (0, 1, 2)}  # the 6 baselines were taken, not run
+    assert ran == {f"darts-textures-ort-cpu-{lam}-n0-s{s}" for s in (0, 1, 2) for lam in ("0", "rel0.5")}  # only
+    assert json.loads((claim / "grid.json").read_text())["baseline_seeds"] == [0, 1]  # the 6 baselines were reused
     rows = read_results(claim)
     assert sorted((r["kind"], r["seed"]) for r in rows) == sorted(
-        [("search", s) for s in (0, 1, 2)] + [(k, s) for s in (0, 1) for k in ("reference", "random", "random")])
-    assert json.loads((claim / "grid.json").read_text())["baseline_seeds"] == [0, 1]
+        [("search", s) for s in (0, 1, 2)] * 2 + [(k, s) for s in (0, 1) for k in ("reference", "random", "random")])
     assert _sweep(claim, *flags, "--baseline-seeds", "0,1", "--reuse", str(study)) == 0  # the same grid: resumes
     capsys.readouterr()
     assert _sweep(claim, *flags, "--baseline-seeds", "0,1,2") == 2  # another grid without --extend: refused

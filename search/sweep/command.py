@@ -169,6 +169,7 @@ def build_grid(args: argparse.Namespace) -> Grid:
     random = {"n": args.random, "seed": args.random_seed} if args.random else {}
     base = list(dict.fromkeys(int_list(args.baseline_seeds, "--baseline-seeds", 0, SEED_MAX))) \
         if args.baseline_seeds is not None else []
+    base = [] if base == seeds else base  # the seed axis's own: grid.json as without the flag
     profiles = split_list(args.profiles, "--profiles")
     for prof in profiles:
         try:

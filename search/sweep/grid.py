@@ -143,7 +143,7 @@ class Grid:
     def trials(self) -> list[Trial]:
         """Every trial of the grid in run order (seed-major, λ = 0 first), each once; the references last per seed."""
         a = self.axes
-        base = self.baseline_seeds or a["seed"]
+        base = self.trained_baseline_seeds()
         out: dict[str, Trial] = {}
         for seed in a["seed"] + [s for s in base if s not in a["seed"]]:
             for dataset in a["dataset"]:
@@ -184,12 +184,15 @@ class Grid:
         if self.random and (not old.random or (self.random["seed"] == old.random["seed"]
                                                and self.random["n"] > old.random["n"])):
             random = self.random
-        base = []
-        if old.baseline_seeds or self.baseline_seeds:  # once named, the baselines' seeds are listed for good
-            mine = self.baseline_seeds or self.axes["seed"]
-            base = (old.baseline_seeds or old.axes["seed"]) + [s for s in mine if s not in (old.baseline_seeds
-                                                                                          or old.axes["seed"])]
-        return Grid(axes, refs, old.settings, random, base)
+        had, adds = old.trained_baseline_seeds(), self.trained_baseline_seeds()
+        base = had + [s for s in adds if s not in had]  # extending never drops a trial
+        return Grid(axes, refs, old.settings, random, [] if base == axes["seed"] else base)
+
+    def trained_baseline_seeds(self) -> list[int]:
+        """The seeds the references and random cells train with: none when the grid has no baseline."""
+        if not (self.references or self.random):
+            return []
+        return self.baseline_seeds or self.axes["seed"]
 
 
 def check_random(random: dict[str, Any]) -> dict[str, int]:
