@@ -13,6 +13,7 @@ import torch
 
 from lpm_zoo.search.latency import check_finite
 from lpm_zoo.search.model_search import SearchNetwork
+from lpm_zoo.search.precision import Precision
 
 LatencyFn = Callable[[], torch.Tensor]
 
@@ -25,9 +26,11 @@ class Architect:
     """Updates α (and β) with Adam on L_val + λ·LAT, first order or unrolled (second order)."""
 
     def __init__(self, model: SearchNetwork, lr: float, betas: tuple[float, float], weight_decay: float,
-                 w_momentum: float, w_weight_decay: float, unrolled: bool = False):
+                 w_momentum: float, w_weight_decay: float, unrolled: bool = False, precision: Precision | None = None):
         self.model = model
         self.unrolled = unrolled
+        self.precision = precision if precision is not None and precision.reduced else None  # None: fp32
+        self.skipped = 0  # fp16 α steps skipped because a scaled gradient overflowed
         self.w_momentum = w_momentum
         self.w_weight_decay = w_weight_decay
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
@@ -38,6 +41,14 @@ class Architect:
         self.optimizer.zero_grad(set_to_none=True)
         if self.unrolled:
             val_loss = self._backward_unrolled(x_train, y_train, x_val, y_val, eta, w_optimizer)
+        elif self.precision is not None:  # opt-in autocast, first order only (lpm_zoo.search.precision)
+            with self.precision.autocast():
+                val_loss = self.model.loss(x_val, y_val)
+            grads = self.precision.grads(val_loss, self.model.arch_parameters())
+            if grads is None:  # fp16 overflow: no α step this time, as the scaler skips a weight step
+                self.skipped += 1
+                return val_loss.detach().float()
+            self._set_grads(grads)
         else:
             val_loss = self.model.loss(x_val, y_val)
             grads = torch.autograd.grad(val_loss, self.model.arch_parameters(), allow_unused=True)

@@ -13,7 +13,7 @@ from lpm_zoo.cli import Command, check_threads
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.notes import release as release_notes
 from lpm_zoo.published import DARTS_V2
-from lpm_zoo.search.options import DATASETS, METHODS, SELECT_IMAGES, SELECTIONS
+from lpm_zoo.search.options import DATASETS, METHODS, PRECISIONS, SELECT_IMAGES, SELECTIONS
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -85,6 +85,12 @@ def _configure_search(p: argparse.ArgumentParser) -> None:
                         "per-edge loop (fp32: within 1e-5 relative); on a 2-core AMD EPYC a weight step took "
                         "0.64-0.86x and an α step 0.34-0.47x the original code's time (BENCHMARKS.md); not part of "
                         "the checkpoint's settings (a run may resume with or without it)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="arithmetic of the forward and loss: fp32 (default; the original code's), bf16 (autocast; "
+                        "CUDA with bf16, or a CPU with avx512_bf16/amx_bf16) or fp16 (CUDA mixed precision with "
+                        "loss scaling); first-order methods only; not part of the checkpoint's settings")
+    p.add_argument("--channels-last", action="store_true",
+                   help="CUDA only: network and batches in channels-last (NHWC) memory format")
     p.add_argument("--out", default="search-out", metavar="DIR",
                    help="output folder: checkpoint (resumed when present), genotype.txt/.json, result.json, "
                         "cells.png/.svg (default ./search-out)")
@@ -115,7 +121,8 @@ def _search_config(args: argparse.Namespace):
                        warmup_epochs=args.warmup_epochs, channels=args.channels, layers=args.layers,
                        partial_k=args.partial_k, max_steps=args.max_steps, max_skip=args.max_skip,
                        stop_skip=args.stop_skip, seed=args.seed, device=args.device, select=args.select,
-                       select_images=args.select_images, fused=args.fused)
+                       select_images=args.select_images, fused=args.fused, precision=args.precision,
+                       channels_last=args.channels_last)
 
 
 def _check_search(args: argparse.Namespace) -> None:

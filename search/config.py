@@ -11,6 +11,7 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.search.checkpoint import check_device, check_number
 from lpm_zoo.search.datasets import check_resolution
 from lpm_zoo.search.options import METHODS, SELECT_IMAGES
+from lpm_zoo.search.precision import check_precision
 from lpm_zoo.search.selection import check_selection
 from lpm_zoo.store import MAX_LATENCY_MS
 
@@ -54,6 +55,8 @@ class SearchConfig:
     select: str = "argmax"  # how the genotype is read from the trained supernet (lpm_zoo.search.selection)
     select_images: int = SELECT_IMAGES  # validation images per DARTS-PT measurement
     fused: bool = False  # train with the per-state forward (lpm_zoo.search.fused_cell): same function, faster
+    precision: str = "fp32"  # opt-in bf16 / fp16 autocast (lpm_zoo.search.precision); fp32: the original arithmetic
+    channels_last: bool = False  # CUDA only: NHWC tensors for the tensor cores
 
     def resolved(self) -> ResolvedSearch:
         """The settings with the method's defaults filled in (what the run actually uses)."""
@@ -132,12 +135,14 @@ def check_config(cfg: ResolvedSearch) -> ResolvedSearch:
     if cfg.stop_skip is not None and not 1 <= cfg.stop_skip <= 8:
         raise LpmError(f"--stop-skip must be from 1 to 8 (skip_connect edges that stop the search), got {cfg.stop_skip}")
     check_selection(cfg.select, cfg.select_images)
+    check_precision(cfg.precision, cfg.device, cfg.unrolled, cfg.channels_last)
     if cfg.select != "argmax" and cfg.max_skip is not None:
         raise LpmError("--max-skip caps the argmax derivation; leave it out with --select perturbation")
     return cfg
 
 
 # The fields that must match for a checkpoint to be resumed (everything but presentation, the selection, which
-# runs after the last epoch: one trained supernet can be read with argmax and with perturbation, and `fused`, which
-# computes the same function faster).
-RESUME_KEYS = tuple(f.name for f in fields(SearchConfig) if f.name not in ("device", "select", "select_images", "fused"))
+# runs after the last epoch: one trained supernet can be read with argmax and with perturbation, `fused`, which
+# computes the same function faster, and the arithmetic: a run may go on in another precision or memory layout).
+RESUME_KEYS = tuple(f.name for f in fields(SearchConfig)
+                    if f.name not in ("device", "select", "select_images", "fused", "precision", "channels_last"))

@@ -9,6 +9,8 @@ DATASETS = ("digits", "textures", "cifar10")
 #: classes of each dataset (chance accuracy is 1 / classes): what a report needs without loading the data
 DATASET_CLASSES = {"digits": 10, "textures": 4, "cifar10": 10}
 SELECTIONS = ("argmax", "perturbation")
+#: the search's arithmetic (lpm_zoo.search.precision): fp32 is the original code's
+PRECISIONS = ("fp32", "bf16", "fp16")
 """How the genotype is read from the trained supernet: DARTS' argmax α, or DARTS-PT's perturbation (`lpm_zoo.search.selection`)."""
 SELECT_IMAGES = 512
 """Validation images per DARTS-PT measurement by default (one image is 0.2 points of accuracy)."""

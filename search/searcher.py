@@ -23,6 +23,7 @@ import torch
 
 from lpm_zoo.encoding import N_EDGES, encode
 from lpm_zoo.errors import LpmError
+from lpm_zoo.notes import note
 from lpm_zoo.predictors import get_predictor
 from lpm_zoo.search.architect import Architect
 from lpm_zoo.search.checkpoint import check_checkpoint_path, load_checkpoint, restoring, save_checkpoint, sigint_flag
@@ -42,6 +43,7 @@ from lpm_zoo.search.loop import (
 )
 from lpm_zoo.search.model_search import SearchNetwork
 from lpm_zoo.search.plot import plot_genotype
+from lpm_zoo.search.precision import Precision, precision_note
 from lpm_zoo.search.selection import Interrupted, Selection, select_perturbation
 from lpm_zoo.space import PRIMITIVES, Genotype
 
@@ -83,12 +85,18 @@ class Search:
                                                      edge_norm=self.cfg.edge_norm,
                                                      fused=self.cfg.fused).to(self.device),
                                f"a search network of C={self.cfg.channels} and {self.cfg.layers} cells")
+        if self.cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.precision = Precision(self.cfg.precision, self.device)
+        told = precision_note(self.cfg.precision, self.cfg.device)
+        if told:
+            note(told)
         self.w_opt = torch.optim.SGD(self.model.weight_parameters(), lr=self.cfg.lr, momentum=self.cfg.momentum,
                                      weight_decay=self.cfg.weight_decay)
         self.scheduler = cosine_schedule(self.w_opt, self.cfg.epochs, self.cfg.lr_min)
         self.architect = Architect(self.model, self.cfg.arch_lr, tuple(self.cfg.arch_betas),
                                    self.cfg.arch_weight_decay, self.cfg.momentum, self.cfg.weight_decay,
-                                   unrolled=self.cfg.unrolled)
+                                   unrolled=self.cfg.unrolled, precision=self.precision)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)
         self.train_idx, self.val_idx = split_halves(len(self.data.y_train), self.cfg.train_portion)
         if min(len(self.train_idx), len(self.val_idx)) < 2:
@@ -111,6 +119,7 @@ class Search:
             "history_json": json.dumps(self.state.history),
             "sums_json": json.dumps(self.state.sums),
             "timing_json": json.dumps(self.state.timing),
+            **({"scaler_json": json.dumps(self.precision.state_dict())} if self.precision.scaler.is_enabled() else {}),
         })
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -137,6 +146,8 @@ class Search:
                     and isinstance(state.timing, dict)):
                 raise ValueError("the epoch, step or log is out of range")
             check_finite(*self.model.arch_parameters())  # a diverged run's checkpoint: one line, not a traceback later
+            if "scaler_json" in ck:  # fp16's loss scale; another precision's run ignores it
+                self.precision.load_state_dict(json.loads(ck["scaler_json"]))
             self.state = state
         return True
 
@@ -220,16 +231,24 @@ class Search:
             (x, y), (xv, yv) = next(train), next(val)
             t0 = time.perf_counter()
             x, y, xv, yv = (t.to(self.device) for t in (x, y, xv, yv))
+            if cfg.channels_last:
+                x, xv = x.contiguous(memory_format=torch.channels_last), xv.contiguous(memory_format=torch.channels_last)
             if arch_on:
                 vloss = self.architect.step(x, y, xv, yv, lr, self.w_opt, timed_latency)
                 s["val_loss"] = s.get("val_loss", 0.0) + float(vloss)
                 s["n_arch"] = s.get("n_arch", 0) + 1
             self.w_opt.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = torch.nn.functional.cross_entropy(logits, y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg.grad_clip)
-            self.w_opt.step()
+            if self.precision.reduced:  # opt-in autocast (lpm_zoo.search.precision)
+                with self.precision.autocast():
+                    logits = model(x)
+                    loss = torch.nn.functional.cross_entropy(logits, y)
+                self.precision.weight_step(loss, self.w_opt, model.weight_parameters(), cfg.grad_clip)
+            else:  # fp32: the original code's step
+                logits = model(x)
+                loss = torch.nn.functional.cross_entropy(logits, y)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.weight_parameters(), cfg.grad_clip)
+                self.w_opt.step()
             s["loss"] = s.get("loss", 0.0) + loss.item() * len(y)
             s["correct"] = s.get("correct", 0) + int((logits.argmax(1) == y).sum())
             s["n"] = s.get("n", 0) + len(y)
