@@ -11,6 +11,9 @@
    CPU (must be 0) and TensorRT's engine build time with a cold and a warm timing cache.
 3. With TensorRT: `lpm profile` of 16 random cells, `lpm recheck` of them (repeatability), `lpm fit` of a
    predictor and a 1-epoch `lpm search` with it on the GPU.
+4. The search step in each precision (`lpm search --precision`, issue 32): 20 steps at C=16, 8 cells, batch 32,
+   32×32 in fp32, fp16 with channels-last and, where the GPU has it, bf16; each one's mean step time and its
+   ratio to fp32 (no pass bar: a figure to record).
 
 Exit 0 when every check passes, 1 when one fails or could not run, 2 (one line on stderr) when there is
 no usable CUDA device. The output format is in README ("GPU acceptance run").
@@ -211,6 +214,43 @@ def trt_pipeline(device: str, out: Path, deadline: float) -> list[tuple[str, boo
     return done
 
 
+#: the search step timed per precision: (label, extra `lpm search` flags)
+PRECISION_RUNS = (("fp32", []), ("fp16 + channels-last", ["--precision", "fp16", "--channels-last"]),
+                  ("bf16", ["--precision", "bf16"]))
+
+
+def precision_steps(device: str, out: Path, deadline: float, bf16: bool) -> list[tuple[str, bool, str]]:
+    """20 search steps per precision on the GPU: (label, ok, mean step and ratio to fp32, or why not)."""
+    done, base = [], None
+    for label, extra in PRECISION_RUNS:
+        if label == "bf16" and not bf16:
+            done.append((label, True, "not run: this GPU has no bf16"))
+            continue
+        left = deadline - time.perf_counter()
+        if left < 10:
+            done.append((label, False, "not run: the 10-minute budget is spent"))
+            continue
+        args = ["search", "--dataset", "textures", "--resolution", "32", "--channels", "16", "--layers", "8",
+                "--batch-size", "32", "--epochs", "1", "--max-steps", "20", "--warmup-epochs", "0", "--device", device,
+                *extra, "--out", str(out / f"search-{label.split()[0]}"), "--json", "--no-progress"]
+        try:
+            proc = _lpm(args, left)
+        except subprocess.TimeoutExpired:
+            done.append((label, False, "stopped: the 10-minute budget is spent"))
+            continue
+        try:
+            step = float(json.loads(proc.stdout.strip().splitlines()[-1])["mean_step_s"]) if proc.returncode == 0 else None
+        except (ValueError, KeyError, IndexError, TypeError):
+            step = None
+        if step is None:
+            lines = proc.stderr.strip().splitlines()
+            done.append((label, False, lines[-1][:300] if lines else f"exit {proc.returncode}"))
+            continue
+        base = base if base is not None else step
+        done.append((label, True, f"{1000 * step:.1f} ms per step (α and w), {step / base:.2f}x fp32"))
+    return done
+
+
 def budget_seconds(text: str) -> float:
     """`--budget-s`: a finite number of seconds from 1 to 86400 (argparse type: anything else is refused)."""
     try:
@@ -312,6 +352,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{step:<18} {'ok' if ok else 'FAIL':<5} {what}")
                 records.append({"step": step, "ok": ok, "output": what})
                 failed += not ok
+    print("\n== The search step per precision (20 steps, C=16, 8 cells, batch 32, 32x32) ==")
+    import torch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out) if args.out else Path(tmp)
+        for label, ok, what in precision_steps(device, out, deadline, torch.cuda.is_bf16_supported()):
+            print(f"{label:<22} {'ok' if ok else 'FAIL':<5} {what}")
+            records.append({"precision": label, "ok": ok, "output": what})
+            failed += not ok
     total = time.perf_counter() - start
     print(f"\n== {'all checks passed' if not failed else f'{failed} check(s) failed or not run'} in {total:.0f} s ==")
     if args.json:

@@ -498,3 +498,34 @@ def test_real_trt_timing_cache_is_new_then_reused(tmp_path):
             np.testing.assert_allclose(p.output(), model(x).numpy(), rtol=1e-3, atol=1e-4)
         p.close()
     assert states == ["new", "reused"] and p.info["tf32"] is False
+
+
+def test_gpu_acceptance_times_the_search_step_per_precision_with_a_recording_fake(tmp_path, monkeypatch):
+    """The precision section's dispatch (no GPU): a recording fake stands for `lpm search`, answering a mean step
+    time per precision; the flags each run gets, the ratios to fp32, a GPU without bf16, a failed run."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import gpu_acceptance as acc
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    calls, step = [], {"fp32": 0.2, "fp16": 0.1, "bf16": 0.125}
+
+    def fake_lpm(args, timeout):
+        calls.append(args)
+        prec = args[args.index("--precision") + 1] if "--precision" in args else "fp32"
+        if prec == "bf16" and "fail" in " ".join(args):  # the run whose --out is under fail/
+            return subprocess.CompletedProcess(args, 2, "", "lpm search: error: something\n")
+        return subprocess.CompletedProcess(args, 0, json.dumps({"mean_step_s": step[prec]}) + "\n", "")
+
+    monkeypatch.setattr(acc, "_lpm", fake_lpm)
+    rows = acc.precision_steps("cuda:0", tmp_path, time.perf_counter() + 600, bf16=True)
+    assert [r[0] for r in rows] == ["fp32", "fp16 + channels-last", "bf16"] and all(ok for _, ok, _ in rows)
+    assert "0.50x fp32" in rows[1][2] and "0.62x fp32" in rows[2][2] and "200.0 ms" in rows[0][2]
+    assert all(c[c.index("--device") + 1] == "cuda:0" and "--max-steps" in c for c in calls)
+    assert "--channels-last" in calls[1] and "--channels-last" not in calls[2]
+    calls.clear()
+    rows = acc.precision_steps("cuda", tmp_path, time.perf_counter() + 600, bf16=False)  # a P100: no bf16
+    assert len(calls) == 2 and rows[2] == ("bf16", True, "not run: this GPU has no bf16")
+    (tmp_path / "fail").mkdir()
+    rows = acc.precision_steps("cuda", tmp_path / "fail", time.perf_counter() + 600, bf16=True)
+    assert rows[2] == ("bf16", False, "lpm search: error: something")
