@@ -5,9 +5,12 @@ the grouping and the scaling are what is tested, not a timing."""
 
 import importlib.util
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
+
+import pytest
 
 from lpm_zoo.cli import main
 
@@ -48,3 +51,18 @@ def test_groups_share_the_anchor_and_are_scaled_to_the_first(tmp_path, monkeypat
     assert sorted(r["whole_ms"] for r in rows) == sorted(want.values())
     timing = json.loads(out.with_suffix(".timing.json").read_text())
     assert [g["scale"] for g in timing["groups"]] == [1.0, 0.5, 0.5] and timing["anchor"] == "DARTS_V2"
+
+
+def test_evaluation_convergence_pairs_networks_by_genotype_and_seed_and_ranks_them():
+    spec = importlib.util.spec_from_file_location("evaluation_convergence", Path(__file__).parents[1] / "benchmarks"
+                                                  / "evaluation_convergence.py")
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    short = {("a", 0): ("A", 80.0), ("b", 0): ("B", 70.0), ("c", 0): ("C", 60.0), ("d", 0): ("D", 50.0),
+             ("a", 1): ("A", 10.0)}
+    long = {("a", 0): ("A", 85.0), ("b", 0): ("B", 84.0), ("c", 0): ("C", 86.0), ("d", 0): ("D", 40.0),
+            ("e", 0): ("E", 90.0)}  # e: not trained short; a's seed 1: not trained long
+    both, tau = conv.compare(short, long)
+    assert [(t[0], t[1]) for t in both] == [("C", 0), ("A", 0), ("B", 0), ("D", 0)]  # by the long run
+    assert tau == pytest.approx(1 / 3)  # 4 of 6 pairs concordant
+    assert math.isnan(conv.compare(short, {("a", 0): ("A", 1.0)})[1])  # one network: no ranking to compare

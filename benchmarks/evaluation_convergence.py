@@ -1,0 +1,68 @@
+"""Issue 34's point 3: has the evaluation's ranking converged? The networks trained with the short protocol (one or
+more sweep folders) are paired, by genotype and training seed, with the same networks trained 3x as long (another
+sweep folder, `lpm sweep --train-epochs 30`), and the two rankings compared with Kendall's τ (target ≥ 0.8).
+
+    python -m benchmarks.evaluation_convergence --short runs/claim-random runs/claim-search \\
+        --long runs/claim-converged
+
+Every folder is read as untrusted input by `lpm sweep`'s own reader (grid and rows checked and recomputed)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scipy.stats import kendalltau
+
+from lpm_zoo.published import list_genotypes
+from lpm_zoo.search.sweep.claims import claim_rows
+from lpm_zoo.search.sweep.grid import read_grid
+from lpm_zoo.search.sweep.results import collect_rows, profile_column
+
+#: the ranking agrees with the long run's when Kendall's τ is at least this
+TAU_TARGET = 0.8
+
+
+def accuracies(folder: Path) -> dict[tuple[str, int], tuple[str, float]]:
+    """(genotype, training seed) -> (label, test accuracy in %) of every finished, trained network in a sweep."""
+    grid = read_grid(folder)
+    if grid is None:
+        sys.exit(f"evaluation_convergence: {folder} holds no sweep (no grid.json)")
+    rows = collect_rows(folder, grid.trials(), grid.settings)
+    out = {}
+    for r in rows:
+        for c in claim_rows([r], profile_column("cifar-b1-both")):  # none when the row has no test accuracy
+            label = c["genotype"] if c["genotype"] in list_genotypes() else (
+                f"{r['kind']} {r.get('reference') or 'λ ' + str(r.get('lambda'))}")
+            out[(c["genotype"], int(c["train_seed"]))] = (label, 100 * c["test_acc"])  # a published name or DARTS string
+    return out
+
+
+def compare(short: dict, long: dict) -> tuple[list[tuple[str, int, float, float]], float]:
+    """The networks in both, (label, seed, short %, long %) sorted by the long run, and Kendall's τ between the two."""
+    both = [(long[k][0], k[1], short[k][1], long[k][1]) for k in long if k in short]
+    both.sort(key=lambda t: -t[3])
+    tau = kendalltau([t[2] for t in both], [t[3] for t in both]).statistic if len(both) >= 3 else float("nan")
+    return both, float(tau)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--short", type=Path, nargs="+", required=True, help="sweep folders of the short protocol")
+    p.add_argument("--long", type=Path, required=True, help="the sweep folder of the 3x longer training")
+    args = p.parse_args(argv)
+    short: dict = {}
+    for folder in args.short:
+        short.update(accuracies(folder))
+    both, tau = compare(short, accuracies(args.long))
+    print("| network | training seed | short | 3x as long |\n|---|---|---|---|")
+    for label, seed, a, b in both:
+        print(f"| {label} | {seed} | {a:.2f}% | {b:.2f}% |")
+    verdict = "PASS" if tau >= TAU_TARGET else "FAIL"
+    print(f"\n{len(both)} networks in both; Kendall τ between the rankings {tau:.3f}: {verdict} (target ≥ {TAU_TARGET})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
