@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lpm_zoo.errors import LpmError
+from lpm_zoo.files import write_atomic
 from lpm_zoo.hardware import cpu_fingerprint, describe
 from lpm_zoo.search.sweep import claims
 from lpm_zoo.search.sweep.grid import read_grid
@@ -45,10 +47,11 @@ def measure_group(genotypes: list[str], threads: int, rounds: int | None) -> lis
         argv += ["--rounds", str(rounds)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode:
-        sys.exit(f"claim_latency: lpm measure failed ({done.returncode}): {done.stderr.strip()[-300:]}")
+        raise LpmError(f"lpm measure failed ({done.returncode}): {done.stderr.strip()[-300:]}")
     out = [json.loads(line)["latency_ms"] for line in done.stdout.splitlines() if line.startswith("{")]
-    if len(out) != len(genotypes) + 1:
-        sys.exit(f"claim_latency: lpm measure printed {len(out)} results for {len(genotypes) + 1} networks")
+    if len(out) != len(genotypes) + 1 or not all(isinstance(v, (int, float)) and v > 0 for v in out):
+        raise LpmError(f"lpm measure printed {len(out)} results for {len(genotypes) + 1} networks, or a latency "
+                       "that is not a positive number")
     return out
 
 
@@ -71,6 +74,14 @@ def interleaved_ms(genotypes: list[str], threads: int, rounds: int | None) -> tu
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except LpmError as e:  # a sweep folder that is not one, a measurement that failed: one line
+        print(f"claim_latency: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("sweep", type=Path, help="a finished (or partly finished) `lpm sweep` folder")
     p.add_argument("--out", type=Path, required=True, help="the claim rows (search-claim.json)")
@@ -80,20 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     grid = read_grid(args.sweep)
     if grid is None:
-        sys.exit(f"claim_latency: {args.sweep} holds no sweep (no grid.json)")
+        raise LpmError(f"{args.sweep} holds no sweep (no grid.json)")
     rows = collect_rows(args.sweep, grid.trials(), grid.settings)
     if not rows:
-        sys.exit(f"claim_latency: {args.sweep} has no finished trial")
+        raise LpmError(f"{args.sweep} has no finished trial")
     ms, groups = interleaved_ms(networks(rows), args.threads, args.rounds)
     column = profile_column(PROFILE)
     for r in rows:
         r[column] = ms.get(r["genotype"])
     crows = claims.claim_rows(rows, column)
-    args.out.write_text(json.dumps(crows, indent=1, allow_nan=False) + "\n")
-    timing = args.out.with_suffix(".timing.json")
-    timing.write_text(json.dumps({"machine": describe(cpu_fingerprint()), "profile": PROFILE, "backend": "ort",
-                                  "threads": args.threads, "anchor": ANCHOR, "groups": groups}, indent=1) + "\n")
     machine = describe(cpu_fingerprint())
+    write_atomic(args.out, (json.dumps(crows, indent=1, allow_nan=False) + "\n").encode())
+    timing = args.out.with_suffix(".timing.json")
+    write_atomic(timing, (json.dumps({"machine": machine, "profile": PROFILE, "backend": "ort", "threads": args.threads,
+                                      "anchor": ANCHOR, "groups": groups}, indent=1) + "\n").encode())
     if args.png:
         claims.plot_claim(crows, args.png, f"accuracy against whole-network ms, timed in turns ({machine})")
     print(f"machine: {machine}; {len(ms)} networks in {len(groups)} interleaved groups; wrote {args.out}, {timing}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from scipy.stats import kendalltau
 
+from lpm_zoo.errors import LpmError
 from lpm_zoo.published import list_genotypes
 from lpm_zoo.search.sweep.claims import claim_rows
 from lpm_zoo.search.sweep.grid import read_grid
@@ -28,7 +29,7 @@ def accuracies(folder: Path) -> dict[tuple[str, int], tuple[str, float]]:
     """(genotype, training seed) -> (label, test accuracy in %) of every finished, trained network in a sweep."""
     grid = read_grid(folder)
     if grid is None:
-        sys.exit(f"evaluation_convergence: {folder} holds no sweep (no grid.json)")
+        raise LpmError(f"{folder} holds no sweep (no grid.json)")
     rows = collect_rows(folder, grid.trials(), grid.settings)
     out = {}
     for r in rows:
@@ -48,13 +49,21 @@ def compare(short: dict, long: dict) -> tuple[list[tuple[str, int, float, float]
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except LpmError as e:  # a folder that is not a sweep, or one that does not pass its checks: one line
+        print(f"evaluation_convergence: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--short", type=Path, nargs="+", required=True, help="sweep folders of the short protocol")
     p.add_argument("--long", type=Path, required=True, help="the sweep folder of the 3x longer training")
     args = p.parse_args(argv)
     short: dict = {}
-    for folder in args.short:
-        short.update(accuracies(folder))
+    for folder in args.short:  # a network trained in two of them: the first folder's training counts
+        short.update({k: v for k, v in accuracies(folder).items() if k not in short})
     both, tau = compare(short, accuracies(args.long))
     print("| network | training seed | short | 3x as long |\n|---|---|---|---|")
     for label, seed, a, b in both:

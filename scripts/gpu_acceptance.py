@@ -232,7 +232,7 @@ def precision_steps(device: str, out: Path, deadline: float, bf16: bool) -> list
             continue
         args = ["search", "--dataset", "textures", "--resolution", "32", "--channels", "16", "--layers", "8",
                 "--batch-size", "32", "--epochs", "1", "--max-steps", "20", "--warmup-epochs", "0", "--device", device,
-                *extra, "--out", str(out / f"search-{label.split()[0]}"), "--json", "--no-progress"]
+                *extra, "--out", str(out / f"search-{label.split()[0]}"), "--restart", "--json", "--no-progress"]
         try:
             proc = _lpm(args, left)
         except subprocess.TimeoutExpired:
@@ -357,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
-        for label, ok, what in precision_steps(device, out, deadline, torch.cuda.is_bf16_supported()):
+        bf16 = tuple(torch.cuda.get_device_capability(device)) >= (8, 0)  # native bf16 (lpm search's own bar)
+        for label, ok, what in precision_steps(device, out, deadline, bf16):
             print(f"{label:<22} {'ok' if ok else 'FAIL':<5} {what}")
             records.append({"precision": label, "ok": ok, "output": what})
             failed += not ok

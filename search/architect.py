@@ -30,7 +30,7 @@ class Architect:
         self.model = model
         self.unrolled = unrolled
         self.precision = precision if precision is not None and precision.reduced else None  # None: fp32
-        self.skipped = 0  # fp16 α steps skipped because a scaled gradient overflowed
+        self.skipped_last = False  # whether the last α step was skipped (fp16: a scaled gradient overflowed)
         self.w_momentum = w_momentum
         self.w_weight_decay = w_weight_decay
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
@@ -39,6 +39,7 @@ class Architect:
              eta: float, w_optimizer: torch.optim.Optimizer, latency: LatencyFn | None = None) -> torch.Tensor:
         """One α update; returns the validation loss (detached)."""
         self.optimizer.zero_grad(set_to_none=True)
+        self.skipped_last = False
         if self.unrolled:
             val_loss = self._backward_unrolled(x_train, y_train, x_val, y_val, eta, w_optimizer)
         elif self.precision is not None:  # opt-in autocast, first order only (lpm_zoo.search.precision)
@@ -46,7 +47,7 @@ class Architect:
                 val_loss = self.model.loss(x_val, y_val)
             grads = self.precision.grads(val_loss, self.model.arch_parameters())
             if grads is None:  # fp16 overflow: no α step this time, as the scaler skips a weight step
-                self.skipped += 1
+                self.skipped_last = True
                 return val_loss.detach().float()
             self._set_grads(grads)
         else:

@@ -5,8 +5,9 @@ backward outside it, gradients unscaled before clipping). fp32, the default, is 
 takes none of these paths.
 
 The α step takes its gradient with `torch.autograd.grad` (never `.backward()`), so under fp16 the validation loss is
-multiplied by the scaler's current scale and the gradients divided by it by hand; a step whose gradients overflowed
-is skipped, as `GradScaler.step` skips a weight step (the scale itself is updated by the weight step)."""
+scaled by the scaler (`GradScaler.scale`) and the gradients divided by its scale by hand; a step whose gradients
+overflowed is skipped, as `GradScaler.step` skips a weight step, and backs the scale off as an overflowing weight
+step does (the search counts the skipped α steps per epoch)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ from lpm_zoo.search.options import PRECISIONS
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: CPU flags that make bf16 arithmetic native (without them torch emulates it, slower than fp32)
 NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
+#: the CUDA compute capability from which bf16 is native (Ampere); `torch.cuda.is_bf16_supported()` also says yes
+#: to older GPUs that only emulate it
+BF16_CAPABILITY = (8, 0)
+#: GradScaler.state_dict()'s keys, each checked when a checkpoint is read back
+SCALER_KEYS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}
 
 
 def check_precision(precision: str, device: str, unrolled: bool, channels_last: bool) -> None:
@@ -41,8 +47,15 @@ def check_precision(precision: str, device: str, unrolled: bool, channels_last: 
     if precision == "fp16" and not cuda:
         raise LpmError("--precision fp16 (mixed precision with loss scaling) is for CUDA; on a CPU use bf16 where it "
                        "is native, or fp32")
-    if precision == "bf16" and cuda and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        raise LpmError(f"this GPU ({torch.cuda.get_device_name()}) has no bf16; use --precision fp16 or fp32")
+    if precision == "bf16" and cuda and torch.cuda.is_available() and not cuda_has_bf16(device):
+        raise LpmError(f"this GPU ({torch.cuda.get_device_name(device)}, compute capability "
+                       f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}) has no native bf16 (8.0+); "
+                       "use --precision fp16 or fp32")
+
+
+def cuda_has_bf16(device: str | torch.device) -> bool:
+    """Whether the CUDA device computes bf16 natively (compute capability 8.0+, Ampere and newer)."""
+    return tuple(torch.cuda.get_device_capability(device)) >= BF16_CAPABILITY
 
 
 def precision_note(precision: str, device: str) -> str | None:
@@ -85,13 +98,16 @@ class Precision:
         self.scaler.update()
 
     def grads(self, loss: torch.Tensor, params: Sequence[torch.Tensor]) -> list[torch.Tensor | None] | None:
-        """∇loss with respect to `params` (None where unused), unscaled; None when a scaled gradient overflowed."""
+        """∇loss with respect to `params` (None where unused), unscaled; None when a scaled gradient overflowed
+        (and then the scale is backed off, as after an overflowing weight step)."""
         if not self.scaler.is_enabled():
             return list(torch.autograd.grad(loss, params, allow_unused=True))
+        scaled = self.scaler.scale(loss)  # also creates the scale before the first weight step
         scale = self.scaler.get_scale()
-        grads = torch.autograd.grad(loss * scale, params, allow_unused=True)
+        grads = torch.autograd.grad(scaled, params, allow_unused=True)
         out = [None if g is None else g.float() / scale for g in grads]
         if any(g is not None and not torch.isfinite(g).all() for g in out):
+            self.scaler.update(new_scale=scale * self.scaler.get_backoff_factor())
             return None
         return out
 
@@ -99,6 +115,29 @@ class Precision:
         """The loss scaler's state (scale, growth tracker), saved with the checkpoint under fp16."""
         return self.scaler.state_dict() if self.scaler.is_enabled() else {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.scaler.is_enabled() and state:
-            self.scaler.load_state_dict(state)
+    def load_state_dict(self, state: Any) -> None:
+        """The loss scaler's state read back from a checkpoint, checked first (ValueError when it is not one)."""
+        if self.scaler.is_enabled():
+            self.scaler.load_state_dict(check_scaler_state(state))
+
+
+def check_scaler_state(state: Any) -> dict[str, Any]:
+    """A GradScaler state from disk: exactly its keys, a finite positive scale, growth > 1, 0 < backoff < 1, a
+    positive integer interval and a tracker in [0, interval); else ValueError."""
+    import math
+
+    def num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not isinstance(state, dict) or set(state) != SCALER_KEYS:
+        raise ValueError("the loss scaler's state has other keys")
+    ok = (num(state["scale"]) and state["scale"] > 0 and num(state["growth_factor"]) and state["growth_factor"] > 1
+          and num(state["backoff_factor"]) and 0 < state["backoff_factor"] < 1 and whole(state["growth_interval"])
+          and state["growth_interval"] > 0 and whole(state["_growth_tracker"])
+          and 0 <= state["_growth_tracker"] < state["growth_interval"])
+    if not ok:
+        raise ValueError("the loss scaler's state is out of range")
+    return state

@@ -237,6 +237,8 @@ class Search:
                 vloss = self.architect.step(x, y, xv, yv, lr, self.w_opt, timed_latency)
                 s["val_loss"] = s.get("val_loss", 0.0) + float(vloss)
                 s["n_arch"] = s.get("n_arch", 0) + 1
+                if self.architect.skipped_last:
+                    s["alpha_skipped"] = s.get("alpha_skipped", 0) + 1
             self.w_opt.zero_grad(set_to_none=True)
             if self.precision.reduced:  # opt-in autocast (lpm_zoo.search.precision)
                 with self.precision.autocast():
@@ -300,6 +302,8 @@ class Search:
                "train_acc": s.get("correct", 0) / max(s.get("n", 1), 1),
                "val_ce": s["val_loss"] / s["n_arch"] if s.get("n_arch") else None,
                "val_acc": self.evaluate()}
+        if self.precision.scaler.is_enabled():
+            row["alpha_steps_skipped"] = s.get("alpha_skipped", 0)  # fp16: α gradients that overflowed
         if s.get("lat_ms") is not None and s.get("n_arch"):
             row["lat_loss_ms"] = s["lat_ms"] / s["n_arch"]  # mean M-sample LAT the α loss saw this epoch
         row.update(self.predicted())
@@ -391,6 +395,8 @@ class Search:
             "mean_step_s": step_s,
             "mean_latency_term_s": lat_s,
             "latency_term_fraction": (lat_s / step_s) if lat_s is not None and step_s > 0 else None,
+            **({"alpha_steps_skipped": sum(r.get("alpha_steps_skipped", 0) for r in self.state.history)}
+               if self.precision.scaler.is_enabled() else {}),
             "files": {"genotype_txt": str(self.out / "genotype.txt"), "genotype_json": str(self.out / "genotype.json"),
                       "pictures": [str(p) for p in pictures], "history": str(self.out / "history.json"),
                       "history_csv": str(self._write_history_csv())},

@@ -66,3 +66,11 @@ def test_evaluation_convergence_pairs_networks_by_genotype_and_seed_and_ranks_th
     assert [(t[0], t[1]) for t in both] == [("C", 0), ("A", 0), ("B", 0), ("D", 0)]  # by the long run
     assert tau == pytest.approx(1 / 3)  # 4 of 6 pairs concordant
     assert math.isnan(conv.compare(short, {("a", 0): ("A", 1.0)})[1])  # one network: no ranking to compare
+
+
+def test_a_folder_that_is_not_a_sweep_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "grid.json").write_text('{"version": 99}')
+    assert claim_latency.main([str(tmp_path), "--out", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("claim_latency: error:") and "is not a sweep grid" in err and err.count("\n") == 1
+    assert not (tmp_path / "c.json").exists()

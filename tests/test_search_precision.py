@@ -32,12 +32,16 @@ def test_what_is_refused(args, words):
 def test_what_cuda_takes_and_a_gpu_without_bf16(monkeypatch):
     check_precision("fp16", "cuda", False, True)  # no GPU needed to accept the settings
     check_precision("bf16", "cuda:0", False, False)
-    # a recording stand-in for a P100: CUDA present, no bf16 (compute capability 6.0)
+    # a recording stand-in for a P100 (compute capability 6.0) and an A100 (8.0); torch's own is_bf16_supported()
+    # says yes to the P100 too (it counts emulation), so it must not be what decides
+    caps = {"cuda": (6, 0), "cuda:1": (8, 0)}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla P100-PCIE-16GB")
-    with pytest.raises(LpmError, match=r"this GPU \(Tesla P100-PCIE-16GB\) has no bf16"):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: caps[str(d)])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: {"cuda": "Tesla P100-PCIE-16GB"}.get(str(d), "A100"))
+    with pytest.raises(LpmError, match=r"this GPU \(Tesla P100-PCIE-16GB, compute capability 6.0\) has no native bf16"):
         check_precision("bf16", "cuda", False, False)
+    check_precision("bf16", "cuda:1", False, False)
     check_precision("fp16", "cuda", False, False)
 
 
@@ -78,19 +82,31 @@ def test_fp16_scales_the_loss_saves_the_scale_and_resumes_with_it(tmp_path, monk
     monkeypatch.setattr("lpm_zoo.search.config.check_precision", lambda *a: None)  # fp16 on the CPU, for the test
     s, r = _search(tmp_path, "fp16", precision="fp16", max_steps=1)
     assert r["config"]["precision"] == "fp16" and torch.isfinite(s.model.alphas_normal).all()
-    scale = s.precision.scaler.get_scale()
-    assert scale > 0
+    assert r["alpha_steps_skipped"] == 0 and s.state.history[0]["alpha_steps_skipped"] == 0
+    s.precision.scaler.update(new_scale=1234.0)  # not a fresh scaler's 65536: what the resume must bring back
+    s.save_checkpoint()
     ck = torch.load(tmp_path / "fp16" / "checkpoint.pt", weights_only=True)
-    assert json.loads(ck["scaler_json"])["scale"] == scale
-    again = Search(SearchConfig(**{**TINY, "precision": "fp16", "max_steps": 1}), tmp_path / "fp16",
-                   progress=False, log=lambda m: None)
-    assert again.try_resume() and again.precision.scaler.get_scale() == scale
+    assert json.loads(ck["scaler_json"])["scale"] == 1234.0
+
+    def resumed():
+        return Search(SearchConfig(**{**TINY, "precision": "fp16", "max_steps": 1}), tmp_path / "fp16",
+                      progress=False, log=lambda m: None)
+
+    again = resumed()
+    assert again.try_resume() and again.precision.scaler.get_scale() == 1234.0
+    for bad in ({"scale": "x"}, {**json.loads(ck["scaler_json"]), "scale": float("nan")},
+                {**json.loads(ck["scaler_json"]), "scale": -1.0}, {**json.loads(ck["scaler_json"]), "extra": 1}):
+        ck["scaler_json"] = json.dumps(bad)
+        torch.save(ck, tmp_path / "fp16" / "checkpoint.pt")
+        with pytest.raises(LpmError, match="does not fit this run"):
+            resumed().try_resume()
 
 
 def test_an_overflowing_alpha_gradient_is_skipped_not_applied():
     p = Precision("fp16", torch.device("cpu"))  # GradScaler's scale starts at 65536
     a = torch.ones(3, requires_grad=True)
     assert p.grads((a * 1e36).sum(), [a]) is None  # 1e36 x 65536 overflows float32
+    assert p.scaler.get_scale() == 32768.0  # backed off, as after an overflowing weight step
     g = p.grads((a * 2.0).sum(), [a])
     assert torch.allclose(g[0], torch.full((3,), 2.0))  # unscaled again
     assert precision_mod.Precision("fp32", torch.device("cpu")).grads((a * 3).sum(), [a])[0][0] == 3.0

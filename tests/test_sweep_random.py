@@ -111,6 +111,17 @@ def test_baselines_train_with_their_own_seeds_and_a_random_study_is_reused(tmp_p
     assert "it differs in baseline seeds" in capsys.readouterr().err
     assert _sweep(claim, *flags, "--baseline-seeds", "0,1,2", "--extend") == 0  # seed 2 of the 3 baselines
     assert sorted(r["seed"] for r in read_results(claim) if r["kind"] != "search") == [0] * 3 + [1] * 3 + [2] * 3
+    # more search seeds without --baseline-seeds add searches only, once the baselines have seeds of their own
+    assert _sweep(claim, *flags, "--baseline-seeds", "0,1", "--reuse", str(study)) == 2  # [0,1,2] is stored now
+    study2 = tmp_path / "two"
+    assert _sweep(study2, "--lambda", "0", "--seeds", "0,1", "--references", "DARTS_V2", "--baseline-seeds", "1") == 0
+    assert _sweep(study2, "--lambda", "0", "--seeds", "0,1,2,3", "--references", "DARTS_V2", "--extend") == 0
+    assert sorted((r["kind"], r["seed"]) for r in read_results(study2)) == [
+        ("reference", 1), ("search", 0), ("search", 1), ("search", 2), ("search", 3)]
+    capsys.readouterr()
+    assert _sweep(tmp_path / "none", "--lambda", "0", "--baseline-seeds", "1") == 2  # no baselines to seed
+    assert "--baseline-seeds seeds the references and random cells" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize("seeds", [[-1], ["0"], [0, 0], "0,1", [True], list(range(101))])
@@ -118,8 +129,11 @@ def test_a_crafted_baseline_seeds_entry_in_grid_json_is_refused(seeds):
     from lpm_zoo.errors import LpmError
 
     data = _valid_grid_json()
-    data["baseline_seeds"] = [0, 1]
-    assert [t.seed for t in Grid.from_json(data).trials()] == []  # no references or random cells: no trials
+    data["references"] = [["DARTS_V2", "DARTS_V2"]]
+    data["axes"]["lambda"] = ["0"]
+    data["baseline_seeds"] = [1, 2]
+    assert sorted((t.kind, t.seed) for t in Grid.from_json(data).trials()) == [
+        ("reference", 1), ("reference", 2), ("search", 0)]  # the search on axis seed 0, the reference on 1 and 2
     data["baseline_seeds"] = seeds
     with pytest.raises(LpmError, match="not a sweep grid.*baseline_seeds"):
         Grid.from_json(data)

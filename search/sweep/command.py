@@ -169,7 +169,10 @@ def build_grid(args: argparse.Namespace) -> Grid:
     random = {"n": args.random, "seed": args.random_seed} if args.random else {}
     base = list(dict.fromkeys(int_list(args.baseline_seeds, "--baseline-seeds", 0, SEED_MAX))) \
         if args.baseline_seeds is not None else []
-    base = [] if base == seeds else base  # the seed axis's own: grid.json as without the flag
+    if base and not (refs or random):
+        raise LpmError("--baseline-seeds seeds the references and random cells; this grid has neither "
+                       "(add --references or --random, or drop it)")
+    base = [] if set(base) == set(seeds) else base  # the seed axis's own: grid.json as without the flag
     profiles = split_list(args.profiles, "--profiles")
     for prof in profiles:
         try:
@@ -202,7 +205,8 @@ def build_grid(args: argparse.Namespace) -> Grid:
     measure = {"backend": args.backend, "device": args.measure_device, "profiles": profiles, "db": db,
                "flags": _flags([(f, getattr(args, f[2:])) for f, _ in MEASURE_FLAGS])}
     axes = dict(zip(AXES, (methods, datasets, preds, lams, noise, seeds)))
-    return Grid(axes, refs, {"search": search, "train": train, "measure": measure}, random, base)
+    return Grid(axes, refs, {"search": search, "train": train, "measure": measure}, random, base,
+                baseline_given=args.baseline_seeds is not None)
 
 
 def _run(args: argparse.Namespace) -> int:

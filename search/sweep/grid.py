@@ -127,6 +127,7 @@ class Grid:
     settings: dict[str, Any] = field(default_factory=dict)
     random: dict[str, int] = field(default_factory=dict)  # {"n": genotypes, "seed": sampler seed}, or empty
     baseline_seeds: list[int] = field(default_factory=list)  # the references' and random cells' seeds; empty: axis's
+    baseline_given: bool = field(default=False, compare=False)  # the command named --baseline-seeds (not kept)
 
     def to_json(self) -> dict[str, Any]:
         """grid.json's content."""
@@ -184,7 +185,9 @@ class Grid:
         if self.random and (not old.random or (self.random["seed"] == old.random["seed"]
                                                and self.random["n"] > old.random["n"])):
             random = self.random
-        had, adds = old.trained_baseline_seeds(), self.trained_baseline_seeds()
+        had = old.trained_baseline_seeds()
+        # without --baseline-seeds, baselines kept to their own seeds stay so (more search seeds add no baselines)
+        adds = self.trained_baseline_seeds() if self.baseline_given or not old.baseline_seeds else []
         base = had + [s for s in adds if s not in had]  # extending never drops a trial
         return Grid(axes, refs, old.settings, random, [] if base == axes["seed"] else base)
 
