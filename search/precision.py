@@ -12,12 +12,14 @@ step does (the search counts the skipped α steps per epoch)."""
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 
 from lpm_zoo.errors import LpmError
+from lpm_zoo.hardware import cpu_isa
 from lpm_zoo.search.options import PRECISIONS
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -62,8 +64,6 @@ def precision_note(precision: str, device: str) -> str | None:
     """What to tell the user about this precision here: bf16 on a CPU that only emulates it."""
     if precision != "bf16" or device.startswith("cuda"):
         return None
-    from lpm_zoo.hardware import cpu_isa
-
     if set(NATIVE_BF16) & set(cpu_isa()):
         return None
     return ("this CPU has no native bf16 (avx512_bf16 or amx_bf16): torch emulates bf16 here, which is slower than "
@@ -124,8 +124,6 @@ class Precision:
 def check_scaler_state(state: Any) -> dict[str, Any]:
     """A GradScaler state from disk: exactly its keys, a finite positive scale, growth > 1, 0 < backoff < 1, a
     positive integer interval and a tracker in [0, interval); else ValueError."""
-    import math
-
     def num(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 

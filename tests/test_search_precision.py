@@ -46,9 +46,9 @@ def test_what_cuda_takes_and_a_gpu_without_bf16(monkeypatch):
 
 
 def test_the_note_names_a_cpu_without_native_bf16(monkeypatch):
-    monkeypatch.setattr("lpm_zoo.hardware.cpu_isa", lambda: ["avx2", "fma"])
+    monkeypatch.setattr("lpm_zoo.search.precision.cpu_isa", lambda: ["avx2", "fma"])
     assert "no native bf16" in precision_note("bf16", "cpu")
-    monkeypatch.setattr("lpm_zoo.hardware.cpu_isa", lambda: ["avx2", "avx512_bf16"])
+    monkeypatch.setattr("lpm_zoo.search.precision.cpu_isa", lambda: ["avx2", "avx512_bf16"])
     assert precision_note("bf16", "cpu") is None
     assert precision_note("bf16", "cuda") is None and precision_note("fp32", "cpu") is None
 
