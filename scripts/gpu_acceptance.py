@@ -353,12 +353,11 @@ def main(argv: list[str] | None = None) -> int:
                 records.append({"step": step, "ok": ok, "output": what})
                 failed += not ok
     print("\n== The search step per precision (20 steps, C=16, 8 cells, batch 32, 32x32) ==")
-    import torch
+    from lpm_zoo.search.precision import cuda_has_bf16  # lpm search's own bar for bf16
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
-        bf16 = tuple(torch.cuda.get_device_capability(device)) >= (8, 0)  # native bf16 (lpm search's own bar)
-        for label, ok, what in precision_steps(device, out, deadline, bf16):
+        for label, ok, what in precision_steps(device, out, deadline, cuda_has_bf16(device)):
             print(f"{label:<22} {'ok' if ok else 'FAIL':<5} {what}")
             records.append({"precision": label, "ok": ok, "output": what})
             failed += not ok
