@@ -15,21 +15,50 @@ from pathlib import Path
 
 from scipy.stats import kendalltau
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.published import list_genotypes
 from lpm_zoo.search.sweep.claims import claim_rows
-from lpm_zoo.search.sweep.grid import read_grid
+from lpm_zoo.search.sweep.grid import Grid, read_grid
 from lpm_zoo.search.sweep.results import collect_rows, profile_column
 
 #: the ranking agrees with the long run's when Kendall's τ is at least this
 TAU_TARGET = 0.8
 
 
-def accuracies(folder: Path) -> dict[tuple[str, int], tuple[str, float]]:
-    """(genotype, training seed) -> (label, test accuracy in %) of every finished, trained network in a sweep."""
+def protocol(grid: Grid) -> tuple[tuple, str]:
+    """A sweep's training protocol apart from its length (datasets and `lpm train` flags), and its `--epochs`."""
+    flags = list(grid.settings.get("train", []))
+    epochs = "the default"
+    if "--epochs" in flags:
+        i = flags.index("--epochs")
+        epochs = str(flags[i + 1])
+        del flags[i:i + 2]
+    return (tuple(grid.axes.get("dataset", [])), tuple(flags)), epochs
+
+
+def check_same_protocol(grids: dict[Path, Grid], long: Path) -> None:
+    """Refuse folders whose training differs in anything but its length: the comparison would mean nothing."""
+    want, long_epochs = protocol(grids[long])
+    for folder, grid in grids.items():
+        got, epochs = protocol(grid)
+        if got != want:
+            raise LpmError(f"{folder} trains with {clip(got)}, {long} with {clip(want)}: the short and the long "
+                           "runs must differ in --train-epochs only")
+        if folder != long and epochs == long_epochs:
+            raise LpmError(f"{folder} and {long} both train for {epochs[:20]} epochs: give the long run's sweep "
+                           "--train-epochs 3x the short one's")
+
+
+def read(folder: Path) -> Grid:
+    """A sweep folder's grid (checked by `lpm sweep`'s reader), or a one-line refusal."""
     grid = read_grid(folder)
     if grid is None:
         raise LpmError(f"{folder} holds no sweep (no grid.json)")
+    return grid
+
+
+def accuracies(folder: Path, grid: Grid) -> dict[tuple[str, int], tuple[str, float]]:
+    """(genotype, training seed) -> (label, test accuracy in %) of every finished, trained network in a sweep."""
     rows = collect_rows(folder, grid.trials(), grid.settings)
     out = {}
     for r in rows:
@@ -61,10 +90,12 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--short", type=Path, nargs="+", required=True, help="sweep folders of the short protocol")
     p.add_argument("--long", type=Path, required=True, help="the sweep folder of the 3x longer training")
     args = p.parse_args(argv)
+    grids = {folder: read(folder) for folder in [*args.short, args.long]}
+    check_same_protocol(grids, args.long)
     short: dict = {}
     for folder in args.short:  # a network trained in two of them: the first folder's training counts
-        short.update({k: v for k, v in accuracies(folder).items() if k not in short})
-    both, tau = compare(short, accuracies(args.long))
+        short.update({k: v for k, v in accuracies(folder, grids[folder]).items() if k not in short})
+    both, tau = compare(short, accuracies(args.long, grids[args.long]))
     print("| network | training seed | short | 3x as long |\n|---|---|---|---|")
     for label, seed, a, b in both:
         print(f"| {label} | {seed} | {a:.2f}% | {b:.2f}% |")

@@ -7,6 +7,10 @@ which inherits the environment): `xeon` unless the environment names another, as
 named identity in turn) or `real_host` (the identity unset). `make test` then runs the tests marked
 `host` once more as each other identity. Rows measured so say they were stated, and `lpm fit` / `adapt`
 refuse such rows outside tests: the suite allows them (`LPM_ALLOW_STATED_ROWS=1`).
+
+The suite runs as two pytest-xdist workers on a 2-core runner, and many tests start `lpm` subprocesses:
+each worker and each subprocess gets one OpenMP/BLAS thread (`OMP_NUM_THREADS=1`, inherited), because two
+busy-waiting thread pools per core made single tests up to 10x slower. A test about threads sets its own.
 """
 
 import os
@@ -22,6 +26,8 @@ DEFAULT_HOST = "xeon"
 def pytest_configure(config):
     os.environ.setdefault(HOST_IDENTITY_VAR, DEFAULT_HOST)  # before collection: module-level names read it too
     os.environ.setdefault(ALLOW_STATED_VAR, "1")  # the suite fits on what it measured as its stated identity
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # for `lpm` subprocesses (torch, BLAS); see the docstring
+    torch.set_num_threads(1)  # this worker: torch read the environment when the conftest imported it
 
 
 @pytest.fixture(params=sorted(HOST_IDENTITIES))

@@ -74,3 +74,51 @@ def test_a_folder_that_is_not_a_sweep_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("claim_latency: error:") and "is not a sweep grid" in err and err.count("\n") == 1
     assert not (tmp_path / "c.json").exists()
+
+
+def test_the_measure_call_is_one_that_lpm_measure_accepts(monkeypatch):
+    """The argv the script builds is parsed by `lpm measure`'s own parser (a renamed flag fails here, not after a
+    sweep's worth of training); its one JSON line per network, in order, is what the script reads back."""
+    from lpm_zoo.cli import build_parser, discover_commands
+
+    seen = {}
+
+    def fake_run(argv, **kw):  # records the call; answers like `lpm measure --json`
+        seen["argv"] = argv
+        out = "".join(json.dumps({"latency_ms": 5.0 + i}) + "\n" for i in range(argv.count("--genotype")))
+        return type("Done", (), {"returncode": 0, "stdout": out, "stderr": ""})()
+
+    monkeypatch.setattr(claim_latency.subprocess, "run", fake_run)
+    nets = ['{"normal":[["skip_connect",0]]}', "PC_DARTS_cifar"]
+    assert claim_latency.measure_group(nets, 1, 7) == [5.0, 6.0, 7.0]
+    argv = seen["argv"]
+    assert argv[1:3] == ["-m", "lpm_zoo"]
+    args = build_parser(discover_commands()).parse_args(argv[3:])
+    assert args.command == "measure" and args.backend == "ort" and args.profile == claim_latency.PROFILE
+    assert args.genotype == [claim_latency.ANCHOR, *nets] and args.json and args.rounds == 7 and args.threads == 1
+
+
+def _sweep(tmp_path, name, *flags):
+    out = tmp_path / name
+    assert main(["sweep", "--out", str(out), "--lambda", "none", "--references", "DARTS_V2", "--seeds", "0",
+                 "--profiles", "cifar-b1-both", "--step-command", STEP, *flags]) == 0
+    return out
+
+
+def test_evaluation_convergence_refuses_runs_that_differ_in_more_than_their_length(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
+    spec = importlib.util.spec_from_file_location("evaluation_convergence", Path(__file__).parents[1] / "benchmarks"
+                                                  / "evaluation_convergence.py")
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    short = _sweep(tmp_path, "short")
+    long = _sweep(tmp_path, "long", "--train-epochs", "30")
+    other = _sweep(tmp_path, "other", "--train-epochs", "30", "--train-batch-size", "64")
+    same = _sweep(tmp_path, "same", "--train-epochs", "30")
+    capsys.readouterr()
+    assert conv.main(["--short", str(short), "--long", str(long)]) == 0
+    assert "\n1 networks in both" in capsys.readouterr().out
+    for bad, why in ((other, "must differ in --train-epochs only"), (same, "both train for 30 epochs")):
+        assert conv.main(["--short", str(bad), "--long", str(long)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("evaluation_convergence: error:") and why in err and err.count("\n") == 1

@@ -22,15 +22,6 @@ from lpm_zoo.synthetic import OP_COST
 TINY = dict(channels=4, layers=3, batch_size=16, max_steps=2, epochs=1, resolution=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks are per-op-overhead bound: one thread avoids OpenMP barriers on a busy 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def predictor_dir(tmp_path_factory):
     """A small MLP fitted on a known per-op cost table, saved like a zoo entry."""

@@ -29,15 +29,6 @@ TINY = dict(channels=4, layers=3, batch_size=16, max_steps=2, epochs=1, resoluti
 N_MEASUREMENTS = 1 + 2 * (len(EDGES) * (len(CANDIDATES) + 1) + (3 + 1) + (4 + 1) + (5 + 1))
 
 
-THREADS_BEFORE = torch.get_num_threads()
-
-
-def setup_module():  # tiny networks are per-op-overhead bound: one thread on a busy 2-core runner
-    torch.set_num_threads(1)
-
-
-def teardown_module():
-    torch.set_num_threads(THREADS_BEFORE)
 
 
 def _net(edge_norm: bool = False) -> SearchNetwork:
