@@ -252,6 +252,7 @@ def test_a_latency_of_zero_in_rows_handed_to_the_report_is_no_division_by_zero(t
     (["--rounds", "0"], "rounds"),
     (["--train-epochs", "-5"], "--epochs must be >= 1"),
     (["--train-drop-path", "nan"], "--drop-path"),
+    (["--train-lr", "0"], "--lr"),
     (["--measure-device", "cuda:99"], "lpm measure"),
     (["--device", "bogus"], "--device 'bogus' is not a device"),
     (["--db", "cifar-b1=bundled:nope"], "nope"),

@@ -358,7 +358,8 @@ def test_a_real_trial_end_to_end(tmp_path, capsys):
     args = ["sweep", "--out", str(out), "--lambda", "rel0.5", "--seeds", "0", "--references", "none",
             "--datasets", "digits", "--epochs", "1", "--max-steps", "2", "--channels", "4", "--layers", "3",
             "--batch-size", "16", "--train-epochs", "1", "--train-max-steps", "2", "--train-channels", "4",
-            "--train-layers", "3", "--profiles", "cifar-b1", "--warmup", "1", "--rounds", "2", "--reps", "2"]
+            "--train-layers", "3", "--train-lr", "0.05", "--profiles", "cifar-b1", "--warmup", "1", "--rounds", "2",
+            "--reps", "2"]
     assert main(args) == 0, capsys.readouterr().err
     (row,) = pq.read_table(out / "results.parquet").to_pylist()
     folder = out / "trials" / row["trial"]
@@ -366,6 +367,7 @@ def test_a_real_trial_end_to_end(tmp_path, capsys):
                                          separators=(",", ":"))
     assert row["latency_ms_cifar-b1"] > 0 and 0 <= row["test_acc"] <= 1 and row["predicted_ms"] > 0
     assert (folder / "search" / "checkpoint.pt").is_file() and (folder / "train.log").is_file()
+    assert json.loads((folder / "train" / "train_result.json").read_text())["config"]["lr"] == 0.05  # passed through
 
 
 def test_reuse_takes_another_sweeps_finished_trials_of_the_same_settings_only(tmp_path, capsys, fake):

@@ -48,7 +48,7 @@ SEARCH_FLAGS = (("--epochs", int, 5), ("--max-steps", int, 40), ("--channels", i
                 ("--select", str, None), ("--select-images", int, None))
 #: evaluation-training settings (`--train-X` becomes `lpm train --X`); unset: `lpm train`'s defaults for the task
 TRAIN_FLAGS = (("--epochs", int), ("--max-steps", int), ("--channels", int), ("--layers", int), ("--batch-size", int),
-               ("--cutout", int), ("--auxiliary-weight", float), ("--drop-path", float))
+               ("--lr", float), ("--cutout", int), ("--auxiliary-weight", float), ("--drop-path", float))
 #: measurement protocol flags passed to every `lpm measure` (unset: its defaults)
 MEASURE_FLAGS = (("--warmup", int), ("--rounds", int), ("--reps", int), ("--statistic", str))
 
