@@ -406,6 +406,47 @@ def test_reuse_takes_another_sweeps_finished_trials_of_the_same_settings_only(tm
     assert "not a sweep folder" in capsys.readouterr().err and not other.exists()
 
 
+def test_reuse_searches_takes_the_search_step_and_trains_and_measures_with_this_sweeps_settings(tmp_path, capsys,
+                                                                                                 fake):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(_args(a, lambdas="0,rel0.5", seeds="0", refs="DARTS_V2")) == 0
+    n = len(_events(fake))
+    capsys.readouterr()
+    assert main(_args(b, "--train-epochs", "30", "--reuse-searches", str(a), lambdas="rel0.5", seeds="0,1",
+                      refs="DARTS_V2")) == 0
+    assert "reused the searches of 1 trials" in capsys.readouterr().err
+    started = [(e[1], e[2]) for e in _events(fake)[n:] if e[0] == "start"]
+    t = "darts-textures-ort-cpu-rel0.5-n0-s0"
+    assert (t, "search") not in started and {(t, "info"), (t, "train")} <= set(started)  # only the search was taken
+    assert ("darts-textures-ort-cpu-rel0.5-n0-s1", "search") in started  # not in the source: searched here
+    assert ("ref-DARTS_V2-textures-s0", "train") in started  # a reference has no search to take
+    rows = {r["trial"]: r for r in pq.read_table(b / "results.parquet").to_pylist()}
+    old = {r["trial"]: r for r in pq.read_table(a / "results.parquet").to_pylist()}
+    assert rows[t]["genotype"] == old[t]["genotype"] and rows[t]["search_s"] == old[t]["search_s"]
+    assert read_grid(b).settings["train"][:2] == ["--epochs", "30"]  # what its train step ran with (trial_steps)
+    capsys.readouterr()
+    c = tmp_path / "c"
+    assert main(_args(c, "--epochs", "3", "--reuse-searches", str(a), lambdas="rel0.5", seeds="0")) == 2
+    err = capsys.readouterr().err
+    assert "searched with other settings" in err and err.count("\n") == 1 and not c.exists()
+    geno = a / "trials" / t / "search" / "genotype.json"  # what the training would read, not what the row says
+    kept = geno.read_text()
+    other = json.loads(kept)
+    other["normal"][0] = ["sep_conv_5x5" if other["normal"][0][0] != "sep_conv_5x5" else "max_pool_3x3", 0]
+    geno.write_text(json.dumps(other))
+    assert main(_args(c, "--reuse-searches", str(a), lambdas="rel0.5", seeds="0")) == 2
+    err = capsys.readouterr().err
+    assert "is not the genotype its search.json records" in err and err.count("\n") == 1 and not c.exists()
+    geno.write_text(kept)
+    state = a / "trials" / t / "state.json"  # a source trial whose state names another trial
+    st = json.loads(state.read_text())
+    st["trial"]["seed"] = 7
+    state.write_text(json.dumps(st))
+    assert main(_args(c, "--reuse-searches", str(a), lambdas="rel0.5", seeds="0")) == 2
+    err = capsys.readouterr().err
+    assert "names another trial than its folder" in err and err.count("\n") == 1 and not c.exists()
+
+
 def test_reuse_with_other_search_settings_takes_the_references_only(tmp_path, capsys, fake):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(_args(a, lambdas="rel0.5", seeds="0", refs="DARTS_V2")) == 0

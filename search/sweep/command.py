@@ -36,7 +36,7 @@ from lpm_zoo.search.sweep.preflight import check_folder, check_steps
 from lpm_zoo.search.sweep.ray_runner import RayRunner, check_ray_address, device_resource
 from lpm_zoo.search.sweep.report import write_report
 from lpm_zoo.search.sweep.results import collect_rows
-from lpm_zoo.search.sweep.reuse import plan_reuse, reuse_trials
+from lpm_zoo.search.sweep.reuse import plan_reuse, plan_reuse_searches, reuse_trials
 from lpm_zoo.search.sweep.runner import LocalRunner, Sweep, stderr_log
 from lpm_zoo.search.sweep.trial import lpm_prefix
 
@@ -85,6 +85,10 @@ def _configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--reuse", action="append", default=[], metavar="DIR",
                    help="take the trials another sweep folder finished with the same settings instead of running "
                         "them again (e.g. Table 3's noise-free points from Table 4's sweep); repeatable")
+    g.add_argument("--reuse-searches", action="append", default=[], metavar="DIR",
+                   help="take only the searches another sweep folder finished with the same search settings; their "
+                        "measurements and training run with this sweep's settings (a new evaluation protocol for "
+                        "the same found cells); repeatable")
     s = p.add_argument_group("search (every `lpm search`; defaults: a few-minute CPU search)")
     for flag, typ, default in SEARCH_FLAGS:
         s.add_argument(flag, type=typ, default=default, help=f"lpm search {flag} (default {default or 'its own'})"
@@ -231,6 +235,8 @@ def _run(args: argparse.Namespace) -> int:
     grid, added, write_grid = settle_grid(out, grid, args.extend)
     check_folder(out, grid)
     plan = plan_reuse(out, grid, args.reuse, stderr_log) if args.reuse else []
+    searches = (plan_reuse_searches(out, grid, args.reuse_searches, {c.trial.id for c in plan}, stderr_log)
+                if args.reuse_searches else [])
     try:
         prefix = shlex.split(args.step_command) if args.step_command else lpm_prefix()
     except ValueError as e:
@@ -254,6 +260,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.reuse:
         reused = reuse_trials(out, plan)
         stderr_log(f"reused {len(reused)} finished trials from {', '.join(clip(r, 60) for r in args.reuse)}")
+    if args.reuse_searches:
+        reused = reuse_trials(out, searches)
+        stderr_log(f"reused the searches of {len(reused)} trials from "
+                   f"{', '.join(clip(r, 60) for r in args.reuse_searches)}; their measurements and training run here")
     sweep = Sweep(out, grid, runner, stderr_log)
     summary = sweep.run()
     rows = collect_rows(out, sweep.trials, grid.settings)

@@ -5,10 +5,16 @@ same training and measurement), instead of running them again.
 The source is untrusted input: its grid.json is checked as strictly as this sweep's own; a trial is taken only when
 its state says done for this very trial and its row, recomputed from its own step files, passes every check and
 matches the trial's coordinates; a link (a linked `trials/`, trial folder or file) is never followed, a hard-linked
-file is refused, files and their total are capped, and all of it is checked before the first file is copied."""
+file is refused, files and their total are capped, and all of it is checked before the first file is copied.
+
+`lpm sweep --reuse-searches DIR` takes less: the search step only (`search/`, `search.json`, its log and time) of
+each search trial that DIR finished with the same search settings, whatever DIR's training and measurement were; the
+trial's measurements and training then run with this sweep's settings (the same found cells under a new evaluation
+protocol, without searching again). The source is checked the same way."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -18,9 +24,12 @@ from pathlib import Path
 
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import new_temp, open_own, own_dir
+from lpm_zoo.genotype_spec import parse_genotype
+from lpm_zoo.published import DARTS_V2
+from lpm_zoo.search.sweep.checks import read_checked
 from lpm_zoo.search.sweep.grid import Grid, Trial, read_grid
 from lpm_zoo.search.sweep.results import results_row
-from lpm_zoo.search.sweep.trial import LOCK, flocked, read_state
+from lpm_zoo.search.sweep.trial import LOCK, flocked, read_state, write_state
 
 #: the most bytes all reused trial folders together may hold (search checkpoints included), checked before copying
 MAX_REUSE_BYTES = 2 << 30
@@ -35,14 +44,20 @@ class Copy:
     trial: Trial
     source: Path
     files: list[tuple[str, int]]
+    state: dict | None = None  # written as the copy's state.json (a search taken alone: its step's time)
 
 
-def _settings_of(source: Path) -> dict:
+#: the files of a trial's search step, as `trial_steps` names them
+SEARCH_FILES = ("search.json", "search.log")
+SEARCH_DIR = "search/"
+
+
+def _settings_of(source: Path, flag: str = "--reuse") -> dict:
     if not source.is_dir():
-        raise LpmError(f"--reuse {clip(str(source))}: not a sweep folder (no folder there)")
+        raise LpmError(f"{flag} {clip(str(source))}: not a sweep folder (no folder there)")
     grid = read_grid(source)
     if grid is None:
-        raise LpmError(f"--reuse {clip(str(source))}: not a sweep folder (no grid.json)")
+        raise LpmError(f"{flag} {clip(str(source))}: not a sweep folder (no grid.json)")
     return grid.settings
 
 
@@ -126,6 +141,67 @@ def plan_reuse(out: Path, grid: Grid, sources: list[str], log=None) -> list[Copy
     return list(plan.values())
 
 
+def _same_genotype(trial: Path, recorded: str) -> None:
+    """The search's genotype.json (what this sweep's training and measurements will read) is the genotype its
+    search.json records (what the row reports), or one LpmError line."""
+    where = trial / "search" / "genotype.json"
+    try:
+        geno = parse_genotype(json.dumps(read_checked(where)), DARTS_V2.reduce, allow_path=False).to_dict()
+    except LpmError as e:
+        raise LpmError(f"--reuse-searches: {clip(str(where))}: {e}; not reused") from None
+    if json.dumps(geno, separators=(",", ":")) != recorded:
+        raise LpmError(f"--reuse-searches: {clip(str(where))} is not the genotype its search.json records; not "
+                       "reused")
+
+
+def plan_reuse_searches(out: Path, grid: Grid, sources: list[str], taken: set[str], log=None) -> list[Copy]:
+    """The search steps to copy into `out`: of each search trial of `grid` not in `out` (nor in `taken`) and done in
+    one of `sources` with the same search settings, the search's files alone. Reads only; one LpmError line for a
+    source that cannot be taken."""
+    plan: dict[str, Copy] = {}
+    total = 0
+    for src in sources:
+        source = Path(src)
+        if source.resolve() == out.resolve():
+            raise LpmError(f"--reuse-searches {clip(src)} is --out itself")
+        theirs = _settings_of(source, "--reuse-searches")
+        if theirs.get("search") != grid.settings.get("search"):
+            raise LpmError(f"--reuse-searches {clip(src)}: that sweep searched with other settings; only searches "
+                           "of the same settings can be reused")
+        trials = source / "trials"
+        if os.path.islink(trials):
+            raise LpmError(f"--reuse-searches {clip(src)}: its trials/ is a link; lpm never follows a link out of a "
+                           "sweep folder")
+        for t in grid.trials():
+            src_trial = trials / t.id
+            if t.kind != "search" or t.id in plan or t.id in taken or os.path.lexists(out / "trials" / t.id):
+                continue
+            if os.path.islink(src_trial):
+                if log:
+                    log(f"not reused: {clip(str(src_trial))} is a link (never followed)")
+                continue
+            if not src_trial.is_dir():
+                continue
+            state = read_state(src_trial)
+            if state.get("status") != "done":
+                continue
+            if state.get("trial") != asdict(t):
+                raise LpmError(f"--reuse-searches: {clip(str(src_trial / 'state.json'))} names another trial than "
+                               "its folder; not reused")
+            row = results_row(t, src_trial, theirs)  # every step file checked under the settings it was made with
+            _same_genotype(src_trial, row["genotype"])
+            files = [(rel, size) for rel, size in _files(src_trial)
+                     if rel in SEARCH_FILES or rel.startswith(SEARCH_DIR)]
+            total += sum(size for _, size in files)
+            if total > MAX_REUSE_BYTES:
+                raise LpmError(f"--reuse-searches: the searches to copy hold over {MAX_REUSE_BYTES} bytes (the cap "
+                               "on all of them together); nothing copied")
+            step = state.get("steps", {}).get("search", {})
+            plan[t.id] = Copy(t, src_trial, files, {"steps": {"search": {
+                "rc": 0, **({"seconds": step["seconds"]} if step.get("seconds") is not None else {})}}})
+    return list(plan.values())
+
+
 def _copy_file(src: Path, dest: Path, size: int) -> None:
     """`src` into a new `dest` (no link followed either side), at most `size` bytes: the file as it was listed."""
     with open_own(src, "read") as f, new_temp(dest) as g:
@@ -153,6 +229,8 @@ def reuse_trials(out: Path, plan: list[Copy]) -> list[str]:
                 for rel, size in c.files:
                     parts = rel.split("/")
                     _copy_file(c.source / rel, own_dir(tmp, *parts[:-1]) / parts[-1], size)
+                if c.state is not None:
+                    write_state(tmp, c.state)
                 os.rename(tmp, dest)
             except (OSError, LpmError) as e:
                 shutil.rmtree(tmp, ignore_errors=True)
