@@ -23,7 +23,7 @@ from lpm_zoo.errors import LpmError
 from lpm_zoo.files import write_atomic
 from lpm_zoo.hardware import cpu_fingerprint, describe
 from lpm_zoo.search.sweep import claims
-from lpm_zoo.search.sweep.grid import read_grid
+from lpm_zoo.search.sweep.grid import sweep_grid
 from lpm_zoo.search.sweep.results import collect_rows, profile_column
 
 PROFILE = "cifar-b1-both"
@@ -89,9 +89,7 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--threads", type=int, default=1, help="threads of every measurement (the sweep's: 1)")
     p.add_argument("--rounds", type=int, help="lpm measure --rounds (default its own)")
     args = p.parse_args(argv)
-    grid = read_grid(args.sweep)
-    if grid is None:
-        raise LpmError(f"{args.sweep} holds no sweep (no grid.json)")
+    grid = sweep_grid(args.sweep)
     rows = collect_rows(args.sweep, grid.trials(), grid.settings)
     if not rows:
         raise LpmError(f"{args.sweep} has no finished trial")

@@ -18,7 +18,7 @@ from scipy.stats import kendalltau
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.published import list_genotypes
 from lpm_zoo.search.sweep.claims import claim_rows
-from lpm_zoo.search.sweep.grid import Grid, read_grid
+from lpm_zoo.search.sweep.grid import Grid, sweep_grid
 from lpm_zoo.search.sweep.results import collect_rows, profile_column
 
 #: the ranking agrees with the long run's when Kendall's τ is at least this
@@ -47,14 +47,6 @@ def check_same_protocol(grids: dict[Path, Grid], long: Path) -> None:
         if folder != long and epochs == long_epochs:
             raise LpmError(f"{folder} and {long} both train for {epochs[:20]} epochs: give the long run's sweep "
                            "--train-epochs 3x the short one's")
-
-
-def read(folder: Path) -> Grid:
-    """A sweep folder's grid (checked by `lpm sweep`'s reader), or a one-line refusal."""
-    grid = read_grid(folder)
-    if grid is None:
-        raise LpmError(f"{folder} holds no sweep (no grid.json)")
-    return grid
 
 
 def accuracies(folder: Path, grid: Grid) -> dict[tuple[str, int], tuple[str, float]]:
@@ -90,7 +82,7 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--short", type=Path, nargs="+", required=True, help="sweep folders of the short protocol")
     p.add_argument("--long", type=Path, required=True, help="the sweep folder of the 3x longer training")
     args = p.parse_args(argv)
-    grids = {folder: read(folder) for folder in [*args.short, args.long]}
+    grids = {folder: sweep_grid(folder) for folder in [*args.short, args.long]}
     check_same_protocol(grids, args.long)
     short: dict = {}
     for folder in args.short:  # a network trained in two of them: the first folder's training counts

@@ -27,9 +27,9 @@ from lpm_zoo.search.sweep.grid import (
     check_reference,
     float_list,
     lambda_spec,
-    read_grid,
     settle_grid,
     split_list,
+    sweep_grid,
     write_json_atomic,
 )
 from lpm_zoo.search.sweep.preflight import check_folder, check_steps
@@ -219,9 +219,7 @@ def _run(args: argparse.Namespace) -> int:
         raise LpmError(f"--out {clip(args.out)} is not a folder")
     command = "lpm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["sweep"] else ""
     if args.report:
-        grid = read_grid(out) if out.is_dir() else None
-        if grid is None:
-            raise LpmError(f"{clip(str(out))} holds no sweep (no grid.json)")
+        grid = sweep_grid(out)
         check_folder(out, grid)
         path = write_report(out, collect_rows(out, grid.trials(), grid.settings), grid.settings, command)
         print(f"wrote {path}")

@@ -222,6 +222,14 @@ def read_grid(out: Path, named: Grid | None = None) -> Grid | None:
     return Grid.from_json(data, str(path), named)
 
 
+def sweep_grid(folder: Path) -> Grid:
+    """The grid of the sweep folder `folder`, checked; one LpmError line when the folder holds no sweep."""
+    grid = read_grid(folder) if folder.is_dir() else None
+    if grid is None:
+        raise LpmError(f"{clip(str(folder))} holds no sweep (no grid.json)")
+    return grid
+
+
 def settle_grid(out: Path, grid: Grid, extend: bool) -> tuple[Grid, int, bool]:
     """The grid to run in `out`: this one on the first run; the same grid again; or, with `extend`, the old one
     plus this one's new values. Returns (grid, number of trials added, whether grid.json is to be written); writes

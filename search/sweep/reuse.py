@@ -19,6 +19,7 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -88,19 +89,59 @@ def _reusable(reference: bool, theirs: dict, ours: dict) -> bool:
     return all(theirs.get(k) == ours.get(k) for k in keys)
 
 
+def _source_settings(out: Path, src: str, flag: str) -> dict:
+    """The settings of the sweep folder `src` named by `flag`, which must not be `out` itself (else one line)."""
+    if Path(src).resolve() == out.resolve():
+        raise LpmError(f"{flag} {clip(src)} is --out itself")
+    return _settings_of(Path(src), flag)
+
+
 def check_sources(out: Path, grid: Grid, sources: list[str]) -> dict[str, dict]:
     """Each source must be another sweep folder with this sweep's training and measurement settings (else one
     LpmError line); returns each source's settings. Writes nothing."""
     found = {}
     for src in sources:
-        source = Path(src)
-        if source.resolve() == out.resolve():
-            raise LpmError(f"--reuse {clip(src)} is --out itself")
-        found[src] = _settings_of(source)
+        found[src] = _source_settings(out, src, "--reuse")
         if not _reusable(True, found[src], grid.settings):
             raise LpmError(f"--reuse {clip(src)}: that sweep trained or measured with other settings; only trials "
                            "of the same settings can be reused")
     return found
+
+
+def _finished(out: Path, grid: Grid, src: str, flag: str, skip: Callable[[Trial], bool],
+              take: Callable[[Trial], bool], log=None) -> Iterator[tuple[Trial, Path, dict]]:
+    """Each trial of `grid` not skipped, not in `out` yet, that `take` accepts and the sweep folder `src` finished:
+    the trial, its folder in `src` and its checked state. A link is never followed (a linked trial is logged and
+    passed over); a state that names another trial than its folder is one LpmError line."""
+    trials = Path(src) / "trials"
+    if os.path.islink(trials):
+        raise LpmError(f"{flag} {clip(src)}: its trials/ is a link; lpm never follows a link out of a sweep folder")
+    for t in grid.trials():
+        src_trial = trials / t.id
+        if skip(t) or os.path.lexists(out / "trials" / t.id):
+            continue
+        if os.path.islink(src_trial):
+            if log:
+                log(f"not reused: {clip(str(src_trial))} is a link (never followed)")
+            continue
+        if not src_trial.is_dir() or not take(t):
+            continue
+        state = read_state(src_trial)
+        if state.get("status") != "done":
+            continue
+        if state.get("trial") != asdict(t):
+            raise LpmError(f"{flag}: {clip(str(src_trial / 'state.json'))} names another trial than its folder; "
+                           "not reused")
+        yield t, src_trial, state
+
+
+def _capped(total: int, files: list[tuple[str, int]], flag: str, what: str) -> int:
+    """The bytes planned so far with `files` added, or one LpmError line past MAX_REUSE_BYTES."""
+    total += sum(size for _, size in files)
+    if total > MAX_REUSE_BYTES:
+        raise LpmError(f"{flag}: the {what} to copy hold over {MAX_REUSE_BYTES} bytes (the cap on all of them "
+                       "together); nothing copied")
+    return total
 
 
 def plan_reuse(out: Path, grid: Grid, sources: list[str], log=None) -> list[Copy]:
@@ -111,32 +152,13 @@ def plan_reuse(out: Path, grid: Grid, sources: list[str], log=None) -> list[Copy
     plan: dict[str, Copy] = {}
     total = 0
     for src in sources:
-        source = Path(src)
-        trials = source / "trials"
-        if os.path.islink(trials):
-            raise LpmError(f"--reuse {clip(src)}: its trials/ is a link; lpm never follows a link out of a sweep folder")
-        for t in grid.trials():
-            src_trial = trials / t.id
-            if t.id in plan or (out / "trials" / t.id).exists() or os.path.islink(out / "trials" / t.id):
-                continue
-            if os.path.islink(src_trial):
-                if log:
-                    log(f"not reused: {clip(str(src_trial))} is a link (never followed)")
-                continue
-            if not src_trial.is_dir() or not _reusable(t.reference is not None, settings[src], grid.settings):
-                continue
-            state = read_state(src_trial)
-            if state.get("status") != "done":
-                continue
-            if state.get("trial") != asdict(t):
-                raise LpmError(f"--reuse: {clip(str(src_trial / 'state.json'))} names another trial than its folder; "
-                               "not reused")
+        theirs = settings[src]
+        for t, src_trial, _ in _finished(out, grid, src, "--reuse", lambda t: t.id in plan,
+                                         lambda t, theirs=theirs: _reusable(t.reference is not None, theirs,
+                                                                            grid.settings), log):
             results_row(t, src_trial, grid.settings)  # its own step files, checked and matched to the trial
             files = _files(src_trial)
-            total += sum(size for _, size in files)
-            if total > MAX_REUSE_BYTES:
-                raise LpmError(f"--reuse: the trials to copy hold over {MAX_REUSE_BYTES} bytes (the cap on all of "
-                               "them together); nothing copied")
+            total = _capped(total, files, "--reuse", "trials")
             plan[t.id] = Copy(t, src_trial, files)
     return list(plan.values())
 
@@ -161,41 +183,18 @@ def plan_reuse_searches(out: Path, grid: Grid, sources: list[str], taken: set[st
     plan: dict[str, Copy] = {}
     total = 0
     for src in sources:
-        source = Path(src)
-        if source.resolve() == out.resolve():
-            raise LpmError(f"--reuse-searches {clip(src)} is --out itself")
-        theirs = _settings_of(source, "--reuse-searches")
+        theirs = _source_settings(out, src, "--reuse-searches")
         if theirs.get("search") != grid.settings.get("search"):
             raise LpmError(f"--reuse-searches {clip(src)}: that sweep searched with other settings; only searches "
                            "of the same settings can be reused")
-        trials = source / "trials"
-        if os.path.islink(trials):
-            raise LpmError(f"--reuse-searches {clip(src)}: its trials/ is a link; lpm never follows a link out of a "
-                           "sweep folder")
-        for t in grid.trials():
-            src_trial = trials / t.id
-            if t.kind != "search" or t.id in plan or t.id in taken or os.path.lexists(out / "trials" / t.id):
-                continue
-            if os.path.islink(src_trial):
-                if log:
-                    log(f"not reused: {clip(str(src_trial))} is a link (never followed)")
-                continue
-            if not src_trial.is_dir():
-                continue
-            state = read_state(src_trial)
-            if state.get("status") != "done":
-                continue
-            if state.get("trial") != asdict(t):
-                raise LpmError(f"--reuse-searches: {clip(str(src_trial / 'state.json'))} names another trial than "
-                               "its folder; not reused")
+        for t, src_trial, state in _finished(out, grid, src, "--reuse-searches",
+                                             lambda t: t.kind != "search" or t.id in plan or t.id in taken,
+                                             lambda t: True, log):
             row = results_row(t, src_trial, theirs)  # every step file checked under the settings it was made with
             _same_genotype(src_trial, row["genotype"])
             files = [(rel, size) for rel, size in _files(src_trial)
                      if rel in SEARCH_FILES or rel.startswith(SEARCH_DIR)]
-            total += sum(size for _, size in files)
-            if total > MAX_REUSE_BYTES:
-                raise LpmError(f"--reuse-searches: the searches to copy hold over {MAX_REUSE_BYTES} bytes (the cap "
-                               "on all of them together); nothing copied")
+            total = _capped(total, files, "--reuse-searches", "searches")
             step = state.get("steps", {}).get("search", {})
             plan[t.id] = Copy(t, src_trial, files, {"steps": {"search": {
                 "rc": 0, **({"seconds": step["seconds"]} if step.get("seconds") is not None else {})}}})
