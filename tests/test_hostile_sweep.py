@@ -16,7 +16,7 @@ from test_sweep import _args, _done, _events, fake  # noqa: F401 - `fake` is a f
 
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
-from lpm_zoo.search.sweep import reuse
+from lpm_zoo.search.sweep import preflight, reuse
 from lpm_zoo.search.sweep.report import write_report
 from lpm_zoo.search.sweep.trial import STATE, Step, acquire, execute, flocked, release
 
@@ -88,6 +88,20 @@ def test_a_link_in_a_sweep_folder_is_refused_never_followed(swept, capsys, where
     _one_line(capsys, "is a link", where.split("/")[-1])
     assert _tree(outside.parent) == before  # the outside file, the link and the sweep as they were
     assert target.exists() == (where != ".trials.mutex")
+
+
+def test_a_file_renamed_away_while_the_folder_is_checked_is_no_link(swept, monkeypatch):
+    """Two sweeps on one folder: the other one renames its temporary file between this one's listing and its check
+    of that name (CI saw it as a FileNotFoundError traceback). A name gone since the listing is passed over."""
+    out, _ = swept
+    walk = os.walk
+
+    def walk_with_a_vanished_file(top, **kw):
+        for root, dirs, names in walk(top, **kw):
+            yield root, dirs, names + [".state.json.4242.1.tmp"]  # listed, renamed away before its lstat
+
+    monkeypatch.setattr(preflight.os, "walk", walk_with_a_vanished_file)
+    assert main(_args(out, **ONE)) == 0
 
 
 def test_every_writer_refuses_a_link_planted_after_the_checks(tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import stat
 from pathlib import Path
 
 from lpm_zoo.cli import build_parser, discover_commands
@@ -104,7 +103,7 @@ def check_folder(out: Path, grid: Grid) -> None:
             continue
         for root, dirs, names in os.walk(folder, followlinks=False):
             for name in dirs + names:
-                if stat.S_ISLNK(os.lstat(os.path.join(root, name)).st_mode):
-                    refuse_link(os.path.join(root, name))
+                refuse_link(os.path.join(root, name))  # a file gone since the listing (another sweep's temporary
+                # file, renamed) is no link: refuse_link passes it
         if read_state(folder).get("status") == "done":
             results_row(t, folder, grid.settings)

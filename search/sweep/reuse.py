@@ -70,7 +70,10 @@ def _files(folder: Path) -> list[tuple[str, int]]:
         dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d)))
         for name in sorted(names):
             path = Path(root) / name
-            st = os.lstat(path)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue  # gone since the listing (a sweep running on the source renamed its temporary file)
             if name == LOCK or stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
                 continue
             if st.st_nlink > 1:
