@@ -8,9 +8,9 @@ prints for another machine's predictor come only after its input is valid, as ea
 import json
 import os
 import subprocess
-import sys
 
 import pytest
+from lpm_runner import run_lpm
 
 from lpm_zoo import hardware
 from lpm_zoo.errors import LpmError
@@ -21,8 +21,7 @@ from lpm_zoo.notes import LpmNote, NoteBuffer
 
 
 def _lpm(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lpm_zoo", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **env})
+    return run_lpm(args, env={**os.environ, **env})  # a process of its own, forked with the imports done
 
 
 def test_a_stated_identity_is_the_fingerprint_and_says_so(any_host):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from lpm_runner import run_lpm
 
 from lpm_zoo.store import Target
 
@@ -21,10 +22,9 @@ TRAIN = ["train", "--genotype", "DARTS_V2", "--epochs", "1", "--max-steps", "1",
 
 
 def lpm(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m lpm_zoo ARGS` in `cwd` with a private user zoo; stdout and stderr as text."""
-    env = {**os.environ, "LPM_ZOO_HOME": str(cwd / "zoo")}
-    return subprocess.run([sys.executable, "-m", "lpm_zoo", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=timeout)
+    """`python -m lpm_zoo ARGS` in `cwd` with a private user zoo (a process of its own, forked with the imports
+    done: tests/lpm_runner.py); stdout and stderr as text."""
+    return run_lpm(args, env={**os.environ, "LPM_ZOO_HOME": str(cwd / "zoo")}, cwd=cwd, timeout=timeout)
 
 
 def refused(r: subprocess.CompletedProcess, says: str) -> str:

@@ -1,6 +1,6 @@
 """A store never takes another machine's timings: name and fingerprint are checked, never the name alone.
 
-Each case runs `lpm` in a subprocess as a stated host (`LPM_HOST_IDENTITY`), so "another machine" is
+Each case runs `lpm` in a process of its own (tests/lpm_runner.py) as a stated host (`LPM_HOST_IDENTITY`), so "another machine" is
 tried on this one: a store profiled as one CPU is then offered timings from another, under the
 store's device name (`--device-name`) or under the same name with a different fingerprint; both are
 refused in one line, and the store is byte-identical afterwards. A stated identity is for tests only: its rows
@@ -13,10 +13,10 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from lpm_runner import run_lpm
 
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.store import Measurement, MeasurementStore, Target
@@ -29,8 +29,7 @@ XEON_AVX2 = json.dumps({"model": "Intel(R) Xeon(R) Processor", "isa": ["avx", "a
 
 
 def _lpm(*args: str, host: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lpm_zoo", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "LPM_HOST_IDENTITY": host, **env})
+    return run_lpm(args, timeout=300, env={**os.environ, "LPM_HOST_IDENTITY": host, **env})  # forked: lpm_runner
 
 
 def _digest(path) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lpm_runner import run_lpm
 
 from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.genotype_spec import parse_genotype
@@ -120,8 +121,7 @@ def test_hostile_input_is_one_line_exit_2(args, content, says, paths, tmp_path):
         data = content if isinstance(content, bytes) else _fill(content, paths).encode()
         Path(paths["input"]).write_bytes(data)
     env = {**os.environ, "LPM_TEST_SECRET": CANARY, "LPM_ZOO_HOME": str(tmp_path / "zoo")}
-    r = subprocess.run([sys.executable, "-m", "lpm_zoo", *(_fill(a, paths) for a in args)], capture_output=True,
-                       env=env, timeout=60, cwd=tmp_path)
+    r = run_lpm([_fill(a, paths) for a in args], env=env, timeout=60, cwd=tmp_path, text=False)
     out, err = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
     assert r.returncode == 2, err[-2000:]
     assert err.endswith("\n") and err.count("\n") == 1 and err.startswith("lpm "), err[-2000:]

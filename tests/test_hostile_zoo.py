@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sklearn
+from lpm_runner import run_lpm
 
 from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors import create_predictor, get_predictor
@@ -78,7 +79,7 @@ def _hostile(zoo: Path, name: str, schema: dict) -> Path:
 
 def _run(args: list[str], zoo: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**__import__("os").environ, "LPM_ZOO_HOME": str(zoo)}
-    return subprocess.run(CMD + args, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    return run_lpm(args, env=env, cwd=cwd)  # a process of its own, forked with the imports done
 
 
 def _cli(args: list[str], capsys) -> subprocess.CompletedProcess:

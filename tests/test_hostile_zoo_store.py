@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from lpm_runner import run_lpm
 
 import lpm_zoo
 from lpm_zoo.predictors import create_predictor, load_predictor
@@ -51,7 +52,7 @@ def env(tmp_path):
 
 
 def _lpm(env: dict, *args: str, cwd: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*CMD, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+    return run_lpm(args, env=env, cwd=cwd, timeout=timeout)  # a process of its own, forked with the imports done
 
 
 def _refused(r: subprocess.CompletedProcess, *words: str) -> str:
