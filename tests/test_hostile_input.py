@@ -5,8 +5,6 @@ environment and in a file the input points at; the canary must never reach stdou
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -132,8 +130,7 @@ def test_hostile_input_is_one_line_exit_2(args, content, says, paths, tmp_path):
 
 def test_checkpoint_folder_is_left_alone_and_nothing_written(paths):
     """The refused search removed nothing: checkpoint.pt (a folder) is still there, no temporary file appeared."""
-    r = subprocess.run([sys.executable, "-m", "lpm_zoo", *SEARCH, "--restart", "--out", paths["ckdir"]],
-                       capture_output=True, text=True, timeout=60)
+    r = run_lpm([*SEARCH, "--restart", "--out", paths["ckdir"]], timeout=60)
     assert r.returncode == 2 and "not a regular file" in r.stderr
     assert Path(paths["ckdir"], "checkpoint.pt").is_dir()
     assert sorted(p.name for p in Path(paths["ckdir"]).iterdir()) == ["checkpoint.pt"]
@@ -177,7 +174,7 @@ def test_clip_caps_echoed_values():
 def test_valid_input_still_predicts(tmp_path):
     """The bounded reader still reads ordinary JSON lines, from a file and from stdin."""
     lines = _line('"DARTS_V2"') + "\n" + _line(DARTS_V2.to_json())
-    r = subprocess.run([sys.executable, "-m", "lpm_zoo", *PREDICT, "--input", "-", "--json"], input=lines.encode(),
-                       capture_output=True, timeout=60, env={**os.environ, "LPM_ZOO_HOME": str(tmp_path)})
+    r = run_lpm([*PREDICT, "--input", "-", "--json"], input=lines.encode(), timeout=60, text=False,
+                env={**os.environ, "LPM_ZOO_HOME": str(tmp_path)})
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.decode().splitlines()) == 2
