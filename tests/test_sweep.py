@@ -404,6 +404,17 @@ def test_reuse_takes_another_sweeps_finished_trials_of_the_same_settings_only(tm
     assert "trained or measured with other settings" in err and err.count("\n") == 1 and not other.exists()
     assert main(_args(other, "--reuse", str(tmp_path / "nowhere"), lambdas="rel0.5", seeds="0")) == 2
     assert "not a sweep folder" in capsys.readouterr().err and not other.exists()
+    started = tmp_path / "started"  # the trial begun here, unfinished: never overwritten, and the log says why
+    t = "darts-textures-ort-cpu-rel0.5-n0-s0"
+    assert main(_args(started, lambdas="rel0.5", seeds="0")) == 0
+    (started / "trials" / t / "state.json").write_text(json.dumps({"status": "failed"}))
+    (started / "trials" / t / "train.json").unlink()  # its training to run again
+    n = len(_events(fake))
+    capsys.readouterr()
+    assert main(_args(started, "--reuse", str(tab4), lambdas="rel0.5", seeds="0")) == 0
+    err = capsys.readouterr().err
+    assert f"not reused: {t} is done in" in err and "but started here" in err and "reused 0 finished trials" in err
+    assert (t, "train") in {(e[1], e[2]) for e in _events(fake)[n:] if e[0] == "start"}  # run here, not copied
 
 
 def test_reuse_searches_takes_the_search_step_and_trains_and_measures_with_this_sweeps_settings(tmp_path, capsys,

@@ -163,7 +163,29 @@ def plan_reuse(out: Path, grid: Grid, sources: list[str], log=None) -> list[Copy
             files = _files(src_trial)
             total = _capped(total, files, "--reuse", "trials")
             plan[t.id] = Copy(t, src_trial, files)
+    if log:
+        _note_started_here(out, grid, sources, plan, log)
     return list(plan.values())
+
+
+def _note_started_here(out: Path, grid: Grid, sources: list[str], plan: dict[str, Copy], log) -> None:
+    """Say which trials a source finished but this sweep has started (they are never overwritten: the user may
+    remove the unfinished folder to take the finished one)."""
+    for t in grid.trials():
+        here = out / "trials" / t.id
+        if t.id in plan or os.path.islink(here) or not here.is_dir():
+            continue
+        try:
+            if read_state(here).get("status") == "done":
+                continue
+            src = next((s for s in sources if not os.path.islink(Path(s) / "trials" / t.id)
+                        and (Path(s) / "trials" / t.id).is_dir()
+                        and read_state(Path(s) / "trials" / t.id).get("status") == "done"), None)
+        except LpmError:
+            continue  # a state lpm did not write: never taken, nothing to say
+        if src is not None:
+            log(f"not reused: {t.id} is done in {clip(src)} but started here; remove {clip(str(here))} and rerun "
+                "to take the finished one")
 
 
 def _same_genotype(trial: Path, recorded: str) -> None:
