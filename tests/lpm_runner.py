@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -46,23 +47,26 @@ def _server() -> multiprocessing.context.ForkServerContext:
 def _child(argv: list[str], env: dict[str, str], cwd: str, stdin: str, out: str, err: str) -> None:
     """In the forked process: the environment, folder and file descriptors a `python -m lpm_zoo` would have, then
     `lpm_zoo.cli.main` with its exit code."""
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
     for fd, path, flags in ((0, stdin, os.O_RDONLY), (1, out, os.O_WRONLY), (2, err, os.O_WRONLY)):
         f = os.open(path, flags)
         os.dup2(f, fd)
         os.close(f)
     sys.stdin = open(0, closefd=False, encoding="utf-8")  # noqa: SIM115 - fd 0 itself, kept open
     sys.argv = [sys.executable, *argv]
-    from lpm_zoo.cli import main  # loaded by the server: no import cost here
-
+    os.environ.clear()
+    os.environ.update(env)
     try:
+        os.chdir(cwd)
+        from lpm_zoo.cli import main  # loaded by the server: no import cost here
+
         code = main(argv)
     except SystemExit as e:  # argparse's own exits, as `sys.exit(main())` would end
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, int | type(None)):
             print(e.code, file=sys.stderr)
+    except BaseException:  # what the interpreter does with an uncaught exception: its traceback, exit code 1
+        traceback.print_exc()
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -1,10 +1,12 @@
 """The `lpm` host and `lpm info`: output, JSON, one-line errors with exit code 2."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+from lpm_runner import run_lpm
 
 from lpm_zoo.cli import main
 
@@ -31,6 +33,19 @@ def test_bad_genotype_is_one_line_exit_2(arg):
     r = subprocess.run([sys.executable, "-m", "lpm_zoo", "info", arg], capture_output=True, text=True)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and "error" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["--version"], ["info", "DARTS_V2"], ["info", "nonsense"], ["info", "--bogus"],
+                                  ["predict", "--predictor", "ort-cpu", "--input", "-", "--json"]])
+def test_the_forked_runner_shows_what_a_real_lpm_process_shows(args, tmp_path):
+    """tests/lpm_runner.py stands for `python -m lpm_zoo` in the refusal tests: the same exit code, stdout and
+    stderr, working folder, environment and stdin."""
+    env = {**os.environ, "LPM_ZOO_HOME": str(tmp_path / "zoo")}
+    stdin = '"DARTS_V2"\n{"normal": 3}\n'
+    real = subprocess.run([sys.executable, "-m", "lpm_zoo", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, input=stdin, timeout=120)
+    forked = run_lpm(args, env=env, cwd=tmp_path, input=stdin)
+    assert (forked.returncode, forked.stdout, forked.stderr) == (real.returncode, real.stdout, real.stderr)
 
 
 def test_help_lists_info_and_is_fast():
