@@ -235,7 +235,7 @@ def test_profile_ray_local_with_the_clis_defaults_binds_loopback_only(tmp_path):
     watch = _Listeners(proc.pid)
     watch.start()
     try:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=900)  # the defaults run to --max-rounds on a busy machine: 267 s seen
     finally:
         proc.kill()
         seen = watch.stop()
