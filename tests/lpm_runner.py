@@ -60,10 +60,11 @@ def _child(argv: list[str], env: dict[str, str], cwd: str, stdin: str, out: str,
         from lpm_zoo.cli import main  # loaded by the server: no import cost here
 
         code = main(argv)
-    except SystemExit as e:  # argparse's own exits, as `sys.exit(main())` would end
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if not isinstance(e.code, int | type(None)):
-            print(e.code, file=sys.stderr)
+    except SystemExit as e:  # argparse's own exits, ended as `sys.exit(main())` would end them
+        code = e.code or 0
+        if not isinstance(code, int):
+            print(code, file=sys.stderr)
+            code = 1
     except BaseException:  # what the interpreter does with an uncaught exception: its traceback, exit code 1
         traceback.print_exc()
         code = 1

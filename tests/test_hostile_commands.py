@@ -1,6 +1,6 @@
 """Hostile arguments to the long-running commands (search, train, transfer, adapt): one line, exit 2, nothing written.
 
-Each refusal runs `python -m lpm_zoo ...` in a subprocess: exit code 2, exactly one line on stderr starting with
+Each refusal runs `lpm ...` in a process of its own (tests/lpm_runner.py): exit code 2, exactly one line on stderr starting with
 `lpm`, no traceback, nothing on stdout, and nothing created or changed where the command was refused.
 """
 

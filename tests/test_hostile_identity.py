@@ -1,7 +1,7 @@
 """A store never takes another machine's timings: name and fingerprint are checked, never the name alone.
 
-Each case runs `lpm` in a process of its own (tests/lpm_runner.py) as a stated host (`LPM_HOST_IDENTITY`), so "another machine" is
-tried on this one: a store profiled as one CPU is then offered timings from another, under the
+Each case runs `lpm` in a process of its own (tests/lpm_runner.py) as a stated host (`LPM_HOST_IDENTITY`),
+so "another machine" is tried on this one: a store profiled as one CPU is then offered timings from another, under the
 store's device name (`--device-name`) or under the same name with a different fingerprint; both are
 refused in one line, and the store is byte-identical afterwards. A stated identity is for tests only: its rows
 never enter a store a real machine recorded (nor the reverse), and `lpm fit` / `adapt` refuse them unless

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from lpm_runner import run_lpm
 from lpm_zoo.errors import LpmError
 from lpm_zoo.predictors import create_predictor, get_predictor
 from lpm_zoo.sampler import sample_cells
-
-CMD = [sys.executable, "-m", "lpm_zoo"]
 
 
 def _gadgets(canary: Path) -> dict[str, dict]:

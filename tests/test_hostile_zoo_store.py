@@ -2,7 +2,7 @@
 shadowed or written, only regular files are read, file text is escaped before it reaches the terminal,
 weights of another dtype and replaced sources are refused, edited store rows are skipped.
 
-Every refusal is checked as a user sees it: `python -m lpm_zoo ...` in a subprocess, exit code 2,
+Every refusal is checked as a user sees it: `lpm ...` in a process of its own (tests/lpm_runner.py), exit code 2,
 exactly one line on stderr starting with `lpm`, no traceback, nothing written where it should not
 be, and the package's bundled zoo and stores byte-identical afterwards.
 """
@@ -16,7 +16,6 @@ import os
 import sqlite3
 import stat
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +29,6 @@ from lpm_zoo.predictors.zoo import bundled_zoo_dir, check_new_name
 from lpm_zoo.sampler import sample_arrays
 from lpm_zoo.synthetic import OP_COST, make_synthetic_store
 
-CMD = [sys.executable, "-m", "lpm_zoo"]
 PACKAGE_DATA = [Path(lpm_zoo.__file__).parent / "zoo", Path(lpm_zoo.__file__).parent / "data"]
 SMALL_STORE = "torch-cpu-cifar-b1"  # a bundled torch/cifar-b1 store of schema 1 (3,150 rows): quick to unpack
 

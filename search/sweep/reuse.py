@@ -168,6 +168,11 @@ def plan_reuse(out: Path, grid: Grid, sources: list[str], log=None) -> list[Copy
     return list(plan.values())
 
 
+def _done_there(folder: Path) -> bool:
+    """Whether the trial folder `folder` (never followed when a link) finished."""
+    return not os.path.islink(folder) and folder.is_dir() and read_state(folder).get("status") == "done"
+
+
 def _note_started_here(out: Path, grid: Grid, sources: list[str], plan: dict[str, Copy], log) -> None:
     """Say which trials a source finished but this sweep has started (they are never overwritten: the user may
     remove the unfinished folder to take the finished one)."""
@@ -178,9 +183,7 @@ def _note_started_here(out: Path, grid: Grid, sources: list[str], plan: dict[str
         try:
             if read_state(here).get("status") == "done":
                 continue
-            src = next((s for s in sources if not os.path.islink(Path(s) / "trials" / t.id)
-                        and (Path(s) / "trials" / t.id).is_dir()
-                        and read_state(Path(s) / "trials" / t.id).get("status") == "done"), None)
+            src = next((s for s in sources if _done_there(Path(s) / "trials" / t.id)), None)
         except LpmError:
             continue  # a state lpm did not write: never taken, nothing to say
         if src is not None:
