@@ -10,9 +10,11 @@ import json
 import sys
 
 from lpm_zoo.cli import Command, check_threads
+from lpm_zoo.errors import LpmError
 from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.notes import release as release_notes
 from lpm_zoo.published import DARTS_V2
+from lpm_zoo.search.history import genotype_after
 from lpm_zoo.search.options import DATASETS, METHODS, PRECISIONS, SELECT_IMAGES, SELECTIONS
 
 
@@ -94,6 +96,9 @@ def _configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="search-out", metavar="DIR",
                    help="output folder: checkpoint (resumed when present), genotype.txt/.json, result.json, "
                         "cells.png/.svg (default ./search-out)")
+    p.add_argument("--genotype-after", type=int, metavar="N",
+                   help="run nothing: print the genotype the finished search in --out held after epoch N (argmax α "
+                        "then), the anytime curve's cell; with --json as a genotype JSON object")
     _add_data_args(p)
 
 
@@ -129,14 +134,31 @@ def _check_search(args: argparse.Namespace) -> None:
     """Every setting `lpm search` would use, checked as its run checks it; nothing loaded or created."""
     from lpm_zoo.search.config import check_config
 
+    if args.genotype_after is not None:
+        if not 1 <= args.genotype_after <= 10**6:
+            raise LpmError(f"--genotype-after must be an epoch from 1, got {args.genotype_after}")
+        return
     if args.threads is not None:
         check_threads(args.threads)
     check_config(_search_config(args).resolved())
 
 
+def _print_genotype_after(args: argparse.Namespace) -> int:
+    """`--genotype-after N`: the finished search's genotype after epoch N, read from its history; nothing run."""
+    _check_search(args)
+    geno, epoch = genotype_after(args.out, args.genotype_after)
+    if epoch != args.genotype_after:
+        print(f"lpm search: the search stopped early after epoch {epoch} (--stop-skip): its genotype then",
+              file=sys.stderr)
+    print(json.dumps(geno.to_dict()) if args.json else geno.to_darts())
+    return 0
+
+
 def _run_search(args: argparse.Namespace) -> int:
     from lpm_zoo.search.searcher import Search
 
+    if args.genotype_after is not None:
+        return _print_genotype_after(args)
     _set_threads(args)
     cfg = _search_config(args)
     log = _log_to(args)

@@ -5,6 +5,9 @@ and log each start and end to FAKE_LPM_LOG (one line each, appended): `start|end
 The found genotype is DARTS_V2's with as many skip_connect in the normal cell as 10·λ (at most 8), plus the seed
 when the seed is odd; a measurement is 10 ms (cifar-b1) or 20 ms (-both) less 0.5 ms per skip_connect; the test
 accuracy is 0.8 less 0.01 per skip_connect. A search interrupted (SIGINT) leaves its checkpoint and exits 130.
+The search's history.json holds, after epoch e of E, the genotype with E − e more skip_connect (at most 8): the
+cell gets better as the search goes on; `search --genotype-after N` reads it with the real reader
+(lpm_zoo.search.history). The steps of an anytime cell log as genotype-eN, measure-PROFILE-eN and train-eN.
 """
 
 from __future__ import annotations
@@ -40,11 +43,36 @@ def skips(g: dict) -> int:
     return sum(op == "skip_connect" for op, _ in g["normal"])
 
 
+def with_skips(k: int) -> dict:
+    g = json.loads(json.dumps(DARTS_V2))
+    g["normal"] = [["skip_connect", i] if n < k else [op, i] for n, (op, i) in enumerate(g["normal"])]
+    return g
+
+
+def step_name(argv: list[str]) -> str:
+    cmd = argv[0]
+    spec = arg(argv, "--genotype") or ""
+    suffix = spec[len("genotype"):-len(".json")] if spec.startswith("genotype-e") else ""
+    if cmd == "measure":
+        return f"measure-{arg(argv, '--profile')}{suffix}"
+    if cmd == "train":
+        return f"train{suffix}"
+    if cmd == "search" and "--genotype-after" in argv:
+        return f"genotype-e{arg(argv, '--genotype-after')}"
+    return cmd
+
+
 def main(argv: list[str]) -> int:
     cmd, nap = argv[0], float(os.environ.get("FAKE_LPM_SLEEP", "0"))
-    step = f"measure-{arg(argv, '--profile')}" if cmd == "measure" else cmd
+    step = step_name(argv)
     try:
-        if cmd == "search":
+        if cmd == "search" and "--genotype-after" in argv:
+            from lpm_zoo.search.history import genotype_after
+
+            log("start", step)
+            g, _ = genotype_after(arg(argv, "--out"), int(arg(argv, "--genotype-after")))
+            print(json.dumps(g.to_dict()))
+        elif cmd == "search":
             out = Path(arg(argv, "--out"))
             out.mkdir(exist_ok=True)
             resumed = (out / "checkpoint.pt").is_file()
@@ -55,9 +83,14 @@ def main(argv: list[str]) -> int:
             time.sleep(nap / 2)
             lam, seed = float(arg(argv, "--lambda")), int(arg(argv, "--seed"))
             k = min(8, round(10 * lam) + (seed if seed % 2 else 0))
-            g = json.loads(json.dumps(DARTS_V2))
-            g["normal"] = [["skip_connect", i] if n < k else [op, i] for n, (op, i) in enumerate(g["normal"])]
+            g = with_skips(k)
             (out / "genotype.json").write_text(json.dumps(g))
+            from lpm_zoo.space import Genotype
+
+            epochs = int(arg(argv, "--epochs", "1"))
+            (out / "history.json").write_text(json.dumps([
+                {"epoch": e, "genotype": Genotype.from_dict(with_skips(min(8, k + epochs - e))).to_darts()}
+                for e in range(1, epochs + 1)]))
             print(json.dumps({"genotype_json": g, "predicted_latency_ms": 10.0 - k, "lat_alpha_ms": 10.0,
                               "val_acc": 0.5, "reference_ms": 9.0, "lambda": lam, "seed": seed,
                               "method": arg(argv, "--method"), "predictor": arg(argv, "--predictor"),

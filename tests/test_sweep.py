@@ -417,6 +417,60 @@ def test_reuse_takes_another_sweeps_finished_trials_of_the_same_settings_only(tm
     assert (t, "train") in {(e[1], e[2]) for e in _events(fake)[n:] if e[0] == "start"}  # run here, not copied
 
 
+def test_anytime_trains_each_lambda_0_cell_after_each_epoch_and_the_report_draws_the_budget_curve(tmp_path, capsys,
+                                                                                                  fake, monkeypatch):
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "0")  # nothing here is about timing
+    out = tmp_path / "sw"
+    assert main(_args(out, "--epochs", "4", "--anytime", "3,1", "--random", "3", "--baseline-seeds", "0")) == 0
+    anytime = ("genotype-e1", "measure-cifar-b1-e1", "measure-cifar-b1-both-e1", "train-e1",
+               "genotype-e3", "measure-cifar-b1-e3", "measure-cifar-b1-both-e3", "train-e3")
+    ends = _ends(fake)
+    for seed in (0, 1):
+        assert all(ends[(f"darts-textures-ort-cpu-0-n0-s{seed}", s)] == 1 for s in (*STEPS, *anytime))
+        assert not any(ends[(f"darts-textures-ort-cpu-rel0.5-n0-s{seed}", s)] for s in anytime)  # λ = 0 only
+    assert json.loads((out / "grid.json").read_text())["settings"]["anytime"] == [1, 3]
+    with open(out / "results.csv") as f:
+        rows = {r["trial"]: r for r in csv.DictReader(f)}
+    r = rows["darts-textures-ort-cpu-0-n0-s1"]  # the fake: seed 1 ends with 1 skip more; 4 − e more before
+    assert (r["skip_normal"], r["skip_normal_e3"], r["skip_normal_e1"]) == ("3", "4", "6")
+    assert (float(r["test_acc"]), float(r["test_acc_e3"]), float(r["test_acc_e1"])) == (0.77, 0.76, 0.74)
+    assert float(r["latency_ms_cifar-b1-both_e1"]) == 17.0
+    assert r["genotype_e1"].count("skip_connect") == 6 + 3  # and the reduction cell's 3
+    assert rows["darts-textures-ort-cpu-rel0.5-n0-s0"]["test_acc_e1"] == ""
+    report = (out / "report.md").read_text()
+    assert "darts, λ = 0, test accuracy of the cell held after each search epoch: epoch 1: 74.50% ± 0.71 (2 seeds), " \
+           "epoch 3: 76.50% ± 0.71 (2 seeds), epoch 4: 77.50% ± 0.71 (2 seeds)" in report
+    assert "reaches the random median" in report and "![the budget curve](budget.png)" in report
+    assert (out / "budget.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+
+    plain = tmp_path / "plain"  # a sweep without --anytime, taken whole: only the anytime steps run
+    assert main(_args(plain, "--epochs", "4", lambdas="0", seeds="0")) == 0
+    n = len(_events(fake))
+    late = tmp_path / "late"
+    assert main(_args(late, "--epochs", "4", "--anytime", "2", "--reuse", str(plain), lambdas="0", seeds="0")) == 0
+    assert "reused 1 finished trials" in capsys.readouterr().err
+    ran = sorted(e[2] for e in _events(fake)[n:] if e[0] == "end")
+    assert ran == ["genotype-e2", "measure-cifar-b1-both-e2", "measure-cifar-b1-e2", "train-e2"]
+    assert _done(late) == ["darts-textures-ort-cpu-0-n0-s0"]
+    with open(late / "results.csv") as f:
+        assert float(next(csv.DictReader(f))["test_acc_e2"]) == 0.76  # 2 + 2 more skip_connect than at the end
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (("--epochs", "4", "--anytime", "4"), "--anytime: 4 is out of range; each value must be in [1, 3]"),
+    (("--epochs", "1", "--anytime", "1"), "--anytime needs a search of at least 2 epochs"),
+    (("--epochs", "4", "--anytime", "x"), "expected 1 to 100 comma-separated integers"),
+])
+def test_anytime_epochs_outside_the_search_are_refused_before_anything(tmp_path, capsys, extra, says):
+    out = tmp_path / "sw"
+    assert main(_args(out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and not out.exists()
+    assert main(_args(out, "--epochs", "4", "--anytime", "2", lambdas="rel0.5")) == 2
+    assert "--anytime trains the cells of λ = 0 searches; this grid has none" in capsys.readouterr().err
+
+
 def test_reuse_searches_takes_the_search_step_and_trains_and_measures_with_this_sweeps_settings(tmp_path, capsys,
                                                                                                  fake):
     a, b = tmp_path / "a", tmp_path / "b"

@@ -95,6 +95,9 @@ def _configure(p: argparse.ArgumentParser) -> None:
                        + ("; 0: every step of each epoch" if flag == "--max-steps" else ""))
     s.add_argument("--fused", action="store_true",
                    help="lpm search --fused: the per-input-state forward (same loss and gradients, faster)")
+    s.add_argument("--anytime", metavar="LIST",
+                   help="search epochs (each below --epochs) after which every λ = 0 search's cell (argmax α then) "
+                        "is also trained and measured, like the final one: the budget curve of the report")
     t = p.add_argument_group("search and evaluation training")
     t.add_argument("--threads", type=int, default=1, help="torch CPU threads per search or training (default 1)")
     t.add_argument("--device", default="cpu", help="where searches and trainings run: cpu (default) or cuda[:N]")
@@ -208,9 +211,22 @@ def build_grid(args: argparse.Namespace) -> Grid:
     train = _flags([(f, getattr(args, f"train_{f[2:].replace('-', '_')}")) for f, _ in TRAIN_FLAGS]) + shared
     measure = {"backend": args.backend, "device": args.measure_device, "profiles": profiles, "db": db,
                "flags": _flags([(f, getattr(args, f[2:])) for f, _ in MEASURE_FLAGS])}
+    anytime = _anytime(args)
+    if anytime and "0" not in lams:
+        raise LpmError("--anytime trains the cells of λ = 0 searches; this grid has none (add 0 to --lambda)")
     axes = dict(zip(AXES, (methods, datasets, preds, lams, noise, seeds)))
-    return Grid(axes, refs, {"search": search, "train": train, "measure": measure}, random, base,
-                baseline_given=args.baseline_seeds is not None)
+    settings = {"search": search, "train": train, "measure": measure, **({"anytime": anytime} if anytime else {})}
+    return Grid(axes, refs, settings, random, base, baseline_given=args.baseline_seeds is not None)
+
+
+def _anytime(args: argparse.Namespace) -> list[int]:
+    """--anytime's epochs, sorted, each from 1 to --epochs − 1 (the last epoch's cell is the search's own)."""
+    if args.anytime is None:
+        return []
+    epochs = args.epochs if args.epochs is not None else 1
+    if epochs < 2:
+        raise LpmError(f"--anytime needs a search of at least 2 epochs (--epochs {epochs})")
+    return sorted(set(int_list(args.anytime, "--anytime", 1, epochs - 1)))
 
 
 def _run(args: argparse.Namespace) -> int:

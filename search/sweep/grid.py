@@ -343,8 +343,8 @@ def check_settings(settings: Any, where: str) -> dict[str, Any]:
     from lpm_zoo.profiles import get_profile
 
     s = obj(settings, where, "settings")
-    if set(s) != {"search", "train", "measure"}:
-        raise bad(where, "settings hold other keys than search, train and measure")
+    if not {"search", "train", "measure"} <= set(s) <= {"search", "train", "measure", "anytime"}:
+        raise bad(where, "settings hold other keys than search, train, measure and anytime")
     m = obj(s["measure"], where, "settings.measure")
     if set(m) != {"backend", "device", "profiles", "db", "flags"}:
         raise bad(where, "settings.measure holds other keys than backend, device, profiles, db and flags")
@@ -358,11 +358,18 @@ def check_settings(settings: Any, where: str) -> dict[str, Any]:
     for k, v in db.items():
         text(k, where, "settings.measure.db's profile", 100, tuple(profiles))
         text(v, where, "settings.measure.db's store", 400)
+    anytime = s.get("anytime", [])
+    if not isinstance(anytime, list) or ("anytime" in s and not 1 <= len(anytime) <= 100):
+        raise bad(where, "settings.anytime is not a list of 1 to 100 epochs")
+    anytime = [integer(e, where, "settings.anytime's epoch", 1, 10**6) for e in anytime]
+    if anytime != sorted(set(anytime)):
+        raise bad(where, "settings.anytime's epochs are not sorted and distinct")
     return {"search": strings(s["search"], where, "settings.search"),
             "train": strings(s["train"], where, "settings.train"),
             "measure": {"backend": text(m["backend"], where, "settings.measure.backend", 100),
                         "device": text(m["device"], where, "settings.measure.device", 100),
-                        "profiles": profiles, "db": db, "flags": strings(m["flags"], where, "settings.measure.flags")}}
+                        "profiles": profiles, "db": db, "flags": strings(m["flags"], where, "settings.measure.flags")},
+            **({"anytime": anytime} if anytime else {})}
 
 
 def check_grid(data: Any, where: str, named: Grid | None = None) -> Grid:

@@ -16,11 +16,11 @@ from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import refuse_link
 from lpm_zoo.search.sweep.grid import Grid, Trial
 from lpm_zoo.search.sweep.results import results_row
-from lpm_zoo.search.sweep.trial import read_state, trial_steps
+from lpm_zoo.search.sweep.trial import produced_genotype, read_state, trial_steps
 
 #: the files lpm keeps at the top of a sweep folder (each refused when it is a link)
 TOP_FILES = ("grid.json", ".trials.mutex", ".results.mutex", "results.csv", "results.parquet", "report.md",
-             "claim.json", "claim.png")
+             "claim.json", "claim.png", "budget.png")
 #: what stands for a searched genotype when the steps after the search are checked (the search has not run yet)
 SOME_GENOTYPE = "DARTS_V2"
 
@@ -59,7 +59,7 @@ def check_steps(grid: Grid, on_ray: bool = False) -> None:
     checked: set[tuple[str, ...]] = set()
     for t in _representatives(grid):
         for step in trial_steps(t, grid.settings):
-            argv = [SOME_GENOTYPE if a == "search/genotype.json" else a for a in step.argv]
+            argv = [SOME_GENOTYPE if produced_genotype(a) else a for a in step.argv]
             if on_ray:
                 argv = _on_ray_device(argv)
             if tuple(argv) in checked or commands.get(argv[0]) is None or commands[argv[0]].check is None:

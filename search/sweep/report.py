@@ -14,7 +14,7 @@ from typing import Any
 
 from lpm_zoo.files import write_atomic
 from lpm_zoo.search.options import DATASET_CLASSES
-from lpm_zoo.search.sweep import claims
+from lpm_zoo.search.sweep import budget, claims
 from lpm_zoo.search.sweep.grid import lambda_value
 from lpm_zoo.search.sweep.results import profile_column
 
@@ -289,6 +289,20 @@ def _claim_section(out: Path, rows: list[dict[str, Any]], whole: str) -> list[st
             "claim.json.", ""]
 
 
+def _budget_section(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any], whole: str | None) -> list[str]:
+    """The budget curve (lpm_zoo.search.sweep.budget): λ = 0's accuracy after each --anytime epoch, in words and
+    DIR/budget.png."""
+    curves = budget.curve(rows, settings)
+    if not curves:
+        return ["## The budget curve", "", "No λ = 0 search has its anytime cells trained yet.", ""]
+    crows = claims.claim_rows(rows, profile_column(whole)) if whole else []
+    png, buf = out / "budget.png", io.BytesIO()
+    budget.plot_budget(curves, crows, buf, budget.search_flag(settings, "--warmup-epochs"))
+    write_atomic(png, buf.getvalue())  # never through a link
+    return ["## The budget curve", "", *[f"- {v}" for v in budget.verdicts(curves, crows)], "",
+            f"![the budget curve]({png.name})", ""]
+
+
 def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any], command: str = "") -> Path:
     """DIR/report.md with a table, the claims and a plot (DIR/pareto-N.png) per section; returns the report's path."""
     profiles = settings["measure"]["profiles"]
@@ -334,6 +348,8 @@ def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any]
         lines += ["## A noisy predictor (Table 3)", "", *[f"- {c}" for c in t3], ""]
     if whole and any(r["kind"] == "random" for r in rows):
         lines += _claim_section(out, rows, whole)
+    if settings.get("anytime"):
+        lines += _budget_section(out, rows, settings, whole)
     path = out / "report.md"
     write_atomic(path, "\n".join(lines).encode())
     return path

@@ -15,7 +15,7 @@ from lpm_zoo.genotype_spec import parse_genotype
 from lpm_zoo.published import DARTS_V2
 from lpm_zoo.search.sweep.checks import bad, number, obj, read_checked, text
 from lpm_zoo.search.sweep.grid import Trial, lambda_value
-from lpm_zoo.search.sweep.trial import read_state
+from lpm_zoo.search.sweep.trial import anytime_genotype, read_state
 
 COLUMNS = ("trial", "kind", "method", "dataset", "predictor", "lambda", "lambda_value", "relative", "noise", "seed",
            "reference", "genotype", "skip_normal", "predicted_ms", "lat_alpha_ms", "reference_ms", "val_acc",
@@ -92,7 +92,40 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
                                               optional=False)
         row[f"spread_ms_{profile}"] = number(m.get("spread_ms"), where, "spread_ms", 0.0)
         row[f"measured_on_{profile}"] = None if on is None else text(on, where, "ran_on's host", 200)
+    if t.kind == "search" and t.lam == "0":
+        for epoch in settings.get("anytime", []):
+            row.update(anytime_columns(folder, t, settings, epoch))
     return row
+
+
+def anytime_columns(folder: Path, t: Trial, settings: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """A λ = 0 trial's columns for its cell after search epoch `epoch` (`lpm sweep --anytime`): genotype, normal-cell
+    skips, test accuracy and latency per profile, suffixed _eN; each None until its steps have run (a trial taken
+    with --reuse from a sweep without --anytime runs them next)."""
+    names = [f"genotype_e{epoch}", f"skip_normal_e{epoch}", f"test_acc_e{epoch}",
+             *(f"{profile_column(p)}_e{epoch}" for p in settings["measure"]["profiles"])]
+    out: dict[str, Any] = dict.fromkeys(names)
+    gfile, tfile = folder / anytime_genotype(epoch), folder / f"train-e{epoch}.json"
+    if not (refuse_link(gfile) and refuse_link(tfile)):
+        return out
+    try:
+        geno = parse_genotype(json.dumps(_load(gfile)), DARTS_V2.reduce, allow_path=False).to_dict()
+    except LpmError as e:
+        raise bad(gfile, str(e)) from None
+    train = _load(tfile)
+    _same(train, tfile, "dataset", t.dataset)
+    out.update({names[0]: json.dumps(geno, separators=(",", ":")),
+                names[1]: sum(1 for op in geno["normal"] if op and op[0] == "skip_connect"),
+                names[2]: number(train.get("test_acc"), tfile, "test_acc", 0.0, 1.0, optional=False)})
+    for profile in settings["measure"]["profiles"]:
+        where = folder / f"measure-{profile}-e{epoch}.json"
+        if refuse_link(where):
+            m = _load(where)
+            _same(m, where, "profile", profile)
+            _same(m, where, "backend", settings["measure"]["backend"])
+            out[f"{profile_column(profile)}_e{epoch}"] = number(m.get("latency_ms"), where, "latency_ms", 0.0,
+                                                                above=True, optional=False)
+    return out
 
 
 def _seconds(folder: Path, step: str) -> float | None:

@@ -87,8 +87,9 @@ def _files(folder: Path) -> list[tuple[str, int]]:
 
 
 def _reusable(reference: bool, theirs: dict, ours: dict) -> bool:
-    """A reference trial (no search) needs the same training and measurement; a search trial every setting."""
-    keys = ("train", "measure") if reference else sorted(set(theirs) | set(ours))
+    """A reference trial (no search) needs the same training and measurement; a search trial every setting but
+    --anytime's epochs (the anytime steps a source did not run, this sweep runs)."""
+    keys = ("train", "measure") if reference else sorted((set(theirs) | set(ours)) - {"anytime"})
     return all(theirs.get(k) == ours.get(k) for k in keys)
 
 

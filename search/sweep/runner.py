@@ -87,7 +87,7 @@ class Sweep:
 
     def run(self) -> dict[str, Any]:
         """Run every trial not done yet; returns counts (done, done_before, failed, busy, interrupted)."""
-        todo = [t for t in self.trials if read_state(self.folder(t)).get("status") != "done"]
+        todo = [t for t in self.trials if not self.finished(t, read_state(self.folder(t)))]
         summary = {"trials": len(self.trials), "done_before": len(self.trials) - len(todo), "done": 0, "failed": [],
                    "busy": [], "interrupted": 0}
         self.todo = len(todo)
@@ -134,6 +134,12 @@ class Sweep:
             summary["interrupted"] = max(summary["interrupted"], 1)
         return summary
 
+    def finished(self, t: Trial, state: dict[str, Any]) -> bool:
+        """Whether trial `t` (with its `state`) is done: marked so, and every step's output there (a trial taken
+        with --reuse from a sweep without --anytime is done but for its anytime steps, which then run)."""
+        return state.get("status") == "done" and all(
+            (self.folder(t) / s.stdout).is_file() for s in trial_steps(t, self.grid.settings))
+
     def run_trial(self, t: Trial) -> tuple[str, str]:
         """One trial under its lock: ('done' | 'failed' | 'busy' | 'interrupted' | 'skipped', detail)."""
         if self.runner.children.stopping.is_set():
@@ -144,7 +150,7 @@ class Sweep:
             return "busy", f"pid {held.get('pid')} on {held.get('host')}"
         try:
             state = read_state(folder)
-            if state.get("status") == "done":  # another sweep finished it meanwhile
+            if self.finished(t, state):  # another sweep finished it meanwhile
                 return "skipped", ""
             state.update(trial=asdict(t), status="running", owner={k: held[k] for k in ("pid", "host")},
                          attempts=state.get("attempts", 0) + 1, steps=state.get("steps", {}))

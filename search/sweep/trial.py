@@ -3,7 +3,8 @@
 Layout of DIR/trials/ID/: `lock` (the owner, while a sweep runs the trial), `state.json` (status, each
 step's exit code and where it ran, and at the end the trial's results row), `search/` (`lpm search --out`:
 checkpoint, genotype, history), `search.json`, `info.json` (`lpm info`: multiply-adds), `measure-PROFILE.json`
-(one per profile, with `ran_on`), `train/` and `train.json`, and each step's log. A step is done once its JSON
+(one per profile, with `ran_on`), `train/` and `train.json`, for a λ = 0 search with --anytime epochs N also
+`genotype-eN.json`, `measure-PROFILE-eN.json`, `train-eN/` and `train-eN.json`, and each step's log. A step is done once its JSON
 exists (written by a rename after the step exits 0), so a rerun skips it; an interrupted search or training
 resumes from the checkpoint in its folder.
 
@@ -61,8 +62,8 @@ class Step:
     """One `lpm` command of a trial; paths in `argv` are relative to the trial folder."""
 
     trial: str  # the trial's id (LPM_SWEEP_TRIAL in the step's environment)
-    name: str  # search, measure-PROFILE, train
-    kind: str  # search, measure, train
+    name: str  # search, info, measure-PROFILE, train; genotype-eN, measure-PROFILE-eN, train-eN (--anytime)
+    kind: str  # search, info, measure, train, genotype
     argv: list[str]
     stdout: str  # the JSON file the step's stdout becomes (its "done" mark)
     inputs: list[str] = field(default_factory=list)  # what a Ray task needs from the trial folder
@@ -81,7 +82,8 @@ class Step:
 
 def trial_steps(trial: Trial, settings: dict[str, Any]) -> list[Step]:
     """The trial's steps in order: search (not for a reference), `lpm info` (multiply-adds), one measurement per
-    profile, training."""
+    profile, training; then, for a λ = 0 search with `anytime` epochs, per epoch N its genotype after N
+    (genotype-eN.json), measured and trained the same way (measure-PROFILE-eN, train-eN)."""
     steps = []
     if trial.reference:
         geno, geno_in = trial.reference_spec, []
@@ -95,16 +97,41 @@ def trial_steps(trial: Trial, settings: dict[str, Any]) -> list[Step]:
         geno, geno_in = "search/genotype.json", ["search/genotype.json"]
     steps.append(Step(trial.id, "info", "info", ["info", geno, "--setting", "cifar", "--json"], "info.json",
                       list(geno_in)))  # parameters and multiply-adds of the C = 36, 20-cell network
-    m = settings["measure"]
+    steps += _evaluation(trial, settings, geno, geno_in, "")
+    if trial.kind == "search" and trial.lam == "0":
+        for epoch in settings.get("anytime", []):
+            name = anytime_genotype(epoch)
+            argv = ["search", "--out", "search", "--genotype-after", str(epoch), "--json"]
+            steps.append(Step(trial.id, name[:-5], "genotype", argv, name, ["search/history.json"]))
+            steps += _evaluation(trial, settings, name, [name], f"-e{epoch}")
+    return steps
+
+
+def anytime_genotype(epoch: int) -> str:
+    """The file (in the trial folder) of a λ = 0 search's genotype after `epoch` (`lpm sweep --anytime`)."""
+    return f"genotype-e{epoch}.json"
+
+
+def produced_genotype(arg: str) -> bool:
+    """Whether a step argument is a genotype file an earlier step of the trial writes (the search's, or an
+    anytime one)."""
+    return arg == "search/genotype.json" or (arg.startswith("genotype-e") and arg.endswith(".json"))
+
+
+def _evaluation(trial: Trial, settings: dict[str, Any], geno: str, geno_in: list[str], suffix: str) -> list[Step]:
+    """The measurements (one per profile) and the training of genotype `geno`; `suffix` tells an anytime cell's
+    steps and files (-eN) from the trial's own ('')."""
+    m, steps = settings["measure"], []
     for profile in m["profiles"]:
         db = m["db"].get(profile)
         argv = ["measure", "--backend", m["backend"], "--device", m["device"], "--profile", profile,
                 "--genotype", geno, *(["--db", db] if db else []), *m["flags"], "--json"]
-        steps.append(Step(trial.id, f"measure-{profile}", "measure", argv, f"measure-{profile}.json", list(geno_in), [],
-                          f"{m['backend']}-{m['device']}"))
+        steps.append(Step(trial.id, f"measure-{profile}{suffix}", "measure", argv, f"measure-{profile}{suffix}.json",
+                          list(geno_in), [], f"{m['backend']}-{m['device']}"))
     argv = ["train", "--genotype", geno, "--dataset", trial.dataset, "--seed", str(trial.seed), *settings["train"],
-            "--out", "train", "--json", "--no-progress"]
-    steps.append(Step(trial.id, "train", "train", argv, "train.json", [*geno_in, "train"], ["train"]))
+            "--out", f"train{suffix}", "--json", "--no-progress"]
+    steps.append(Step(trial.id, f"train{suffix}", "train", argv, f"train{suffix}.json", [*geno_in, f"train{suffix}"],
+                      [f"train{suffix}"]))
     return steps
 
 
