@@ -70,7 +70,7 @@ class SearchConfig:
                 out[k] = getattr(m, k)
         out["epochs"] = epochs
         if out["warmup_epochs"] is None:  # the paper's 15 of 50 epochs, scaled to the run's length
-            out["warmup_epochs"] = round(m.warmup_epochs * epochs / m.epochs)
+            out["warmup_epochs"] = m.warmup_for(epochs)
         return ResolvedSearch(**out, unrolled=m.unrolled, edge_norm=m.edge_norm, momentum=m.momentum,
                               weight_decay=m.weight_decay, arch_betas=tuple(m.arch_betas),
                               arch_weight_decay=m.arch_weight_decay)

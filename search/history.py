@@ -35,9 +35,13 @@ def genotype_after(out: str | Path, epoch: int) -> tuple[Genotype, int]:
     A search that has not finished, or ran fewer epochs, is one LpmError line."""
     path = Path(out) / HISTORY
     where = clip(str(path))
-    if not refuse_link(path):
-        raise LpmError(f"{where} does not exist: --genotype-after reads a finished search's --out")
-    rows = read_own_json(path, MAX_HISTORY_BYTES)
+    try:
+        if not refuse_link(path):
+            raise LpmError(f"{where} does not exist: --genotype-after reads a finished search's --out")
+        rows = read_own_json(path, MAX_HISTORY_BYTES)
+    except OSError as e:  # --out a file, an unreadable history
+        raise LpmError(f"cannot read {where} ({e.strerror or type(e).__name__}): --genotype-after reads a finished "
+                       "search's --out") from None
     if not isinstance(rows, list) or not rows:
         raise LpmError(f"{where} is not a search history (not a list of epochs); rerun the search")
     epochs = [_epoch(r, where) for r in rows]

@@ -35,6 +35,10 @@ class Method:
     arch_betas: tuple[float, float] = (0.5, 0.999)
     arch_weight_decay: float = 1e-3
 
+    def warmup_for(self, epochs: int) -> int:
+        """The epochs with α frozen by default in a search of `epochs`: the paper's share, scaled to its length."""
+        return round(self.warmup_epochs * epochs / self.epochs)
+
 
 METHODS: dict[str, Method] = {
     "darts": Method("darts", unrolled=False, partial_k=1, edge_norm=False, batch_size=64, lr=0.025, arch_lr=3e-4,

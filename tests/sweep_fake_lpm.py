@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 
+from lpm_zoo.search.history import genotype_after
+from lpm_zoo.space import Genotype
+
 DARTS_V2 = {"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["sep_conv_3x3", 0], ["sep_conv_3x3", 1],
                        ["sep_conv_3x3", 1], ["skip_connect", 0], ["skip_connect", 0], ["dil_conv_3x3", 2]],
             "normal_concat": [2, 3, 4, 5],
@@ -67,8 +70,6 @@ def main(argv: list[str]) -> int:
     step = step_name(argv)
     try:
         if cmd == "search" and "--genotype-after" in argv:
-            from lpm_zoo.search.history import genotype_after
-
             log("start", step)
             g, _ = genotype_after(arg(argv, "--out"), int(arg(argv, "--genotype-after")))
             print(json.dumps(g.to_dict()))
@@ -85,8 +86,6 @@ def main(argv: list[str]) -> int:
             k = min(8, round(10 * lam) + (seed if seed % 2 else 0))
             g = with_skips(k)
             (out / "genotype.json").write_text(json.dumps(g))
-            from lpm_zoo.space import Genotype
-
             epochs = int(arg(argv, "--epochs", "1"))
             (out / "history.json").write_text(json.dumps([
                 {"epoch": e, "genotype": Genotype.from_dict(with_skips(min(8, k + epochs - e))).to_darts()}

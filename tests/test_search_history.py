@@ -82,6 +82,9 @@ def test_a_linked_or_oversized_history_is_refused_before_it_is_read(tmp_path, mo
     monkeypatch.setattr(history, "MAX_HISTORY_BYTES", 100)
     assert main(["search", "--out", str(real), "--genotype-after", "1"]) == 2
     err = capsys.readouterr().err
-    assert "100" in err and err.count("\n") == 1
+    assert "at most 100 are read" in err and err.count("\n") == 1
+    assert main(["search", "--out", str(real / "history.json"), "--genotype-after", "1"]) == 2  # --out a file
+    err = capsys.readouterr().err
+    assert "cannot read" in err and err.count("\n") == 1 and "Traceback" not in err
     assert main(["search", "--out", str(real), "--genotype-after", "0"]) == 2
     assert "--genotype-after must be an epoch from 1" in capsys.readouterr().err

@@ -342,6 +342,20 @@ def test_the_reports_claims_on_synthetic_trials(tmp_path):
     assert len(list(tmp_path.glob("pareto-*.png"))) == 3
 
 
+@pytest.mark.parametrize("warmup", ["1" + "0" * 399, "2"])
+def test_the_budget_curve_per_dataset_with_any_warmup_value_grid_json_holds(tmp_path, warmup):
+    rows = [{**_row("0", seed, 80 + seed, 10, 20), "dataset": dataset, "test_acc_e2": (70 + seed) / 100}
+            for seed in (0, 1, 2) for dataset in ("textures", "digits")]
+    rows[0]["test_acc_e2"] = None  # textures seed 0: its anytime cell not trained yet, so it counts nowhere
+    settings = {"search": ["--epochs", "4", "--warmup-epochs", warmup], "train": [], "anytime": [2],
+                "measure": {"backend": "ort", "device": "cpu", "flags": [], "profiles": ["cifar-b1"]}}
+    text = write_report(tmp_path, rows, settings).read_text()
+    assert "On textures:\n\n- darts, λ = 0, test accuracy of the cell held after each search epoch: epoch 2: " \
+           "71.50% ± 0.71 (2 seeds), epoch 4: 81.50% ± 0.71 (2 seeds)" in text
+    assert "epoch 2: 71.00% ± 1.00 (3 seeds), epoch 4: 81.00% ± 1.00 (3 seeds)" in text  # digits: all 3
+    assert sorted(p.name for p in tmp_path.glob("budget-*.png")) == ["budget-digits.png", "budget-textures.png"]
+
+
 def test_report_only_and_a_folder_without_a_sweep(tmp_path, capsys, fake):
     assert main(["sweep", "--out", str(tmp_path), "--report"]) == 2
     assert "holds no sweep" in capsys.readouterr().err
@@ -440,27 +454,40 @@ def test_anytime_trains_each_lambda_0_cell_after_each_epoch_and_the_report_draws
     report = (out / "report.md").read_text()
     assert "darts, λ = 0, test accuracy of the cell held after each search epoch: epoch 1: 74.50% ± 0.71 (2 seeds), " \
            "epoch 3: 76.50% ± 0.71 (2 seeds), epoch 4: 77.50% ± 0.71 (2 seeds)" in report
-    assert "reaches the random median" in report and "![the budget curve](budget.png)" in report
-    assert (out / "budget.png").read_bytes()[:4] == b"\x89PNG"
+    # the 3 random cells: 79, 79, 78% (DARTS_V2-like fakes), so the median is 79% and epoch 4's 77.5% is under it
+    assert "; never reaches the random median (79.00%)" in report
+    assert "; first reaches" not in report and "![the budget curve on textures](budget-textures.png)" in report
+    assert (out / "budget-textures.png").read_bytes()[:4] == b"\x89PNG"
     capsys.readouterr()
 
     plain = tmp_path / "plain"  # a sweep without --anytime, taken whole: only the anytime steps run
     assert main(_args(plain, "--epochs", "4", lambdas="0", seeds="0")) == 0
     n = len(_events(fake))
     late = tmp_path / "late"
-    assert main(_args(late, "--epochs", "4", "--anytime", "2", "--reuse", str(plain), lambdas="0", seeds="0")) == 0
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "x")  # every fake step now fails: the anytime cell's first one
+    assert main(_args(late, "--epochs", "4", "--anytime", "2", "--reuse", str(plain), lambdas="0", seeds="0")) == 1
     assert "reused 1 finished trials" in capsys.readouterr().err
+    assert _done(late) == ["darts-textures-ort-cpu-0-n0-s0"]  # its own row stays in the results
+    with open(late / "results.csv") as f:
+        row = next(csv.DictReader(f))
+    assert (row["test_acc"], row["test_acc_e2"]) == ("0.78", "")
+    state = json.loads((late / "trials" / "darts-textures-ort-cpu-0-n0-s0" / "state.json").read_text())
+    assert "ValueError" in state["anytime_error"] and state["status"] == "done"
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
+    assert main(_args(late, "--epochs", "4", "--anytime", "2", lambdas="0", seeds="0")) == 0
     ran = sorted(e[2] for e in _events(fake)[n:] if e[0] == "end")
     assert ran == ["genotype-e2", "measure-cifar-b1-both-e2", "measure-cifar-b1-e2", "train-e2"]
-    assert _done(late) == ["darts-textures-ort-cpu-0-n0-s0"]
     with open(late / "results.csv") as f:
         assert float(next(csv.DictReader(f))["test_acc_e2"]) == 0.76  # 2 + 2 more skip_connect than at the end
+    state = json.loads((late / "trials" / "darts-textures-ort-cpu-0-n0-s0" / "state.json").read_text())
+    assert "anytime_error" not in state and state["row"]["test_acc_e2"] == 0.76
 
 
 @pytest.mark.parametrize(("extra", "says"), [
     (("--epochs", "4", "--anytime", "4"), "--anytime: 4 is out of range; each value must be in [1, 3]"),
     (("--epochs", "1", "--anytime", "1"), "--anytime needs a search of at least 2 epochs"),
     (("--epochs", "4", "--anytime", "x"), "expected 1 to 100 comma-separated integers"),
+    (("--epochs", "4", "--anytime", "2", "--select", "perturbation"), "with --select perturbation the last point"),
 ])
 def test_anytime_epochs_outside_the_search_are_refused_before_anything(tmp_path, capsys, extra, says):
     out = tmp_path / "sw"

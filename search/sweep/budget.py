@@ -7,11 +7,13 @@ N epochs of a longer cosine schedule, not a search planned for N epochs."""
 
 from __future__ import annotations
 
+import io
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
+from lpm_zoo.search.options import METHODS
 from lpm_zoo.search.sweep.claims import random_band
 
 #: a point says the search pays only when its mean over at least this many seeds reaches the line
@@ -19,27 +21,40 @@ MIN_SEEDS = 2
 
 
 def search_flag(settings: dict[str, Any], flag: str) -> int | None:
-    """The integer the sweep passes to every `lpm search` as `flag` (None when its flags do not give it)."""
+    """The integer the sweep passes to every `lpm search` as `flag` (None when its flags do not give it, or give
+    no epoch count: grid.json is read back as data)."""
     flags = settings["search"]
     try:
-        return int(flags[flags.index(flag) + 1])
+        v = flags[flags.index(flag) + 1]
+        n = int(v) if isinstance(v, str) and len(v) <= 7 else None
     except (ValueError, IndexError):
         return None
+    return n if n is not None and 0 <= n <= 10**6 else None
+
+
+def warmup(settings: dict[str, Any], method: str) -> int | None:
+    """The epochs with α frozen in the sweep's searches of `method`: --warmup-epochs, else the method's default."""
+    given, epochs = search_flag(settings, "--warmup-epochs"), search_flag(settings, "--epochs")
+    if given is not None:
+        return given
+    return METHODS[method].warmup_for(epochs) if method in METHODS and epochs is not None else None
 
 
 def curve(rows: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Per method, one point per epoch (the --anytime epochs, then the last): epoch, the seeds' accuracies (%)
-    and their mean and standard deviation."""
+    and their mean and standard deviation. Only the λ = 0 trials with every anytime cell trained count, so each
+    point averages the same seeds. `rows` are one dataset's."""
     final = search_flag(settings, "--epochs")
-    epochs = list(settings.get("anytime", []))
+    keys = [*((e, f"test_acc_e{e}") for e in settings.get("anytime", [])), (final, "test_acc")]
     out: dict[str, list[dict[str, Any]]] = {}
-    zero = [r for r in rows if r.get("kind") == "search" and r.get("lambda") == "0"]
+    zero = [r for r in rows if r.get("kind") == "search" and r.get("lambda") == "0"
+            and all(isinstance(r.get(k), (int, float)) and math.isfinite(r[k]) for _, k in keys)]
     for method in sorted({str(r.get("method")) for r in zero}):
         mine = [r for r in zero if str(r.get("method")) == method]
         points = []
-        for epoch, key in [*((e, f"test_acc_e{e}") for e in epochs), (final, "test_acc")]:
-            accs = [100.0 * r[key] for r in mine if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
-            if accs and epoch is not None:
+        for epoch, key in keys:
+            accs = [100.0 * r[key] for r in mine]
+            if epoch is not None:
                 points.append({"epoch": epoch, "accs": accs, "mean": statistics.mean(accs),
                                "sd": statistics.stdev(accs) if len(accs) >= 2 else float("nan")})
         if len(points) >= 2:
@@ -59,16 +74,16 @@ def verdicts(curves: dict[str, list[dict[str, Any]]], crows: list[dict[str, Any]
         if band["cells"]:
             for name, bar in (("the random median", band["median"]), ("the random 80th percentile", band["p80"])):
                 first = next((p["epoch"] for p in points if len(p["accs"]) >= MIN_SEEDS and p["mean"] >= bar), None)
-                line += (f"; reaches {name} ({bar:.2f}%) from epoch {first}" if first is not None
+                line += (f"; first reaches {name} ({bar:.2f}%) at epoch {first}" if first is not None
                          else f"; never reaches {name} ({bar:.2f}%)")
         out.append(line)
     return out
 
 
-def plot_budget(curves: dict[str, list[dict[str, Any]]], crows: list[dict[str, Any]], path: Path,
-                warmup: int | None) -> None:
+def plot_budget(curves: dict[str, list[dict[str, Any]]], crows: list[dict[str, Any]], path: Path | io.BytesIO,
+                warmups: dict[str, int | None], title: str) -> None:
     """Accuracy against search epoch per method (each seed a dot, the mean a line), random median and 80th
-    percentile as horizontal lines, the warm-up (α frozen) shaded."""
+    percentile as horizontal lines, each method's warm-up (α frozen) marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,11 +100,13 @@ def plot_budget(curves: dict[str, list[dict[str, Any]]], crows: list[dict[str, A
     if band["cells"]:
         ax.axhline(band["median"], color="0.4", ls=":", label=f"random cells' median ({band['cells']} cells)")
         ax.axhline(band["p80"], color="0.4", ls="--", label="random cells' 80th percentile")
-    if warmup:
-        ax.axvspan(0.5, warmup + 0.5, color="0.9", label="warm-up: α frozen")
+    for i, method in enumerate(sorted(curves)):
+        w = warmups.get(method)
+        if w:
+            ax.axvline(w + 0.5, color=plt.cm.tab10(i), ls="-.", lw=1, label=f"{method}: α frozen up to epoch {w}")
     ax.set_xlabel("search epoch after which the cell is taken (argmax α)")
     ax.set_ylabel("test accuracy, %")
-    ax.set_title("the budget curve: where does the search start to pay?", fontsize=10)
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -214,6 +214,9 @@ def build_grid(args: argparse.Namespace) -> Grid:
     anytime = _anytime(args)
     if anytime and "0" not in lams:
         raise LpmError("--anytime trains the cells of λ = 0 searches; this grid has none (add 0 to --lambda)")
+    if anytime and args.select == "perturbation":
+        raise LpmError("--anytime takes argmax α's cell after each epoch; with --select perturbation the last point "
+                       "would be another derivation: drop one of the two")
     axes = dict(zip(AXES, (methods, datasets, preds, lams, noise, seeds)))
     settings = {"search": search, "train": train, "measure": measure, **({"anytime": anytime} if anytime else {})}
     return Grid(axes, refs, settings, random, base, baseline_given=args.baseline_seeds is not None)

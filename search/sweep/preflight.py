@@ -20,7 +20,7 @@ from lpm_zoo.search.sweep.trial import produced_genotype, read_state, trial_step
 
 #: the files lpm keeps at the top of a sweep folder (each refused when it is a link)
 TOP_FILES = ("grid.json", ".trials.mutex", ".results.mutex", "results.csv", "results.parquet", "report.md",
-             "claim.json", "claim.png", "budget.png")
+             "claim.json", "claim.png")
 #: what stands for a searched genotype when the steps after the search are checked (the search has not run yet)
 SOME_GENOTYPE = "DARTS_V2"
 
@@ -93,7 +93,7 @@ def check_folder(out: Path, grid: Grid) -> None:
         return
     for name in TOP_FILES:
         refuse_link(out / name)
-    for png in out.glob("pareto-*.png"):
+    for png in [*out.glob("pareto-*.png"), *out.glob("budget-*.png")]:
         refuse_link(png)
     if not refuse_link(out / "trials"):
         return

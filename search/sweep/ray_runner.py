@@ -82,7 +82,7 @@ class RayRunner:
         if step.kind == "measure":
             opts: dict[str, Any] = {"num_cpus": self.cpus, "resources": {self.resource: 1}}
         else:
-            opts = {"num_cpus": self.cpus, "num_gpus": 1 if self.gpu else 0}
+            opts = {"num_cpus": self.cpus, "num_gpus": 1 if self.gpu and step.kind in ("search", "train") else 0}
         files = get_files(folder, [*step.inputs, f"{step.name}.log"])
         ref = self.task.options(**opts).remote(step.to_dict(), files, self.prefix)
         while not ray.wait([ref], timeout=0.5)[0]:

@@ -290,17 +290,22 @@ def _claim_section(out: Path, rows: list[dict[str, Any]], whole: str) -> list[st
 
 
 def _budget_section(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any], whole: str | None) -> list[str]:
-    """The budget curve (lpm_zoo.search.sweep.budget): λ = 0's accuracy after each --anytime epoch, in words and
-    DIR/budget.png."""
-    curves = budget.curve(rows, settings)
-    if not curves:
-        return ["## The budget curve", "", "No λ = 0 search has its anytime cells trained yet.", ""]
-    crows = claims.claim_rows(rows, profile_column(whole)) if whole else []
-    png, buf = out / "budget.png", io.BytesIO()
-    budget.plot_budget(curves, crows, buf, budget.search_flag(settings, "--warmup-epochs"))
-    write_atomic(png, buf.getvalue())  # never through a link
-    return ["## The budget curve", "", *[f"- {v}" for v in budget.verdicts(curves, crows)], "",
-            f"![the budget curve]({png.name})", ""]
+    """The budget curve (lpm_zoo.search.sweep.budget) per dataset: λ = 0's accuracy after each --anytime epoch, in
+    words and DIR/budget-DATASET.png."""
+    lines = ["## The budget curve", ""]
+    for dataset in sorted({str(r.get("dataset")) for r in rows}):
+        mine = [r for r in rows if str(r.get("dataset")) == dataset]
+        curves = budget.curve(mine, settings)
+        if not curves:
+            continue
+        crows = claims.claim_rows(mine, profile_column(whole)) if whole else []
+        png, buf = out / f"budget-{dataset}.png", io.BytesIO()
+        budget.plot_budget(curves, crows, buf, {m: budget.warmup(settings, m) for m in curves},
+                           f"the budget curve on {dataset}: where does the search start to pay?")
+        write_atomic(png, buf.getvalue())  # never through a link
+        lines += [f"On {dataset}:", "", *[f"- {v}" for v in budget.verdicts(curves, crows)], "",
+                  f"![the budget curve on {dataset}]({png.name})", ""]
+    return lines if len(lines) > 2 else [*lines, "No λ = 0 search has all its anytime cells trained yet.", ""]
 
 
 def write_report(out: Path, rows: list[dict[str, Any]], settings: dict[str, Any], command: str = "") -> Path:

@@ -132,16 +132,22 @@ class Sweep:
             self.runner.close()
         if stop.stopping.is_set():
             summary["interrupted"] = max(summary["interrupted"], 1)
+        try:
+            self.write_tables()  # the trials taken with --reuse count even when nothing here finished
+        except LpmError as e:
+            self.log(f"warning: {e}")
         return summary
 
     def finished(self, t: Trial, state: dict[str, Any]) -> bool:
-        """Whether trial `t` (with its `state`) is done: marked so, and every step's output there (a trial taken
-        with --reuse from a sweep without --anytime is done but for its anytime steps, which then run)."""
+        """Whether trial `t` (with its `state`) is done: marked so, and every step's output there, its anytime
+        cells' too (a trial taken with --reuse from a sweep without --anytime is done but for those)."""
         return state.get("status") == "done" and all(
             (self.folder(t) / s.stdout).is_file() for s in trial_steps(t, self.grid.settings))
 
     def run_trial(self, t: Trial) -> tuple[str, str]:
-        """One trial under its lock: ('done' | 'failed' | 'busy' | 'interrupted' | 'skipped', detail)."""
+        """One trial under its lock: ('done' | 'failed' | 'busy' | 'interrupted' | 'skipped', detail). Its own steps
+        first, then its row and status "done"; then the steps of its anytime cells (--anytime), whose failure is
+        kept apart (`anytime_error`) and never takes the trial's own row out of the results."""
         if self.runner.children.stopping.is_set():
             return "interrupted", ""
         folder = own_dir(self.out, "trials", t.id)
@@ -152,47 +158,81 @@ class Sweep:
             state = read_state(folder)
             if self.finished(t, state):  # another sweep finished it meanwhile
                 return "skipped", ""
-            state.update(trial=asdict(t), status="running", owner={k: held[k] for k in ("pid", "host")},
-                         attempts=state.get("attempts", 0) + 1, steps=state.get("steps", {}))
-            state.pop("error", None)
-            write_state(folder, state)
             t_start = time.time()
-            for step in trial_steps(t, self.grid.settings):
-                if (folder / step.stdout).is_file():
-                    continue
-                if self.runner.children.stopping.is_set():
-                    state["status"] = "interrupted"
-                    write_state(folder, state)
-                    return "interrupted", ""
-                self.log(f"{t.id}: {step.name}")
-                res = self.runner.run_step(folder, step)
-                state["steps"][step.name] = res
-                if res["rc"] != 0:
-                    stopped = self.runner.children.stopping.is_set()
-                    state.update(status="interrupted" if stopped else "failed", error=res.get("error", ""))
-                    write_state(folder, state)
-                    if stopped:
-                        return "interrupted", ""
-                    self.log(f"{t.id}: {step.name} failed: {res.get('error', '')}")
-                    return "failed", f"{step.name}: {res.get('error', '')}"
+            steps = trial_steps(t, self.grid.settings)
+            if state.get("status") != "done":
+                state.update(trial=asdict(t), status="running", owner={k: held[k] for k in ("pid", "host")},
+                             attempts=state.get("attempts", 0) + 1, steps=state.get("steps", {}))
+                state.pop("error", None)
                 write_state(folder, state)
-            try:
-                row = results_row(t, folder, self.grid.settings)
-            except (LpmError, KeyError, TypeError, ValueError) as e:  # a step's JSON without what the row needs
-                why = str(e) if isinstance(e, LpmError) else f"a step's output lacks what the row needs ({type(e).__name__}: {e})"
-                state.update(status="failed", error=why)
-                write_state(folder, state)
-                return "failed", why
-            state.update(status="done", row=row, finished_at=time.time())
-            write_state(folder, state)
-            try:
-                self.write_tables()
-            except LpmError as e:  # the trial is done all the same; the next one rewrites the tables
-                self.log(f"warning: {e}")
+                what, detail = self._steps(t, folder, state, [s for s in steps if s.anytime is None], "error")
+                if what != "done":
+                    return what, detail
+                what, detail = self._row(t, folder, state, "error")
+                if what != "done":
+                    return what, detail
+            if any(not (folder / s.stdout).is_file() for s in steps if s.anytime is not None):
+                state.update(owner={k: held[k] for k in ("pid", "host")}, steps=state.get("steps", {}))
+                what, detail = self._steps(t, folder, state, [s for s in steps if s.anytime is not None],
+                                           "anytime_error")
+                if what != "done":
+                    return what, detail
+                what, detail = self._row(t, folder, state, "anytime_error")
+                if what != "done":
+                    return what, detail
             self._progress(t, time.time() - t_start)
             return "done", ""
         finally:
             release(folder)
+
+    def _steps(self, t: Trial, folder: Path, state: dict[str, Any], steps: list[Step],
+               error_key: str) -> tuple[str, str]:
+        """Run the steps not done yet; a failure is recorded under `error_key` (the trial's own steps: it also
+        marks the trial failed or interrupted; an anytime cell's: the trial stays done)."""
+        own = error_key == "error"
+        for step in steps:
+            if (folder / step.stdout).is_file():
+                continue
+            if self.runner.children.stopping.is_set():
+                if own:
+                    state["status"] = "interrupted"
+                    write_state(folder, state)
+                return "interrupted", ""
+            self.log(f"{t.id}: {step.name}")
+            res = self.runner.run_step(folder, step)
+            state["steps"][step.name] = res
+            if res["rc"] != 0:
+                stopped = self.runner.children.stopping.is_set()
+                state[error_key] = "interrupted" if stopped and not own else res.get("error", "")
+                if own:
+                    state["status"] = "interrupted" if stopped else "failed"
+                write_state(folder, state)
+                if stopped:
+                    return "interrupted", ""
+                self.log(f"{t.id}: {step.name} failed: {res.get('error', '')}")
+                return "failed", f"{step.name}: {res.get('error', '')}"
+            write_state(folder, state)
+        return "done", ""
+
+    def _row(self, t: Trial, folder: Path, state: dict[str, Any], error_key: str) -> tuple[str, str]:
+        """The trial's results row from its step files, kept in its state (status "done"); the tables rewritten."""
+        try:
+            row = results_row(t, folder, self.grid.settings)
+        except (LpmError, KeyError, TypeError, ValueError) as e:  # a step's JSON without what the row needs
+            why = str(e) if isinstance(e, LpmError) else f"a step's output lacks what the row needs ({type(e).__name__}: {e})"
+            state[error_key] = why
+            if error_key == "error":
+                state["status"] = "failed"
+            write_state(folder, state)
+            return "failed", why
+        state.pop(error_key, None)
+        state.update(status="done", row=row, finished_at=time.time())
+        write_state(folder, state)
+        try:
+            self.write_tables()
+        except LpmError as e:  # the trial is done all the same; the next one rewrites the tables
+            self.log(f"warning: {e}")
+        return "done", ""
 
     def _progress(self, t: Trial, seconds: float) -> None:
         with self.count_lock:

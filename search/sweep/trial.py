@@ -69,6 +69,7 @@ class Step:
     inputs: list[str] = field(default_factory=list)  # what a Ray task needs from the trial folder
     outputs: list[str] = field(default_factory=list)  # folders the step writes into (besides stdout and its log)
     device_key: str | None = None  # measurements: the device they time (one at a time per device)
+    anytime: int | None = None  # the search epoch of an anytime cell's step (--anytime), else None
 
     def to_dict(self) -> dict[str, Any]:
         """The step as plain data (how it travels to a Ray task)."""
@@ -97,13 +98,13 @@ def trial_steps(trial: Trial, settings: dict[str, Any]) -> list[Step]:
         geno, geno_in = "search/genotype.json", ["search/genotype.json"]
     steps.append(Step(trial.id, "info", "info", ["info", geno, "--setting", "cifar", "--json"], "info.json",
                       list(geno_in)))  # parameters and multiply-adds of the C = 36, 20-cell network
-    steps += _evaluation(trial, settings, geno, geno_in, "")
+    steps += _evaluation(trial, settings, geno, geno_in, None)
     if trial.kind == "search" and trial.lam == "0":
         for epoch in settings.get("anytime", []):
             name = anytime_genotype(epoch)
             argv = ["search", "--out", "search", "--genotype-after", str(epoch), "--json"]
-            steps.append(Step(trial.id, name[:-5], "genotype", argv, name, ["search/history.json"]))
-            steps += _evaluation(trial, settings, name, [name], f"-e{epoch}")
+            steps.append(Step(trial.id, name[:-5], "genotype", argv, name, ["search/history.json"], anytime=epoch))
+            steps += _evaluation(trial, settings, name, [name], epoch)
     return steps
 
 
@@ -118,20 +119,22 @@ def produced_genotype(arg: str) -> bool:
     return arg == "search/genotype.json" or (arg.startswith("genotype-e") and arg.endswith(".json"))
 
 
-def _evaluation(trial: Trial, settings: dict[str, Any], geno: str, geno_in: list[str], suffix: str) -> list[Step]:
-    """The measurements (one per profile) and the training of genotype `geno`; `suffix` tells an anytime cell's
-    steps and files (-eN) from the trial's own ('')."""
+def _evaluation(trial: Trial, settings: dict[str, Any], geno: str, geno_in: list[str],
+                anytime: int | None) -> list[Step]:
+    """The measurements (one per profile) and the training of genotype `geno`: the trial's own cell's (`anytime`
+    None), or the cell after search epoch `anytime` (steps and files suffixed -eN)."""
     m, steps = settings["measure"], []
+    suffix = "" if anytime is None else f"-e{anytime}"
     for profile in m["profiles"]:
         db = m["db"].get(profile)
         argv = ["measure", "--backend", m["backend"], "--device", m["device"], "--profile", profile,
                 "--genotype", geno, *(["--db", db] if db else []), *m["flags"], "--json"]
         steps.append(Step(trial.id, f"measure-{profile}{suffix}", "measure", argv, f"measure-{profile}{suffix}.json",
-                          list(geno_in), [], f"{m['backend']}-{m['device']}"))
+                          list(geno_in), [], f"{m['backend']}-{m['device']}", anytime))
     argv = ["train", "--genotype", geno, "--dataset", trial.dataset, "--seed", str(trial.seed), *settings["train"],
             "--out", f"train{suffix}", "--json", "--no-progress"]
     steps.append(Step(trial.id, f"train{suffix}", "train", argv, f"train{suffix}.json", [*geno_in, f"train{suffix}"],
-                      [f"train{suffix}"]))
+                      [f"train{suffix}"], anytime=anytime))
     return steps
 
 
@@ -337,8 +340,9 @@ def check_state(s: dict[str, Any], where: Path) -> dict[str, Any]:
         r = obj(res, where, f"steps.{name}")
         integer(r.get("rc", 0), where, f"steps.{name}.rc", -(2**31), 2**31)
         number(r.get("seconds"), where, f"steps.{name}.seconds", 0.0)
-    if "error" in s and not isinstance(s["error"], str):
-        raise bad(where, "error is not a string")
+    for key in ("error", "anytime_error"):
+        if key in s and not isinstance(s[key], str):
+            raise bad(where, f"{key} is not a string")
     return s
 
 
