@@ -45,7 +45,7 @@ def curve(rows: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, lis
     and their mean and standard deviation. Only the λ = 0 trials with every anytime cell trained count, so each
     point averages the same seeds. `rows` are one dataset's."""
     final = search_flag(settings, "--epochs")
-    keys = [*((e, f"test_acc_e{e}") for e in settings.get("anytime", [])), (final, "test_acc")]
+    keys = [*((e, f"test_acc_e{e}") for e in settings.get("anytime", [])), *([(final, "test_acc")] if final else [])]
     out: dict[str, list[dict[str, Any]]] = {}
     zero = [r for r in rows if r.get("kind") == "search" and r.get("lambda") == "0"
             and all(isinstance(r.get(k), (int, float)) and math.isfinite(r[k]) for _, k in keys)]
@@ -54,9 +54,8 @@ def curve(rows: list[dict[str, Any]], settings: dict[str, Any]) -> dict[str, lis
         points = []
         for epoch, key in keys:
             accs = [100.0 * r[key] for r in mine]
-            if epoch is not None:
-                points.append({"epoch": epoch, "accs": accs, "mean": statistics.mean(accs),
-                               "sd": statistics.stdev(accs) if len(accs) >= 2 else float("nan")})
+            points.append({"epoch": epoch, "accs": accs, "mean": statistics.mean(accs),
+                           "sd": statistics.stdev(accs) if len(accs) >= 2 else float("nan")})
         if len(points) >= 2:
             out[method] = points
     return out

@@ -55,11 +55,7 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
             raise bad(where, f"lambda {clip(search.get('lambda'), 40)} is not this trial's ({lam:g})")
         for key, want in (("seed", t.seed), ("method", t.method), ("predictor", t.predictor), ("relative", rel)):
             _same(search, where, key, want)
-        try:
-            geno = parse_genotype(json.dumps(obj(search.get("genotype_json"), where, "genotype_json")),
-                                  DARTS_V2.reduce, allow_path=False).to_dict()
-        except LpmError as e:
-            raise bad(where, f"genotype_json: {e}") from None
+        geno = _genotype(obj(search.get("genotype_json"), where, "genotype_json"), where, "genotype_json: ")
         for key in ("predicted_latency_ms", "lat_alpha_ms", "reference_ms"):
             number(search.get(key), where, key, 0.0)
         number(search.get("val_acc"), where, "val_acc", 0.0, 1.0)
@@ -73,9 +69,7 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
     info = _load(where)
     number(info.get("madds_M"), where, "madds_M", 0.0)
     number(info.get("params_M"), where, "params_M", 0.0)
-    normal = geno.get("normal") or []
-    row.update(genotype=json.dumps(geno, separators=(",", ":")),
-               skip_normal=sum(1 for op in normal if op and op[0] == "skip_connect"),
+    row.update(genotype=json.dumps(geno, separators=(",", ":")), skip_normal=_skips(geno),
                predicted_ms=search.get("predicted_latency_ms"), lat_alpha_ms=search.get("lat_alpha_ms"),
                reference_ms=search.get("reference_ms"), val_acc=search.get("val_acc"),
                test_acc=train.get("test_acc"), params_M=train.get("params_M"), madds_M=info.get("madds_M"),
@@ -83,13 +77,10 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
                search_s=_seconds(folder, "search"), train_s=train.get("seconds"))
     for profile in settings["measure"]["profiles"]:
         where = folder / f"measure-{profile}.json"
-        m = _load(where)
-        _same(m, where, "profile", profile)
-        _same(m, where, "backend", settings["measure"]["backend"])
+        m = _measurement(where, profile, settings)
         ran = obj(m.get("ran_on") or {}, where, "ran_on")
         on = ran.get("node") or ran.get("host")
-        row[profile_column(profile)] = number(m.get("latency_ms"), where, "latency_ms", 0.0, above=True,
-                                              optional=False)
+        row[profile_column(profile)] = m["latency_ms"]
         row[f"spread_ms_{profile}"] = number(m.get("spread_ms"), where, "spread_ms", 0.0)
         row[f"measured_on_{profile}"] = None if on is None else text(on, where, "ran_on's host", 200)
     if t.kind == "search" and t.lam == "0":
@@ -108,24 +99,38 @@ def anytime_columns(folder: Path, t: Trial, settings: dict[str, Any], epoch: int
     gfile, tfile = folder / anytime_genotype(epoch), folder / f"train-e{epoch}.json"
     if not (refuse_link(gfile) and refuse_link(tfile)):
         return out
-    try:
-        geno = parse_genotype(json.dumps(_load(gfile)), DARTS_V2.reduce, allow_path=False).to_dict()
-    except LpmError as e:
-        raise bad(gfile, str(e)) from None
+    geno = _genotype(_load(gfile), gfile)
     train = _load(tfile)
     _same(train, tfile, "dataset", t.dataset)
-    out.update({names[0]: json.dumps(geno, separators=(",", ":")),
-                names[1]: sum(1 for op in geno["normal"] if op and op[0] == "skip_connect"),
+    out.update({names[0]: json.dumps(geno, separators=(",", ":")), names[1]: _skips(geno),
                 names[2]: number(train.get("test_acc"), tfile, "test_acc", 0.0, 1.0, optional=False)})
     for profile in settings["measure"]["profiles"]:
         where = folder / f"measure-{profile}-e{epoch}.json"
         if refuse_link(where):
-            m = _load(where)
-            _same(m, where, "profile", profile)
-            _same(m, where, "backend", settings["measure"]["backend"])
-            out[f"{profile_column(profile)}_e{epoch}"] = number(m.get("latency_ms"), where, "latency_ms", 0.0,
-                                                                above=True, optional=False)
+            out[f"{profile_column(profile)}_e{epoch}"] = _measurement(where, profile, settings)["latency_ms"]
     return out
+
+
+def _genotype(data: dict[str, Any], where: Path, what: str = "") -> dict[str, Any]:
+    """A step file's genotype object, parsed as data (never a path), as a plain dict; else one LpmError line."""
+    try:
+        return parse_genotype(json.dumps(data), DARTS_V2.reduce, allow_path=False).to_dict()
+    except LpmError as e:
+        raise bad(where, f"{what}{e}") from None
+
+
+def _skips(geno: dict[str, Any]) -> int:
+    """The skip_connect edges of a genotype dict's normal cell."""
+    return sum(1 for op in geno.get("normal") or [] if op and op[0] == "skip_connect")
+
+
+def _measurement(where: Path, profile: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """A measurement step's JSON, matched to its profile and the sweep's backend, its latency_ms checked (> 0)."""
+    m = _load(where)
+    _same(m, where, "profile", profile)
+    _same(m, where, "backend", settings["measure"]["backend"])
+    number(m.get("latency_ms"), where, "latency_ms", 0.0, above=True, optional=False)
+    return m
 
 
 def _seconds(folder: Path, step: str) -> float | None:

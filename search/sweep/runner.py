@@ -160,24 +160,18 @@ class Sweep:
                 return "skipped", ""
             t_start = time.time()
             steps = trial_steps(t, self.grid.settings)
+            later = [s for s in steps if s.anytime is not None and not (folder / s.stdout).is_file()]
+            phases = [("anytime_error", later)] if later else []
             if state.get("status") != "done":
-                state.update(trial=asdict(t), status="running", owner={k: held[k] for k in ("pid", "host")},
-                             attempts=state.get("attempts", 0) + 1, steps=state.get("steps", {}))
+                state.update(trial=asdict(t), status="running", attempts=state.get("attempts", 0) + 1)
                 state.pop("error", None)
-                write_state(folder, state)
-                what, detail = self._steps(t, folder, state, [s for s in steps if s.anytime is None], "error")
-                if what != "done":
-                    return what, detail
-                what, detail = self._row(t, folder, state, "error")
-                if what != "done":
-                    return what, detail
-            if any(not (folder / s.stdout).is_file() for s in steps if s.anytime is not None):
-                state.update(owner={k: held[k] for k in ("pid", "host")}, steps=state.get("steps", {}))
-                what, detail = self._steps(t, folder, state, [s for s in steps if s.anytime is not None],
-                                           "anytime_error")
-                if what != "done":
-                    return what, detail
-                what, detail = self._row(t, folder, state, "anytime_error")
+                phases.insert(0, ("error", [s for s in steps if s.anytime is None]))
+            state.update(owner={k: held[k] for k in ("pid", "host")}, steps=state.get("steps", {}))
+            write_state(folder, state)
+            for error_key, group in phases:  # the trial's own steps and row, then its anytime cells'
+                what, detail = self._steps(t, folder, state, group, error_key)
+                if what == "done":
+                    what, detail = self._row(t, folder, state, error_key)
                 if what != "done":
                     return what, detail
             self._progress(t, time.time() - t_start)

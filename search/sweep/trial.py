@@ -103,7 +103,8 @@ def trial_steps(trial: Trial, settings: dict[str, Any]) -> list[Step]:
         for epoch in settings.get("anytime", []):
             name = anytime_genotype(epoch)
             argv = ["search", "--out", "search", "--genotype-after", str(epoch), "--json"]
-            steps.append(Step(trial.id, name[:-5], "genotype", argv, name, ["search/history.json"], anytime=epoch))
+            steps.append(Step(trial.id, f"genotype-e{epoch}", "genotype", argv, name, ["search/history.json"],
+                              anytime=epoch))
             steps += _evaluation(trial, settings, name, [name], epoch)
     return steps
 
