@@ -27,7 +27,10 @@ from pathlib import Path
 #: the libraries the commands import inside their functions (tests/test_layers.py keeps `lpm --help` light)
 HEAVY = ["torch", "numpy", "onnx", "onnxruntime", "sklearn.ensemble", "sklearn.neighbors", "sklearn.linear_model",
          "skops.io", "lpm_zoo.search.searcher", "lpm_zoo.backends.ort_backend", "lpm_zoo.backends.torch_backend",
-         "lpm_zoo.predictors.sk"]
+         "lpm_zoo.predictors.sk",
+         # imported on first use, in every forked search or train: an optimizer's first step (torch._dynamo), the
+         # built-in data (sklearn.datasets) and the cell pictures (matplotlib.pyplot; the backend is chosen later)
+         "torch._dynamo", "sklearn.datasets", "matplotlib.pyplot"]
 
 _context: multiprocessing.context.ForkServerContext | None = None
 
