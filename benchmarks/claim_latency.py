@@ -4,8 +4,12 @@ group scaled to the first group's DARTS_V2), so a passing load hits them alike; 
 per-trial figures (each measured alone, under whatever ran beside it), and the verdicts of
 `lpm_zoo.search.sweep.claims`, its picture and the rows of benchmarks/results/search-claim.json are written from them.
 
-    python -m benchmarks.claim_latency runs/claim-search --out benchmarks/results/search-claim.json \\
-        --png docs/search_claim.png
+    python -m benchmarks.claim_latency runs/claim-search [runs/claim-pc ...] \\
+        --out benchmarks/results/search-claim.json --png docs/search_claim.png
+
+Several sweep folders pool their trials (say, the λ = 0 searches of one sweep, a PC-DARTS sweep and a λ > 0 sweep),
+when they train every network alike (the same datasets and `lpm train` flags, length included); a trial in two
+folders (one taken into the other with `--reuse`) counts once, from the first folder that has it.
 
 Run it on a quiet machine: it prints the `lscpu` model the figures belong to. The sweep folder is read as untrusted
 input (its grid and every row are checked and recomputed by `lpm sweep`'s own reader; a genotype is data, never a
@@ -19,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lpm_zoo.errors import LpmError
+from lpm_zoo.errors import LpmError, clip
 from lpm_zoo.files import write_atomic
 from lpm_zoo.hardware import cpu_fingerprint, describe
 from lpm_zoo.search.sweep import claims
@@ -35,6 +39,28 @@ GROUP = 16
 def networks(rows: list[dict]) -> list[str]:
     """The distinct genotypes (as the sweep wrote them: JSON) of the finished rows, in first-seen order."""
     return list(dict.fromkeys(r["genotype"] for r in rows if r.get("genotype")))
+
+
+def pooled_rows(folders: list[Path]) -> list[dict]:
+    """The finished rows of every sweep folder, each trial once (the first folder's), after checking that all of
+    them train their networks alike: a claim over networks trained two ways would compare the training."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    first = None
+    for folder in folders:
+        grid = sweep_grid(folder)
+        if first is None:
+            first = (folder, grid.training())
+        elif grid.training() != first[1]:
+            raise LpmError(f"{folder} trains with {clip(grid.training())}, {first[0]} with {clip(first[1])}: pool "
+                           "sweeps whose networks are trained alike")
+        for r in collect_rows(folder, grid.trials(), grid.settings):
+            if r["trial"] not in seen:
+                seen.add(r["trial"])
+                rows.append(r)
+    if not rows:
+        raise LpmError(f"{clip(', '.join(map(str, folders)))}: no finished trial")
+    return rows
 
 
 def measure_group(genotypes: list[str], threads: int, rounds: int | None) -> list[float]:
@@ -83,16 +109,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("sweep", type=Path, help="a finished (or partly finished) `lpm sweep` folder")
+    p.add_argument("sweeps", type=Path, nargs="+", metavar="SWEEP",
+                   help="finished (or partly finished) `lpm sweep` folders that train alike")
     p.add_argument("--out", type=Path, required=True, help="the claim rows (search-claim.json)")
     p.add_argument("--png", type=Path, help="the picture (accuracy against the interleaved ms)")
     p.add_argument("--threads", type=int, default=1, help="threads of every measurement (the sweep's: 1)")
     p.add_argument("--rounds", type=int, help="lpm measure --rounds (default its own)")
     args = p.parse_args(argv)
-    grid = sweep_grid(args.sweep)
-    rows = collect_rows(args.sweep, grid.trials(), grid.settings)
-    if not rows:
-        raise LpmError(f"{args.sweep} has no finished trial")
+    rows = pooled_rows(args.sweeps)
     ms, groups = interleaved_ms(networks(rows), args.threads, args.rounds)
     column = profile_column(PROFILE)
     for r in rows:

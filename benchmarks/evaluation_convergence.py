@@ -25,22 +25,11 @@ from lpm_zoo.search.sweep.results import collect_rows, profile_column
 TAU_TARGET = 0.8
 
 
-def protocol(grid: Grid) -> tuple[tuple, str]:
-    """A sweep's training protocol apart from its length (datasets and `lpm train` flags), and its `--epochs`."""
-    flags = list(grid.settings.get("train", []))
-    epochs = "the default"
-    if "--epochs" in flags:
-        i = flags.index("--epochs")
-        epochs = str(flags[i + 1])
-        del flags[i:i + 2]
-    return (tuple(grid.axes.get("dataset", [])), tuple(flags)), epochs
-
-
 def check_same_protocol(grids: dict[Path, Grid], long: Path) -> None:
     """Refuse folders whose training differs in anything but its length: the comparison would mean nothing."""
-    want, long_epochs = protocol(grids[long])
+    want, long_epochs = grids[long].training()
     for folder, grid in grids.items():
-        got, epochs = protocol(grid)
+        got, epochs = grid.training()
         if got != want:
             raise LpmError(f"{folder} trains with {clip(got)}, {long} with {clip(want)}: the short and the long "
                            "runs must differ in --train-epochs only")

@@ -122,3 +122,28 @@ def test_evaluation_convergence_refuses_runs_that_differ_in_more_than_their_leng
         assert conv.main(["--short", str(bad), "--long", str(long)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("evaluation_convergence: error:") and why in err and err.count("\n") == 1
+
+
+def test_several_sweeps_pool_their_trials_once_and_must_train_alike(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
+    first = _sweep(tmp_path, "first", "--random", "2")
+    more = _sweep(tmp_path, "more", "--random", "2", "--lambda", "0", "--seeds", "0", "--reuse", str(first))
+    other = _sweep(tmp_path, "other", "--train-epochs", "30")
+    calls = []
+
+    def fake_measure(genotypes, threads, rounds):
+        calls.append(list(genotypes))
+        return [10.0] * (len(genotypes) + 1)
+
+    monkeypatch.setattr(claim_latency, "measure_group", fake_measure)
+    out = tmp_path / "claim.json"
+    assert claim_latency.main([str(first), str(more), "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    # DARTS_V2 and 2 random cells from `first` (taken into `more` by --reuse: counted once), the search from `more`
+    assert sorted(r["kind"] for r in rows) == ["random", "random", "reference", "search"]
+    assert len(calls) == 1 and len(calls[0]) == len(set(calls[0])) and all(r["whole_ms"] == 10.0 for r in rows)
+    capsys.readouterr()
+    assert claim_latency.main([str(first), str(other), "--out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("claim_latency: error:") and "trained alike" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.json").exists()

@@ -141,6 +141,17 @@ class Grid:
         (`check_grid`); anything else is one LpmError line."""
         return check_grid(data, where, named)
 
+    def training(self) -> tuple[tuple[tuple, tuple], str]:
+        """How the sweep trains apart from its length (its datasets and `lpm train` flags less `--epochs`), and that
+        `--epochs` ("the default" when not given): networks of two sweeps compare only when the first part agrees."""
+        flags = list(self.settings.get("train", []))
+        epochs = "the default"
+        if "--epochs" in flags:
+            i = flags.index("--epochs")
+            epochs = str(flags[i + 1])
+            del flags[i:i + 2]
+        return (tuple(self.axes.get("dataset", [])), tuple(flags)), epochs
+
     def trials(self) -> list[Trial]:
         """Every trial of the grid in run order (seed-major, λ = 0 first), each once; the references last per seed."""
         a = self.axes
