@@ -1,6 +1,7 @@
 """Issue 34's point 3: has the evaluation's ranking converged? The networks trained with the short protocol (one or
-more sweep folders) are paired, by genotype and training seed, with the same networks trained 3x as long (another
-sweep folder, `lpm sweep --train-epochs 30`), and the two rankings compared with Kendall's τ (target ≥ 0.8).
+more sweep folders) are paired, by genotype and training seed, with the same networks trained 3x as long (one or
+more other sweep folders, `lpm sweep --train-epochs 30`), and the two rankings compared with Kendall's τ (target
+≥ 0.8). A network trained in two folders of one side counts once, the first folder's.
 
     python -m benchmarks.evaluation_convergence --short runs/claim-random runs/claim-search \\
         --long runs/claim-converged
@@ -25,17 +26,23 @@ from lpm_zoo.search.sweep.results import collect_rows, profile_column
 TAU_TARGET = 0.8
 
 
-def check_same_protocol(grids: dict[Path, Grid], long: Path) -> None:
-    """Refuse folders whose training differs in anything but its length: the comparison would mean nothing."""
-    want, long_epochs = grids[long].training()
-    for folder, grid in grids.items():
-        got, epochs = grid.training()
-        if got != want:
-            raise LpmError(f"{folder} trains with {clip(got)}, {long} with {clip(want)}: the short and the long "
-                           "runs must differ in --train-epochs only")
-        if folder != long and epochs == long_epochs:
-            raise LpmError(f"{folder} and {long} both train for {epochs[:20]} epochs: give the long run's sweep "
-                           "--train-epochs 3x the short one's")
+def check_same_protocol(grids: dict[Path, Grid], short: list[Path], long: list[Path]) -> None:
+    """Refuse folders whose training differs in anything but its length (or, on one side, in anything at all), and
+    short folders as long as the long ones: the comparison would mean nothing."""
+    want, long_epochs = grids[long[0]].training()
+    for side in (short, long):
+        side_epochs = grids[side[0]].training()[1]
+        for folder in side:
+            got, epochs = grids[folder].training()
+            if got != want:
+                raise LpmError(f"{folder} trains with {clip(got)}, {long[0]} with {clip(want)}: the short and the "
+                               "long runs must differ in --train-epochs only")
+            if epochs != side_epochs:
+                raise LpmError(f"{folder} trains for {epochs[:20]} epochs, {side[0]} for {side_epochs[:20]}: the "
+                               "folders of one side must train alike")
+            if side is short and epochs == long_epochs:
+                raise LpmError(f"{folder} and {long[0]} both train for {epochs[:20]} epochs: give the long run's "
+                               "sweep --train-epochs 3x the short one's")
 
 
 def accuracies(folder: Path, grid: Grid) -> dict[tuple[str, int], tuple[str, float]]:
@@ -69,14 +76,15 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--short", type=Path, nargs="+", required=True, help="sweep folders of the short protocol")
-    p.add_argument("--long", type=Path, required=True, help="the sweep folder of the 3x longer training")
+    p.add_argument("--long", type=Path, nargs="+", required=True, help="sweep folders of the 3x longer training")
     args = p.parse_args(argv)
-    grids = {folder: sweep_grid(folder) for folder in [*args.short, args.long]}
-    check_same_protocol(grids, args.long)
-    short: dict = {}
-    for folder in args.short:  # a network trained in two of them: the first folder's training counts
-        short.update({k: v for k, v in accuracies(folder, grids[folder]).items() if k not in short})
-    both, tau = compare(short, accuracies(args.long, grids[args.long]))
+    grids = {folder: sweep_grid(folder) for folder in [*args.short, *args.long]}
+    check_same_protocol(grids, args.short, args.long)
+    short, long = ({}, {})
+    for side, folders in ((short, args.short), (long, args.long)):
+        for folder in folders:  # a network trained in two of them: the first folder's training counts
+            side.update({k: v for k, v in accuracies(folder, grids[folder]).items() if k not in side})
+    both, tau = compare(short, long)
     print("| network | training seed | short | 3x as long |\n|---|---|---|---|")
     for label, seed, a, b in both:
         print(f"| {label} | {seed} | {a:.2f}% | {b:.2f}% |")

@@ -115,13 +115,21 @@ def test_evaluation_convergence_refuses_runs_that_differ_in_more_than_their_leng
     long = _sweep(tmp_path, "long", "--train-epochs", "30")
     other = _sweep(tmp_path, "other", "--train-epochs", "30", "--train-batch-size", "64")
     same = _sweep(tmp_path, "same", "--train-epochs", "30")
+    longer = _sweep(tmp_path, "longer", "--train-epochs", "40")
     capsys.readouterr()
     assert conv.main(["--short", str(short), "--long", str(long)]) == 0
+    assert "\n1 networks in both" in capsys.readouterr().out
+    assert conv.main(["--short", str(short), "--long", str(long), str(same)]) == 0  # pooled: DARTS_V2 once
     assert "\n1 networks in both" in capsys.readouterr().out
     for bad, why in ((other, "must differ in --train-epochs only"), (same, "both train for 30 epochs")):
         assert conv.main(["--short", str(bad), "--long", str(long)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("evaluation_convergence: error:") and why in err and err.count("\n") == 1
+    for argv in (["--short", str(short), "--long", str(long), str(longer)], ["--short", str(short), str(long), "--long",
+                                                                              str(longer)]):
+        assert conv.main(argv) == 2  # one side's folders train for 30 and 40 epochs, or for 10 and 30
+        err = capsys.readouterr().err
+        assert err.startswith("evaluation_convergence: error:") and "must train alike" in err and err.count("\n") == 1
 
 
 def test_several_sweeps_pool_their_trials_once_and_must_train_alike(tmp_path, monkeypatch, capsys):
