@@ -44,20 +44,17 @@ def networks(rows: list[dict]) -> list[str]:
 def pooled_rows(folders: list[Path]) -> list[dict]:
     """The finished rows of every sweep folder, each trial once (the first folder's), after checking that all of
     them train their networks alike: a claim over networks trained two ways would compare the training."""
-    rows: list[dict] = []
-    seen: set[str] = set()
-    first = None
-    for folder in folders:
-        grid = sweep_grid(folder)
-        if first is None:
-            first = (folder, grid.training())
-        elif grid.training() != first[1]:
-            raise LpmError(f"{folder} trains with {clip(grid.training())}, {first[0]} with {clip(first[1])}: pool "
+    grids = [(folder, sweep_grid(folder)) for folder in folders]
+    want = grids[0][1].training()
+    for folder, grid in grids[1:]:
+        if grid.training() != want:
+            raise LpmError(f"{folder} trains with {clip(grid.training())}, {folders[0]} with {clip(want)}: pool "
                            "sweeps whose networks are trained alike")
+    by_trial: dict[str, dict] = {}
+    for folder, grid in grids:
         for r in collect_rows(folder, grid.trials(), grid.settings):
-            if r["trial"] not in seen:
-                seen.add(r["trial"])
-                rows.append(r)
+            by_trial.setdefault(r["trial"], r)
+    rows = list(by_trial.values())
     if not rows:
         raise LpmError(f"{clip(', '.join(map(str, folders)))}: no finished trial")
     return rows
