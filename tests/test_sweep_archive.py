@@ -1,0 +1,73 @@
+"""benchmarks/sweep_archive.py: a sweep's results packed without checkpoints or logs, deterministic, and unpacked a
+sweep folder that `lpm sweep --reuse` takes every packed trial from (no step runs again). The steps are
+tests/sweep_fake_lpm.py."""
+
+import csv
+import importlib.util
+import json
+import shlex
+import sys
+import tarfile
+from pathlib import Path
+
+from lpm_zoo.cli import main
+
+_SPEC = importlib.util.spec_from_file_location("sweep_archive",
+                                               Path(__file__).parents[1] / "benchmarks" / "sweep_archive.py")
+sweep_archive = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(sweep_archive)
+
+FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
+STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
+
+
+def _sweep(out: Path, *extra: str) -> list[str]:
+    return ["sweep", "--out", str(out), "--lambda", "0", "--seeds", "0", "--references", "DARTS_V2", "--random", "2",
+            "--profiles", "cifar-b1-both", "--step-command", STEP, *extra]
+
+
+def _rows(folder: Path) -> dict[str, dict]:
+    with open(folder / "results.csv") as f:
+        return {r["trial"]: r for r in csv.DictReader(f)}
+
+
+def test_packed_results_unpack_to_a_folder_that_reuse_takes_whole(tmp_path, monkeypatch, capsys):
+    log = tmp_path / "steps.log"
+    monkeypatch.setenv("FAKE_LPM_LOG", str(log))
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
+    run = tmp_path / "study"
+    assert main(_sweep(run)) == 0
+    trials = sorted(p.name for p in (run / "trials").iterdir())
+    assert len(trials) == 4  # the search, DARTS_V2, 2 random cells
+    (run / "trials" / trials[-1] / "state.json").unlink()  # one trial not finished: left out of the archive
+    (run / "trials" / trials[0] / "stray.log").write_text("a log")
+    a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    assert sweep_archive.main([str(run), "--out", str(a)]) == 0
+    assert "3 finished trials" in capsys.readouterr().out
+    assert sweep_archive.main([str(run), "--out", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()  # deterministic: the same results, the same bytes
+    with tarfile.open(a) as tar:
+        names = tar.getnames()
+        assert all(n.startswith("study/") and n.endswith(".json") for n in names), names  # no checkpoint, no log
+        assert not any(trials[-1] in n for n in names)
+        assert any(n.endswith("/search/genotype.json") for n in names)  # the found cell, for --reuse-searches
+        unpacked = tmp_path / "unpacked"
+        tar.extractall(unpacked, filter="data")
+
+    again = tmp_path / "again"
+    n = len(log.read_text().splitlines())
+    assert main(_sweep(again, "--reuse", str(unpacked / "study"))) == 0
+    assert "reused 3 finished trials" in capsys.readouterr().err
+    ran = {line.split()[1] for line in log.read_text().splitlines()[n:] if line.startswith("start")}
+    assert ran == {trials[-1]}  # only the trial the archive did not hold ran again
+    assert {k: v for k, v in _rows(again).items() if k != trials[-1]} == {
+        k: v for k, v in _rows(run).items() if k != trials[-1]}
+    grid = json.loads((unpacked / "study" / "grid.json").read_text())
+    assert grid == json.loads((run / "grid.json").read_text())
+
+
+def test_a_folder_without_a_sweep_or_a_finished_trial_is_one_line_and_exit_2(tmp_path, capsys):
+    assert sweep_archive.main([str(tmp_path), "--out", str(tmp_path / "x.tar.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sweep_archive: error:") and err.count("\n") == 1
+    assert not (tmp_path / "x.tar.gz").exists()
