@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 ORIGINAL_MODULES = ("model_search", "operations", "genotypes", "utils")
+#: the project's networks that can be timed: the forward (default, per-edge, per-state), optionally under bf16
+VARIANTS = [f"{v}{p}" for v in ("ours", "plain", "fused") for p in ("", "-bf16")]
 
 
 @contextlib.contextmanager
@@ -72,20 +74,26 @@ def _copy_into_original(ours, theirs) -> None:
 
 
 class Runner:
-    """One network with its weight optimiser and a first-order α step."""
+    """One network with its weight optimiser and a first-order α step; with `precision` (the project's
+    `lpm search --precision` path) the weight step runs under its autocast and loss scaling."""
 
-    def __init__(self, model, weights, arch, loss_fn, alpha_step, grad_clip: float = 5.0):
+    def __init__(self, model, weights, arch, loss_fn, alpha_step, grad_clip: float = 5.0, precision=None):
         import torch
 
         self.model, self.weights, self.loss_fn = model, weights, loss_fn
         self.w_opt = torch.optim.SGD(weights, 0.025, momentum=0.9, weight_decay=3e-4)
         self.a_opt = torch.optim.Adam(arch, 3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
-        self.alpha_step, self.grad_clip = alpha_step, grad_clip
+        self.alpha_step, self.grad_clip, self.precision = alpha_step, grad_clip, precision
 
     def w_step(self, x, y) -> float:
         import torch
 
         self.w_opt.zero_grad(set_to_none=True)
+        if self.precision is not None:
+            with self.precision.autocast():
+                loss = self.loss_fn(x, y)
+            self.precision.weight_step(loss, self.w_opt, self.weights, self.grad_clip)
+            return float(loss.detach())
         loss = self.loss_fn(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.weights, self.grad_clip)
@@ -112,6 +120,7 @@ def build(method: str, args, original) -> dict[str, Runner]:
 
     from lpm_zoo.search.architect import Architect
     from lpm_zoo.search.model_search import SearchNetwork
+    from lpm_zoo.search.precision import Precision
 
     k = 4 if method == "pcdarts" else 1
     torch.manual_seed(args.seed)
@@ -120,14 +129,16 @@ def build(method: str, args, original) -> dict[str, Runner]:
         theirs = original.Network(args.channels, 10, args.layers, torch.nn.CrossEntropyLoss())
     _copy_into_original(ours, theirs)
     runners = {}
-    for name, model in (("ours", ours), ("plain", copy.deepcopy(ours).set_fused(False)),
-                        ("fused", copy.deepcopy(ours).set_fused(True))):
-        if name not in args.variants:
-            continue
+    for name in args.variants:
+        forward, _, dtype = name.partition("-")
+        model = copy.deepcopy(ours) if name != "ours" else ours
+        if forward != "ours":
+            model.set_fused(forward == "fused")
+        precision = Precision(dtype, torch.device("cpu")) if dtype else None
         model.train()
         r = Runner(model, model.weight_parameters(), model.arch_parameters(),
-                   lambda x, y, m=model: F.cross_entropy(m(x), y), None)
-        arch = Architect(model, 3e-4, (0.5, 0.999), 1e-3, 0.9, 3e-4, unrolled=False)
+                   lambda x, y, m=model: F.cross_entropy(m(x), y), None, precision=precision)
+        arch = Architect(model, 3e-4, (0.5, 0.999), 1e-3, 0.9, 3e-4, unrolled=False, precision=precision)
         r.alpha_step = lambda r, x, y, arch=arch: arch.step(x, y, x, y, 0.025, r.w_opt)
         runners[name] = r
     theirs.train()
@@ -177,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", nargs="+", default=["ours"], choices=["ours", "plain", "fused"],
+    ap.add_argument("--variants", nargs="+", default=["ours"], choices=VARIANTS,
                     help="the project's networks to time against the original: ours (the default network), "
-                         "plain (the per-edge loop), fused (the per-state forward, opt-in)")
+                         "plain (the per-edge loop), fused (the per-state forward, opt-in); -bf16: the same under "
+                         "`lpm search --precision bf16` (autocast; fast only on a CPU with native bf16)")
     ap.add_argument("--peak-memory", action="store_true",
                     help="peak resident memory of each network alone, each in a fresh process")
-    ap.add_argument("--single", choices=["ours", "plain", "fused", "original"], help=argparse.SUPPRESS)
+    ap.add_argument("--single", choices=[*VARIANTS, "original"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.peak_memory:
         return _peak_memory(args, argv if argv is not None else sys.argv[1:])
