@@ -3,7 +3,6 @@ group's DARTS_V2, and the claim rows written with those figures. The sweep's ste
 measurement is a recording fake (it says which networks each `lpm measure` call got and answers fixed figures), so
 the grouping and the scaling are what is tested, not a timing."""
 
-import importlib.util
 import json
 import math
 import shlex
@@ -11,13 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 from lpm_zoo.cli import main
 
-_SPEC = importlib.util.spec_from_file_location("claim_latency",
-                                               Path(__file__).parents[1] / "benchmarks" / "claim_latency.py")
-claim_latency = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(claim_latency)
+claim_latency = load_benchmark("claim_latency")
 
 FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
@@ -54,10 +51,7 @@ def test_groups_share_the_anchor_and_are_scaled_to_the_first(tmp_path, monkeypat
 
 
 def test_evaluation_convergence_pairs_networks_by_genotype_and_seed_and_ranks_them():
-    spec = importlib.util.spec_from_file_location("evaluation_convergence", Path(__file__).parents[1] / "benchmarks"
-                                                  / "evaluation_convergence.py")
-    conv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conv)
+    conv = load_benchmark("evaluation_convergence")
     short = {("a", 0): ("A", 80.0), ("b", 0): ("B", 70.0), ("c", 0): ("C", 60.0), ("d", 0): ("D", 50.0),
              ("a", 1): ("A", 10.0)}
     long = {("a", 0): ("A", 85.0), ("b", 0): ("B", 84.0), ("c", 0): ("C", 86.0), ("d", 0): ("D", 40.0),
@@ -107,10 +101,7 @@ def _sweep(tmp_path, name, *flags):
 
 def test_evaluation_convergence_refuses_runs_that_differ_in_more_than_their_length(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
-    spec = importlib.util.spec_from_file_location("evaluation_convergence", Path(__file__).parents[1] / "benchmarks"
-                                                  / "evaluation_convergence.py")
-    conv = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conv)
+    conv = load_benchmark("evaluation_convergence")
     short = _sweep(tmp_path, "short")
     long = _sweep(tmp_path, "long", "--train-epochs", "30")
     other = _sweep(tmp_path, "other", "--train-epochs", "30", "--train-batch-size", "64")

@@ -1,14 +1,12 @@
 """benchmarks/pareto.py: the λ sweep's table, the paper's claim and the picture, from the files the sweep writes."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
-_SPEC = importlib.util.spec_from_file_location("pareto", Path(__file__).parents[1] / "benchmarks" / "pareto.py")
-pareto = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(pareto)
+pareto = load_benchmark("pareto")
 
 _SKIP8 = {"normal": [["skip_connect", k % 2] for k in range(8)], "normal_concat": [2, 3, 4, 5],
           "reduce": [["max_pool_3x3", 0]] * 8, "reduce_concat": [2, 3, 4, 5]}

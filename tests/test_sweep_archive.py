@@ -3,19 +3,17 @@ sweep folder that `lpm sweep --reuse` takes every packed trial from (no step run
 tests/sweep_fake_lpm.py."""
 
 import csv
-import importlib.util
 import json
 import shlex
 import sys
 import tarfile
 from pathlib import Path
 
+from benchmark_scripts import load_benchmark
+
 from lpm_zoo.cli import main
 
-_SPEC = importlib.util.spec_from_file_location("sweep_archive",
-                                               Path(__file__).parents[1] / "benchmarks" / "sweep_archive.py")
-sweep_archive = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(sweep_archive)
+sweep_archive = load_benchmark("sweep_archive")
 
 FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
