@@ -60,6 +60,16 @@ def pooled_rows(folders: list[Path]) -> list[dict]:
     return rows
 
 
+def training_machines(rows: list[dict]) -> str:
+    """Which machines trained the pooled networks, with counts: one training's accuracy differs between CPU models
+    (by 0.5 points for two cells, BENCHMARKS.md), so a claim over networks trained on several should say so."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        key = r.get("trained_on") or "not recorded (trained before 2026-12-08)"
+        counts[key] = counts.get(key, 0) + 1
+    return "; ".join(f"{k} ({n})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def measure_group(genotypes: list[str], threads: int, rounds: int | None) -> list[float]:
     """Whole-network ms of ANCHOR and then each genotype, timed together in turns by one `lpm measure`."""
     argv = [sys.executable, "-m", "lpm_zoo", "measure", "--backend", "ort", "--profile", PROFILE, "--threads",
@@ -127,6 +137,7 @@ def _main(argv: list[str] | None) -> int:
     if args.png:
         claims.plot_claim(crows, args.png, f"accuracy against whole-network ms, timed in turns ({machine})")
     print(f"machine: {machine}; {len(ms)} networks in {len(groups)} interleaved groups; wrote {args.out}, {timing}")
+    print(f"trained on: {training_machines(rows)}")
     for line in claims.verdicts(crows):
         print(f"- {line}")
     return 0

@@ -254,7 +254,7 @@ def _run_train(args: argparse.Namespace) -> int:
         return 130
     if args.json:
         print(json.dumps({k: result[k] for k in ("genotype", "dataset", "params_M", "test_acc", "epochs_done",
-                                                  "seconds", "config")}))
+                                                  "seconds", "config", "trained_on", "torch", "data_sha256")}))
     else:
         print(f"params {result['params_M']:.3f} M (auxiliary head excluded)  test accuracy "
               f"{100 * result['test_acc']:.2f}% after {result['epochs_done']} epochs on {result['dataset']}")

@@ -8,6 +8,7 @@ checkpoint sees exactly the batches it would have seen. CIFAR-10 is read from th
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,15 @@ class ImageData:
     @property
     def resolution(self) -> int:
         return int(self.x_train.shape[-1])
+
+    def fingerprint(self) -> str:
+        """SHA-256 (first 16 hex digits) of both splits' images and labels: the same on two machines only when
+        they trained on the same data, so an accuracy that differs between CPUs says whether the data did."""
+        h = hashlib.sha256()
+        for t in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 def check_digits_resolution(resolution: int | None) -> int:

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from lpm_zoo.cli import check_seed
 from lpm_zoo.errors import LpmError
+from lpm_zoo.hardware import cpu_fingerprint, describe
 from lpm_zoo.search.checkpoint import check_checkpoint_path, check_device, check_number, load_checkpoint, restoring, save_checkpoint
 from lpm_zoo.search.data import iterate
 from lpm_zoo.search.datasets import check_resolution, load_data
@@ -84,6 +85,14 @@ class TrainConfig:
                            f"{out['resolution']}: use --resolution 32 or --auxiliary-weight 0")
         out["device"] = check_device(out["device"])
         return replace(self, **out)
+
+
+def trained_on(device: torch.device) -> str:
+    """The machine a network was trained on, in one phrase: the GPU's name, or the CPU's model, cores and top ISA
+    (training arithmetic differs between CPU models: BENCHMARKS.md, issue 34)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)[:80]
+    return describe(cpu_fingerprint())
 
 
 def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | None = None,
@@ -172,6 +181,9 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
         "interrupted": bool(stop),
         "seconds": time.perf_counter() - t_start,
         "config": asdict(cfg),
+        "trained_on": trained_on(device),
+        "torch": torch.__version__,
+        "data_sha256": data.fingerprint(),
         "history": history,
     }
     if out and not stop:

@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
             g = json.loads(Path(spec).read_text()) if spec.endswith(".json") else json.loads(spec) \
                 if spec.startswith("{") else DARTS_V2
             print(json.dumps({"test_acc": 0.8 - 0.01 * skips(g), "params_M": 0.01, "seconds": nap, "epochs_done": 1,
-                              "dataset": arg(argv, "--dataset")}))
+                              "dataset": arg(argv, "--dataset"), "trained_on": "Fake CPU, 2 cores, avx2"}))
         else:
             print(f"fake lpm: unknown command {cmd}", file=sys.stderr)
             return 2

@@ -20,7 +20,7 @@ FAKE = Path(__file__).with_name("sweep_fake_lpm.py")
 STEP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
 
 
-def test_groups_share_the_anchor_and_are_scaled_to_the_first(tmp_path, monkeypatch):
+def test_groups_share_the_anchor_and_are_scaled_to_the_first(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
     sweep = tmp_path / "sw"
     assert main(["sweep", "--out", str(sweep), "--lambda", "0", "--seeds", "1", "--references", "DARTS_V2",
@@ -46,6 +46,7 @@ def test_groups_share_the_anchor_and_are_scaled_to_the_first(tmp_path, monkeypat
         for k, g in enumerate(c, start=1):
             want[g] = (10.0 if i == 0 else 20.0) * (1 + 0.1 * k) * (1.0 if i == 0 else 0.5)
     assert sorted(r["whole_ms"] for r in rows) == sorted(want.values())
+    assert "trained on: Fake CPU, 2 cores, avx2 (5)" in capsys.readouterr().out  # the fake training's machine
     timing = json.loads(out.with_suffix(".timing.json").read_text())
     assert [g["scale"] for g in timing["groups"]] == [1.0, 0.5, 0.5] and timing["anchor"] == "DARTS_V2"
 

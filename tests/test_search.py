@@ -10,6 +10,7 @@ import torch
 from lpm_zoo.cli import main
 from lpm_zoo.errors import LpmError
 from lpm_zoo.genotype_spec import parse_genotype
+from lpm_zoo.hardware import cpu_fingerprint, describe
 from lpm_zoo.predictors import create_predictor
 from lpm_zoo.sampler import sample_arrays
 from lpm_zoo.search.data import load_cifar10, read_cifar_bin
@@ -255,6 +256,9 @@ def test_cli_search_json_then_train(tmp_path, capsys, predictor_dir):
 
     assert tr["params_M"] == pytest.approx(count_params(NetworkCIFAR(4, 10, 3, True, g)) / 1e6)
     assert 0 <= tr["test_acc"] <= 1 and tr["epochs_done"] == 1 and tr["config"]["auxiliary_weight"] == 0.4
+    # where and on what it trained: the stated host (tests/conftest.py), torch, and the data's fingerprint
+    assert tr["trained_on"] == describe(cpu_fingerprint()) and tr["torch"] == torch.__version__
+    assert tr["data_sha256"] == load_data("digits", None, 32).fingerprint() != load_data("digits", None, 16).fingerprint()
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

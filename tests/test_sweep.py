@@ -134,6 +134,7 @@ def test_a_sweep_its_tables_report_rerun_and_another_grid_refused_or_extended(tm
     r = rows["darts-textures-ort-cpu-rel0.5-n0-s0"]  # the fake's genotype: 5 skips replaced + DARTS_V2's 2 = 7
     assert (r["lambda"], r["relative"], r["skip_normal"], float(r["latency_ms_cifar-b1"]),
             float(r["latency_ms_cifar-b1-both"]), float(r["test_acc"])) == ("rel0.5", "True", "7", 6.5, 16.5, 0.73)
+    assert r["trained_on"] == "Fake CPU, 2 cores, avx2"  # the training step's machine, kept in the row
     assert r["measured_on_cifar-b1"] == os.uname().nodename and (r["madds_M"], r["cifar_params_M"]) == ("430.0", "3.0")
     meas = json.loads((out / "trials" / trials[0] / "measure-cifar-b1.json").read_text())
     assert meas["latency_ms"] == 9.0 and meas["ran_on"]["host"] == os.uname().nodename

@@ -65,6 +65,9 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
     number(train.get("test_acc"), where, "test_acc", 0.0, 1.0, optional=False)
     number(train.get("params_M"), where, "params_M", 0.0)
     number(train.get("seconds"), where, "seconds", 0.0)
+    trained_on = train.get("trained_on")  # absent from trainings before 2026-12-08
+    if trained_on is not None:
+        text(trained_on, where, "trained_on", 200)
     where = folder / "info.json"
     info = _load(where)
     number(info.get("madds_M"), where, "madds_M", 0.0)
@@ -74,7 +77,7 @@ def results_row(t: Trial, folder: Path, settings: dict[str, Any]) -> dict[str, A
                reference_ms=search.get("reference_ms"), val_acc=search.get("val_acc"),
                test_acc=train.get("test_acc"), params_M=train.get("params_M"), madds_M=info.get("madds_M"),
                cifar_params_M=info.get("params_M"),
-               search_s=_seconds(folder, "search"), train_s=train.get("seconds"))
+               search_s=_seconds(folder, "search"), train_s=train.get("seconds"), trained_on=trained_on)
     for profile in settings["measure"]["profiles"]:
         where = folder / f"measure-{profile}.json"
         m = _measurement(where, profile, settings)
