@@ -19,7 +19,7 @@ from lpm_zoo.search.sweep.trial import anytime_genotype, read_state
 
 COLUMNS = ("trial", "kind", "method", "dataset", "predictor", "lambda", "lambda_value", "relative", "noise", "seed",
            "reference", "genotype", "skip_normal", "predicted_ms", "lat_alpha_ms", "reference_ms", "val_acc",
-           "test_acc", "params_M", "madds_M", "cifar_params_M", "search_s", "train_s")
+           "test_acc", "params_M", "madds_M", "cifar_params_M", "search_s", "train_s", "trained_on")
 
 
 def profile_column(profile: str) -> str:
