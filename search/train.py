@@ -92,7 +92,8 @@ def trained_on(device: torch.device) -> str:
     (training arithmetic differs between CPU models: BENCHMARKS.md, issue 34)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)[:80]
-    return describe(cpu_fingerprint())
+    fp = cpu_fingerprint()
+    return describe(fp) + (" (a stated identity, LPM_HOST_IDENTITY)" if fp.get("stated") else "")
 
 
 def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | None = None,
@@ -106,6 +107,7 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
         check_checkpoint_path(Path(out) / "train_checkpoint.pt")
     device = torch.device(cfg.device)
     data = load_data(cfg.dataset, cfg.data_dir, cfg.resolution)
+    data_sha256, machine = data.fingerprint(), trained_on(device)
     torch.manual_seed(cfg.seed)
     aux = cfg.auxiliary_weight > 0
     model = allocated(lambda: NetworkCIFAR(cfg.channels, data.num_classes, cfg.layers, aux, genotype).to(device),
@@ -159,7 +161,7 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
         n_test = cfg.max_steps * cfg.batch_size if cfg.max_steps else len(data.y_test)
         test_acc = evaluate(model, data.x_test[:n_test], data.y_test[:n_test], device)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": tot / max(n, 1), "train_acc": correct / max(n, 1),
-               "test_acc": test_acc}
+               "test_acc": test_acc, "trained_on": machine}  # per epoch: a resumed training may change machines
         history.append(row)
         log(f"epoch {epoch + 1:3d}  lr {lr:.4f}  train loss {row['train_loss']:.3f}  "
             f"train acc {100 * row['train_acc']:.1f}%  test acc {100 * test_acc:.2f}%")
@@ -181,9 +183,9 @@ def train_genotype(genotype: Genotype, config: TrainConfig, out: str | Path | No
         "interrupted": bool(stop),
         "seconds": time.perf_counter() - t_start,
         "config": asdict(cfg),
-        "trained_on": trained_on(device),
+        "trained_on": " + ".join(dict.fromkeys(r.get("trained_on", "not recorded") for r in history)) or machine,
         "torch": torch.__version__,
-        "data_sha256": data.fingerprint(),
+        "data_sha256": data_sha256,
         "history": history,
     }
     if out and not stop:

@@ -4,11 +4,13 @@ tests/sweep_fake_lpm.py."""
 
 import csv
 import json
+import os
 import shlex
 import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 from benchmark_scripts import load_benchmark
 
 from lpm_zoo.cli import main
@@ -42,13 +44,17 @@ def test_packed_results_unpack_to_a_folder_that_reuse_takes_whole(tmp_path, monk
     a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
     assert sweep_archive.main([str(run), "--out", str(a)]) == 0
     assert "3 finished trials" in capsys.readouterr().out
+    for f in run.rglob("*.json"):  # touched: the archive holds no modification time of its own
+        os.utime(f, (1e9, 1e9))
     assert sweep_archive.main([str(run), "--out", str(b)]) == 0
     assert a.read_bytes() == b.read_bytes()  # deterministic: the same results, the same bytes
+    assert a.read_bytes()[4:8] == b"\0\0\0\0"  # the gzip header's time
     with tarfile.open(a) as tar:
         names = tar.getnames()
         assert all(n.startswith("study/") and n.endswith(".json") for n in names), names  # no checkpoint, no log
         assert not any(trials[-1] in n for n in names)
         assert any(n.endswith("/search/genotype.json") for n in names)  # the found cell, for --reuse-searches
+        assert all(m.mtime == 0 and m.uname == "" for m in tar.getmembers())
         unpacked = tmp_path / "unpacked"
         tar.extractall(unpacked, filter="data")
 
@@ -69,3 +75,39 @@ def test_a_folder_without_a_sweep_or_a_finished_trial_is_one_line_and_exit_2(tmp
     err = capsys.readouterr().err
     assert err.startswith("sweep_archive: error:") and err.count("\n") == 1
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+@pytest.mark.parametrize("spoil", ["trials-link", "search-link", "file-link", "hard-link", "no-finished", "bad-out"])
+def test_links_hard_links_nothing_finished_and_a_bad_out_are_one_line_and_write_nothing(tmp_path, monkeypatch,
+                                                                                        capsys, spoil):
+    monkeypatch.setenv("FAKE_LPM_LOG", str(tmp_path / "steps.log"))
+    monkeypatch.setenv("FAKE_LPM_SLEEP", "0")
+    run = tmp_path / "study"
+    assert main(_sweep(run)) == 0
+    capsys.readouterr()
+    search = next((run / "trials").glob("darts-*"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "genotype.json").write_text("{}")
+    out = tmp_path / "a.tar.gz"
+    if spoil == "trials-link":
+        (run / "trials").rename(tmp_path / "elsewhere")
+        (run / "trials").symlink_to(tmp_path / "elsewhere")
+    elif spoil == "search-link":
+        (search / "search").rename(tmp_path / "moved")
+        (search / "search").symlink_to(outside)
+    elif spoil == "file-link":
+        (search / "extra.json").symlink_to(outside / "genotype.json")
+    elif spoil == "hard-link":
+        os.link(search / "info.json", outside / "info-copy.json")
+    elif spoil == "no-finished":
+        for state in (run / "trials").glob("*/state.json"):
+            state.unlink()
+    else:
+        out = tmp_path / "no-such-folder" / "a.tar.gz"
+    assert sweep_archive.main([str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sweep_archive: error:") and err.count("\n") == 1, err
+    want = {"trials-link": "is a link", "search-link": "is a link", "file-link": "is a link",
+            "hard-link": "hard-linked", "no-finished": "no finished trial", "bad-out": "name a file"}[spoil]
+    assert want in err and not out.exists()
