@@ -151,8 +151,11 @@ def test_ops_with_identical_outputs_tie_without_crashing():
     convs = [k for k in CANDIDATES if "conv" in PRIMITIVES[k]]
     for row in a.ops:
         assert len({row["acc_drop"][PRIMITIVES[k]] for k in convs}) == 1  # the identical ops tie exactly
-        drops = [(row["acc_drop"][PRIMITIVES[k]], row["ce_rise"][PRIMITIVES[k]]) for k in CANDIDATES]
-        assert PRIMITIVES[CANDIDATES[drops.index(max(drops))]] == row["op"]  # the first of the tied, every time
+        drops = {PRIMITIVES[k]: (row["acc_drop"][PRIMITIVES[k]], row["ce_rise"][PRIMITIVES[k]]) for k in CANDIDATES}
+        # the chosen op is one whose removal hurts most. Which of the zeroed convolutions that is, is not fixed: their
+        # outputs are identical, but removing each moves a different weight to `none`, so the mixtures' sums, and
+        # the cross-entropies, differ in their last bits, and differently on CPUs with other vector units
+        assert drops[row["op"]] == max(drops.values())
 
 
 # --- inside `lpm search`: result.json, resume, Ctrl-C, the option -------------------------------------------
