@@ -28,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lpm_zoo.errors import LpmError, clip
-from lpm_zoo.files import MAX_JSON_BYTES, open_own, write_atomic
+from lpm_zoo.files import MAX_JSON_BYTES, open_own, refuse_link, write_atomic
 from lpm_zoo.search.sweep.grid import sweep_grid
 from lpm_zoo.search.sweep.results import results_row
 from lpm_zoo.search.sweep.trial import read_state
@@ -56,9 +56,7 @@ def _read(path: Path) -> bytes:
 
 def _folder(path: Path) -> bool:
     """Whether `path` is a folder (never through a link: a link there is one LpmError line)."""
-    if os.path.islink(path):
-        raise LpmError(f"{clip(str(path))} is a link; a sweep folder is read without following links")
-    return path.is_dir()
+    return refuse_link(path) and path.is_dir()
 
 
 def trial_files(folder: Path) -> list[str]:
@@ -85,6 +83,7 @@ def pack(folder: Path, out: Path) -> tuple[int, int]:
     name = folder.resolve().name or "sweep"
     members: list[tuple[str, bytes]] = [(f"{name}/grid.json", _read(folder / "grid.json"))]
     packed = skipped = 0
+    total = len(members[0][1])
     if not _folder(folder / "trials"):
         raise LpmError(f"{clip(str(folder))}: no trials/ folder, so no finished trial to pack")
     for t in grid.trials():
@@ -100,7 +99,8 @@ def pack(folder: Path, out: Path) -> tuple[int, int]:
         results_row(t, tdir, grid.settings)  # its own step files, checked and matched to the trial
         for rel in trial_files(tdir):
             members.append((f"{name}/trials/{t.id}/{rel}", _read(tdir / rel)))
-            if len(members) > MAX_FILES or sum(len(d) for _, d in members) > MAX_BYTES:
+            total += len(members[-1][1])
+            if len(members) > MAX_FILES or total > MAX_BYTES:
                 raise LpmError(f"{clip(str(folder))}: over {MAX_FILES} files or {MAX_BYTES >> 20} MiB to pack; "
                                "that is no sweep's results")
         packed += 1
